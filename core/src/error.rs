@@ -1,0 +1,148 @@
+//! The error type of evalkit-core. Variants record what was being done and on which file, row,
+//! field or tensor, so that a message tells the user exactly what to fix. Foreign errors
+//! (tch, tokenizers, serde_json, io) are wrapped at the boundary with that context added.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout evalkit-core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while loading a model or data, or running an evaluation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("reading", "writing", ...).
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file expected in a checkpoint or data directory does not exist.
+    #[error("missing file {path}{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    MissingFile {
+        /// The path that was expected.
+        path: PathBuf,
+        /// Where to get it, or what it is for.
+        hint: Option<String>,
+    },
+    /// A JSON (or other structured) file does not parse or lacks a field.
+    #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, where known.
+        line: Option<usize>,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// A configuration value is missing, unknown or unsupported.
+    #[error("{path}: field `{field}`: {message}")]
+    Config {
+        /// The configuration file.
+        path: PathBuf,
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A weight is missing from a checkpoint or has the wrong shape.
+    #[error("{path}: tensor `{name}`: {message}")]
+    Tensor {
+        /// The weights file (or index).
+        path: PathBuf,
+        /// The tensor's name in the checkpoint.
+        name: String,
+        /// What is wrong ("missing", "expected shape [..], got [..]").
+        message: String,
+    },
+    /// The tokenizer failed or does not fit the model.
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// A libtorch operation failed.
+    #[error("libtorch error while {op}: {source}")]
+    Torch {
+        /// The operation.
+        op: String,
+        /// The underlying error.
+        source: tch::TchError,
+    },
+    /// The model produced non-finite logits.
+    #[error("model produced non-finite logits ({what}) in evaluation `{evaluation}`")]
+    NonFinite {
+        /// The evaluation.
+        evaluation: String,
+        /// Where (batch, row).
+        what: String,
+    },
+    /// A dataset or a row of it cannot be evaluated.
+    #[error("evaluation `{evaluation}`, row {row}: {message}")]
+    Row {
+        /// The evaluation.
+        evaluation: String,
+        /// 0-based index of the row in the dataset.
+        row: usize,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// An evaluation is set up wrongly (empty dataset, bad settings).
+    #[error("evaluation `{evaluation}`: {message}")]
+    Evaluation {
+        /// The evaluation.
+        evaluation: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A request that the model cannot serve (an unsupported device, dtype or operation).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    /// Wraps an io error with the operation and the path.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    /// Wraps a libtorch error with the operation that failed.
+    pub fn torch(op: impl Into<String>, source: tch::TchError) -> Self {
+        Error::Torch { op: op.into(), source }
+    }
+}
+
+/// Adds the libtorch operation name to a `tch` result.
+pub(crate) trait TorchContext<T> {
+    fn op(self, op: &str) -> Result<T>;
+}
+
+impl<T> TorchContext<T> for std::result::Result<T, tch::TchError> {
+    fn op(self, op: &str) -> Result<T> {
+        self.map_err(|e| Error::torch(op, e))
+    }
+}
+
+/// Reads a whole file, naming it in the error.
+pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
+    if !path.exists() {
+        return Err(Error::MissingFile { path: path.to_path_buf(), hint: None });
+    }
+    std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))
+}
+
+/// Parses a JSON file into `T`, naming the file, line and serde's message on failure.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    let text = read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        line: Some(e.line()),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,14 @@
+//! evalkit-core: everything that runs an evaluation — models on libtorch, the tokenizer, the
+//! token-level requests every evaluation kind lowers to, the scheduler, the five kinds, metrics
+//! and the evaluator that writes results and resumes interrupted runs.
+#![deny(missing_docs)]
+
+pub mod device;
+pub mod error;
+pub mod model;
+pub mod tokenizer;
+
+pub use device::{DeviceSpec, Dtype};
+pub use error::{Error, Result};
+pub use model::{load_checkpoint, KvCache, LoadOptions, Model};
+pub use tokenizer::Tokenizer;

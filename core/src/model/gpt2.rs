@@ -1,0 +1,226 @@
+//! GPT-2: learned absolute positions, pre-norm LayerNorm with bias, `gelu_new` (tanh
+//! approximation), fused `c_attn`, and a head tied to the token embedding.
+//!
+//! Follows Radford et al. 2019 as implemented by Hugging Face
+//! `transformers/models/gpt2/modeling_gpt2.py`. Its `Conv1D` layers store weights as
+//! `[in, out]` (the transpose of `nn.Linear`); they are transposed once at load time.
+//! Positions come from the padding mask, so a padded row sees the positions it would have alone.
+
+use super::cache::KvCache;
+use super::mask::{attention_bias, positions};
+use super::weights::Weights;
+use super::{IdOrList, Linear, Model};
+use crate::device::Dtype;
+use crate::error::{read_json, Error, Result, TorchContext};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// `config.json` of a GPT-2 checkpoint.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Gpt2ConfigFile {
+    /// Width of the residual stream (`hidden_size` elsewhere).
+    pub n_embd: i64,
+    /// Number of layers.
+    pub n_layer: usize,
+    /// Number of heads.
+    pub n_head: i64,
+    /// MLP width; `null` means 4 × n_embd.
+    pub n_inner: Option<i64>,
+    /// Longest sequence (learned positions).
+    pub n_positions: usize,
+    /// Vocabulary size.
+    pub vocab_size: i64,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_ln_eps")]
+    pub layer_norm_epsilon: f64,
+    /// Activation; only `gelu_new` (and its aliases) is supported.
+    #[serde(default = "default_activation")]
+    pub activation_function: String,
+    /// Scale attention by 1/√head_dim.
+    #[serde(default = "default_true")]
+    pub scale_attn_weights: bool,
+    /// End-of-sequence id(s).
+    pub eos_token_id: Option<IdOrList>,
+}
+
+fn default_ln_eps() -> f64 {
+    1e-5
+}
+fn default_activation() -> String {
+    "gelu_new".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug)]
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+    width: i64,
+}
+
+impl LayerNorm {
+    fn load(w: &Weights, p: &str, width: i64, eps: f64) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: w.get(&format!("{p}.weight"), &[width])?,
+            bias: w.get(&format!("{p}.bias"), &[width])?,
+            eps,
+            width,
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.layer_norm([self.width], Some(&self.weight), Some(&self.bias), self.eps, false)
+    }
+}
+
+/// A `Conv1D` weight `[in, out]`, loaded as a [`Linear`] `[out, in]`.
+fn conv1d(w: &Weights, p: &str, inp: i64, out: i64) -> Result<Linear> {
+    Ok(Linear { weight: w.get(&format!("{p}.weight"), &[inp, out])?.tr().contiguous(), bias: Some(w.get(&format!("{p}.bias"), &[out])?) })
+}
+
+#[derive(Debug)]
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Linear,
+    attn_c_proj: Linear,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    mlp_c_proj: Linear,
+    span: tracing::Span,
+}
+
+/// A loaded GPT-2 model.
+#[derive(Debug)]
+pub struct Gpt2 {
+    wte: Tensor,
+    wpe: Tensor,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    heads: i64,
+    hidden: i64,
+    vocab: i64,
+    max_len: usize,
+    scale: f64,
+    kind: Kind,
+    device: Device,
+    path: PathBuf,
+}
+
+impl Gpt2 {
+    /// Loads `config.json` and the safetensors weights from a checkpoint directory.
+    pub fn load(dir: &Path, dtype: Dtype, device: Device) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        let c: Gpt2ConfigFile = read_json(&cfg_path)?;
+        if !matches!(c.activation_function.as_str(), "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast") {
+            return Err(Error::Config {
+                path: cfg_path,
+                field: "activation_function".into(),
+                message: format!("unsupported activation `{}` (gelu_new)", c.activation_function),
+            });
+        }
+        if c.n_head <= 0 || c.n_embd % c.n_head != 0 {
+            return Err(Error::Config { path: cfg_path, field: "n_head".into(), message: format!("{} does not divide n_embd {}", c.n_head, c.n_embd) });
+        }
+        let w = Weights::from_dir(dir, dtype.kind(), device)?;
+        let _guard = tch::no_grad_guard();
+        // `GPT2LMHeadModel` saves under `transformer.`, a bare `GPT2Model` without it.
+        let root = if w.contains("transformer.wte.weight") { "transformer." } else { "" };
+        let (h, eps) = (c.n_embd, c.layer_norm_epsilon);
+        let inner = c.n_inner.unwrap_or(4 * h);
+        let blocks = (0..c.n_layer)
+            .map(|i| {
+                let p = format!("{root}h.{i}");
+                Ok(Block {
+                    ln_1: LayerNorm::load(&w, &format!("{p}.ln_1"), h, eps)?,
+                    c_attn: conv1d(&w, &format!("{p}.attn.c_attn"), h, 3 * h)?,
+                    attn_c_proj: conv1d(&w, &format!("{p}.attn.c_proj"), h, h)?,
+                    ln_2: LayerNorm::load(&w, &format!("{p}.ln_2"), h, eps)?,
+                    c_fc: conv1d(&w, &format!("{p}.mlp.c_fc"), h, inner)?,
+                    mlp_c_proj: conv1d(&w, &format!("{p}.mlp.c_proj"), inner, h)?,
+                    span: tracing::trace_span!("gpt2-block", layer = i),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let head_dim = (h / c.n_head) as f64;
+        Ok(Gpt2 {
+            wte: w.get(&format!("{root}wte.weight"), &[c.vocab_size, h])?,
+            wpe: w.get(&format!("{root}wpe.weight"), &[c.n_positions as i64, h])?,
+            blocks,
+            ln_f: LayerNorm::load(&w, &format!("{root}ln_f"), h, eps)?,
+            heads: c.n_head,
+            hidden: h,
+            vocab: c.vocab_size,
+            max_len: c.n_positions,
+            scale: if c.scale_attn_weights { 1.0 / head_dim.sqrt() } else { 1.0 },
+            kind: dtype.kind(),
+            device,
+            path: dir.to_path_buf(),
+        })
+    }
+}
+
+impl Model for Gpt2 {
+    fn max_len(&self) -> usize {
+        self.max_len
+    }
+    fn vocab_size(&self) -> usize {
+        self.vocab as usize
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn describe(&self) -> String {
+        format!("gpt2:{}", self.path.display())
+    }
+
+    fn hidden_states(&self, ids: &Tensor, mask: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let (b, s) = ids.size2().op("input ids shape")?;
+        let ids = ids.to_device(self.device);
+        let mask = mask.to_device(self.device);
+        let past = cache.as_ref().map_or(0, |c| c.current_seq_len() as i64);
+        if mask.size()[1] != past + s {
+            return Err(Error::Unsupported(format!("mask covers {} positions, expected {past} cached + {s} new", mask.size()[1])));
+        }
+        let max_id = ids.max().int64_value(&[]);
+        if max_id >= self.vocab || ids.min().int64_value(&[]) < 0 {
+            return Err(Error::Unsupported(format!("token id {max_id} outside vocabulary of {}", self.vocab)));
+        }
+        let pos = positions(&mask, s)?;
+        let bias = attention_bias(&mask, s, self.kind)?;
+        let mut x = Tensor::f_embedding(&self.wte, &ids, -1, false, false).op("embedding")?
+            + Tensor::f_embedding(&self.wpe, &pos, -1, false, false).op("position embedding")?;
+        let hd = self.hidden / self.heads;
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let _enter = blk.span.enter();
+            let qkv = blk.c_attn.forward(&blk.ln_1.forward(&x)).split(self.hidden, 2);
+            let split = |t: &Tensor| t.view([b, s, self.heads, hd]).transpose(1, 2);
+            let (q, k, v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
+            let (k, v) = match cache.as_deref_mut() {
+                Some(c) => c.update(i, &k, &v)?,
+                None => (k, v),
+            };
+            let y = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(&bias), 0.0, false, self.scale, false)
+                .op("scaled_dot_product_attention")?;
+            let y = y.transpose(1, 2).reshape([b, s, self.hidden]);
+            x = x + blk.attn_c_proj.forward(&y);
+            let m = blk.c_fc.forward(&blk.ln_2.forward(&x)).gelu("tanh");
+            x = &x + blk.mlp_c_proj.forward(&m);
+        }
+        if let Some(c) = cache {
+            c.advance(s as usize);
+        }
+        Ok(self.ln_f.forward(&x))
+    }
+
+    fn head(&self, hidden: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        Ok(hidden.linear::<Tensor>(&self.wte, None).to_kind(Kind::Float))
+    }
+
+    fn new_cache(&self) -> Option<KvCache> {
+        Some(KvCache::new(self.blocks.len(), self.max_len))
+    }
+}

@@ -1,0 +1,411 @@
+//! The Llama family (Llama 1–3, Mistral, Qwen2): pre-norm decoder with RMSNorm, rotary position
+//! embeddings in the `rotate_half` layout, grouped-query attention, SwiGLU, optional q/k/v
+//! biases (Qwen2) and a tied or untied output head.
+//!
+//! Follows Touvron et al. 2023 (arXiv:2302.13971) as implemented by Hugging Face
+//! `transformers/models/llama/modeling_llama.py`, and candle's
+//! `candle-transformers/src/models/llama.rs`. RMSNorm is computed in float32 and cast back
+//! before the weight multiply, as transformers' `LlamaRMSNorm` does.
+
+use super::cache::KvCache;
+use super::mask::{attention_bias, positions};
+use super::weights::Weights;
+use super::{IdOrList, Linear, Model};
+use crate::device::Dtype;
+use crate::error::{read_json, Error, Result, TorchContext};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// `rope_parameters` (newer transformers) or `rope_scaling` (older): the RoPE variant.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RopeParameters {
+    /// Base of the frequencies (newer layout keeps it here).
+    pub rope_theta: Option<f64>,
+    /// `default` or `llama3`; `type` is the older spelling.
+    #[serde(alias = "type")]
+    pub rope_type: Option<String>,
+    /// llama3: frequency scaling factor.
+    pub factor: Option<f64>,
+    /// llama3: low-frequency factor.
+    pub low_freq_factor: Option<f64>,
+    /// llama3: high-frequency factor.
+    pub high_freq_factor: Option<f64>,
+    /// llama3: the context length the model was trained with before scaling.
+    pub original_max_position_embeddings: Option<f64>,
+}
+
+/// `config.json` of a Llama-family checkpoint, field for field.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LlamaConfigFile {
+    /// `llama`, `mistral` or `qwen2`.
+    pub model_type: String,
+    /// Width of the residual stream.
+    pub hidden_size: i64,
+    /// Width of the SwiGLU hidden layer.
+    pub intermediate_size: i64,
+    /// Number of decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: i64,
+    /// Key/value heads (GQA); defaults to the query heads.
+    pub num_key_value_heads: Option<i64>,
+    /// Per-head width; defaults to hidden_size / heads.
+    pub head_dim: Option<i64>,
+    /// Vocabulary size.
+    pub vocab_size: i64,
+    /// Longest supported sequence.
+    #[serde(default = "default_max_positions")]
+    pub max_position_embeddings: usize,
+    /// RMSNorm epsilon.
+    #[serde(default = "default_rms_eps")]
+    pub rms_norm_eps: f64,
+    /// RoPE base, older layout (top level).
+    pub rope_theta: Option<f64>,
+    /// RoPE settings, newer layout.
+    pub rope_parameters: Option<RopeParameters>,
+    /// RoPE scaling, older layout.
+    pub rope_scaling: Option<RopeParameters>,
+    /// Whether the head reuses the embedding matrix.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Biases on q/k/v/o projections (Llama); Qwen2 always has q/k/v biases.
+    pub attention_bias: Option<bool>,
+    /// Beginning-of-sequence id.
+    pub bos_token_id: Option<IdOrList>,
+    /// End-of-sequence id(s).
+    pub eos_token_id: Option<IdOrList>,
+}
+
+fn default_max_positions() -> usize {
+    2048
+}
+fn default_rms_eps() -> f64 {
+    1e-6
+}
+
+/// The resolved configuration: nothing optional left.
+#[derive(Debug, Clone)]
+pub struct LlamaConfig {
+    /// Width of the residual stream.
+    pub hidden: i64,
+    /// SwiGLU width.
+    pub intermediate: i64,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Query heads.
+    pub heads: i64,
+    /// Key/value heads.
+    pub kv_heads: i64,
+    /// Per-head width.
+    pub head_dim: i64,
+    /// Vocabulary size.
+    pub vocab: i64,
+    /// Longest sequence.
+    pub max_len: usize,
+    /// RMSNorm epsilon.
+    pub eps: f64,
+    /// Inverse frequencies of RoPE (head_dim / 2 of them).
+    pub inv_freq: Vec<f64>,
+    /// Tied head.
+    pub tied: bool,
+    /// q/k/v projections carry a bias.
+    pub qkv_bias: bool,
+    /// o projection carries a bias.
+    pub o_bias: bool,
+}
+
+impl LlamaConfigFile {
+    /// Resolves defaults and the RoPE variant; `path` is named in errors.
+    pub fn into_config(self, path: &Path) -> Result<LlamaConfig> {
+        let cfg_err = |field: &str, message: String| Error::Config {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message,
+        };
+        let heads = self.num_attention_heads;
+        let kv_heads = self.num_key_value_heads.unwrap_or(heads);
+        if heads <= 0 || kv_heads <= 0 || heads % kv_heads != 0 {
+            return Err(cfg_err(
+                "num_key_value_heads",
+                format!("{kv_heads} does not divide num_attention_heads {heads}"),
+            ));
+        }
+        let head_dim = self.head_dim.unwrap_or(self.hidden_size / heads);
+        let rope = self.rope_parameters.clone().or(self.rope_scaling.clone());
+        let theta = rope.as_ref().and_then(|r| r.rope_theta).or(self.rope_theta).unwrap_or(10000.0);
+        let mut inv_freq: Vec<f64> =
+            (0..head_dim / 2).map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)).collect();
+        match rope.as_ref().and_then(|r| r.rope_type.as_deref()) {
+            None | Some("default") => {}
+            Some("llama3") => {
+                let r = rope.as_ref().expect("matched Some");
+                let need = |v: Option<f64>, f: &str| v.ok_or_else(|| cfg_err(&format!("rope_parameters.{f}"), "missing for rope_type llama3".into()));
+                let factor = need(r.factor, "factor")?;
+                let low = need(r.low_freq_factor, "low_freq_factor")?;
+                let high = need(r.high_freq_factor, "high_freq_factor")?;
+                let old = need(r.original_max_position_embeddings, "original_max_position_embeddings")?;
+                let (low_wl, high_wl) = (old / low, old / high);
+                for f in inv_freq.iter_mut() {
+                    let wl = 2.0 * std::f64::consts::PI / *f;
+                    if wl > low_wl {
+                        *f /= factor;
+                    } else if wl >= high_wl {
+                        let smooth = (old / wl - low) / (high - low);
+                        *f = (1.0 - smooth) * *f / factor + smooth * *f;
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(cfg_err("rope_parameters.rope_type", format!("unsupported RoPE type `{other}` (default, llama3)")))
+            }
+        }
+        let qwen = self.model_type == "qwen2";
+        Ok(LlamaConfig {
+            hidden: self.hidden_size,
+            intermediate: self.intermediate_size,
+            layers: self.num_hidden_layers,
+            heads,
+            kv_heads,
+            head_dim,
+            vocab: self.vocab_size,
+            max_len: self.max_position_embeddings,
+            eps: self.rms_norm_eps,
+            inv_freq,
+            tied: self.tie_word_embeddings,
+            qkv_bias: qwen || self.attention_bias.unwrap_or(false),
+            o_bias: !qwen && self.attention_bias.unwrap_or(false),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(w: &Weights, name: &str, cfg: &LlamaConfig) -> Result<Self> {
+        Ok(RmsNorm { weight: w.get(&format!("{name}.weight"), &[cfg.hidden])?, eps: cfg.eps })
+    }
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        let xf = x.to_kind(Kind::Float);
+        let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let normed = (xf * (var + self.eps).rsqrt()).to_kind(kind);
+        normed * &self.weight
+    }
+}
+
+#[derive(Debug)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: i64,
+    kv_heads: i64,
+    head_dim: i64,
+}
+
+fn rotate_half(x: &Tensor) -> Tensor {
+    let half = x.size()[3] / 2;
+    let x1 = x.narrow(3, 0, half);
+    let x2 = x.narrow(3, half, half);
+    Tensor::cat(&[x2.neg(), x1], 3)
+}
+
+impl Attention {
+    fn load(w: &Weights, p: &str, c: &LlamaConfig) -> Result<Self> {
+        let (q, kv) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        Ok(Attention {
+            q_proj: Linear::load(w, &format!("{p}.q_proj"), q, c.hidden, c.qkv_bias)?,
+            k_proj: Linear::load(w, &format!("{p}.k_proj"), kv, c.hidden, c.qkv_bias)?,
+            v_proj: Linear::load(w, &format!("{p}.v_proj"), kv, c.hidden, c.qkv_bias)?,
+            o_proj: Linear::load(w, &format!("{p}.o_proj"), c.hidden, q, c.o_bias)?,
+            heads: c.heads,
+            kv_heads: c.kv_heads,
+            head_dim: c.head_dim,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        bias: &Tensor,
+        layer: usize,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, s, _) = x.size3().op("attention input shape")?;
+        let q = self.q_proj.forward(x).view([b, s, self.heads, self.head_dim]).transpose(1, 2);
+        let k = self.k_proj.forward(x).view([b, s, self.kv_heads, self.head_dim]).transpose(1, 2);
+        let v = self.v_proj.forward(x).view([b, s, self.kv_heads, self.head_dim]).transpose(1, 2);
+        let q = &q * cos + rotate_half(&q) * sin;
+        let k = &k * cos + rotate_half(&k) * sin;
+        let (k, v) = match cache {
+            Some(c) => c.update(layer, &k, &v)?,
+            None => (k, v),
+        };
+        let rep = self.heads / self.kv_heads;
+        let (k, v) = if rep > 1 {
+            (k.repeat_interleave_self_int(rep, 1, None), v.repeat_interleave_self_int(rep, 1, None))
+        } else {
+            (k, v)
+        };
+        let y = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(bias), 0.0, false, None, false)
+            .op("scaled_dot_product_attention")?;
+        let y = y.transpose(1, 2).reshape([b, s, self.heads * self.head_dim]);
+        Ok(self.o_proj.forward(&y))
+    }
+}
+
+#[derive(Debug)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.down_proj.forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
+    }
+}
+
+#[derive(Debug)]
+struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+    span: tracing::Span,
+}
+
+impl Block {
+    fn load(w: &Weights, i: usize, c: &LlamaConfig) -> Result<Self> {
+        let p = format!("model.layers.{i}");
+        let mlp = Mlp {
+            gate_proj: Linear::load(w, &format!("{p}.mlp.gate_proj"), c.intermediate, c.hidden, false)?,
+            up_proj: Linear::load(w, &format!("{p}.mlp.up_proj"), c.intermediate, c.hidden, false)?,
+            down_proj: Linear::load(w, &format!("{p}.mlp.down_proj"), c.hidden, c.intermediate, false)?,
+        };
+        Ok(Block {
+            input_layernorm: RmsNorm::load(w, &format!("{p}.input_layernorm"), c)?,
+            self_attn: Attention::load(w, &format!("{p}.self_attn"), c)?,
+            post_attention_layernorm: RmsNorm::load(w, &format!("{p}.post_attention_layernorm"), c)?,
+            mlp,
+            span: tracing::trace_span!("llama-block", layer = i),
+        })
+    }
+}
+
+/// A loaded Llama-family model.
+#[derive(Debug)]
+pub struct Llama {
+    embed_tokens: Tensor,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Tensor,
+    inv_freq: Tensor,
+    config: LlamaConfig,
+    kind: Kind,
+    device: Device,
+    path: PathBuf,
+}
+
+impl Llama {
+    /// Loads `config.json` and the safetensors weights from a checkpoint directory.
+    pub fn load(dir: &Path, dtype: Dtype, device: Device) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        let file: LlamaConfigFile = read_json(&cfg_path)?;
+        let config = file.into_config(&cfg_path)?;
+        let weights = Weights::from_dir(dir, dtype.kind(), device)?;
+        Self::from_weights(&weights, config, dtype, device, dir)
+    }
+
+    /// Builds the model from named weights and a resolved configuration.
+    pub fn from_weights(w: &Weights, c: LlamaConfig, dtype: Dtype, device: Device, path: &Path) -> Result<Self> {
+        let _guard = tch::no_grad_guard();
+        let embed_tokens = w.get("model.embed_tokens.weight", &[c.vocab, c.hidden])?;
+        let layers = (0..c.layers).map(|i| Block::load(w, i, &c)).collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(w, "model.norm", &c)?;
+        let lm_head = match w.get_opt("lm_head.weight", &[c.vocab, c.hidden])? {
+            Some(h) if !c.tied => h,
+            _ if c.tied => embed_tokens.shallow_clone(),
+            _ => w.get("lm_head.weight", &[c.vocab, c.hidden])?,
+        };
+        let inv_freq = Tensor::from_slice(&c.inv_freq).to_kind(Kind::Float).to_device(device);
+        Ok(Llama { embed_tokens, layers, norm, lm_head, inv_freq, config: c, kind: dtype.kind(), device, path: path.to_path_buf() })
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// cos and sin `(batch, 1, seq, head_dim)` for position ids `(batch, seq)`.
+    fn rope(&self, pos: &Tensor) -> (Tensor, Tensor) {
+        let freqs = pos.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.view([1, 1, -1]);
+        let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
+        (emb.cos().to_kind(self.kind), emb.sin().to_kind(self.kind))
+    }
+}
+
+impl Model for Llama {
+    fn max_len(&self) -> usize {
+        self.config.max_len
+    }
+    fn vocab_size(&self) -> usize {
+        self.config.vocab as usize
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn describe(&self) -> String {
+        format!("llama:{}", self.path.display())
+    }
+
+    fn hidden_states(&self, ids: &Tensor, mask: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let (_, s) = ids.size2().op("input ids shape")?;
+        let ids = ids.to_device(self.device);
+        let mask = mask.to_device(self.device);
+        let past = cache.as_ref().map_or(0, |c| c.current_seq_len() as i64);
+        if mask.size()[1] != past + s {
+            return Err(Error::Unsupported(format!(
+                "mask covers {} positions, expected {} cached + {s} new",
+                mask.size()[1],
+                past
+            )));
+        }
+        let max_id = ids.max().int64_value(&[]);
+        if max_id >= self.config.vocab || ids.min().int64_value(&[]) < 0 {
+            return Err(Error::Unsupported(format!("token id {max_id} outside vocabulary of {}", self.config.vocab)));
+        }
+        let pos = positions(&mask, s)?;
+        let (cos, sin) = self.rope(&pos);
+        let bias = attention_bias(&mask, s, self.kind)?;
+        let mut x = Tensor::f_embedding(&self.embed_tokens, &ids, -1, false, false).op("embedding")?;
+        for (i, block) in self.layers.iter().enumerate() {
+            let _enter = block.span.enter();
+            let h = block.self_attn.forward(&block.input_layernorm.forward(&x), &cos, &sin, &bias, i, cache.as_deref_mut())?;
+            x = x + h;
+            x = &x + block.mlp.forward(&block.post_attention_layernorm.forward(&x));
+        }
+        if let Some(c) = cache {
+            c.advance(s as usize);
+        }
+        Ok(self.norm.forward(&x))
+    }
+
+    fn head(&self, hidden: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        Ok(hidden.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float))
+    }
+
+    fn new_cache(&self) -> Option<KvCache> {
+        Some(KvCache::new(self.config.layers, self.config.max_len))
+    }
+}

@@ -1,0 +1,38 @@
+//! The numerics every decoder shares: position ids from a padding mask, and the one additive
+//! attention bias (causal + padding). Both work for left and right padding and with a KV cache.
+
+use crate::error::{Result, TorchContext};
+use tch::{Kind, Tensor};
+
+/// Position ids of the `q_len` newest tokens, given the padding mask of all `past + q_len`
+/// positions (`(batch, past + q_len)`, 1 = token, 0 = padding): each token's position is the
+/// number of real tokens before it, so a padded row gets the positions it would have alone.
+pub fn positions(mask: &Tensor, q_len: i64) -> Result<Tensor> {
+    let total = mask.size()[1];
+    let pos = (mask.f_cumsum(1, Kind::Int64).op("cumsum of mask")? - 1).clamp_min(0);
+    pos.f_narrow(1, total - q_len, q_len).op("slicing positions")
+}
+
+/// The additive attention bias `(batch, 1, q_len, past + q_len)` in `kind`: 0 where query `i`
+/// (absolute position `past + i`) may attend key `j` — `j <= past + i` and key `j` is a real
+/// token — and a large negative number elsewhere. Each query may always attend its own
+/// position, so the row of a padding query is never fully masked (a fully masked row would
+/// give NaN, and 0 × NaN poisons real rows through the values of later layers).
+pub fn attention_bias(mask: &Tensor, q_len: i64, kind: Kind) -> Result<Tensor> {
+    let (_, total) = mask.size2().op("reading mask shape")?;
+    let past = total - q_len;
+    let dev = mask.device();
+    let q = Tensor::f_arange_start(past, total, (Kind::Int64, dev)).op("arange")?.view([q_len, 1]);
+    let k = Tensor::f_arange(total, (Kind::Int64, dev)).op("arange")?.view([1, total]);
+    let causal = k.le_tensor(&q);
+    let diagonal = k.eq_tensor(&q);
+    let keys = mask.ne(0).unsqueeze(1).unsqueeze(1);
+    let allowed = causal.unsqueeze(0).unsqueeze(0).logical_and(&keys).logical_or(&diagonal);
+    let neg = match kind {
+        Kind::Half => -6.0e4,
+        _ => -1.0e9,
+    };
+    let zeros = Tensor::f_zeros([1], (kind, dev)).op("zeros")?;
+    let negs = Tensor::f_full([1], neg, (kind, dev)).op("full")?;
+    zeros.f_where_self(&allowed, &negs).op("building attention bias")
+}

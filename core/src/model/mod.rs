@@ -1,0 +1,162 @@
+//! Models: the [`Model`] trait the engine runs, and its implementations — Hugging Face
+//! checkpoint directories ([`llama`], [`gpt2`], opened by [`load_checkpoint`]) and TorchScript
+//! modules ([`torchscript`]). Model code never knows about benchmarks: it maps token ids and a
+//! padding mask to hidden states, and hidden states to float32 logits.
+
+pub mod cache;
+pub mod gpt2;
+pub mod llama;
+pub mod mask;
+pub mod torchscript;
+pub mod weights;
+
+pub use cache::KvCache;
+
+use crate::device::{DeviceSpec, Dtype};
+use crate::error::{read_json, Error, Result};
+use std::path::Path;
+use tch::{Device, Tensor};
+
+/// A causal language model as the engine sees it.
+///
+/// `ids` are `(batch, seq)` int64, `mask` is `(batch, past + seq)` with 1 for tokens and 0 for
+/// padding (left or right), where `past` is the length of the cache passed in (0 without one).
+/// Scoring needs log-probs only at scored positions, so the body ([`Model::hidden_states`]) and
+/// the output head ([`Model::head`]) are separate: the engine gathers the positions it scores
+/// and applies the head to those alone.
+pub trait Model {
+    /// Longest sequence (context + continuation) the model accepts.
+    fn max_len(&self) -> usize;
+    /// Size of the output vocabulary.
+    fn vocab_size(&self) -> usize;
+    /// The device the weights live on.
+    fn device(&self) -> Device;
+    /// A short description for results (architecture and path).
+    fn describe(&self) -> String;
+    /// Runs the body on `ids`, appending to `cache` when given; returns `(batch, seq, hidden)`.
+    fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor>;
+    /// Applies the output head to hidden states of any leading shape; returns float32 logits.
+    fn head(&self, hidden: &Tensor) -> Result<Tensor>;
+    /// An empty KV cache, or `None` when the model cannot cache (the engine then recomputes).
+    fn new_cache(&self) -> Option<KvCache>;
+    /// Full forward: `(batch, seq, vocab)` float32 logits.
+    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.head(&self.hidden_states(ids, mask, None)?)
+    }
+}
+
+impl<M: Model + ?Sized> Model for Box<M> {
+    fn max_len(&self) -> usize {
+        (**self).max_len()
+    }
+    fn vocab_size(&self) -> usize {
+        (**self).vocab_size()
+    }
+    fn device(&self) -> Device {
+        (**self).device()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        (**self).hidden_states(ids, mask, cache)
+    }
+    fn head(&self, hidden: &Tensor) -> Result<Tensor> {
+        (**self).head(hidden)
+    }
+    fn new_cache(&self) -> Option<KvCache> {
+        (**self).new_cache()
+    }
+    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        (**self).forward(ids, mask)
+    }
+}
+
+/// How to open a model: device and dtype.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Where to run.
+    pub device: DeviceSpec,
+    /// Precision of weights and activations.
+    pub dtype: Dtype,
+}
+
+#[derive(serde::Deserialize)]
+struct ModelType {
+    model_type: Option<String>,
+}
+
+/// Opens a Hugging Face checkpoint directory (`config.json` + safetensors), choosing the
+/// architecture from `model_type`.
+///
+/// ```no_run
+/// use evalkit_core::model::{load_checkpoint, LoadOptions, Model};
+/// let model = load_checkpoint("models/stories260K-hf".as_ref(), LoadOptions::default())?;
+/// assert_eq!(model.vocab_size(), 512);
+/// # Ok::<(), evalkit_core::Error>(())
+/// ```
+pub fn load_checkpoint(dir: &Path, opts: LoadOptions) -> Result<Box<dyn Model>> {
+    let config = dir.join("config.json");
+    if !dir.is_dir() {
+        return Err(Error::MissingFile {
+            path: dir.to_path_buf(),
+            hint: Some("expected a checkpoint directory with config.json and model.safetensors".into()),
+        });
+    }
+    let ty: ModelType = read_json(&config)?;
+    let device = opts.device.resolve()?;
+    let _guard = tch::no_grad_guard();
+    match ty.model_type.as_deref() {
+        Some("llama" | "mistral" | "qwen2") => Ok(Box::new(llama::Llama::load(dir, opts.dtype, device)?)),
+        Some("gpt2") => Ok(Box::new(gpt2::Gpt2::load(dir, opts.dtype, device)?)),
+        Some(other) => Err(Error::Config {
+            path: config,
+            field: "model_type".into(),
+            message: format!("unknown model_type `{other}` (supported: llama, mistral, qwen2, gpt2)"),
+        }),
+        None => Err(Error::Config {
+            path: config,
+            field: "model_type".into(),
+            message: "missing".into(),
+        }),
+    }
+}
+
+/// `id` or `[id, ...]`, as `eos_token_id` appears in Hugging Face configs.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum IdOrList {
+    /// A single id.
+    One(i64),
+    /// Several ids.
+    Many(Vec<i64>),
+}
+
+impl IdOrList {
+    /// The ids as a list.
+    pub fn to_vec(&self) -> Vec<i64> {
+        match self {
+            IdOrList::One(i) => vec![*i],
+            IdOrList::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `x @ w^T (+ b)`: a linear layer stored as `[out, in]`.
+#[derive(Debug)]
+pub(crate) struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn load(w: &weights::Weights, prefix: &str, out: i64, inp: i64, bias: bool) -> Result<Self> {
+        let weight = w.get(&format!("{prefix}.weight"), &[out, inp])?;
+        let bias = if bias { Some(w.get(&format!("{prefix}.bias"), &[out])?) } else { None };
+        Ok(Linear { weight, bias })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, self.bias.as_ref())
+    }
+}

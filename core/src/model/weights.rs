@@ -1,0 +1,105 @@
+//! Named weights of a checkpoint: reads `model.safetensors` or the shards listed in
+//! `model.safetensors.index.json`, and hands tensors out by name with their shape checked,
+//! converted to the model's dtype and device. Errors name the file and the tensor.
+
+use crate::error::{read_json, Error, Result, TorchContext};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// The tensors of a checkpoint, by name, each with the file it came from.
+pub struct Weights {
+    tensors: HashMap<String, (Tensor, PathBuf)>,
+    /// What errors name as the source when a tensor is missing (the file or the index).
+    origin: PathBuf,
+    kind: Kind,
+    device: Device,
+}
+
+#[derive(serde::Deserialize)]
+struct ShardIndex {
+    weight_map: BTreeMap<String, String>,
+}
+
+impl Weights {
+    /// Reads the safetensors weights of the checkpoint directory `dir`.
+    pub fn from_dir(dir: &Path, kind: Kind, device: Device) -> Result<Self> {
+        let index = dir.join("model.safetensors.index.json");
+        let single = dir.join("model.safetensors");
+        let (files, origin) = if index.exists() {
+            let idx: ShardIndex = read_json(&index)?;
+            let mut files: Vec<PathBuf> = idx.weight_map.values().map(|f| dir.join(f)).collect();
+            files.sort();
+            files.dedup();
+            (files, index)
+        } else if single.exists() {
+            (vec![single.clone()], single)
+        } else {
+            return Err(Error::MissingFile {
+                path: single,
+                hint: Some("a checkpoint needs model.safetensors or model.safetensors.index.json".into()),
+            });
+        };
+        let mut tensors = HashMap::new();
+        for file in files {
+            if !file.exists() {
+                return Err(Error::MissingFile {
+                    path: file,
+                    hint: Some(format!("listed in {}", origin.display())),
+                });
+            }
+            let named = Tensor::read_safetensors(&file)
+                .map_err(|e| Error::torch(format!("reading {}", file.display()), e))?;
+            for (name, t) in named {
+                tensors.insert(name, (t, file.clone()));
+            }
+        }
+        Ok(Weights { tensors, origin, kind, device })
+    }
+
+    /// Builds weights from in-memory tensors (tests, and models made in process).
+    pub fn from_tensors(
+        tensors: impl IntoIterator<Item = (String, Tensor)>,
+        origin: impl Into<PathBuf>,
+        kind: Kind,
+        device: Device,
+    ) -> Self {
+        let origin = origin.into();
+        let tensors = tensors.into_iter().map(|(n, t)| (n, (t, origin.clone()))).collect();
+        Weights { tensors, origin, kind, device }
+    }
+
+    /// True when the checkpoint holds a tensor of that name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// Takes the tensor `name`, checks that its shape is `shape`, and converts it to the
+    /// model's dtype and device.
+    pub fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
+        let (t, file) = self.tensors.get(name).ok_or_else(|| Error::Tensor {
+            path: self.origin.clone(),
+            name: name.to_string(),
+            message: "missing from the checkpoint".into(),
+        })?;
+        if t.size() != shape {
+            return Err(Error::Tensor {
+                path: file.clone(),
+                name: name.to_string(),
+                message: format!("expected shape {shape:?}, got {:?}", t.size()),
+            });
+        }
+        t.f_to_dtype(self.kind, false, false)
+            .and_then(|t| t.f_to_device(self.device))
+            .op(&format!("moving tensor `{name}` to {:?}", self.device))
+    }
+
+    /// Like [`Weights::get`], but `None` when the tensor is absent.
+    pub fn get_opt(&self, name: &str, shape: &[i64]) -> Result<Option<Tensor>> {
+        if self.contains(name) {
+            self.get(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The tokenizer of a checkpoint: a wrapper over the Hugging Face `tokenizers` crate that knows
+//! the special-token rules evalkit's numbers depend on (DESIGN.md section 3): `encode` applies
+//! `tokenizer.json`'s own post-processor (Llama-style tokenizers add BOS, GPT-2 adds nothing);
+//! the prefix token for an empty context is BOS (`bos_token` of `tokenizer_config.json`, else
+//! `bos_token_id` of `config.json`), else EOS; EOS ids come from `generation_config.json`, else
+//! `config.json`, else `eos_token` of `tokenizer_config.json`.
+
+use crate::error::{Error, Result};
+use crate::model::IdOrList;
+use std::path::{Path, PathBuf};
+
+/// A checkpoint's tokenizer with its BOS/EOS rules.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    path: PathBuf,
+    bos: Option<i64>,
+    eos: Vec<i64>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct TokenizerConfig {
+    bos_token: Option<TokenSpec>,
+    eos_token: Option<TokenSpec>,
+}
+
+/// `"<s>"` or `{"content": "<s>", ...}`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum TokenSpec {
+    Text(String),
+    Added { content: String },
+}
+
+impl TokenSpec {
+    fn text(&self) -> &str {
+        match self {
+            TokenSpec::Text(s) | TokenSpec::Added { content: s } => s,
+        }
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct IdsConfig {
+    bos_token_id: Option<IdOrList>,
+    eos_token_id: Option<IdOrList>,
+}
+
+fn read_optional<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T> {
+    if path.exists() {
+        crate::error::read_json(path)
+    } else {
+        Ok(T::default())
+    }
+}
+
+impl Tokenizer {
+    /// Loads `tokenizer.json` (+ the optional config files) from a checkpoint directory.
+    ///
+    /// ```no_run
+    /// let tok = evalkit_core::Tokenizer::from_dir("models/stories260K-hf".as_ref())?;
+    /// assert_eq!(tok.encode("Once")?[0], 1); // BOS added by the post-processor
+    /// # Ok::<(), evalkit_core::Error>(())
+    /// ```
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("tokenizer.json");
+        if !path.exists() {
+            return Err(Error::MissingFile { path, hint: Some("the checkpoint's Hugging Face tokenizer".into()) });
+        }
+        let inner = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| Error::Tokenizer { path: path.clone(), message: e.to_string() })?;
+        let tcfg: TokenizerConfig = read_optional(&dir.join("tokenizer_config.json"))?;
+        let cfg: IdsConfig = read_optional(&dir.join("config.json"))?;
+        let gen: IdsConfig = read_optional(&dir.join("generation_config.json"))?;
+        let lookup = |spec: &Option<TokenSpec>| spec.as_ref().and_then(|s| inner.token_to_id(s.text())).map(i64::from);
+        let bos = lookup(&tcfg.bos_token).or_else(|| cfg.bos_token_id.as_ref().and_then(|b| b.to_vec().first().copied()));
+        let eos = gen
+            .eos_token_id
+            .or(cfg.eos_token_id)
+            .map(|e| e.to_vec())
+            .or_else(|| lookup(&tcfg.eos_token).map(|e| vec![e]))
+            .unwrap_or_default();
+        Ok(Tokenizer { inner, path, bos, eos })
+    }
+
+    /// Wraps an already-built `tokenizers::Tokenizer`.
+    pub fn from_parts(inner: tokenizers::Tokenizer, bos: Option<i64>, eos: Vec<i64>) -> Self {
+        Tokenizer { inner, path: PathBuf::from("<in memory>"), bos, eos }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::Tokenizer { path: self.path.clone(), message: e.to_string() }
+    }
+
+    /// Encodes with the tokenizer's own special-token rule (its post-processor).
+    pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
+        let enc = self.inner.encode(text, true).map_err(|e| self.err(e))?;
+        Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
+    }
+
+    /// Encodes without special tokens.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<i64>> {
+        let enc = self.inner.encode(text, false).map_err(|e| self.err(e))?;
+        Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
+    }
+
+    /// Encodes many texts (in parallel where the crate can), each as [`Tokenizer::encode`].
+    pub fn encode_batch(&self, texts: &[String]) -> Result<Vec<Vec<i64>>> {
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let encs = self.inner.encode_batch(inputs, true).map_err(|e| self.err(e))?;
+        Ok(encs.iter().map(|e| e.get_ids().iter().map(|&i| i64::from(i)).collect()).collect())
+    }
+
+    /// Decodes ids to text, dropping special tokens when `skip_special`.
+    pub fn decode(&self, ids: &[i64], skip_special: bool) -> Result<String> {
+        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        self.inner.decode(&ids, skip_special).map_err(|e| self.err(e))
+    }
+
+    /// Decodes many id lists.
+    pub fn decode_batch(&self, ids: &[Vec<i64>], skip_special: bool) -> Result<Vec<String>> {
+        ids.iter().map(|i| self.decode(i, skip_special)).collect()
+    }
+
+    /// The token an empty context becomes: BOS, else the first EOS.
+    pub fn prefix_token(&self) -> Result<i64> {
+        self.bos
+            .or_else(|| self.eos.first().copied())
+            .ok_or_else(|| self.err("no BOS or EOS token: cannot form a prefix for an empty context"))
+    }
+
+    /// BOS id, where the checkpoint defines one.
+    pub fn bos_id(&self) -> Option<i64> {
+        self.bos
+    }
+
+    /// EOS ids (generation stops at any of them).
+    pub fn eos_ids(&self) -> &[i64] {
+        &self.eos
+    }
+
+    /// Number of ids the tokenizer can produce (vocabulary plus added tokens).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Fails unless every id the tokenizer can produce is a row of the model's output.
+    pub fn check_fits(&self, model_vocab: usize) -> Result<()> {
+        let max_id = self.inner.get_vocab(true).values().copied().max().map_or(0, |m| m as usize + 1);
+        if max_id > model_vocab {
+            return Err(self.err(format!(
+                "produces ids up to {} but the model's vocabulary has {model_vocab} entries: tokenizer and model do not match",
+                max_id - 1
+            )));
+        }
+        Ok(())
+    }
+
+    /// The underlying `tokenizers::Tokenizer`.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}
