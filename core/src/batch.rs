@@ -1,0 +1,372 @@
+//! Batch execution on the model: turns a batch of token-level requests into padded tensors,
+//! runs the model under no-grad, and reads back per-token log-probs or generated tokens. The
+//! scheduler ([`crate::schedule`]) decides which requests form a batch; this module decides
+//! their tensor layout:
+//!
+//! * scoring without sharing: each (context + continuation) row is left-truncated to
+//!   `max_len + 1` tokens, its last token dropped, and right-padded; the output head is applied
+//!   only at the scored positions;
+//! * scoring with a shared context: contexts are left-padded and run once with a KV cache; the
+//!   last context position scores every continuation's first token; the cache is copied to one
+//!   row per continuation, which then runs `continuation[..len-1]` to score the rest;
+//! * generation: prompts are left-padded, prefilled into a KV cache, and decoded one token per
+//!   step (or recomputed each step for models without a cache).
+
+use crate::error::{Error, Result, TorchContext};
+use crate::model::Model;
+use crate::request::{ContinuationScore, GenerateParams, GenerateRequest, Generation, Sampling, ScoreRequest};
+use crate::tokenizer::Tokenizer;
+use rand::{Rng, SeedableRng};
+use tch::{Device, Kind, Tensor};
+
+/// Token counts of the scoring passes (what prefix sharing saves).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    /// Token positions run through the model body (padding excluded).
+    pub forwarded: usize,
+    /// Positions the output head was applied to.
+    pub scored: usize,
+}
+
+fn int_tensor(rows: &[Vec<i64>], device: Device) -> Tensor {
+    let width = rows.first().map_or(0, Vec::len) as i64;
+    let flat: Vec<i64> = rows.iter().flatten().copied().collect();
+    Tensor::from_slice(&flat).view([rows.len() as i64, width]).to_device(device)
+}
+
+/// Applies the head at `(row, pos)` of `hidden`, returns (target log-probs, argmax) per position.
+fn score_positions(model: &dyn Model, hidden: &Tensor, rows: &[i64], pos: &[i64], targets: &[i64]) -> Result<(Vec<f32>, Vec<i64>)> {
+    if rows.is_empty() {
+        return Ok((vec![], vec![]));
+    }
+    let dev = hidden.device();
+    let r = Tensor::from_slice(rows).to_device(dev);
+    let p = Tensor::from_slice(pos).to_device(dev);
+    let sel = hidden.f_index(&[Some(r), Some(p)]).op("gathering scored positions")?;
+    let logits = model.head(&sel)?;
+    if !bool::try_from(logits.isfinite().all()).op("checking logits")? {
+        return Err(Error::NonFinite { evaluation: String::new(), what: "NaN or infinite logits at a scored position".into() });
+    }
+    let logp = logits.f_log_softmax(-1, Kind::Float).op("log_softmax")?;
+    let t = Tensor::from_slice(targets).to_device(dev).view([-1, 1]);
+    let lp = logp.f_gather(1, &t, false).op("gathering target log-probs")?.view([-1]).to_device(Device::Cpu);
+    let am = logits.argmax(-1, false).to_device(Device::Cpu);
+    Ok((Vec::<f32>::try_from(&lp).op("reading log-probs")?, Vec::<i64>::try_from(&am).op("reading argmax")?))
+}
+
+/// Scores every continuation of every request, each (context, continuation) pair as its own
+/// row. Returns one score list per request, in continuation order.
+pub fn score_unshared(model: &dyn Model, reqs: &[&ScoreRequest], counts: &mut TokenCounts) -> Result<Vec<Vec<ContinuationScore>>> {
+    let _guard = tch::no_grad_guard();
+    let max_len = model.max_len();
+    let mut inputs: Vec<Vec<i64>> = vec![];
+    let mut meta = vec![]; // (request, continuation, truncated)
+    for (ri, r) in reqs.iter().enumerate() {
+        for (ci, cont) in r.continuations.iter().enumerate() {
+            if cont.len() > max_len {
+                return Err(Error::Unsupported(format!(
+                    "a continuation of {} tokens is longer than the model's max length {max_len}",
+                    cont.len()
+                )));
+            }
+            let full: Vec<i64> = r.context.iter().chain(cont).copied().collect();
+            let start = full.len().saturating_sub(max_len + 1);
+            inputs.push(full[start..full.len() - 1].to_vec());
+            meta.push((ri, ci, start > 0));
+        }
+    }
+    let mut out: Vec<Vec<ContinuationScore>> = reqs.iter().map(|r| Vec::with_capacity(r.continuations.len())).collect();
+    let width = inputs.iter().map(Vec::len).max().unwrap_or(0);
+    if width == 0 {
+        for &(ri, _, t) in &meta {
+            out[ri].push(ContinuationScore { token_logprobs: vec![], argmax: vec![], truncated: t });
+        }
+        return Ok(out);
+    }
+    let mut ids = vec![];
+    let mut mask = vec![];
+    let (mut rows, mut pos, mut targets) = (vec![], vec![], vec![]);
+    for (row, (inp, &(ri, ci, _))) in inputs.iter().zip(&meta).enumerate() {
+        let cont = &reqs[ri].continuations[ci];
+        let mut r = inp.clone();
+        r.resize(width, 0);
+        ids.push(r);
+        let mut m = vec![1i64; inp.len()];
+        m.resize(width, 0);
+        mask.push(m);
+        for (k, &t) in cont.iter().enumerate() {
+            rows.push(row as i64);
+            pos.push((inp.len() - cont.len() + k) as i64);
+            targets.push(t);
+        }
+        counts.forwarded += inp.len();
+    }
+    counts.scored += targets.len();
+    let dev = model.device();
+    let hidden = model.hidden_states(&int_tensor(&ids, dev), &int_tensor(&mask, dev), None)?;
+    let (lp, am) = score_positions(model, &hidden, &rows, &pos, &targets)?;
+    let mut off = 0;
+    for &(ri, ci, truncated) in &meta {
+        let k = reqs[ri].continuations[ci].len();
+        out[ri].push(ContinuationScore { token_logprobs: lp[off..off + k].to_vec(), argmax: am[off..off + k].to_vec(), truncated });
+        off += k;
+    }
+    Ok(out)
+}
+
+/// Whether a request can share its context: the model caches, and no continuation forces a
+/// truncation (which would cut a different context per continuation).
+pub fn can_share(model: &dyn Model, r: &ScoreRequest) -> bool {
+    model.new_cache().is_some() && r.len() <= model.max_len() && r.continuations.iter().all(|c| !c.is_empty())
+}
+
+/// Scores requests with one context pass each and the KV cache reused for every continuation.
+/// Every request must satisfy [`can_share`].
+pub fn score_shared(model: &dyn Model, reqs: &[&ScoreRequest], counts: &mut TokenCounts) -> Result<Vec<Vec<ContinuationScore>>> {
+    let _guard = tch::no_grad_guard();
+    let dev = model.device();
+    let lc = reqs.iter().map(|r| r.context.len()).max().unwrap_or(0);
+    let (mut ids, mut mask) = (vec![], vec![]);
+    for r in reqs {
+        let pad = lc - r.context.len();
+        ids.push(std::iter::repeat_n(0, pad).chain(r.context.iter().copied()).collect::<Vec<i64>>());
+        mask.push(std::iter::repeat_n(0, pad).chain(std::iter::repeat_n(1, r.context.len())).collect::<Vec<i64>>());
+        counts.forwarded += r.context.len();
+    }
+    let ctx_mask = int_tensor(&mask, dev);
+    let mut cache = model.new_cache().ok_or_else(|| Error::Unsupported("model has no KV cache".into()))?;
+    let ctx_hidden = model.hidden_states(&int_tensor(&ids, dev), &ctx_mask, Some(&mut cache))?;
+    // Second pass: one row per continuation longer than one token.
+    let (mut cont_rows, mut cont_src) = (vec![], vec![]);
+    for (ri, r) in reqs.iter().enumerate() {
+        for (ci, c) in r.continuations.iter().enumerate() {
+            if c.len() > 1 {
+                cont_rows.push((ri, ci));
+                cont_src.push(ri as i64);
+            }
+        }
+    }
+    let cont_hidden = if cont_rows.is_empty() {
+        None
+    } else {
+        let w = cont_rows.iter().map(|&(ri, ci)| reqs[ri].continuations[ci].len() - 1).max().unwrap_or(0);
+        let (mut ids2, mut mask2) = (vec![], vec![]);
+        for &(ri, ci) in &cont_rows {
+            let c = &reqs[ri].continuations[ci][..reqs[ri].continuations[ci].len() - 1];
+            let mut r = c.to_vec();
+            r.resize(w, 0);
+            ids2.push(r);
+            let mut m = vec![1i64; c.len()];
+            m.resize(w, 0);
+            mask2.push(m);
+            counts.forwarded += c.len();
+        }
+        let src = Tensor::from_slice(&cont_src).to_device(dev);
+        let mut rows_cache = cache.select(&src)?;
+        let full_mask = Tensor::cat(&[ctx_mask.index_select(0, &src), int_tensor(&mask2, dev)], 1);
+        Some(model.hidden_states(&int_tensor(&ids2, dev), &full_mask, Some(&mut rows_cache))?)
+    };
+    // Gather: first tokens from the context pass, the rest from the continuation pass.
+    let (mut r1, mut p1, mut t1) = (vec![], vec![], vec![]);
+    let (mut r2, mut p2, mut t2) = (vec![], vec![], vec![]);
+    let mut row_of = std::collections::HashMap::new();
+    for (row, &(ri, ci)) in cont_rows.iter().enumerate() {
+        row_of.insert((ri, ci), row);
+    }
+    for (ri, r) in reqs.iter().enumerate() {
+        for (ci, c) in r.continuations.iter().enumerate() {
+            r1.push(ri as i64);
+            p1.push(lc as i64 - 1);
+            t1.push(c[0]);
+            if let Some(&row) = row_of.get(&(ri, ci)) {
+                for (k, &t) in c.iter().enumerate().skip(1) {
+                    r2.push(row as i64);
+                    p2.push(k as i64 - 1);
+                    t2.push(t);
+                }
+            }
+        }
+    }
+    counts.scored += t1.len() + t2.len();
+    let (lp1, am1) = score_positions(model, &ctx_hidden, &r1, &p1, &t1)?;
+    let (lp2, am2) = match &cont_hidden {
+        Some(h) => score_positions(model, h, &r2, &p2, &t2)?,
+        None => (vec![], vec![]),
+    };
+    let (mut i1, mut i2) = (0, 0);
+    let mut out = vec![];
+    for r in reqs {
+        let mut scores = vec![];
+        for c in &r.continuations {
+            let mut lp = vec![lp1[i1]];
+            let mut am = vec![am1[i1]];
+            i1 += 1;
+            lp.extend_from_slice(&lp2[i2..i2 + c.len() - 1]);
+            am.extend_from_slice(&am2[i2..i2 + c.len() - 1]);
+            i2 += c.len() - 1;
+            scores.push(ContinuationScore { token_logprobs: lp, argmax: am, truncated: false });
+        }
+        out.push(scores);
+    }
+    Ok(out)
+}
+
+/// Scores a batch, sharing contexts where `share` is set and [`can_share`] allows it.
+pub fn score_batch(model: &dyn Model, reqs: &[&ScoreRequest], share: bool, counts: &mut TokenCounts) -> Result<Vec<Vec<ContinuationScore>>> {
+    let (shared, alone): (Vec<usize>, Vec<usize>) = (0..reqs.len()).partition(|&i| share && can_share(model, reqs[i]));
+    let mut out: Vec<Option<Vec<ContinuationScore>>> = vec![None; reqs.len()];
+    if !shared.is_empty() {
+        let sub: Vec<&ScoreRequest> = shared.iter().map(|&i| reqs[i]).collect();
+        for (i, s) in shared.iter().zip(score_shared(model, &sub, counts)?) {
+            out[*i] = Some(s);
+        }
+    }
+    if !alone.is_empty() {
+        let sub: Vec<&ScoreRequest> = alone.iter().map(|&i| reqs[i]).collect();
+        for (i, s) in alone.iter().zip(score_unshared(model, &sub, counts)?) {
+            out[*i] = Some(s);
+        }
+    }
+    Ok(out.into_iter().map(|s| s.expect("every request scored")).collect())
+}
+
+/// Picks the next token from float32 logits of one row.
+pub fn choose_token(logits: &[f32], sampling: Sampling, rng: &mut rand_chacha::ChaCha8Rng) -> i64 {
+    let argmax = || {
+        let mut best = 0;
+        for (i, v) in logits.iter().enumerate() {
+            if v.total_cmp(&logits[best]).is_gt() {
+                best = i;
+            }
+        }
+        best as i64
+    };
+    match sampling {
+        Sampling::Greedy => argmax(),
+        Sampling::Nucleus { temperature, .. } if temperature <= 0.0 => argmax(),
+        Sampling::Nucleus { temperature, top_p } => {
+            let kept = nucleus(logits, temperature, top_p);
+            let total: f64 = kept.iter().map(|&(_, p)| p).sum();
+            let mut u = rng.random::<f64>() * total;
+            for &(i, p) in &kept {
+                if u < p {
+                    return i as i64;
+                }
+                u -= p;
+            }
+            kept.last().map_or_else(argmax, |&(i, _)| i as i64)
+        }
+    }
+}
+
+/// Temperature-scaled probabilities of the nucleus: tokens by decreasing probability until
+/// their mass reaches `top_p`, the crossing token included. Returns (id, probability) pairs.
+///
+/// ```
+/// use evalkit_core::batch::nucleus;
+/// // probabilities 0.5, 0.3, 0.2: top_p 0.6 keeps the first two (0.5 < 0.6 ≤ 0.8).
+/// let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
+/// let kept: Vec<usize> = nucleus(&logits, 1.0, 0.6).iter().map(|&(i, _)| i).collect();
+/// assert_eq!(kept, vec![0, 1]);
+/// ```
+pub fn nucleus(logits: &[f32], temperature: f64, top_p: f64) -> Vec<(usize, f64)> {
+    let scaled: Vec<f64> = logits.iter().map(|&l| f64::from(l) / temperature).collect();
+    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut probs: Vec<(usize, f64)> = scaled.iter().map(|&s| (s - max).exp()).enumerate().collect();
+    let z: f64 = probs.iter().map(|&(_, p)| p).sum();
+    probs.iter_mut().for_each(|(_, p)| *p /= z);
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut mass = 0.0;
+    let mut keep = 0;
+    for &(_, p) in &probs {
+        keep += 1;
+        mass += p;
+        if mass >= top_p {
+            break;
+        }
+    }
+    probs.truncate(keep.max(1));
+    probs
+}
+
+/// Generates a continuation for each prompt (prompts must already fit `max_len − max_new_tokens`).
+pub fn generate_batch(model: &dyn Model, tok: &Tokenizer, reqs: &[&GenerateRequest], params: &GenerateParams) -> Result<Vec<Generation>> {
+    let _guard = tch::no_grad_guard();
+    let dev = model.device();
+    let b = reqs.len();
+    let p = reqs.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
+    if p == 0 {
+        return Err(Error::Unsupported("generation needs a non-empty prompt (the prefix token at least)".into()));
+    }
+    let mut seqs: Vec<Vec<i64>> = vec![];
+    let mut masks: Vec<Vec<i64>> = vec![];
+    for r in reqs {
+        let pad = p - r.prompt.len();
+        seqs.push(std::iter::repeat_n(0, pad).chain(r.prompt.iter().copied()).collect());
+        masks.push(std::iter::repeat_n(0, pad).chain(std::iter::repeat_n(1, r.prompt.len())).collect());
+    }
+    let mut rngs: Vec<rand_chacha::ChaCha8Rng> = reqs.iter().map(|r| rand_chacha::ChaCha8Rng::seed_from_u64(r.seed)).collect();
+    let mut gens: Vec<Generation> = (0..b).map(|_| Generation { tokens: vec![], text: String::new(), finish: "length".into() }).collect();
+    let mut done = vec![false; b];
+    let eos = tok.eos_ids();
+    let mut cache = model.new_cache();
+    let mut last_logits = {
+        let h = model.hidden_states(&int_tensor(&seqs, dev), &int_tensor(&masks, dev), cache.as_mut())?;
+        model.head(&h.narrow(1, p as i64 - 1, 1).squeeze_dim(1))?
+    };
+    for step in 0..params.max_new_tokens {
+        let logits = last_logits.to_device(Device::Cpu);
+        let v = logits.size()[1] as usize;
+        let flat = Vec::<f32>::try_from(logits.view([-1])).op("reading logits")?;
+        let mut next = vec![0i64; b];
+        for i in 0..b {
+            if done[i] {
+                continue;
+            }
+            let row = &flat[i * v..(i + 1) * v];
+            if row.iter().any(|x| x.is_nan()) {
+                return Err(Error::NonFinite { evaluation: String::new(), what: format!("NaN logits while generating row {i}, step {step}") });
+            }
+            let t = choose_token(row, params.sampling, &mut rngs[i]);
+            next[i] = t;
+            if eos.contains(&t) {
+                done[i] = true;
+                gens[i].finish = "eos".into();
+                continue;
+            }
+            gens[i].tokens.push(t);
+            if !params.stop.is_empty() {
+                let text = tok.decode(&gens[i].tokens, true)?;
+                if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                    gens[i].text = text[..cut].to_string();
+                    gens[i].finish = "stop".into();
+                    done[i] = true;
+                }
+            }
+        }
+        if done.iter().all(|&d| d) || step + 1 == params.max_new_tokens {
+            break;
+        }
+        for i in 0..b {
+            seqs[i].push(next[i]);
+            masks[i].push(1);
+        }
+        last_logits = match cache.as_mut() {
+            Some(c) => {
+                let ids = Tensor::from_slice(&next).view([b as i64, 1]).to_device(dev);
+                let h = model.hidden_states(&ids, &int_tensor(&masks, dev), Some(c))?;
+                model.head(&h.squeeze_dim(1))?
+            }
+            None => {
+                let h = model.hidden_states(&int_tensor(&seqs, dev), &int_tensor(&masks, dev), None)?;
+                model.head(&h.narrow(1, seqs[0].len() as i64 - 1, 1).squeeze_dim(1))?
+            }
+        };
+    }
+    for g in gens.iter_mut() {
+        if g.finish != "stop" {
+            g.text = tok.decode(&g.tokens, true)?;
+        }
+    }
+    Ok(gens)
+}

@@ -1,0 +1,206 @@
+//! The evaluator: runs a list of evaluations on one model, returns name → metrics, and writes
+//! `results.json` and `samples_<name>.jsonl` atomically into an output directory. Finished
+//! chunks go to a journal (`<output>/.journal/`) as they complete, so a killed run resumes
+//! where it stopped and recomputes only unfinished chunks; the journal is removed once the
+//! results are written.
+
+use crate::error::{Error, Result};
+use crate::kinds::{Env, Evaluation, Outcome, RunOptions};
+use crate::metrics::{mean_metric, Metric};
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A named group of evaluations reported as the micro-average over their rows (MMLU).
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Group name.
+    pub name: String,
+    /// Member evaluations.
+    pub members: Vec<String>,
+}
+
+/// Runs evaluations and saves their results.
+pub struct Evaluator<'a> {
+    model: &'a dyn Model,
+    tokenizer: &'a Tokenizer,
+    evaluations: Vec<Box<dyn Evaluation + 'a>>,
+    groups: Vec<Group>,
+    /// How every evaluation runs.
+    pub options: RunOptions,
+    /// Show a progress bar per evaluation (on a terminal).
+    pub progress: bool,
+    /// Extra configuration recorded in results.json (e.g. the training step, the model path).
+    pub config: Map<String, Value>,
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator for `model` and its tokenizer.
+    pub fn new(model: &'a dyn Model, tokenizer: &'a Tokenizer) -> Self {
+        Evaluator { model, tokenizer, evaluations: vec![], groups: vec![], options: RunOptions::default(), progress: false, config: Map::new() }
+    }
+
+    /// Adds an evaluation.
+    pub fn add(&mut self, e: Box<dyn Evaluation + 'a>) -> &mut Self {
+        self.evaluations.push(e);
+        self
+    }
+
+    /// Adds a group reported as the micro-average of its members.
+    pub fn add_group(&mut self, g: Group) -> &mut Self {
+        self.groups.push(g);
+        self
+    }
+
+    /// Names of the evaluations, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.evaluations.iter().map(|e| e.name()).collect()
+    }
+
+    fn run_all(&self, journal_dir: Option<&Path>) -> Result<Vec<Outcome>> {
+        let _guard = tch::no_grad_guard();
+        self.tokenizer.check_fits(self.model.vocab_size())?;
+        let mut out = vec![];
+        for e in &self.evaluations {
+            let bar = if self.progress {
+                let b = indicatif::ProgressBar::new(0);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} chunks {elapsed_precise}")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                b.set_message(e.name().to_string());
+                Some(b)
+            } else {
+                None
+            };
+            let env = Env { model: self.model, tokenizer: self.tokenizer, options: &self.options, journal_dir, progress: bar.as_ref() };
+            let outcome = e.evaluate(&env)?;
+            if let Some(b) = bar {
+                b.finish();
+            }
+            out.push(outcome);
+        }
+        Ok(out)
+    }
+
+    /// Runs every evaluation (no files written) and returns name → metric → value.
+    pub fn evaluate(&self) -> Result<BTreeMap<String, BTreeMap<String, f64>>> {
+        Ok(self
+            .run_all(None)?
+            .into_iter()
+            .map(|o| (o.name, o.metrics.into_iter().map(|(k, m)| (k, m.value)).collect()))
+            .collect())
+    }
+
+    /// Runs every evaluation and returns the full outcomes (per-sample values, samples,
+    /// intermediates), without writing files.
+    pub fn outcomes(&self) -> Result<Vec<Outcome>> {
+        self.run_all(None)
+    }
+
+    /// True when `dir` already holds results.
+    pub fn done(dir: &Path) -> bool {
+        dir.join("results.json").is_file()
+    }
+
+    /// Runs every evaluation, resuming from `dir`'s journal, and writes `results.json` and
+    /// `samples_<name>.jsonl` there. Returns the results document.
+    pub fn run(&self, dir: &Path) -> Result<Value> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating output directory", dir, e))?;
+        let journal_dir = dir.join(".journal");
+        let outcomes = self.run_all(Some(&journal_dir))?;
+        for o in &outcomes {
+            let mut body = String::new();
+            for s in &o.samples {
+                body.push_str(&serde_json::to_string(s).expect("samples serialize"));
+                body.push('\n');
+            }
+            write_atomic(&dir.join(format!("samples_{}.jsonl", o.name)), body.as_bytes())?;
+        }
+        let doc = self.results_document(&outcomes);
+        write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(&doc).expect("results serialize").as_bytes())?;
+        if journal_dir.exists() {
+            std::fs::remove_dir_all(&journal_dir).map_err(|e| Error::io("removing journal", &journal_dir, e))?;
+        }
+        Ok(doc)
+    }
+
+    /// The results document of a set of outcomes (DESIGN.md section 2).
+    pub fn results_document(&self, outcomes: &[Outcome]) -> Value {
+        let mut results = Map::new();
+        for o in outcomes {
+            let mut m = Map::new();
+            for (k, metric) in &o.metrics {
+                m.insert(k.clone(), json!(metric.value));
+                m.insert(format!("{k}_stderr"), json!(metric.stderr));
+            }
+            m.insert("n".into(), json!(o.n));
+            m.insert("truncated".into(), json!(o.truncated));
+            m.insert("kind".into(), json!(o.kind.as_str()));
+            m.insert("chunks_computed".into(), json!(o.stats.chunks_computed));
+            m.insert("chunks_resumed".into(), json!(o.stats.chunks_resumed));
+            if !o.notes.is_empty() {
+                m.insert("notes".into(), json!(o.notes));
+            }
+            results.insert(o.name.clone(), Value::Object(m));
+        }
+        let mut groups = Map::new();
+        for g in &self.groups {
+            let members: Vec<&Outcome> = outcomes.iter().filter(|o| g.members.contains(&o.name)).collect();
+            if members.is_empty() {
+                continue;
+            }
+            let mut pooled: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+            for o in &members {
+                for (k, v) in &o.per_sample {
+                    pooled.entry(k).or_default().extend(v);
+                }
+            }
+            let mut m = Map::new();
+            for (k, v) in pooled {
+                // Only metrics every member reports are pooled.
+                if members.iter().all(|o| o.per_sample.contains_key(k)) {
+                    let Metric { value, stderr } = mean_metric(&v);
+                    m.insert(k.to_string(), json!(value));
+                    m.insert(format!("{k}_stderr"), json!(stderr));
+                }
+            }
+            m.insert("n".into(), json!(members.iter().map(|o| o.n).sum::<usize>()));
+            m.insert("members".into(), json!(members.len()));
+            groups.insert(g.name.clone(), Value::Object(m));
+        }
+        let o = &self.options;
+        let mut config = self.config.clone();
+        config.insert("model".into(), json!(self.model.describe()));
+        config.insert("max_len".into(), json!(self.model.max_len()));
+        config.insert("device".into(), json!(format!("{:?}", self.model.device())));
+        config.insert("batch_size".into(), json!(o.batch_size));
+        config.insert("batch_unit".into(), json!(o.batch_unit));
+        config.insert("chunk_size".into(), json!(o.chunk_size));
+        config.insert("subset".into(), json!(o.subset));
+        config.insert("seed".into(), json!(o.seed));
+        config.insert("share_prefix".into(), json!(o.share_prefix));
+        config.insert("sampling".into(), json!(o.sampling));
+        config.insert("samples_per_prompt".into(), json!(o.samples_per_prompt));
+        json!({
+            "results": results,
+            "groups": groups,
+            "config": config,
+            "versions": {"evalkit": env!("CARGO_PKG_VERSION"), "libtorch": "2.11.0", "tch": "0.24.0"},
+        })
+    }
+}
+
+/// Writes a file atomically: a temporary file in the same folder, synced, then renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp: PathBuf = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let io = |e| Error::io("writing", path, e);
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}

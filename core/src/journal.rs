@@ -1,0 +1,118 @@
+//! The resume journal: one JSON-lines file per evaluation recording each finished chunk's
+//! results, so a killed run loses no finished work. The first line holds a fingerprint of
+//! everything the results depend on (model, requests, batching); a journal whose fingerprint
+//! differs is discarded. Each chunk is appended and synced before the run moves on; a torn last
+//! line (a kill mid-write) is ignored and that chunk recomputed.
+
+use crate::error::{Error, Result};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Finished chunks of one evaluation, backed by a file.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+    chunks: HashMap<usize, serde_json::Value>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    fingerprint: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry {
+    chunk: usize,
+    results: serde_json::Value,
+}
+
+impl Journal {
+    /// Opens (or starts) the journal at `path` for a run with `fingerprint`.
+    pub fn open(path: &Path, fingerprint: &str) -> Result<Self> {
+        let io = |e| Error::io("opening journal", path, e);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut chunks = HashMap::new();
+        let mut valid = false;
+        if path.exists() {
+            let text = std::fs::read_to_string(path).map_err(io)?;
+            let mut lines = text.split_inclusive('\n');
+            if let Some(first) = lines.next() {
+                valid = serde_json::from_str::<Header>(first).is_ok_and(|h| h.fingerprint == fingerprint);
+            }
+            if valid {
+                // Only complete lines count: a line without its newline was torn by a kill.
+                for line in lines.filter(|l| l.ends_with('\n')) {
+                    if let Ok(e) = serde_json::from_str::<Entry>(line) {
+                        chunks.insert(e.chunk, e.results);
+                    }
+                }
+            }
+        }
+        let file = if valid {
+            // Rewrite without a torn tail so appends start on a fresh line.
+            let mut f = std::fs::File::create(path).map_err(io)?;
+            let mut body = serde_json::to_string(&Header { fingerprint: fingerprint.into() }).expect("header serializes");
+            body.push('\n');
+            let mut keys: Vec<_> = chunks.keys().copied().collect();
+            keys.sort_unstable();
+            for k in keys {
+                body.push_str(&serde_json::to_string(&Entry { chunk: k, results: chunks[&k].clone() }).expect("entry serializes"));
+                body.push('\n');
+            }
+            f.write_all(body.as_bytes()).map_err(io)?;
+            f.sync_data().map_err(io)?;
+            f
+        } else {
+            let mut f = std::fs::File::create(path).map_err(io)?;
+            writeln!(f, "{}", serde_json::to_string(&Header { fingerprint: fingerprint.into() }).expect("header serializes")).map_err(io)?;
+            f.sync_data().map_err(io)?;
+            f
+        };
+        Ok(Journal { path: path.to_path_buf(), file, chunks })
+    }
+
+    /// Number of chunks recorded.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// True when no chunk is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// The recorded results of chunk `c`, if any.
+    pub fn get<R: DeserializeOwned>(&self, c: usize) -> Result<Option<Vec<(usize, R)>>> {
+        self.chunks
+            .get(&c)
+            .map(|v| {
+                serde_json::from_value(v.clone()).map_err(|e| Error::Parse {
+                    path: self.path.clone(),
+                    line: None,
+                    message: format!("chunk {c}: {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    /// Records the results of chunk `c` durably.
+    pub fn put<R: Serialize>(&mut self, c: usize, results: &[(usize, R)]) -> Result<()> {
+        let value = serde_json::to_value(results).map_err(|e| Error::Parse { path: self.path.clone(), line: None, message: e.to_string() })?;
+        let line = serde_json::to_string(&Entry { chunk: c, results: value.clone() }).expect("entry serializes");
+        let io = |e| Error::io("writing journal", &self.path, e);
+        self.file.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        self.chunks.insert(c, value);
+        Ok(())
+    }
+
+    /// Deletes the journal file (after the results are safely written).
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_file(&self.path).map_err(|e| Error::io("removing journal", &self.path, e))
+    }
+}

@@ -1,0 +1,125 @@
+//! Metric definitions (DESIGN.md section 3): accuracies of multiple choice, corpus perplexities,
+//! exact match and number extraction for generation, and the reductions (`mean` with its
+//! standard error, `sum`, `none`).
+
+use serde::{Deserialize, Serialize};
+
+/// A reported metric: its value and, for means, the standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    /// The value.
+    pub value: f64,
+    /// Standard error of a mean; `None` for corpus metrics (ratios of sums).
+    pub stderr: Option<f64>,
+}
+
+/// How per-sample values are reduced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reduce {
+    /// The mean.
+    #[default]
+    Mean,
+    /// The sum.
+    Sum,
+    /// No reduction: the per-sample values.
+    None,
+}
+
+/// A reduced score.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Score {
+    /// `mean` or `sum`.
+    Scalar(f64),
+    /// `none`: one value per sample, in dataset order.
+    PerSample(Vec<f64>),
+}
+
+/// Reduces per-sample values.
+pub fn reduce(values: &[f64], how: Reduce) -> Score {
+    match how {
+        Reduce::Mean => Score::Scalar(mean(values)),
+        Reduce::Sum => Score::Scalar(values.iter().sum()),
+        Reduce::None => Score::PerSample(values.to_vec()),
+    }
+}
+
+/// Arithmetic mean (NaN for no values).
+pub fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// Standard error of the mean as lm-eval computes it: sample standard deviation (n − 1)
+/// divided by √n; `None` for fewer than two values.
+///
+/// ```
+/// let se = evalkit_core::metrics::stderr_of_mean(&[1.0, 0.0, 1.0, 0.0]).unwrap();
+/// assert!((se - (1.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-12);
+/// ```
+pub fn stderr_of_mean(values: &[f64]) -> Option<f64> {
+    let n = values.len();
+    if n < 2 {
+        return None;
+    }
+    let m = mean(values);
+    let var = values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1) as f64;
+    Some((var / n as f64).sqrt())
+}
+
+/// A mean metric with its standard error.
+pub fn mean_metric(values: &[f64]) -> Metric {
+    Metric { value: mean(values), stderr: stderr_of_mean(values) }
+}
+
+/// Index of the largest value, the first on ties.
+pub fn argmax(values: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if v.total_cmp(&values[best]).is_gt() {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Python's `str.isspace` for one character (`\s` of `re` on str patterns).
+fn is_py_space(c: char) -> bool {
+    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
+}
+
+/// Word count as `len(re.split(r"\s+", text))`: whitespace runs + 1, which counts an empty field
+/// at each end where the text starts or ends with whitespace.
+///
+/// ```
+/// use evalkit_core::metrics::count_words;
+/// assert_eq!(count_words("a b  c"), 3);
+/// assert_eq!(count_words(" a b\n"), 4);
+/// assert_eq!(count_words(""), 1);
+/// ```
+pub fn count_words(text: &str) -> usize {
+    let mut runs = 0;
+    let mut in_space = false;
+    for c in text.chars() {
+        let s = is_py_space(c);
+        if s && !in_space {
+            runs += 1;
+        }
+        in_space = s;
+    }
+    runs + 1
+}
+
+/// Corpus perplexities of rolling loglikelihood: `token_perplexity`, `word_perplexity`,
+/// `byte_perplexity`, `bits_per_byte` from summed negative log-likelihood and counts.
+pub fn perplexities(nll: f64, tokens: usize, words: usize, bytes: usize) -> Vec<(&'static str, f64)> {
+    vec![
+        ("token_perplexity", (nll / tokens as f64).exp()),
+        ("word_perplexity", (nll / words as f64).exp()),
+        ("byte_perplexity", (nll / bytes as f64).exp()),
+        ("bits_per_byte", nll / bytes as f64 / std::f64::consts::LN_2),
+    ]
+}
+
+/// Exact string match.
+pub fn exact_match(target: &str, prediction: &str) -> bool {
+    target == prediction
+}

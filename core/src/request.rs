@@ -1,0 +1,119 @@
+//! Token-level requests that every evaluation kind lowers to, and the string → token rules of
+//! DESIGN.md section 3 that produce them ([`encode_pair`]).
+//!
+//! * [`ScoreRequest`]: one context and one or more continuations scored after it (multiple
+//!   choice shares the context; loglikelihood, perplexity windows and next-token rows have one).
+//! * [`GenerateRequest`]: a prompt to continue.
+
+use crate::error::Result;
+use crate::tokenizer::Tokenizer;
+use serde::{Deserialize, Serialize};
+
+/// A context and the continuations scored after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreRequest {
+    /// Context token ids (never empty: an empty context is the prefix token).
+    pub context: Vec<i64>,
+    /// Continuations, each scored token by token after the context.
+    pub continuations: Vec<Vec<i64>>,
+}
+
+impl ScoreRequest {
+    /// Length of the longest input this request forms (context + continuation − 1).
+    pub fn len(&self) -> usize {
+        self.context.len() + self.continuations.iter().map(Vec::len).max().unwrap_or(1) - 1
+    }
+
+    /// True when there is nothing to score.
+    pub fn is_empty(&self) -> bool {
+        self.continuations.iter().all(Vec::is_empty)
+    }
+}
+
+/// The score of one continuation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContinuationScore {
+    /// Log-prob of each continuation token (float32 log-softmax).
+    pub token_logprobs: Vec<f32>,
+    /// The model's argmax at each continuation position.
+    pub argmax: Vec<i64>,
+    /// Whether the context was left-truncated to fit the model.
+    pub truncated: bool,
+}
+
+impl ContinuationScore {
+    /// Sum of the token log-probs (in f64).
+    pub fn loglikelihood(&self) -> f64 {
+        self.token_logprobs.iter().map(|&x| f64::from(x)).sum()
+    }
+
+    /// True when every continuation token was the argmax.
+    pub fn is_greedy(&self, continuation: &[i64]) -> bool {
+        self.argmax.iter().zip(continuation).all(|(a, b)| a == b)
+    }
+}
+
+/// A prompt to continue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    /// Prompt token ids (already left-truncated to the prompt budget).
+    pub prompt: Vec<i64>,
+    /// Seed of this sample's RNG (used when sampling).
+    pub seed: u64,
+}
+
+/// How tokens are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Sampling {
+    /// Argmax (ties: lowest id).
+    Greedy,
+    /// Temperature, then nucleus: keep the smallest set of tokens whose probability reaches
+    /// `top_p`, including the token that crosses it.
+    Nucleus {
+        /// Softmax temperature (> 0).
+        temperature: f64,
+        /// Nucleus mass in (0, 1].
+        top_p: f64,
+    },
+}
+
+/// What generation needs beyond the prompts.
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    /// Most new tokens per prompt.
+    pub max_new_tokens: usize,
+    /// Generation stops at the first of these strings (excluded from the text).
+    pub stop: Vec<String>,
+    /// Token choice.
+    pub sampling: Sampling,
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    /// Generated ids, up to (excluding) EOS; may extend past a stop string.
+    pub tokens: Vec<i64>,
+    /// Generated text, cut before the first stop string.
+    pub text: String,
+    /// Why it ended: `eos`, `stop`, or `length`.
+    pub finish: String,
+}
+
+/// Lowers a (context, continuation) string pair to token ids, as lm-eval does: trailing
+/// whitespace of the context moves to the front of the continuation; the continuation's ids
+/// are `enc(context + continuation)[len(enc(context))..]`; an empty context becomes the
+/// prefix token and the continuation is encoded alone. `enc` applies the tokenizer's own
+/// special-token rule.
+pub fn encode_pair(tok: &Tokenizer, context: &str, continuation: &str) -> Result<(Vec<i64>, Vec<i64>)> {
+    if context.is_empty() {
+        return Ok((vec![tok.prefix_token()?], tok.encode(continuation)?));
+    }
+    let trimmed = context.trim_end();
+    let continuation = format!("{}{continuation}", &context[trimmed.len()..]);
+    let whole = tok.encode(&format!("{trimmed}{continuation}"))?;
+    let ctx = tok.encode(trimmed)?;
+    let cont = whole.get(ctx.len()..).map(<[i64]>::to_vec).unwrap_or_default();
+    // A whitespace-only context leaves nothing to condition on: use the prefix token.
+    let ctx = if ctx.is_empty() { vec![tok.prefix_token()?] } else { ctx };
+    Ok((ctx, cont))
+}

@@ -1,0 +1,176 @@
+//! Scheduling: the only code that decides which requests run together. Requests are ordered
+//! longest first, packed into batches of `batch_size`, each batch padded to a multiple of the
+//! batch unit by repeating its last item (padded items never reach a score), and batches are
+//! grouped into chunks of `chunk_size` — the unit of progress, of journaling and of device
+//! synchronisation. [`Executor::run`] executes a plan chunk by chunk, skipping chunks that a
+//! [`Journal`] already holds, and returns results in request order.
+
+use crate::error::{Error, Result};
+use crate::journal::Journal;
+use serde::{de::DeserializeOwned, Serialize};
+
+/// How requests are batched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BatchSettings {
+    /// Requests per batch.
+    pub batch_size: usize,
+    /// Batches are padded to a multiple of this (`replicas × per_device_batch_size`).
+    pub batch_unit: usize,
+    /// Batches per chunk.
+    pub chunk_size: usize,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings { batch_size: 16, batch_unit: 1, chunk_size: 8 }
+    }
+}
+
+/// One slot of a batch: which request, and whether it only pads the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// Index of the request.
+    pub item: usize,
+    /// True for a repeated item that fills the batch unit; its result is dropped.
+    pub padding: bool,
+}
+
+/// Batches of slots, grouped in chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// `chunks[c][b]` is batch `b` of chunk `c`.
+    pub chunks: Vec<Vec<Vec<Slot>>>,
+}
+
+impl Plan {
+    /// Orders requests by `lengths`, longest first (ties keep request order), and packs them.
+    ///
+    /// ```
+    /// use evalkit_core::schedule::{BatchSettings, Plan};
+    /// let s = BatchSettings { batch_size: 2, batch_unit: 2, chunk_size: 1 };
+    /// let plan = Plan::new(&[3, 9, 5], s);
+    /// let items: Vec<Vec<(usize, bool)>> = plan.chunks.iter().flatten()
+    ///     .map(|b| b.iter().map(|s| (s.item, s.padding)).collect()).collect();
+    /// assert_eq!(items, vec![vec![(1, false), (2, false)], vec![(0, false), (0, true)]]);
+    /// ```
+    pub fn new(lengths: &[usize], s: BatchSettings) -> Plan {
+        let mut order: Vec<usize> = (0..lengths.len()).collect();
+        order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
+        let batch = s.batch_size.max(1);
+        let unit = s.batch_unit.max(1);
+        let batches: Vec<Vec<Slot>> = order
+            .chunks(batch)
+            .map(|items| {
+                let mut slots: Vec<Slot> = items.iter().map(|&item| Slot { item, padding: false }).collect();
+                let last = *items.last().expect("chunks are never empty");
+                while slots.len() % unit != 0 {
+                    slots.push(Slot { item: last, padding: true });
+                }
+                slots
+            })
+            .collect();
+        let chunks = batches.chunks(s.chunk_size.max(1)).map(<[_]>::to_vec).collect();
+        Plan { chunks }
+    }
+
+    /// Number of batches.
+    pub fn num_batches(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+}
+
+/// The largest batch ≤ `max_batch` that splits `n` items evenly over `dp` replicas, with the
+/// number of steps: `n % (batch × dp) == 0`, steps = `n / (batch × dp)`; `None` when no batch
+/// does.
+///
+/// ```
+/// use evalkit_core::schedule::find_accumulation_steps;
+/// assert_eq!(find_accumulation_steps(96, 16, 2), Some((16, 3)));
+/// assert_eq!(find_accumulation_steps(90, 16, 2), Some((15, 3)));
+/// assert_eq!(find_accumulation_steps(7, 4, 2), None);
+/// ```
+pub fn find_accumulation_steps(n: usize, max_batch: usize, dp: usize) -> Option<(usize, usize)> {
+    if dp == 0 {
+        return None;
+    }
+    (1..=max_batch).rev().find(|b| n % (b * dp) == 0).map(|b| (b, n / (b * dp)))
+}
+
+/// Counts of what an execution did (for results and for the resume test).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ExecStats {
+    /// Chunks computed by this run.
+    pub chunks_computed: usize,
+    /// Chunks read back from the journal.
+    pub chunks_resumed: usize,
+}
+
+/// Runs a plan: chunk by chunk, journaling each finished chunk and advancing a progress bar.
+pub struct Executor<'a> {
+    /// Where finished chunks are recorded (none: nothing is journaled).
+    pub journal: Option<&'a mut Journal>,
+    /// Progress display, advanced per chunk.
+    pub progress: Option<&'a indicatif::ProgressBar>,
+    /// What was computed and what was resumed.
+    pub stats: ExecStats,
+}
+
+impl<'a> Executor<'a> {
+    /// An executor without journal or progress bar.
+    pub fn plain() -> Self {
+        Executor { journal: None, progress: None, stats: ExecStats::default() }
+    }
+
+    /// Runs `plan` over `n` requests; `run_batch` gets the request indices of one batch (padding
+    /// included) and returns one result per index. Results come back in request order.
+    pub fn run<R, F>(&mut self, plan: &Plan, n: usize, mut run_batch: F) -> Result<Vec<R>>
+    where
+        R: Serialize + DeserializeOwned + Clone,
+        F: FnMut(&[usize]) -> Result<Vec<R>>,
+    {
+        let mut out: Vec<Option<R>> = vec![None; n];
+        if let Some(p) = self.progress {
+            p.set_length(plan.chunks.len() as u64);
+        }
+        for (c, chunk) in plan.chunks.iter().enumerate() {
+            let resumed: Option<Vec<(usize, R)>> = match self.journal.as_deref() {
+                Some(j) => j.get(c)?,
+                None => None,
+            };
+            let results = match resumed {
+                Some(r) => {
+                    self.stats.chunks_resumed += 1;
+                    r
+                }
+                None => {
+                    let mut results = vec![];
+                    for batch in chunk {
+                        let items: Vec<usize> = batch.iter().map(|s| s.item).collect();
+                        let got = run_batch(&items)?;
+                        if got.len() != items.len() {
+                            return Err(Error::Unsupported(format!("batch returned {} results for {} requests", got.len(), items.len())));
+                        }
+                        results.extend(batch.iter().zip(got).filter(|(s, _)| !s.padding).map(|(s, r)| (s.item, r)));
+                    }
+                    if let Some(j) = self.journal.as_deref_mut() {
+                        j.put(c, &results)?;
+                    }
+                    self.stats.chunks_computed += 1;
+                    results
+                }
+            };
+            for (i, r) in results {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(r);
+                }
+            }
+            if let Some(p) = self.progress {
+                p.inc(1);
+            }
+        }
+        out.into_iter()
+            .enumerate()
+            .map(|(i, r)| r.ok_or_else(|| Error::Unsupported(format!("request {i} was never scheduled"))))
+            .collect()
+    }
+}
