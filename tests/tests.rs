@@ -5,3 +5,6 @@ mod util;
 
 // Model backends: reference parity, KV cache, padding, TorchScript, bad checkpoints.
 mod model;
+
+// Engine: the five kinds on the oracle model and on real checkpoints.
+mod engine;

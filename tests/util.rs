@@ -58,3 +58,78 @@ macro_rules! assert_close {
         }
     }};
 }
+
+/// A bigram "oracle" model: the logits at a position are row `ids[pos]` of a fixed table of
+/// log-probabilities, so every score can be computed by hand.
+pub mod oracle {
+    use evalkit::core::model::{KvCache, Model};
+    use evalkit::core::{Result, Tokenizer};
+    use tch::{Device, Kind, Tensor};
+
+    /// Vocabulary: `<s>` 0, `a` 1, `b` 2, `c` 3.
+    pub const VOCAB: [&str; 4] = ["<s>", "a", "b", "c"];
+
+    /// `P[prev][next]`.
+    pub const P: [[f64; 4]; 4] = [
+        [0.1, 0.5, 0.3, 0.1],
+        [0.1, 0.2, 0.6, 0.1],
+        [0.25, 0.25, 0.25, 0.25],
+        [0.1, 0.1, 0.1, 0.7],
+    ];
+
+    /// ln P(next | prev).
+    pub fn lp(prev: usize, next: usize) -> f64 {
+        P[prev][next].ln()
+    }
+
+    /// The oracle model with a given max length.
+    pub struct Oracle {
+        pub max_len: usize,
+        table: Tensor,
+    }
+
+    impl Oracle {
+        pub fn new(max_len: usize) -> Self {
+            let flat: Vec<f32> = P.iter().flatten().map(|p| p.ln() as f32).collect();
+            Oracle { max_len, table: Tensor::from_slice(&flat).view([4, 4]) }
+        }
+    }
+
+    impl Model for Oracle {
+        fn max_len(&self) -> usize {
+            self.max_len
+        }
+        fn vocab_size(&self) -> usize {
+            4
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+        fn describe(&self) -> String {
+            format!("oracle:{}", self.max_len)
+        }
+        fn hidden_states(&self, ids: &Tensor, _mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+            if let Some(c) = cache {
+                c.advance(ids.size()[1] as usize);
+            }
+            Ok(ids.one_hot(4).to_kind(Kind::Float))
+        }
+        fn head(&self, hidden: &Tensor) -> Result<Tensor> {
+            Ok(hidden.matmul(&self.table))
+        }
+        fn new_cache(&self) -> Option<KvCache> {
+            Some(KvCache::new(0, self.max_len))
+        }
+    }
+
+    /// A word-level tokenizer over [`VOCAB`] (no special tokens added; `<s>` is BOS).
+    pub fn tokenizer() -> Tokenizer {
+        use tokenizers::models::wordlevel::WordLevel;
+        let vocab = VOCAB.iter().enumerate().map(|(i, w)| (w.to_string(), i as u32)).collect();
+        let model = WordLevel::builder().vocab(vocab).unk_token("<s>".into()).build().expect("wordlevel");
+        let mut t = tokenizers::Tokenizer::new(model);
+        t.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
+        t.with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()));
+        Tokenizer::from_parts(t, Some(0), vec![0])
+    }
+}
