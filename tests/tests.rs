@@ -8,3 +8,6 @@ mod model;
 
 // Engine: the five kinds on the oracle model and on real checkpoints.
 mod engine;
+
+// #[derive(Evaluation)]: every kind, against a hand-written benchmark.
+mod derive;

@@ -22,3 +22,16 @@ pub mod evaluator;
 
 pub use evaluator::Evaluator;
 pub use kinds::{Evaluation, Outcome, RunOptions, TaskKind};
+pub mod benchmark;
+pub mod builtins;
+pub mod fewshot;
+
+pub use benchmark::{task, Benchmark};
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use evalkit_macros::Evaluation;
+
+// Lets `#[derive(Evaluation)]`'s `::evalkit_core::...` paths resolve inside this crate too.
+extern crate self as evalkit_core;

@@ -68,12 +68,14 @@ pub struct GenerateTask<T> {
     pub rows: Vec<T>,
     /// Defaults.
     pub defaults: Defaults,
+    /// Few-shot examples prepended to each context or prompt.
+    pub fewshot: Option<crate::fewshot::FewShot>,
 }
 
 impl<T: Generate> GenerateTask<T> {
     /// A task named `name` over `rows`.
     pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        GenerateTask { name: name.into(), rows, defaults: Defaults::default() }
+        GenerateTask { name: name.into(), rows, defaults: Defaults::default(), fewshot: None }
     }
 }
 
@@ -113,7 +115,8 @@ impl<T: Generate> Evaluation for GenerateTask<T> {
         let mut reqs = vec![];
         let mut truncated = 0;
         for &i in &prep.rows {
-            let item = self.rows[i].get().map_err(|e| row_error(name, i, e))?;
+            let mut item = self.rows[i].get().map_err(|e| row_error(name, i, e))?;
+            item.prompt = super::with_fewshot(&self.fewshot, i, &item.prompt);
             let mut ids = env.tokenizer.encode(&item.prompt)?;
             if ids.is_empty() {
                 ids.push(env.tokenizer.prefix_token()?);

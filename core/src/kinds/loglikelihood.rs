@@ -27,12 +27,14 @@ pub struct LoglikelihoodTask<T> {
     pub rows: Vec<T>,
     /// Defaults.
     pub defaults: Defaults,
+    /// Few-shot examples prepended to each context or prompt.
+    pub fewshot: Option<crate::fewshot::FewShot>,
 }
 
 impl<T: Loglikelihood> LoglikelihoodTask<T> {
     /// A task named `name` over `rows`.
     pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        LoglikelihoodTask { name: name.into(), rows, defaults: Defaults::default() }
+        LoglikelihoodTask { name: name.into(), rows, defaults: Defaults::default(), fewshot: None }
     }
 }
 
@@ -50,9 +52,9 @@ impl<T: Loglikelihood> Evaluation for LoglikelihoodTask<T> {
         self.defaults
     }
     fn evaluate(&self, env: &Env<'_>) -> Result<Outcome> {
-        let get = |r: &T| {
+        let get = |i: usize, r: &T| {
             r.get().map(|it| McItem {
-                contexts: vec![it.context],
+                contexts: vec![super::with_fewshot(&self.fewshot, i, &it.context)],
                 norm_texts: vec![it.continuation.clone()],
                 continuations: vec![it.continuation],
                 answer: 0,

@@ -396,3 +396,11 @@ pub(crate) fn score_requests(
 pub(crate) fn row_error(name: &str, row: usize, e: RowError) -> Error {
     Error::Row { evaluation: name.into(), row, message: e.0 }
 }
+
+/// `context` preceded by row `index`'s few-shot prefix, if the task has examples.
+pub(crate) fn with_fewshot(fewshot: &Option<crate::fewshot::FewShot>, index: usize, context: &str) -> String {
+    match fewshot {
+        Some(f) if f.k > 0 => format!("{}{context}", f.prefix(index)),
+        _ => context.to_string(),
+    }
+}

@@ -74,12 +74,14 @@ pub struct MultipleChoiceTask<T> {
     pub rows: Vec<T>,
     /// Defaults.
     pub defaults: Defaults,
+    /// Few-shot examples prepended to each context or prompt.
+    pub fewshot: Option<crate::fewshot::FewShot>,
 }
 
 impl<T: MultipleChoice> MultipleChoiceTask<T> {
     /// A task named `name` over `rows`.
     pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        MultipleChoiceTask { name: name.into(), rows, defaults: Defaults::default() }
+        MultipleChoiceTask { name: name.into(), rows, defaults: Defaults::default(), fewshot: None }
     }
 }
 
@@ -97,6 +99,14 @@ impl<T: MultipleChoice> Evaluation for MultipleChoiceTask<T> {
         self.defaults
     }
     fn evaluate(&self, env: &Env<'_>) -> Result<Outcome> {
-        execute_mc(&self.name, &self.rows, &self.defaults, env, TaskKind::MultipleChoice, |r: &T| r.get(), |r, item, lls| r.extra_metrics(item, lls))
+        let get = |i: usize, r: &T| {
+            r.get().map(|mut it| {
+                for c in &mut it.contexts {
+                    *c = super::with_fewshot(&self.fewshot, i, c);
+                }
+                it
+            })
+        };
+        execute_mc(&self.name, &self.rows, &self.defaults, env, TaskKind::MultipleChoice, get, |r, item, lls| r.extra_metrics(item, lls))
     }
 }

@@ -55,12 +55,14 @@ pub struct NextTokenTask<T> {
     pub rows: Vec<T>,
     /// Defaults.
     pub defaults: Defaults,
+    /// Few-shot examples prepended to each context or prompt.
+    pub fewshot: Option<crate::fewshot::FewShot>,
 }
 
 impl<T: NextToken> NextTokenTask<T> {
     /// A task named `name` over `rows`.
     pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        NextTokenTask { name: name.into(), rows, defaults: Defaults::default() }
+        NextTokenTask { name: name.into(), rows, defaults: Defaults::default(), fewshot: None }
     }
 }
 

@@ -66,12 +66,14 @@ pub struct PerplexityTask<T> {
     pub rows: Vec<T>,
     /// Defaults.
     pub defaults: Defaults,
+    /// Few-shot examples prepended to each context or prompt.
+    pub fewshot: Option<crate::fewshot::FewShot>,
 }
 
 impl<T: Perplexity> PerplexityTask<T> {
     /// A task named `name` over `rows`.
     pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        PerplexityTask { name: name.into(), rows, defaults: Defaults::default() }
+        PerplexityTask { name: name.into(), rows, defaults: Defaults::default(), fewshot: None }
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 /// Runs multiple-choice-shaped rows (`kind` is MultipleChoice or Loglikelihood).
 pub(crate) fn execute_mc<T, G, X>(name: &str, rows: &[T], defaults: &Defaults, env: &Env<'_>, kind: TaskKind, get: G, extra: X) -> Result<Outcome>
 where
-    G: Fn(&T) -> std::result::Result<McItem, RowError>,
+    G: Fn(usize, &T) -> std::result::Result<McItem, RowError>,
     X: Fn(&T, &McItem, &[f64]) -> Vec<(&'static str, f64)>,
 {
     let prep = prepare(name, rows.len(), defaults, env)?;
@@ -22,7 +22,7 @@ where
     // For each selected row: (request, continuation) of each choice.
     let mut slots: Vec<Vec<(usize, usize)>> = vec![];
     for &i in &prep.rows {
-        let item = get(&rows[i]).map_err(|e| row_error(name, i, e))?;
+        let item = get(i, &rows[i]).map_err(|e| row_error(name, i, e))?;
         let n = item.continuations.len();
         if n == 0 {
             return Err(row_error(name, i, RowError::new("the choice list is empty")));

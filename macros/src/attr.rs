@@ -1,0 +1,269 @@
+//! Parsing of `#[eval(...)]` on the struct (container) and on fields, into structs of
+//! `Option`s. Each attribute may appear once; unknown names are errors spanned at the name.
+
+use crate::ctxt::Ctxt;
+use syn::meta::ParseNestedMeta;
+use syn::{Expr, ExprLit, Ident, Lit, LitInt, LitStr, Path};
+
+/// The string roles a row can fill.
+pub const TEXT_ROLES: &[&str] = &["context", "continuation", "prompt", "target", "text", "count_text"];
+
+/// Where a string role comes from.
+#[derive(Clone)]
+pub enum Source {
+    /// A template over fields: `"Question: {question}\nAnswer:"`.
+    Template(LitStr),
+    /// A method or function taking `&Self`.
+    Method(Path),
+}
+
+/// A `clean`/`check`/`score` function.
+#[derive(Clone)]
+pub enum Func {
+    /// A path to a function (a bare built-in name resolves to evalkit's built-in).
+    Path(Path),
+    /// `regex("...")`: the first capture group of the pattern.
+    Regex(LitStr),
+}
+
+/// How an answer field is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum AnswerMode {
+    /// By the field's type (integer index, char letter, bool).
+    Auto,
+    /// An integer index.
+    Index,
+    /// A letter `A`.. (or `1`..).
+    Letter,
+    /// The text of the right choice.
+    Text,
+}
+
+/// One attribute value with the token it came from (for spans).
+pub struct Attr<T> {
+    pub value: Option<(proc_macro2::Span, T)>,
+    name: &'static str,
+}
+
+impl<T> Attr<T> {
+    pub fn none(name: &'static str) -> Self {
+        Attr { value: None, name }
+    }
+    pub fn set(&mut self, cx: &Ctxt, span: &Ident, v: T) {
+        if self.value.is_some() {
+            cx.error_spanned_by(span, format!("duplicate #[eval({})] attribute", self.name));
+        } else {
+            self.value = Some((span.span(), v));
+        }
+    }
+    pub fn get(&self) -> Option<&T> {
+        self.value.as_ref().map(|(_, v)| v)
+    }
+    pub fn span(&self) -> Option<proc_macro2::Span> {
+        self.value.as_ref().map(|(s, _)| *s)
+    }
+}
+
+/// Struct-level `#[eval(...)]`.
+pub struct Container {
+    pub name: Attr<LitStr>,
+    pub kind: Attr<Ident>,
+    pub metrics: Attr<Vec<Ident>>,
+    pub roles: Vec<(String, Ident, Source)>,
+    pub choices: Attr<Path>,
+    pub answer: Attr<Path>,
+    pub delimiter: Attr<LitStr>,
+    pub description: Attr<LitStr>,
+    pub max_new_tokens: Attr<LitInt>,
+    pub stop: Attr<Vec<LitStr>>,
+    pub clean: Attr<Func>,
+    pub check: Attr<Func>,
+    pub score: Attr<Func>,
+    pub batch_size: Attr<LitInt>,
+    pub chunk_size: Attr<LitInt>,
+    pub limit: Attr<LitInt>,
+    pub krate: Attr<Path>,
+}
+
+/// Field-level `#[eval(...)]`.
+pub struct FieldAttrs {
+    pub roles: Vec<(String, Ident, Option<LitStr>)>,
+    pub choices: Option<Ident>,
+    pub answer: Option<(Ident, AnswerMode)>,
+}
+
+fn lit_str(meta: &ParseNestedMeta) -> syn::Result<LitStr> {
+    meta.value()?.parse()
+}
+
+fn lit_int(meta: &ParseNestedMeta) -> syn::Result<LitInt> {
+    let v: LitInt = meta.value()?.parse()?;
+    v.base10_parse::<usize>()?;
+    Ok(v)
+}
+
+fn path_value(meta: &ParseNestedMeta, what: &str) -> syn::Result<Path> {
+    let expr: Expr = meta.value()?.parse()?;
+    match expr {
+        Expr::Path(p) => Ok(p.path),
+        other => Err(syn::Error::new_spanned(other, format!("expected a function path for `{what}`, e.g. `{what} = my_fn` or `{what} = Self::method`"))),
+    }
+}
+
+fn func_value(meta: &ParseNestedMeta, what: &str) -> syn::Result<Func> {
+    let expr: Expr = meta.value()?.parse()?;
+    match expr {
+        Expr::Path(p) => Ok(Func::Path(p.path)),
+        Expr::Call(call) => match (&*call.func, call.args.first()) {
+            (Expr::Path(p), Some(Expr::Lit(ExprLit { lit: Lit::Str(s), .. }))) if p.path.is_ident("regex") && call.args.len() == 1 => {
+                if let Err(e) = regex::Regex::new(&s.value()) {
+                    return Err(syn::Error::new_spanned(s, format!("invalid regex: {e}")));
+                }
+                Ok(Func::Regex(s.clone()))
+            }
+            _ => Err(syn::Error::new_spanned(call, format!("expected a function path or `regex(\"...\")` for `{what}`"))),
+        },
+        other => Err(syn::Error::new_spanned(other, format!("expected a function path for `{what}`, e.g. `{what} = my_fn`"))),
+    }
+}
+
+impl Container {
+    pub fn from_ast(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
+        let mut c = Container {
+            name: Attr::none("name"),
+            kind: Attr::none("kind"),
+            metrics: Attr::none("metrics"),
+            roles: vec![],
+            choices: Attr::none("choices"),
+            answer: Attr::none("answer"),
+            delimiter: Attr::none("delimiter"),
+            description: Attr::none("description"),
+            max_new_tokens: Attr::none("max_new_tokens"),
+            stop: Attr::none("stop"),
+            clean: Attr::none("clean"),
+            check: Attr::none("check"),
+            score: Attr::none("score"),
+            batch_size: Attr::none("batch_size"),
+            chunk_size: Attr::none("chunk_size"),
+            limit: Attr::none("limit"),
+            krate: Attr::none("crate"),
+        };
+        for attr in input.attrs.iter().filter(|a| a.path().is_ident("eval")) {
+            let r = attr.parse_nested_meta(|meta| {
+                let Some(id) = meta.path.get_ident().cloned() else {
+                    return Err(meta.error("expected an attribute name"));
+                };
+                let key = id.to_string();
+                match key.as_str() {
+                    "name" => c.name.set(cx, &id, lit_str(&meta)?),
+                    "kind" => {
+                        let v: Ident = meta.value()?.parse()?;
+                        c.kind.set(cx, &id, v)
+                    }
+                    "metrics" => {
+                        let mut v = vec![];
+                        meta.parse_nested_meta(|m| {
+                            v.push(m.path.get_ident().cloned().ok_or_else(|| m.error("expected a metric name"))?);
+                            Ok(())
+                        })?;
+                        c.metrics.set(cx, &id, v)
+                    }
+                    "choices" => c.choices.set(cx, &id, path_value(&meta, "choices")?),
+                    "answer" => c.answer.set(cx, &id, path_value(&meta, "answer")?),
+                    "delimiter" => c.delimiter.set(cx, &id, lit_str(&meta)?),
+                    "description" => c.description.set(cx, &id, lit_str(&meta)?),
+                    "max_new_tokens" => c.max_new_tokens.set(cx, &id, lit_int(&meta)?),
+                    "stop" => {
+                        let mut v = vec![];
+                        if meta.input.peek(syn::Token![=]) {
+                            v.push(lit_str(&meta)?);
+                        } else {
+                            let content;
+                            syn::parenthesized!(content in meta.input);
+                            let list = content.parse_terminated(<LitStr as syn::parse::Parse>::parse, syn::Token![,])?;
+                            v.extend(list);
+                        }
+                        c.stop.set(cx, &id, v)
+                    }
+                    "clean" => c.clean.set(cx, &id, func_value(&meta, "clean")?),
+                    "check" => c.check.set(cx, &id, func_value(&meta, "check")?),
+                    "score" => c.score.set(cx, &id, func_value(&meta, "score")?),
+                    "batch_size" => c.batch_size.set(cx, &id, lit_int(&meta)?),
+                    "chunk_size" => c.chunk_size.set(cx, &id, lit_int(&meta)?),
+                    "limit" => c.limit.set(cx, &id, lit_int(&meta)?),
+                    "crate" => c.krate.set(cx, &id, path_value(&meta, "crate")?),
+                    k if TEXT_ROLES.contains(&k) => {
+                        let expr: Expr = meta.value()?.parse()?;
+                        let src = match expr {
+                            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Source::Template(s),
+                            Expr::Path(p) => Source::Method(p.path),
+                            other => return Err(syn::Error::new_spanned(other, format!("expected a template string or a method path for `{k}`"))),
+                        };
+                        if c.roles.iter().any(|(r, _, _)| r == k) {
+                            cx.error_spanned_by(&id, format!("duplicate #[eval({k})] attribute"));
+                        } else {
+                            c.roles.push((key, id, src));
+                        }
+                    }
+                    _ => return Err(syn::Error::new_spanned(&id, format!("unknown eval attribute `{key}`"))),
+                }
+                Ok(())
+            });
+            if let Err(e) = r {
+                cx.syn_error(e);
+            }
+        }
+        c
+    }
+}
+
+impl FieldAttrs {
+    pub fn from_field(cx: &Ctxt, field: &syn::Field) -> Self {
+        let mut f = FieldAttrs { roles: vec![], choices: None, answer: None };
+        for attr in field.attrs.iter().filter(|a| a.path().is_ident("eval")) {
+            let r = attr.parse_nested_meta(|meta| {
+                let Some(id) = meta.path.get_ident().cloned() else {
+                    return Err(meta.error("expected an attribute name"));
+                };
+                let key = id.to_string();
+                match key.as_str() {
+                    "choices" => {
+                        if f.choices.replace(id.clone()).is_some() {
+                            cx.error_spanned_by(&id, "duplicate #[eval(choices)] attribute");
+                        }
+                    }
+                    "answer" => {
+                        let mode = if meta.input.peek(syn::Token![=]) {
+                            let m: Ident = meta.value()?.parse()?;
+                            match m.to_string().as_str() {
+                                "index" => AnswerMode::Index,
+                                "letter" => AnswerMode::Letter,
+                                "text" => AnswerMode::Text,
+                                other => return Err(syn::Error::new_spanned(&m, format!("unknown answer form `{other}` (index, letter or text)"))),
+                            }
+                        } else {
+                            AnswerMode::Auto
+                        };
+                        if f.answer.replace((id.clone(), mode)).is_some() {
+                            cx.error_spanned_by(&id, "duplicate #[eval(answer)] attribute");
+                        }
+                    }
+                    k if TEXT_ROLES.contains(&k) => {
+                        let template = if meta.input.peek(syn::Token![=]) { Some(lit_str(&meta)?) } else { None };
+                        if f.roles.iter().any(|(r, _, _)| r == k) {
+                            cx.error_spanned_by(&id, format!("duplicate #[eval({k})] attribute"));
+                        } else {
+                            f.roles.push((key, id, template));
+                        }
+                    }
+                    _ => return Err(syn::Error::new_spanned(&id, format!("unknown eval field attribute `{key}`"))),
+                }
+                Ok(())
+            });
+            if let Err(e) = r {
+                cx.syn_error(e);
+            }
+        }
+        f
+    }
+}

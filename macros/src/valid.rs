@@ -1,0 +1,358 @@
+//! Rules across fields and attributes, resolving the input into a [`Spec`]: the kind, where
+//! each role comes from, metrics that fit the kind, templates whose placeholders name fields,
+//! answer and choices fields of usable types, and the generation settings.
+
+use crate::ast::Input;
+use crate::attr::{AnswerMode, Func, Source};
+use crate::ctxt::Ctxt;
+use proc_macro2::Span;
+use std::collections::BTreeMap;
+use syn::{Ident, LitInt, LitStr, Path};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    MultipleChoice,
+    Loglikelihood,
+    Perplexity,
+    NextToken,
+    Generate,
+}
+
+impl Kind {
+    const ALL: &'static [(&'static str, Kind)] = &[
+        ("multiple_choice", Kind::MultipleChoice),
+        ("loglikelihood", Kind::Loglikelihood),
+        ("perplexity", Kind::Perplexity),
+        ("next_token", Kind::NextToken),
+        ("generate", Kind::Generate),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Kind::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).expect("listed")
+    }
+
+    pub fn metrics(self) -> &'static [&'static str] {
+        match self {
+            Kind::MultipleChoice => &["acc", "acc_norm", "acc_bytes", "acc_token_norm"],
+            Kind::Loglikelihood => &["acc", "perplexity"],
+            Kind::Perplexity => &["token_perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"],
+            Kind::NextToken => &["acc"],
+            Kind::Generate => &["exact_match"],
+        }
+    }
+
+    /// Roles the kind requires and roles it accepts.
+    fn roles(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Kind::MultipleChoice => (&["context"], &["context"]),
+            Kind::Loglikelihood => (&["context", "continuation"], &["context", "continuation"]),
+            Kind::Perplexity => (&["text"], &["text", "count_text"]),
+            Kind::NextToken => (&["text"], &["text"]),
+            Kind::Generate => (&["prompt", "target"], &["prompt", "target"]),
+        }
+    }
+}
+
+/// A template split into literal text and field placeholders.
+pub enum Piece {
+    Lit(String),
+    Field(Ident),
+}
+
+pub enum Text {
+    Field(Ident),
+    Template(Vec<Piece>),
+    Method(Path),
+}
+
+pub enum ListSrc {
+    Field(Ident),
+    Method(Path),
+}
+
+pub struct Spec {
+    pub kind: Kind,
+    pub name: String,
+    pub metrics: Vec<String>,
+    pub roles: BTreeMap<String, Text>,
+    pub choices: Option<ListSrc>,
+    pub answer: Option<(ListSrc, AnswerMode)>,
+    pub delimiter: String,
+    pub max_new_tokens: Option<LitInt>,
+    pub stop: Vec<LitStr>,
+    pub clean: Option<Func>,
+    pub check: Option<Func>,
+    pub score: Option<Func>,
+    pub batch_size: Option<LitInt>,
+    pub chunk_size: Option<LitInt>,
+    pub limit: Option<LitInt>,
+}
+
+const ALL_METRICS: &[&str] = &["acc", "acc_norm", "acc_bytes", "acc_token_norm", "perplexity", "token_perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "exact_match"];
+
+/// Splits `"a {x} {{b}}"` into pieces; errors name the placeholder.
+fn parse_template(cx: &Ctxt, lit: &LitStr, fields: &[Ident]) -> Vec<Piece> {
+    let s = lit.value();
+    let mut out = vec![];
+    let mut buf = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                buf.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                buf.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                let mut closed = false;
+                for d in chars.by_ref() {
+                    if d == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(d);
+                }
+                if !closed {
+                    cx.error_spanned_by(lit, "unclosed `{` in template (write `{{` for a literal brace)");
+                    return out;
+                }
+                let name = name.trim();
+                match fields.iter().find(|f| *f == name) {
+                    Some(f) => {
+                        if !buf.is_empty() {
+                            out.push(Piece::Lit(std::mem::take(&mut buf)));
+                        }
+                        let mut id = f.clone();
+                        id.set_span(lit.span());
+                        out.push(Piece::Field(id));
+                    }
+                    None => cx.error_spanned_by(
+                        lit,
+                        format!("placeholder `{{{name}}}` names no field (fields: {})", fields.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")),
+                    ),
+                }
+            }
+            '}' => {
+                cx.error_spanned_by(lit, "unmatched `}` in template (write `}}` for a literal brace)");
+                return out;
+            }
+            _ => buf.push(c),
+        }
+    }
+    if !buf.is_empty() {
+        out.push(Piece::Lit(buf));
+    }
+    out
+}
+
+fn last_segment(ty: &syn::Type) -> Option<String> {
+    match ty {
+        syn::Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        syn::Type::Reference(r) => last_segment(&r.elem),
+        _ => None,
+    }
+}
+
+fn check_answer_type(cx: &Ctxt, field: &syn::Field, mode: AnswerMode) {
+    let seg = last_segment(&field.ty);
+    let ints = ["usize", "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64"];
+    let is = |names: &[&str]| seg.as_deref().is_some_and(|s| names.contains(&s));
+    let ok = match mode {
+        AnswerMode::Auto => {
+            if is(&["String", "str"]) {
+                cx.error_spanned_by(&field.ty, "a String answer needs #[eval(answer = letter)] or #[eval(answer = text)]");
+                return;
+            }
+            is(&ints) || is(&["char", "bool"])
+        }
+        AnswerMode::Index => is(&ints),
+        AnswerMode::Letter => is(&["String", "str", "char"]),
+        AnswerMode::Text => is(&["String", "str"]),
+    };
+    if !ok {
+        let want = match mode {
+            AnswerMode::Auto => "an integer index, a char letter, a bool or a String",
+            AnswerMode::Index => "an integer",
+            AnswerMode::Letter => "a String or char",
+            AnswerMode::Text => "a String",
+        };
+        cx.error_spanned_by(&field.ty, format!("wrong type for #[eval(answer)] field: expected {want}"));
+    }
+}
+
+fn check_choices_type(cx: &Ctxt, field: &syn::Field) {
+    let ok = match &field.ty {
+        syn::Type::Array(_) | syn::Type::Slice(_) => true,
+        syn::Type::Reference(r) => matches!(&*r.elem, syn::Type::Slice(_)),
+        ty => last_segment(ty).as_deref() == Some("Vec"),
+    };
+    if !ok {
+        cx.error_spanned_by(&field.ty, "wrong type for #[eval(choices)] field: expected a list of strings (Vec<String>, [&str; N], ...)");
+    }
+}
+
+pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
+    let a = &input.attrs;
+    let struct_ident = &input.original.ident;
+    for p in &input.original.generics.params {
+        if let syn::GenericParam::Lifetime(l) = p {
+            cx.error_spanned_by(l, "lifetime parameters are not supported: rows must own their data (an evaluation is a `Box<dyn Evaluation>`, which needs 'static)");
+        }
+    }
+    let kind = match a.kind.get() {
+        None => {
+            cx.error_spanned_by(struct_ident, "missing #[eval(kind = ...)]: one of multiple_choice, loglikelihood, perplexity, next_token, generate");
+            return None;
+        }
+        Some(k) => match Kind::ALL.iter().find(|(n, _)| k == n) {
+            Some((_, kind)) => *kind,
+            None => {
+                cx.error_spanned_by(k, format!("unknown kind `{k}` (multiple_choice, loglikelihood, perplexity, next_token, generate)"));
+                return None;
+            }
+        },
+    };
+    let field_names: Vec<Ident> = input.fields.iter().map(|f| f.ident.clone()).collect();
+    let (required, accepted) = kind.roles();
+
+    // Roles: from the container (template or method) and from fields (verbatim or template).
+    let mut roles: BTreeMap<String, Text> = BTreeMap::new();
+    let mut role_spans: BTreeMap<String, Span> = BTreeMap::new();
+    let mut add_role = |role: &str, id: &Ident, t: Text| {
+        if !accepted.contains(&role) {
+            cx.error_spanned_by(id, format!("`{role}` does not apply to kind {} (it uses {})", kind.name(), accepted.join(", ")));
+        } else if roles.contains_key(role) {
+            cx.error_spanned_by(id, format!("duplicate role `{role}`: it is already given at another field or on the struct"));
+        } else {
+            role_spans.insert(role.to_string(), id.span());
+            roles.insert(role.to_string(), t);
+        }
+    };
+    for (role, id, src) in &a.roles {
+        let t = match src {
+            Source::Template(lit) => Text::Template(parse_template(cx, lit, &field_names)),
+            Source::Method(p) => Text::Method(p.clone()),
+        };
+        add_role(role, id, t);
+    }
+    let mut choices: Option<ListSrc> = a.choices.get().map(|p| ListSrc::Method(p.clone()));
+    let mut answer: Option<(ListSrc, AnswerMode)> = a.answer.get().map(|p| (ListSrc::Method(p.clone()), AnswerMode::Auto));
+    for f in &input.fields {
+        for (role, id, tpl) in &f.attrs.roles {
+            let t = match tpl {
+                Some(lit) => Text::Template(parse_template(cx, lit, &field_names)),
+                None => Text::Field(f.ident.clone()),
+            };
+            add_role(role, id, t);
+        }
+        if let Some(id) = &f.attrs.choices {
+            if kind != Kind::MultipleChoice {
+                cx.error_spanned_by(id, format!("`choices` does not apply to kind {}", kind.name()));
+            } else if choices.is_some() {
+                cx.error_spanned_by(id, "duplicate role `choices`: it is already given at another field or on the struct");
+            } else {
+                check_choices_type(cx, f.original);
+                choices = Some(ListSrc::Field(f.ident.clone()));
+            }
+        }
+        if let Some((id, mode)) = &f.attrs.answer {
+            if kind != Kind::MultipleChoice {
+                cx.error_spanned_by(id, format!("`answer` does not apply to kind {}", kind.name()));
+            } else if answer.is_some() {
+                cx.error_spanned_by(id, "duplicate role `answer`: it is already given at another field or on the struct");
+            } else {
+                check_answer_type(cx, f.original, *mode);
+                answer = Some((ListSrc::Field(f.ident.clone()), *mode));
+            }
+        }
+    }
+    for r in required {
+        if !roles.contains_key(*r) {
+            cx.error_spanned_by(struct_ident, format!("kind {} needs a `{r}`: mark a field #[eval({r})] or give #[eval({r} = \"template\")] on the struct", kind.name()));
+        }
+    }
+    if kind == Kind::MultipleChoice {
+        if choices.is_none() {
+            cx.error_spanned_by(struct_ident, "kind multiple_choice needs a choices field: mark one #[eval(choices)]");
+        }
+        if answer.is_none() {
+            cx.error_spanned_by(struct_ident, "kind multiple_choice needs an answer field: mark one #[eval(answer)]");
+        }
+    }
+    // Metrics.
+    let mut metrics = vec![];
+    if let Some(list) = a.metrics.get() {
+        for m in list {
+            let name = m.to_string();
+            if kind.metrics().contains(&name.as_str()) || (kind == Kind::Generate && a.score.get().is_some()) {
+                metrics.push(name);
+            } else if ALL_METRICS.contains(&name.as_str()) {
+                cx.error_spanned_by(m, format!("metric `{name}` does not fit kind {} (it reports {})", kind.name(), kind.metrics().join(", ")));
+            } else {
+                cx.error_spanned_by(m, format!("unknown metric `{name}` (kind {} reports {})", kind.name(), kind.metrics().join(", ")));
+            }
+        }
+    }
+    if metrics.is_empty() {
+        metrics = kind.metrics().iter().map(|s| s.to_string()).collect();
+    }
+    // Generation settings.
+    let gen_only = |span: Option<Span>, what: &str| {
+        if let Some(s) = span {
+            if kind != Kind::Generate && !(kind == Kind::NextToken && (what == "clean" || what == "check")) {
+                cx.syn_error(syn::Error::new(s, format!("`{what}` does not apply to kind {}", kind.name())));
+            }
+        }
+    };
+    gen_only(a.max_new_tokens.span(), "max_new_tokens");
+    gen_only(a.stop.span(), "stop");
+    gen_only(a.clean.span(), "clean");
+    gen_only(a.check.span(), "check");
+    gen_only(a.score.span(), "score");
+    if kind == Kind::Generate {
+        match a.max_new_tokens.get() {
+            None => cx.error_spanned_by(struct_ident, "kind generate needs #[eval(max_new_tokens = N)]: there is no sensible default"),
+            Some(n) if n.base10_parse::<usize>().ok() == Some(0) => cx.error_spanned_by(n, "max_new_tokens must be at least 1"),
+            _ => {}
+        }
+    }
+    if a.delimiter.get().is_some() && kind != Kind::MultipleChoice {
+        cx.syn_error(syn::Error::new(a.delimiter.span().expect("set"), "`delimiter` applies to kind multiple_choice only"));
+    }
+    Some(Spec {
+        kind,
+        name: a.name.get().map(LitStr::value).unwrap_or_else(|| to_snake(&struct_ident.to_string())),
+        metrics,
+        roles,
+        choices,
+        answer,
+        delimiter: a.delimiter.get().map(LitStr::value).unwrap_or_else(|| " ".into()),
+        max_new_tokens: a.max_new_tokens.get().cloned(),
+        stop: a.stop.get().cloned().unwrap_or_default(),
+        clean: a.clean.get().cloned(),
+        check: a.check.get().cloned(),
+        score: a.score.get().cloned(),
+        batch_size: a.batch_size.get().cloned(),
+        chunk_size: a.chunk_size.get().cloned(),
+        limit: a.limit.get().cloned(),
+    })
+}
+
+fn to_snake(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,219 @@
+//! `#[derive(Evaluation)]`: every kind, templates, computed fields, answer forms, few-shot, and
+//! a derived evaluation against a hand-written implementation of the same benchmark.
+
+use crate::util::{data_dir, open};
+use evalkit::core::benchmark::{task, Benchmark};
+use evalkit::core::fewshot::FewShotSampler;
+use evalkit::core::kinds::{Env, McItem, MultipleChoice, MultipleChoiceTask, RowError, TaskKind};
+use evalkit::core::{Outcome, RunOptions};
+use evalkit::Evaluation;
+use serde::Deserialize;
+use serde_json::Value;
+
+fn run(e: &dyn evalkit::core::Evaluation, name: &str, opts: &RunOptions) -> Outcome {
+    let (model, tok) = open(name);
+    let env = Env { model: model.as_ref(), tokenizer: &tok, options: opts, journal_dir: None, progress: None };
+    e.evaluate(&env).expect("evaluation runs")
+}
+
+#[derive(Evaluation, Deserialize, Clone)]
+#[eval(name = "arc_easy_derived", kind = multiple_choice, metrics(acc, acc_norm), batch_size = 7)]
+struct Arc {
+    #[eval(context = "Question: {question}\nAnswer:")]
+    question: String,
+    #[eval(choices)]
+    choices: Vec<String>,
+    #[eval(answer = letter)]
+    key: String,
+}
+
+/// The same benchmark written by hand against the kind trait.
+struct ArcByHand(Arc);
+impl MultipleChoice for ArcByHand {
+    fn get(&self) -> Result<McItem, RowError> {
+        let a = &self.0;
+        let answer = (a.key.as_bytes()[0] - b'A') as usize;
+        Ok(McItem::shared(format!("Question: {}\nAnswer:", a.question), &a.choices, answer))
+    }
+}
+
+fn arc_rows(n: usize) -> Vec<Arc> {
+    let text = std::fs::read_to_string(data_dir().join("arc/ARC-Easy/ARC-Easy-Test.jsonl")).expect("ARC-Easy");
+    text.lines()
+        .take(n)
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("row");
+            let ch = v["question"]["choices"].as_array().expect("choices");
+            Arc {
+                question: v["question"]["stem"].as_str().expect("stem").into(),
+                choices: ch.iter().map(|c| c["text"].as_str().expect("text").into()).collect(),
+                key: v["answerKey"].as_str().expect("key").into(),
+            }
+        })
+        .filter(|a| a.key.chars().all(|c| c.is_ascii_uppercase()))
+        .collect()
+}
+
+#[test]
+fn derived_equals_hand_written_on_a_real_checkpoint() {
+    let rows = arc_rows(30);
+    let derived = task(rows.clone()).build();
+    assert_eq!(derived.name(), "arc_easy_derived");
+    assert_eq!(derived.kind(), TaskKind::MultipleChoice);
+    assert_eq!(derived.defaults().batch_size, Some(7));
+    assert_eq!(<Arc as Benchmark>::METRICS, &["acc", "acc_norm"]);
+    let by_hand = MultipleChoiceTask::new("arc_easy_derived", rows.into_iter().map(ArcByHand).collect());
+    for model in ["stories260K-hf", "tiny-gpt2-random"] {
+        // The same batching for both (the derived default of 7 applies to neither).
+        let opts = RunOptions { batch_size: Some(7), ..RunOptions::default() };
+        let a = run(derived.as_ref(), model, &opts);
+        let b = run(&by_hand, model, &opts);
+        assert_eq!(a.samples.len(), b.samples.len());
+        for (x, y) in a.samples.iter().zip(&b.samples) {
+            assert!(x == y, "{model}: per-sample records differ:\n{x}\n{y}");
+        }
+        assert_eq!(a.per_sample, b.per_sample);
+    }
+}
+
+#[derive(Evaluation)]
+#[eval(kind = loglikelihood, continuation = Self::last_word, context = Self::head)]
+struct LambadaRow {
+    text: String,
+}
+impl LambadaRow {
+    fn head(&self) -> String {
+        self.text.rsplit_once(' ').map_or(String::new(), |(h, _)| h.to_string())
+    }
+    fn last_word(&self) -> String {
+        format!(" {}", self.text.rsplit_once(' ').map_or(self.text.as_str(), |(_, w)| w))
+    }
+}
+
+#[derive(Evaluation)]
+#[eval(kind = perplexity, name = "texts")]
+struct Page {
+    #[eval(text)]
+    body: String,
+}
+
+#[derive(Evaluation)]
+#[eval(kind = next_token, clean = trim, check = exact_match)]
+struct Sentence {
+    #[eval(text)]
+    s: String,
+}
+
+fn shout(s: &str) -> String {
+    s.to_uppercase()
+}
+
+#[derive(Evaluation)]
+#[eval(kind = generate, max_new_tokens = 8, stop("\n", "."), clean = regex(r"([0-9]+)"), prompt = "Q: {q} {{braces}}\nA:", target = "{a}")]
+struct Arith {
+    q: String,
+    a: u32,
+}
+
+#[derive(Evaluation)]
+#[eval(kind = generate, max_new_tokens = 4, clean = shout, score = Self::scores, metrics(loud))]
+struct Loud {
+    #[eval(prompt)]
+    p: String,
+    #[eval(target)]
+    t: String,
+}
+impl Loud {
+    fn scores(target: &str, cleaned: &str) -> Vec<(String, f64)> {
+        vec![("loud".into(), f64::from(u8::from(cleaned.to_lowercase().contains(&target.to_lowercase()))))]
+    }
+}
+
+#[derive(Evaluation)]
+#[eval(kind = multiple_choice, choices = Self::yes_no, delimiter = " ")]
+struct YesNo {
+    #[eval(context = "{passage}\nQuestion: {question}?\nAnswer:")]
+    passage: String,
+    question: String,
+    #[eval(answer)]
+    answer: bool,
+}
+impl YesNo {
+    fn yes_no(&self) -> [&'static str; 2] {
+        ["no", "yes"]
+    }
+}
+
+#[derive(Evaluation)]
+#[eval(kind = multiple_choice)]
+struct Indexed<T: Clone + std::fmt::Display> {
+    #[eval(context)]
+    c: T,
+    #[eval(choices)]
+    options: [&'static str; 3],
+    #[eval(answer = text)]
+    right: String,
+}
+
+#[test]
+fn every_kind_derives_and_runs() {
+    let opts = RunOptions::default();
+    let ll = task(vec![LambadaRow { text: "Once upon a time there was a girl".into() }]).build();
+    let o = run(ll.as_ref(), "stories260K-hf", &opts);
+    assert_eq!(o.samples[0]["contexts"][0], "Once upon a time there was a");
+    assert_eq!(o.samples[0]["continuations"][0], " girl");
+    assert!(o.metrics.contains_key("perplexity"));
+
+    let p = task(vec![Page { body: "Lily and Tom went to the park.".into() }]).build();
+    assert_eq!(p.name(), "texts");
+    assert!(run(p.as_ref(), "stories260K-hf", &opts).metrics["word_perplexity"].value > 1.0);
+
+    let n = task(vec![Sentence { s: "Once upon a time".into() }]).build();
+    assert_eq!(n.name(), "sentence");
+    assert_eq!(run(n.as_ref(), "stories260K-hf", &opts).per_sample["acc"], vec![1.0], "' time' follows 'Once upon a'");
+
+    let g = task(vec![Arith { q: "1+1?".into(), a: 2 }]).build();
+    let o = run(g.as_ref(), "stories260K-hf", &opts);
+    assert_eq!(o.samples[0]["prompt"], "Q: 1+1? {braces}\nA:");
+    assert_eq!(o.samples[0]["target"], "2");
+    assert!(o.per_sample.contains_key("exact_match"));
+
+    let l = task(vec![Loud { p: "Once upon a".into(), t: "time".into() }]).build();
+    let o = run(l.as_ref(), "stories260K-hf", &opts);
+    assert_eq!(o.per_sample["loud"], vec![1.0], "{:?}", o.samples[0]);
+    assert!(o.samples[0]["extracted"][0].as_str().expect("extracted").contains("TIME"));
+
+    let y = task(vec![YesNo { passage: "The sky is blue.".into(), question: "is the sky blue".into(), answer: true }]).build();
+    let o = run(y.as_ref(), "stories260K-hf", &opts);
+    assert_eq!(o.samples[0]["continuations"], serde_json::json!([" no", " yes"]));
+    assert_eq!(o.samples[0]["answer"], 1);
+
+    let i = task(vec![Indexed { c: 7u8, options: ["a", "b", "c"], right: "c".into() }]).build();
+    assert_eq!(run(i.as_ref(), "stories260K-hf", &opts).samples[0]["answer"], 2);
+}
+
+#[test]
+fn bad_answers_are_row_errors() {
+    let rows = vec![Indexed { c: "x".to_string(), options: ["a", "b", "c"], right: "zzz".into() }];
+    let e = task(rows).build();
+    let (model, tok) = open("stories260K-hf");
+    let env = Env { model: model.as_ref(), tokenizer: &tok, options: &RunOptions::default(), journal_dir: None, progress: None };
+    let err = e.evaluate(&env).expect_err("answer matches no choice");
+    assert!(err.to_string().contains("row 0: answer \"zzz\" matches no choice"), "{err}");
+}
+
+#[test]
+fn fewshot_prefix_follows_lm_eval_layout() {
+    let pool = arc_rows(3);
+    let rows = arc_rows(5)[3..].to_vec();
+    let e = task(rows.clone()).fewshot(&pool, 2, FewShotSampler::First, "Science.\n\n").expect("examples").build();
+    let o = run(e.as_ref(), "stories260K-hf", &RunOptions::default());
+    let ex = |a: &Arc| format!("Question: {}\nAnswer: {}\n\n", a.question, a.choices[(a.key.as_bytes()[0] - b'A') as usize]);
+    let want = format!("Science.\n\n{}{}Question: {}\nAnswer:", ex(&pool[0]), ex(&pool[1]), rows[0].question);
+    assert_eq!(o.samples[0]["contexts"][0], want);
+    // Seeded draws depend on the row index only.
+    let s = task(rows).fewshot(&pool, 1, FewShotSampler::Seeded(3), "").expect("examples").build();
+    let a = run(s.as_ref(), "stories260K-hf", &RunOptions::default());
+    let b = run(s.as_ref(), "stories260K-hf", &RunOptions { subset: Some(evalkit::core::kinds::Subset::First(1)), ..RunOptions::default() });
+    assert_eq!(a.samples[0]["contexts"], b.samples[0]["contexts"]);
+}
