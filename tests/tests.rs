@@ -11,3 +11,6 @@ mod engine;
 
 // #[derive(Evaluation)]: every kind, against a hand-written benchmark.
 mod derive;
+
+// Compile-time errors of the derive (trybuild).
+mod compiletest;

@@ -1,0 +1,16 @@
+use evalkit::Evaluation;
+
+#[derive(Evaluation)]
+#[eval(kind = multiple_choice)]
+struct Row {
+    #[eval(context)]
+    question: String,
+    #[eval(choices)]
+    choices: Vec<String>,
+    #[eval(choices)]
+    more_choices: Vec<String>,
+    #[eval(answer)]
+    label: usize,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use evalkit::Evaluation;
+
+#[derive(Evaluation)]
+#[eval(kind = perplexity)]
+enum Row {
+    A(String),
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+use evalkit::Evaluation;
+
+#[derive(Evaluation)]
+#[eval(kind = perplexity)]
+struct Row(String);
+
+fn main() {}

@@ -1,0 +1,12 @@
+use evalkit::Evaluation;
+
+#[derive(Evaluation)]
+#[eval(kind = multiple_choice)]
+struct Row {
+    #[eval(context)]
+    question: String,
+    #[eval(answer)]
+    label: usize,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use evalkit::Evaluation;
+
+#[derive(Evaluation)]
+#[eval(kind = perplexity)]
+struct Row {
+    #[eval(text)]
+    bytes: Vec<u8>,
+}
+
+fn main() {}
