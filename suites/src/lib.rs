@@ -1,1 +1,162 @@
-pub fn _x(){}
+//! evalkit-suites: the benchmarks people quote, each defined as an annotated struct that reads
+//! the benchmark's own distributed files, plus a synthetic family generated in code.
+//!
+//! Names are lm-evaluation-harness's task names (`arc_easy`, `hellaswag`, `mmlu`,
+//! `mmlu_<subject>`, ...), and prompts, delimiters and metrics follow its 0.4.13 task
+//! definitions. Files are found under a data directory laid out like this project's
+//! `shared/data` (see [`data::data_dir`]).
+//!
+//! ```no_run
+//! use evalkit_suites::{load, LoadOptions};
+//! let loaded = load("arc_easy", &LoadOptions::new("data".into()))?;
+//! assert_eq!(loaded.evaluations[0].len(), 2376);
+//! # Ok::<(), evalkit_suites::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod arc;
+pub mod boolq;
+pub mod data;
+mod error;
+pub mod gsm8k;
+pub mod hellaswag;
+pub mod humaneval;
+pub mod lambada;
+pub mod mmlu;
+pub mod piqa;
+pub mod synthetic;
+pub mod truthfulqa;
+pub mod wikitext;
+pub mod winogrande;
+
+pub use error::{Error, Result};
+
+use evalkit_core::evaluator::Group;
+use evalkit_core::fewshot::FewShotSampler;
+use evalkit_core::kinds::TaskKind;
+use evalkit_core::Evaluation;
+use std::path::PathBuf;
+
+/// How suites are loaded.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Root of the benchmark files.
+    pub data_dir: PathBuf,
+    /// Few-shot examples per prompt (`None`: the suite's default, 0 except GSM8K's 5).
+    pub num_fewshot: Option<usize>,
+    /// Seed of few-shot draws (and of synthetic data).
+    pub seed: u64,
+    /// Size and difficulty of the synthetic suites.
+    pub synthetic: synthetic::SyntheticConfig,
+}
+
+impl LoadOptions {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: PathBuf) -> Self {
+        LoadOptions { data_dir, num_fewshot: None, seed: 1234, synthetic: synthetic::SyntheticConfig::default() }
+    }
+
+    /// The seeded few-shot sampler of this run.
+    pub fn sampler(&self) -> FewShotSampler {
+        FewShotSampler::Seeded(self.seed)
+    }
+
+    /// Fails when few-shot is asked of a suite without a few-shot split here.
+    pub fn no_fewshot(&self, task: &str) -> Result<()> {
+        match self.num_fewshot {
+            Some(k) if k > 0 => Err(Error::Setting {
+                task: task.into(),
+                message: format!("{k}-shot asked, but the files evalkit reads for this task have no few-shot split; pass --num-fewshot 0"),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Evaluations (and groups) a suite name expands to.
+pub struct Loaded {
+    /// The evaluations.
+    pub evaluations: Vec<Box<dyn Evaluation>>,
+    /// Groups reported as micro-averages (MMLU).
+    pub groups: Vec<Group>,
+}
+
+/// A suite as `evalkit list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Suite {
+    /// lm-eval task name.
+    pub name: String,
+    /// Evaluation kind.
+    pub kind: TaskKind,
+    /// Metrics reported.
+    pub metrics: Vec<&'static str>,
+    /// Split evaluated.
+    pub split: &'static str,
+    /// Official row count (synthetic: the default size).
+    pub rows: usize,
+    /// Default few-shot examples.
+    pub num_fewshot: usize,
+}
+
+fn suite(name: &str, kind: TaskKind, metrics: &[&'static str], split: &'static str, rows: usize) -> Suite {
+    Suite { name: name.into(), kind, metrics: metrics.to_vec(), split, rows, num_fewshot: if name == "gsm8k" { 5 } else { 0 } }
+}
+
+/// Every suite, with its kind, metrics, split and row count.
+pub fn all() -> Vec<Suite> {
+    use TaskKind::*;
+    let mc = &["acc", "acc_norm"][..];
+    let mut v = vec![
+        suite("arc_easy", MultipleChoice, mc, "test", 2376),
+        suite("arc_challenge", MultipleChoice, mc, "test", 1172),
+        suite("piqa", MultipleChoice, mc, "validation", 1838),
+        suite("hellaswag", MultipleChoice, mc, "validation", 10042),
+        suite("winogrande", MultipleChoice, &["acc"], "validation (dev)", 1267),
+        suite("boolq", MultipleChoice, &["acc"], "validation (dev)", 3270),
+        suite("lambada_openai", Loglikelihood, &["acc", "perplexity"], "test", 5153),
+        suite("wikitext", Perplexity, &["word_perplexity", "byte_perplexity", "bits_per_byte"], "test (62 pages)", 62),
+        suite("mmlu", MultipleChoice, &["acc"], "test", mmlu::ROWS.iter().sum()),
+        suite("truthfulqa_mc1", MultipleChoice, &["acc"], "validation", 817),
+        suite("truthfulqa_mc2", MultipleChoice, &["acc"], "validation", 817),
+        suite("gsm8k", Generate, &["exact_match_strict", "exact_match_flexible"], "test", 1319),
+        suite("humaneval", Generate, &["pass@1"], "test", 164),
+    ];
+    let rows = synthetic::SyntheticConfig::default().rows;
+    v.push(suite("synthetic_arithmetic", Generate, &["exact_match"], "generated", rows));
+    v.push(suite("synthetic_copy", NextToken, &["acc"], "generated", rows));
+    v.push(suite("synthetic_sort", MultipleChoice, mc, "generated", rows));
+    v.push(suite("synthetic_brackets", MultipleChoice, mc, "generated", rows));
+    for (s, n) in mmlu::SUBJECTS.iter().zip(mmlu::ROWS) {
+        v.push(suite(&format!("mmlu_{s}"), MultipleChoice, &["acc"], "test", n));
+    }
+    v
+}
+
+/// Loads the suite `name`.
+pub fn load(name: &str, opts: &LoadOptions) -> Result<Loaded> {
+    let one = |evaluations| Ok(Loaded { evaluations, groups: vec![] });
+    match name {
+        "arc_easy" | "arc_challenge" => one(arc::load(opts, name)?),
+        "piqa" => one(piqa::load(opts, name)?),
+        "hellaswag" => one(hellaswag::load(opts, name)?),
+        "winogrande" => one(winogrande::load(opts, name)?),
+        "boolq" => one(boolq::load(opts, name)?),
+        "lambada_openai" => one(lambada::load(opts, name)?),
+        "wikitext" => one(wikitext::load(opts, name)?),
+        "truthfulqa_mc1" | "truthfulqa_mc2" => one(truthfulqa::load(opts, name)?),
+        "gsm8k" => one(gsm8k::load(opts, name)?),
+        "humaneval" => one(humaneval::load(opts, name)?),
+        n if n == "mmlu" || n.strip_prefix("mmlu_").is_some_and(|s| mmlu::SUBJECTS.contains(&s)) => {
+            let (evaluations, groups) = mmlu::load(opts, n)?;
+            Ok(Loaded { evaluations, groups })
+        }
+        n => match synthetic::evaluation(n, &synthetic::SyntheticConfig { seed: opts.seed, ..opts.synthetic }) {
+            Some(e) => one(vec![e]),
+            None => {
+                let names = all().into_iter().map(|s| s.name).filter(|s| s.contains(n) || n.contains(s.as_str()) || s.get(..3) == n.get(..3));
+                let close: Vec<String> = names.take(5).collect();
+                Err(Error::UnknownSuite { name: n.into(), close: if close.is_empty() { "none".into() } else { close.join(", ") } })
+            }
+        },
+    }
+}

@@ -1,7 +1,9 @@
 //! The key/value cache of a decoder: one (key, value) pair per layer, shaped
 //! `(batch, kv_heads, capacity, head_dim)`, allocated lazily once the batch size is known and
 //! written in place. Capacity grows by doubling (up to the model's max length) rather than by
-//! concatenating each step. The engine uses it for generation and to score several
+//! concatenating each step. Its limit is in padded positions: a batch that left-pads contexts
+//! and right-pads continuations can hold up to twice the model's max length while every row's
+//! real tokens (and so its position ids) stay within it. The engine uses it for generation and to score several
 //! continuations after one shared context ([`KvCache::select`] copies rows for each).
 
 use crate::error::{Result, TorchContext};
@@ -16,7 +18,7 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache for `num_layers` layers holding at most `max_len` positions.
+    /// An empty cache for `num_layers` layers holding at most `max_len` (padded) positions.
     pub fn new(num_layers: usize, max_len: usize) -> Self {
         KvCache { layers: (0..num_layers).map(|_| None).collect(), len: 0, max_len: max_len as i64 }
     }

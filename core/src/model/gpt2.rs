@@ -221,6 +221,6 @@ impl Model for Gpt2 {
     }
 
     fn new_cache(&self) -> Option<KvCache> {
-        Some(KvCache::new(self.blocks.len(), self.max_len))
+        Some(KvCache::new(self.blocks.len(), 2 * self.max_len))
     }
 }

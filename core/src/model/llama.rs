@@ -406,6 +406,6 @@ impl Model for Llama {
     }
 
     fn new_cache(&self) -> Option<KvCache> {
-        Some(KvCache::new(self.config.layers, self.config.max_len))
+        Some(KvCache::new(self.config.layers, 2 * self.config.max_len))
     }
 }

@@ -1,0 +1,162 @@
+//! Low-level arguments as clap parses them. Commands never see these types: [`super::settings`]
+//! turns them into validated settings.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Evaluate language models on benchmarks, on libtorch.
+#[derive(Debug, Parser)]
+#[command(name = "evalkit", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Less output (no progress bars).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More output (per-evaluation timing).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Output format of tables.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// How tables are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned text.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run benchmarks on a checkpoint and write results.json + samples_<task>.jsonl.
+    Run(RunArgs),
+    /// List the benchmarks with their kind, metrics, split and row count.
+    List,
+    /// Print the results table of an output directory.
+    Show {
+        /// Output directory (or its results.json).
+        path: PathBuf,
+    },
+    /// Compare the results of two output directories metric by metric.
+    Compare {
+        /// Baseline output directory.
+        a: PathBuf,
+        /// Other output directory.
+        b: PathBuf,
+    },
+    /// Score the shared test checkpoints on the synthetic suites (and real benchmark subsets
+    /// when the data is present).
+    Demo(DemoArgs),
+}
+
+/// The model and how to run it.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json).
+    #[arg(long, required_unless_present = "torchscript")]
+    pub model: Option<PathBuf>,
+    /// A TorchScript module instead (needs --tokenizer and --max-len).
+    #[arg(long, requires_all = ["tokenizer", "max_len"])]
+    pub torchscript: Option<PathBuf>,
+    /// Directory with tokenizer.json (for --torchscript).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Longest sequence the TorchScript module accepts.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// The TorchScript module's forward takes (ids, mask).
+    #[arg(long)]
+    pub takes_mask: bool,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto", env = "EVALKIT_DEVICE")]
+    pub device: String,
+    /// Precision of weights and activations (log-softmax is always f32).
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+}
+
+/// `evalkit run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Comma-separated task names (see `evalkit list`).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub tasks: Vec<String>,
+    /// Evaluate only N rows of each task (the first N, or a seeded sample with --sample).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// With --limit: draw the rows with the task's seeded RNG instead of taking the first.
+    #[arg(long, requires = "limit")]
+    pub sample: bool,
+    /// Few-shot examples per prompt (default: the task's, 0 except gsm8k's 5).
+    #[arg(long)]
+    pub num_fewshot: Option<usize>,
+    /// Requests per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Batches per chunk (the unit of progress and of resuming).
+    #[arg(long)]
+    pub chunk_size: Option<usize>,
+    /// Benchmark files (default: $EVALKIT_DATA, else ~/.cache/evalkit/data).
+    #[arg(long, env = "EVALKIT_DATA")]
+    pub data_dir: Option<PathBuf>,
+    /// Output directory (default: evalkit-results/<model name>).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Seed of subsets, few-shot draws and sampling.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Sampling temperature for generation (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus mass for sampling.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Generations per prompt.
+    #[arg(long, default_value_t = 1)]
+    pub samples_per_prompt: usize,
+    /// Score each choice with its own context pass instead of sharing the context's KV cache.
+    #[arg(long)]
+    pub no_share_prefix: bool,
+    /// Fail (exit 1) unless a metric reaches a value: `task.metric=value`, repeatable.
+    #[arg(long = "min", value_name = "TASK.METRIC=VALUE")]
+    pub gates: Vec<String>,
+}
+
+/// `evalkit demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Checkpoints to score (default: the shared test checkpoints).
+    #[arg(long)]
+    pub model: Vec<PathBuf>,
+    /// Where the shared models and data are (default: $EVALKIT_SHARED, else `shared` beside
+    /// the workspace).
+    #[arg(long, env = "EVALKIT_SHARED")]
+    pub shared: Option<PathBuf>,
+    /// Rows per task.
+    #[arg(long, default_value_t = 40)]
+    pub limit: usize,
+}

@@ -1,0 +1,182 @@
+//! The CLI: parses arguments once into settings, then dispatches on the subcommand. Exit codes:
+//! 0 success, 1 a score gate (`--min`) failed, 2 an error (a task that failed to load or run is
+//! reported and the others still run; the exit status then is 2).
+
+mod args;
+mod settings;
+mod table;
+
+use anyhow::{Context, Result};
+use args::{Cli, Command, Format};
+use clap::Parser;
+use evalkit::core::evaluator::Evaluator;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Runs the command line.
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    tch::set_num_threads(std::thread::available_parallelism().map_or(1, |n| n.get() as i32));
+    match cli.command {
+        Command::Run(a) => run_tasks(&a, &cli.global),
+        Command::List => list(cli.global.format),
+        Command::Show { path } => {
+            table::print_results(&read_results(&path)?, cli.global.format);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare { a, b } => compare(&a, &b, cli.global.format),
+        Command::Demo(d) => demo(&d, &cli.global),
+    }
+}
+
+fn read_results(path: &Path) -> Result<Value> {
+    let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
+    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))
+}
+
+fn list(format: Format) -> Result<ExitCode> {
+    let suites = evalkit::suites::all();
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&suites)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<[String; 6]> = suites
+        .iter()
+        .map(|s| [s.name.clone(), s.kind.as_str().into(), s.metrics.join(","), s.split.into(), s.rows.to_string(), s.num_fewshot.to_string()])
+        .collect();
+    table::print_table(&["task", "kind", "metrics", "split", "rows", "fewshot"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
+    let opened = settings::open_model(&a.model)?;
+    let s = settings::run_settings(a, &opened.name)?;
+    let mut ev = Evaluator::new(opened.model.as_ref(), &opened.tokenizer);
+    ev.options = s.options.clone();
+    ev.progress = !g.quiet;
+    let mut failed = false;
+    for t in &s.tasks {
+        match evalkit::suites::load(t, &s.suite_options) {
+            Ok(loaded) => {
+                for e in loaded.evaluations {
+                    ev.add(e);
+                }
+                for gr in loaded.groups {
+                    ev.add_group(gr);
+                }
+            }
+            Err(e) => {
+                eprintln!("error: task {t}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if ev.names().is_empty() {
+        anyhow::bail!("no task could be loaded");
+    }
+    ev.config.insert("model_name".into(), opened.name.clone().into());
+    ev.config.insert("data_dir".into(), s.suite_options.data_dir.display().to_string().into());
+    ev.config.insert("num_fewshot".into(), serde_json::json!(s.suite_options.num_fewshot));
+    let start = std::time::Instant::now();
+    let doc = ev.run(&s.output).with_context(|| format!("running into {}", s.output.display()))?;
+    table::print_results(&doc, g.format);
+    if !g.quiet {
+        eprintln!("wrote {} ({:.1} s)", s.output.join("results.json").display(), start.elapsed().as_secs_f64());
+    }
+    let mut gate_failed = false;
+    for gate in &s.gates {
+        let v = doc["results"][&gate.task][&gate.metric].as_f64().or_else(|| doc["groups"][&gate.task][&gate.metric].as_f64());
+        match v {
+            Some(v) if v >= gate.min => {}
+            Some(v) => {
+                eprintln!("gate failed: {}.{} = {v:.4} < {}", gate.task, gate.metric, gate.min);
+                gate_failed = true;
+            }
+            None => {
+                eprintln!("gate failed: {}.{} was not reported", gate.task, gate.metric);
+                gate_failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(2)
+    } else if gate_failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn compare(a: &Path, b: &Path, format: Format) -> Result<ExitCode> {
+    let (ra, rb) = (read_results(a)?, read_results(b)?);
+    let mut rows: Vec<[String; 5]> = vec![];
+    let mut json = vec![];
+    if let Some(map) = ra["results"].as_object() {
+        for (task, m) in map {
+            let Some(obj) = m.as_object() else { continue };
+            for (k, v) in obj {
+                let (Some(x), Some(y)) = (v.as_f64(), rb["results"][task][k].as_f64()) else { continue };
+                if k.ends_with("_stderr") || matches!(k.as_str(), "n" | "truncated" | "chunks_computed" | "chunks_resumed") {
+                    continue;
+                }
+                json.push(serde_json::json!({"task": task, "metric": k, "a": x, "b": y, "diff": y - x}));
+                rows.push([task.clone(), k.clone(), format!("{x:.4}"), format!("{y:.4}"), format!("{:+.4}", y - x)]);
+            }
+        }
+    }
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        table::print_table(&["task", "metric", "a", "b", "b - a"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn shared_dir(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    root.ancestors().map(|a| a.join("shared")).find(|p| p.join("models").is_dir()).unwrap_or_else(|| root.join("../shared"))
+}
+
+fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<ExitCode> {
+    let shared = shared_dir(d.shared.as_deref());
+    let models: Vec<PathBuf> = if d.model.is_empty() {
+        ["stories260K-hf", "tiny-gpt2-random"].iter().map(|m| shared.join("models").join(m)).collect()
+    } else {
+        d.model.clone()
+    };
+    let data = shared.join("data");
+    let mut tasks = vec!["synthetic_arithmetic", "synthetic_copy", "synthetic_sort", "synthetic_brackets"];
+    if data.is_dir() {
+        tasks.extend(["arc_easy", "hellaswag", "lambada_openai", "wikitext", "mmlu_anatomy", "truthfulqa_mc2"]);
+    } else {
+        eprintln!("note: no benchmark data at {} (set EVALKIT_SHARED); scoring the synthetic suites only", data.display());
+    }
+    let mut suite_options = evalkit::suites::LoadOptions::new(data);
+    suite_options.synthetic.rows = d.limit;
+    for dir in &models {
+        let opened = settings::open_checkpoint(dir, evalkit::core::DeviceSpec::Auto, evalkit::core::Dtype::F32)
+            .with_context(|| format!("the demo scores the shared test checkpoints; {} is missing (pass --model DIR or set EVALKIT_SHARED)", dir.display()))?;
+        let mut ev = Evaluator::new(opened.model.as_ref(), &opened.tokenizer);
+        ev.options.subset = Some(evalkit::core::kinds::Subset::First(d.limit));
+        ev.progress = !g.quiet;
+        for t in &tasks {
+            let loaded = evalkit::suites::load(t, &suite_options)?;
+            loaded.evaluations.into_iter().for_each(|e| {
+                ev.add(e);
+            });
+        }
+        println!("\n== {} ({}, max length {})", opened.name, opened.model.describe(), opened.model.max_len());
+        let start = std::time::Instant::now();
+        let outcomes = ev.outcomes()?;
+        let doc = ev.results_document(&outcomes);
+        table::print_results(&doc, g.format);
+        let tokens: usize = outcomes.iter().map(|o| o.tokens_forwarded).sum();
+        println!("{} evaluations, {} rows, {tokens} tokens run through the model in {:.2} s", outcomes.len(), outcomes.iter().map(|o| o.n).sum::<usize>(), start.elapsed().as_secs_f64());
+    }
+    Ok(ExitCode::SUCCESS)
+}

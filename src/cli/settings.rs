@@ -1,0 +1,100 @@
+//! High-level settings: arguments parsed once into validated values — paths resolved, device
+//! chosen, model opened, tasks loaded.
+
+use super::args::{DtypeArg, ModelArgs, RunArgs};
+use anyhow::{bail, Context, Result};
+use evalkit::core::kinds::{RunOptions, Subset};
+use evalkit::core::model::torchscript::{TorchScriptModel, TorchScriptOptions};
+use evalkit::core::request::Sampling;
+use evalkit::core::{DeviceSpec, Dtype, LoadOptions, Model, Tokenizer};
+use std::path::{Path, PathBuf};
+
+/// An opened model with its tokenizer.
+pub struct OpenedModel {
+    pub model: Box<dyn Model>,
+    pub tokenizer: Tokenizer,
+    pub name: String,
+}
+
+/// Opens the model the arguments name.
+pub fn open_model(a: &ModelArgs) -> Result<OpenedModel> {
+    let device: DeviceSpec = a.device.parse()?;
+    let dtype = match a.dtype {
+        DtypeArg::F32 => Dtype::F32,
+        DtypeArg::Bf16 => Dtype::Bf16,
+        DtypeArg::F16 => Dtype::F16,
+    };
+    if let Some(ts) = &a.torchscript {
+        let tok_dir = a.tokenizer.as_ref().context("--torchscript needs --tokenizer")?;
+        let max_len = a.max_len.context("--torchscript needs --max-len")?;
+        let model = TorchScriptModel::load(ts, device.resolve()?, TorchScriptOptions { max_len, takes_mask: a.takes_mask })?;
+        let tokenizer = Tokenizer::from_dir(tok_dir)?;
+        return Ok(OpenedModel { model: Box::new(model), tokenizer, name: file_name(ts) });
+    }
+    let dir = a.model.as_ref().context("give --model or --torchscript")?;
+    open_checkpoint(dir, device, dtype)
+}
+
+/// Opens a Hugging Face checkpoint directory.
+pub fn open_checkpoint(dir: &Path, device: DeviceSpec, dtype: Dtype) -> Result<OpenedModel> {
+    let model = evalkit::core::load_checkpoint(dir, LoadOptions { device, dtype }).with_context(|| format!("opening checkpoint {}", dir.display()))?;
+    let tokenizer = Tokenizer::from_dir(dir)?;
+    tokenizer.check_fits(model.vocab_size())?;
+    Ok(OpenedModel { model, tokenizer, name: file_name(dir) })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// A score gate: `task.metric >= value`.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub task: String,
+    pub metric: String,
+    pub min: f64,
+}
+
+/// Everything `run` needs besides the model.
+pub struct RunSettings {
+    pub tasks: Vec<String>,
+    pub options: RunOptions,
+    pub suite_options: evalkit::suites::LoadOptions,
+    pub output: PathBuf,
+    pub gates: Vec<Gate>,
+}
+
+pub fn run_settings(a: &RunArgs, model_name: &str) -> Result<RunSettings> {
+    if a.tasks.iter().any(|t| t.trim().is_empty()) {
+        bail!("--tasks has an empty name");
+    }
+    if !(a.temperature >= 0.0 && a.top_p > 0.0 && a.top_p <= 1.0) {
+        bail!("--temperature must be ≥ 0 and --top-p in (0, 1]");
+    }
+    let subset = a.limit.map(|n| if a.sample { Subset::Sample(n) } else { Subset::First(n) });
+    let sampling = (a.temperature > 0.0).then_some(Sampling::Nucleus { temperature: a.temperature, top_p: a.top_p });
+    let options = RunOptions {
+        batch_size: a.batch_size,
+        chunk_size: a.chunk_size,
+        subset,
+        seed: a.seed,
+        share_prefix: !a.no_share_prefix,
+        sampling,
+        samples_per_prompt: a.samples_per_prompt.max(1),
+        ..RunOptions::default()
+    };
+    let mut suite_options = evalkit::suites::LoadOptions::new(evalkit::suites::data::data_dir(a.data_dir.as_deref()));
+    suite_options.num_fewshot = a.num_fewshot;
+    suite_options.seed = a.seed;
+    let gates = a
+        .gates
+        .iter()
+        .map(|g| {
+            let (lhs, v) = g.split_once('=').with_context(|| format!("--min {g}: expected TASK.METRIC=VALUE"))?;
+            let (task, metric) = lhs.split_once('.').with_context(|| format!("--min {g}: expected TASK.METRIC=VALUE"))?;
+            Ok(Gate { task: task.into(), metric: metric.into(), min: v.parse().with_context(|| format!("--min {g}: {v} is not a number"))? })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let output = a.output.clone().unwrap_or_else(|| PathBuf::from("evalkit-results").join(model_name));
+    Ok(RunSettings { tasks: a.tasks.clone(), options, suite_options, output, gates })
+}

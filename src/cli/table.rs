@@ -1,0 +1,44 @@
+//! Printing results: an aligned text table or JSON.
+
+use super::args::Format;
+use serde_json::Value;
+
+/// Prints `results.json`'s results (and groups) as a table of task, metric, value, stderr.
+pub fn print_results(doc: &Value, format: Format) {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default());
+        return;
+    }
+    let mut rows: Vec<[String; 5]> = vec![];
+    for section in ["results", "groups"] {
+        let Some(map) = doc[section].as_object() else { continue };
+        for (task, m) in map {
+            let n = m["n"].as_u64().map(|n| n.to_string()).unwrap_or_default();
+            let Some(obj) = m.as_object() else { continue };
+            for (k, v) in obj {
+                if k.ends_with("_stderr") || !v.is_number() || matches!(k.as_str(), "n" | "truncated" | "chunks_computed" | "chunks_resumed" | "members") {
+                    continue;
+                }
+                let se = obj.get(&format!("{k}_stderr")).and_then(Value::as_f64).map(|s| format!("± {s:.4}")).unwrap_or_default();
+                rows.push([task.clone(), k.clone(), format!("{:.4}", v.as_f64().unwrap_or(f64::NAN)), se, n.clone()]);
+            }
+        }
+    }
+    print_table(&["task", "metric", "value", "stderr", "n"], &rows);
+}
+
+/// Prints rows aligned under a header.
+pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect::<Vec<_>>().join("  ").trim_end().to_string();
+    println!("{}", line(header.to_vec()));
+    println!("{}", w.iter().map(|n| "-".repeat(*n)).collect::<Vec<_>>().join("  "));
+    for r in rows {
+        println!("{}", line(r.iter().map(String::as_str).collect()));
+    }
+}

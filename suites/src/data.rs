@@ -1,0 +1,83 @@
+//! Reading benchmark files: where the data directory is, and JSONL/JSON/CSV/text readers whose
+//! errors name the file, the line and the field. A row that cannot be used is an error, never
+//! skipped.
+
+use crate::error::{Error, Result};
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+
+/// The data directory: `explicit` (`--data-dir`), else `EVALKIT_DATA`, else
+/// `~/.cache/evalkit/data`.
+pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("EVALKIT_DATA") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache/evalkit/data")
+}
+
+/// Fails with where to get the file unless it exists.
+pub fn require(path: &Path, what: &str, source: &str) -> Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(Error::MissingFile { path: path.to_path_buf(), what: what.into(), source_hint: source.into() })
+    }
+}
+
+/// Reads a text file (after [`require`]).
+pub fn read_text(path: &Path, what: &str, source: &str) -> Result<String> {
+    require(path, what, source)?;
+    std::fs::read_to_string(path).map_err(|e| evalkit_core::Error::io("reading", path, e).into())
+}
+
+/// The field serde's message names, for error reports.
+fn field_of(msg: &str) -> String {
+    for key in ["missing field `", "unknown field `", "field `"] {
+        if let Some(rest) = msg.split(key).nth(1) {
+            if let Some(f) = rest.split('`').next() {
+                return f.to_string();
+            }
+        }
+    }
+    "(row)".into()
+}
+
+/// Parses every non-empty line of a JSON-lines file as `T`.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str, source: &str) -> Result<Vec<T>> {
+    let text = read_text(path, what, source)?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                let msg = e.to_string();
+                Error::Malformed { path: path.to_path_buf(), line: i + 1, field: field_of(&msg), message: msg }
+            })
+        })
+        .collect()
+}
+
+/// A malformed-row error.
+pub fn malformed(path: &Path, line: usize, field: &str, message: impl Into<String>) -> Error {
+    Error::Malformed { path: path.to_path_buf(), line, field: field.into(), message: message.into() }
+}
+
+/// Reads a header-less CSV file; each record must have `width` fields.
+pub fn read_csv(path: &Path, width: usize, what: &str, source: &str) -> Result<Vec<Vec<String>>> {
+    require(path, what, source)?;
+    let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_path(path).map_err(|e| malformed(path, 0, "(file)", e.to_string()))?;
+    let mut rows = vec![];
+    for rec in r.records() {
+        let rec = rec.map_err(|e| malformed(path, e.position().map_or(0, |p| p.line() as usize), "(record)", e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line() as usize);
+        if rec.len() != width {
+            return Err(malformed(path, line, "(record)", format!("{} fields, expected {width}", rec.len())));
+        }
+        rows.push(rec.iter().map(str::to_string).collect());
+    }
+    Ok(rows)
+}

@@ -1,0 +1,92 @@
+//! HellaSwag validation (lm-eval `hellaswag`): context and endings. The copy we hold (klosax's
+//! cleaned text, three parts in order) has `ctx` already preprocessed and is used verbatim; rows
+//! in the original Hugging Face layout (`activity_label`, `ctx_a`, `ctx_b`) are built exactly
+//! as lm-eval does: `preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize())`.
+
+use crate::data::read_jsonl;
+use crate::error::Result;
+use crate::LoadOptions;
+use evalkit_core::Evaluation;
+use serde::Deserialize;
+
+/// One HellaSwag item.
+#[derive(Debug, Clone, Evaluation)]
+#[eval(name = "hellaswag", kind = multiple_choice, metrics(acc, acc_norm))]
+pub struct Hellaswag {
+    /// The context.
+    #[eval(context)]
+    pub ctx: String,
+    /// The four endings.
+    #[eval(choices)]
+    pub endings: Vec<String>,
+    /// Index of the right ending.
+    #[eval(answer)]
+    pub label: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Raw {
+    Original { activity_label: String, ctx_a: String, ctx_b: String, endings: Vec<String>, label: LabelValue },
+    Cleaned { ctx: String, endings: Vec<String>, label: LabelValue },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LabelValue {
+    Int(usize),
+    Text(String),
+}
+
+/// lm-eval's `hellaswag.utils.preprocess`.
+///
+/// ```
+/// assert_eq!(evalkit_suites::hellaswag::preprocess(" A man [title] walks  in [step] "), "A man.  walks in");
+/// ```
+pub fn preprocess(text: &str) -> String {
+    let t = text.trim().replace(" [title]", ". ");
+    let re = regex::Regex::new(r"\[.*?\]").expect("valid regex");
+    re.replace_all(&t, "").replace("  ", " ")
+}
+
+/// Python's `str.capitalize`: first character upper-cased, the rest lower-cased.
+pub fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c.flat_map(char::to_lowercase)).collect()).unwrap_or_default()
+}
+
+const SOURCE: &str = "https://github.com/rowanz/hellaswag (hellaswag_val.jsonl), or klosax/hellaswag_text_data";
+
+/// Reads one part file.
+pub fn read(path: &std::path::Path) -> Result<Vec<Hellaswag>> {
+    let raw: Vec<Raw> = read_jsonl(path, "a HellaSwag validation file", SOURCE)?;
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (ctx, endings, label) = match r {
+                Raw::Cleaned { ctx, endings, label } => (ctx, endings, label),
+                Raw::Original { activity_label, ctx_a, ctx_b, endings, label } => (
+                    preprocess(&format!("{activity_label}: {ctx_a} {}", capitalize(&ctx_b))),
+                    endings.iter().map(|e| preprocess(e)).collect(),
+                    label,
+                ),
+            };
+            let label = match label {
+                LabelValue::Int(n) => n,
+                LabelValue::Text(s) => s.parse().map_err(|_| crate::data::malformed(path, i + 1, "label", format!("{s:?} is not an index")))?,
+            };
+            Ok(Hellaswag { ctx, endings, label })
+        })
+        .collect()
+}
+
+/// Loads `hellaswag` from its three parts, in order.
+pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn evalkit_core::Evaluation>>> {
+    opts.no_fewshot(name)?;
+    let dir = opts.data_dir.join("hellaswag");
+    let mut rows = vec![];
+    for part in 1..=3 {
+        rows.extend(read(&dir.join(format!("hellaswag_val_klosax.part{part}of3.jsonl")))?);
+    }
+    Ok(vec![evalkit_core::task(rows).named(name).build()])
+}
