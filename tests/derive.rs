@@ -12,7 +12,13 @@ use serde_json::Value;
 
 fn run(e: &dyn evalkit::core::Evaluation, name: &str, opts: &RunOptions) -> Outcome {
     let (model, tok) = open(name);
-    let env = Env { model: model.as_ref(), tokenizer: &tok, options: opts, journal_dir: None, progress: None };
+    let env = Env {
+        model: model.as_ref(),
+        tokenizer: &tok,
+        options: opts,
+        journal_dir: None,
+        progress: None,
+    };
     e.evaluate(&env).expect("evaluation runs")
 }
 
@@ -33,7 +39,11 @@ impl MultipleChoice for ArcByHand {
     fn get(&self) -> Result<McItem, RowError> {
         let a = &self.0;
         let answer = (a.key.as_bytes()[0] - b'A') as usize;
-        Ok(McItem::shared(format!("Question: {}\nAnswer:", a.question), &a.choices, answer))
+        Ok(McItem::shared(
+            format!("Question: {}\nAnswer:", a.question),
+            &a.choices,
+            answer,
+        ))
     }
 }
 
@@ -65,7 +75,10 @@ fn derived_equals_hand_written_on_a_real_checkpoint() {
     let by_hand = MultipleChoiceTask::new("arc_easy_derived", rows.into_iter().map(ArcByHand).collect());
     for model in ["stories260K-hf", "tiny-gpt2-random"] {
         // The same batching for both (the derived default of 7 applies to neither).
-        let opts = RunOptions { batch_size: Some(7), ..RunOptions::default() };
+        let opts = RunOptions {
+            batch_size: Some(7),
+            ..RunOptions::default()
+        };
         let a = run(derived.as_ref(), model, &opts);
         let b = run(&by_hand, model, &opts);
         assert_eq!(a.samples.len(), b.samples.len());
@@ -125,7 +138,10 @@ struct Loud {
 }
 impl Loud {
     fn scores(target: &str, cleaned: &str) -> Vec<(String, f64)> {
-        vec![("loud".into(), f64::from(u8::from(cleaned.to_lowercase().contains(&target.to_lowercase()))))]
+        vec![(
+            "loud".into(),
+            f64::from(u8::from(cleaned.to_lowercase().contains(&target.to_lowercase()))),
+        )]
     }
 }
 
@@ -158,19 +174,32 @@ struct Indexed<T: Clone + std::fmt::Display> {
 #[test]
 fn every_kind_derives_and_runs() {
     let opts = RunOptions::default();
-    let ll = task(vec![LambadaRow { text: "Once upon a time there was a girl".into() }]).build();
+    let ll = task(vec![LambadaRow {
+        text: "Once upon a time there was a girl".into(),
+    }])
+    .build();
     let o = run(ll.as_ref(), "stories260K-hf", &opts);
     assert_eq!(o.samples[0]["contexts"][0], "Once upon a time there was a");
     assert_eq!(o.samples[0]["continuations"][0], " girl");
     assert!(o.metrics.contains_key("perplexity"));
 
-    let p = task(vec![Page { body: "Lily and Tom went to the park.".into() }]).build();
+    let p = task(vec![Page {
+        body: "Lily and Tom went to the park.".into(),
+    }])
+    .build();
     assert_eq!(p.name(), "texts");
     assert!(run(p.as_ref(), "stories260K-hf", &opts).metrics["word_perplexity"].value > 1.0);
 
-    let n = task(vec![Sentence { s: "Once upon a time".into() }]).build();
+    let n = task(vec![Sentence {
+        s: "Once upon a time".into(),
+    }])
+    .build();
     assert_eq!(n.name(), "sentence");
-    assert_eq!(run(n.as_ref(), "stories260K-hf", &opts).per_sample["acc"], vec![1.0], "' time' follows 'Once upon a'");
+    assert_eq!(
+        run(n.as_ref(), "stories260K-hf", &opts).per_sample["acc"],
+        vec![1.0],
+        "' time' follows 'Once upon a'"
+    );
 
     let g = task(vec![Arith { q: "1+1?".into(), a: 2 }]).build();
     let o = run(g.as_ref(), "stories260K-hf", &opts);
@@ -178,42 +207,96 @@ fn every_kind_derives_and_runs() {
     assert_eq!(o.samples[0]["target"], "2");
     assert!(o.per_sample.contains_key("exact_match"));
 
-    let l = task(vec![Loud { p: "Once upon a".into(), t: "time".into() }]).build();
+    let l = task(vec![Loud {
+        p: "Once upon a".into(),
+        t: "time".into(),
+    }])
+    .build();
     let o = run(l.as_ref(), "stories260K-hf", &opts);
     assert_eq!(o.per_sample["loud"], vec![1.0], "{:?}", o.samples[0]);
-    assert!(o.samples[0]["extracted"][0].as_str().expect("extracted").contains("TIME"));
+    assert!(o.samples[0]["extracted"][0]
+        .as_str()
+        .expect("extracted")
+        .contains("TIME"));
 
-    let y = task(vec![YesNo { passage: "The sky is blue.".into(), question: "is the sky blue".into(), answer: true }]).build();
+    let y = task(vec![YesNo {
+        passage: "The sky is blue.".into(),
+        question: "is the sky blue".into(),
+        answer: true,
+    }])
+    .build();
     let o = run(y.as_ref(), "stories260K-hf", &opts);
     assert_eq!(o.samples[0]["continuations"], serde_json::json!([" no", " yes"]));
     assert_eq!(o.samples[0]["answer"], 1);
 
-    let i = task(vec![Indexed { c: 7u8, options: ["a", "b", "c"], right: "c".into() }]).build();
+    let i = task(vec![Indexed {
+        c: 7u8,
+        options: ["a", "b", "c"],
+        right: "c".into(),
+    }])
+    .build();
     assert_eq!(run(i.as_ref(), "stories260K-hf", &opts).samples[0]["answer"], 2);
 }
 
 #[test]
 fn bad_answers_are_row_errors() {
-    let rows = vec![Indexed { c: "x".to_string(), options: ["a", "b", "c"], right: "zzz".into() }];
+    let rows = vec![Indexed {
+        c: "x".to_string(),
+        options: ["a", "b", "c"],
+        right: "zzz".into(),
+    }];
     let e = task(rows).build();
     let (model, tok) = open("stories260K-hf");
-    let env = Env { model: model.as_ref(), tokenizer: &tok, options: &RunOptions::default(), journal_dir: None, progress: None };
+    let env = Env {
+        model: model.as_ref(),
+        tokenizer: &tok,
+        options: &RunOptions::default(),
+        journal_dir: None,
+        progress: None,
+    };
     let err = e.evaluate(&env).expect_err("answer matches no choice");
-    assert!(err.to_string().contains("row 0: answer \"zzz\" matches no choice"), "{err}");
+    assert!(
+        err.to_string().contains("row 0: answer \"zzz\" matches no choice"),
+        "{err}"
+    );
 }
 
 #[test]
 fn fewshot_prefix_follows_lm_eval_layout() {
     let pool = arc_rows(3);
     let rows = arc_rows(5)[3..].to_vec();
-    let e = task(rows.clone()).fewshot(&pool, 2, FewShotSampler::First, "Science.\n\n").expect("examples").build();
+    let e = task(rows.clone())
+        .fewshot(&pool, 2, FewShotSampler::First, "Science.\n\n")
+        .expect("examples")
+        .build();
     let o = run(e.as_ref(), "stories260K-hf", &RunOptions::default());
-    let ex = |a: &Arc| format!("Question: {}\nAnswer: {}\n\n", a.question, a.choices[(a.key.as_bytes()[0] - b'A') as usize]);
-    let want = format!("Science.\n\n{}{}Question: {}\nAnswer:", ex(&pool[0]), ex(&pool[1]), rows[0].question);
+    let ex = |a: &Arc| {
+        format!(
+            "Question: {}\nAnswer: {}\n\n",
+            a.question,
+            a.choices[(a.key.as_bytes()[0] - b'A') as usize]
+        )
+    };
+    let want = format!(
+        "Science.\n\n{}{}Question: {}\nAnswer:",
+        ex(&pool[0]),
+        ex(&pool[1]),
+        rows[0].question
+    );
     assert_eq!(o.samples[0]["contexts"][0], want);
     // Seeded draws depend on the row index only.
-    let s = task(rows).fewshot(&pool, 1, FewShotSampler::Seeded(3), "").expect("examples").build();
+    let s = task(rows)
+        .fewshot(&pool, 1, FewShotSampler::Seeded(3), "")
+        .expect("examples")
+        .build();
     let a = run(s.as_ref(), "stories260K-hf", &RunOptions::default());
-    let b = run(s.as_ref(), "stories260K-hf", &RunOptions { subset: Some(evalkit::core::kinds::Subset::First(1)), ..RunOptions::default() });
+    let b = run(
+        s.as_ref(),
+        "stories260K-hf",
+        &RunOptions {
+            subset: Some(evalkit::core::kinds::Subset::First(1)),
+            ..RunOptions::default()
+        },
+    );
     assert_eq!(a.samples[0]["contexts"], b.samples[0]["contexts"]);
 }

@@ -12,12 +12,29 @@ use evalkit::core::{Error, Evaluation, Outcome, RunOptions, Tokenizer};
 use serde_json::Value;
 
 fn run(e: &dyn Evaluation, model: &dyn Model, tok: &Tokenizer, opts: &RunOptions) -> Outcome {
-    let env = Env { model, tokenizer: tok, options: opts, journal_dir: None, progress: None };
+    let env = Env {
+        model,
+        tokenizer: tok,
+        options: opts,
+        journal_dir: None,
+        progress: None,
+    };
     e.evaluate(&env).expect("evaluation runs")
 }
 
-fn try_run(e: &dyn Evaluation, model: &dyn Model, tok: &Tokenizer, opts: &RunOptions) -> evalkit::core::Result<Outcome> {
-    let env = Env { model, tokenizer: tok, options: opts, journal_dir: None, progress: None };
+fn try_run(
+    e: &dyn Evaluation,
+    model: &dyn Model,
+    tok: &Tokenizer,
+    opts: &RunOptions,
+) -> evalkit::core::Result<Outcome> {
+    let env = Env {
+        model,
+        tokenizer: tok,
+        options: opts,
+        journal_dir: None,
+        progress: None,
+    };
     e.evaluate(&env)
 }
 
@@ -36,7 +53,11 @@ impl MultipleChoice for Mc {
 }
 
 fn mc(context: &str, choices: &[&str], answer: usize) -> Mc {
-    Mc { context: context.into(), choices: choices.iter().map(|s| s.to_string()).collect(), answer }
+    Mc {
+        context: context.into(),
+        choices: choices.iter().map(|s| s.to_string()).collect(),
+        answer,
+    }
 }
 
 #[test]
@@ -51,7 +72,10 @@ fn oracle_multiple_choice_scores_every_continuation_token() {
     let ll1 = lp(1, 3) + 3.0 * lp(3, 3);
     let got: Vec<f64> = serde_json::from_value(out.samples[0]["loglikelihoods"].clone()).expect("lls");
     crate::assert_close!(got, [ll0, ll1], 1e-5);
-    assert!(ll0 > ll1 && ll0 / 3.0 < ll1 / 7.0 && ll0 / 2.0 < ll1 / 4.0, "the item separates the metrics");
+    assert!(
+        ll0 > ll1 && ll0 / 3.0 < ll1 / 7.0 && ll0 / 2.0 < ll1 / 4.0,
+        "the item separates the metrics"
+    );
     assert_eq!(out.per_sample["acc"], vec![1.0]);
     assert_eq!(out.per_sample["acc_norm"], vec![0.0]);
     assert_eq!(out.per_sample["acc_bytes"], vec![0.0]);
@@ -67,10 +91,18 @@ fn oracle_empty_context_uses_prefix_token() {
     struct L;
     impl Loglikelihood for L {
         fn get(&self) -> Result<LlItem, RowError> {
-            Ok(LlItem { context: String::new(), continuation: "a b".into() })
+            Ok(LlItem {
+                context: String::new(),
+                continuation: "a b".into(),
+            })
         }
     }
-    let out = run(&LoglikelihoodTask::new("ll", vec![L]), &model, &tok, &RunOptions::default());
+    let out = run(
+        &LoglikelihoodTask::new("ll", vec![L]),
+        &model,
+        &tok,
+        &RunOptions::default(),
+    );
     // <s> → a → b; a is the argmax after <s>, b after a: greedy.
     let ll: f64 = serde_json::from_value(out.samples[0]["loglikelihoods"][0].clone()).expect("ll");
     assert!((ll - (lp(0, 1) + lp(1, 2))).abs() < 1e-5);
@@ -81,7 +113,10 @@ fn oracle_empty_context_uses_prefix_token() {
 struct Text(String);
 impl Perplexity for Text {
     fn get(&self) -> Result<PplItem, RowError> {
-        Ok(PplItem { text: self.0.clone(), count_text: None })
+        Ok(PplItem {
+            text: self.0.clone(),
+            count_text: None,
+        })
     }
 }
 
@@ -93,7 +128,12 @@ fn oracle_rolling_windows_score_each_token_once() {
     let text = "a b c a b c c";
     let ids = [1usize, 2, 3, 1, 2, 3, 3];
     let expected: f64 = lp(0, ids[0]) + ids.windows(2).map(|w| lp(w[0], w[1])).sum::<f64>();
-    let out = run(&PerplexityTask::new("ppl", vec![Text(text.into())]), &model, &tok, &RunOptions::default());
+    let out = run(
+        &PerplexityTask::new("ppl", vec![Text(text.into())]),
+        &model,
+        &tok,
+        &RunOptions::default(),
+    );
     let ll = out.samples[0]["loglikelihood"].as_f64().expect("ll");
     assert!((ll - expected).abs() < 1e-5, "{ll} vs {expected}");
     assert_eq!(out.samples[0]["tokens"], 7);
@@ -115,7 +155,12 @@ fn oracle_next_token_and_generation() {
         }
     }
     // Argmax after a is b (right), after c is c (wrong for "c a").
-    let out = run(&NextTokenTask::new("nt", vec![N("a b"), N("c a")]), &model, &tok, &RunOptions::default());
+    let out = run(
+        &NextTokenTask::new("nt", vec![N("a b"), N("c a")]),
+        &model,
+        &tok,
+        &RunOptions::default(),
+    );
     assert_eq!(out.per_sample["acc"], vec![1.0, 0.0]);
     assert_eq!(out.samples[1]["predictions"], serde_json::json!(["c"]));
 
@@ -125,7 +170,10 @@ fn oracle_next_token_and_generation() {
             100
         }
         fn get(&self) -> Result<GenItem, RowError> {
-            Ok(GenItem { prompt: "a".into(), target: "b c c c".into() })
+            Ok(GenItem {
+                prompt: "a".into(),
+                target: "b c c c".into(),
+            })
         }
     }
     // Greedy from a: b (0.6), then after b all tie → lowest id <s> = EOS: stops at once.
@@ -160,18 +208,33 @@ fn bad_datasets_get_clear_errors() {
     assert!(e.to_string().contains("`empty`: the dataset is empty"), "{e}");
     let no_choices = MultipleChoiceTask::new("nochoice", vec![mc("a", &["b"], 0), mc("a", &[], 0)]);
     let e = try_run(&no_choices, &model, &tok, &opts).expect_err("no choices");
-    assert!(matches!(e, Error::Row { row: 1, .. }) && e.to_string().contains("choice list is empty"), "{e}");
+    assert!(
+        matches!(e, Error::Row { row: 1, .. }) && e.to_string().contains("choice list is empty"),
+        "{e}"
+    );
     let bad_answer = MultipleChoiceTask::new("badanswer", vec![mc("a", &["b", "c"], 2)]);
     let e = try_run(&bad_answer, &model, &tok, &opts).expect_err("answer out of range");
-    assert!(e.to_string().contains("row 0: answer index 2 out of range for 2 choices"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("row 0: answer index 2 out of range for 2 choices"),
+        "{e}"
+    );
 }
 
 #[test]
 fn subsets_are_first_n_or_seeded_per_evaluation() {
     assert_eq!(select_rows("x", 10, Subset::First(3), 1), vec![0, 1, 2]);
     let a = select_rows("arc_easy", 1000, Subset::Sample(5), 7);
-    assert_eq!(a, select_rows("arc_easy", 1000, Subset::Sample(5), 7), "same seed, same rows");
-    assert_ne!(a, select_rows("piqa", 1000, Subset::Sample(5), 7), "each evaluation has its own RNG");
+    assert_eq!(
+        a,
+        select_rows("arc_easy", 1000, Subset::Sample(5), 7),
+        "same seed, same rows"
+    );
+    assert_ne!(
+        a,
+        select_rows("piqa", 1000, Subset::Sample(5), 7),
+        "each evaluation has its own RNG"
+    );
     assert!(a.windows(2).all(|w| w[0] < w[1]), "kept in dataset order");
 }
 
@@ -183,10 +246,27 @@ fn arc_rows(n: usize) -> Vec<Mc> {
         .take(n)
         .map(|l| {
             let v: Value = serde_json::from_str(l).expect("row");
-            let choices: Vec<&str> = v["question"]["choices"].as_array().expect("choices").iter().map(|c| c["text"].as_str().expect("text")).collect();
-            let labels: Vec<&str> = v["question"]["choices"].as_array().expect("choices").iter().map(|c| c["label"].as_str().expect("label")).collect();
-            let answer = labels.iter().position(|l| *l == v["answerKey"].as_str().expect("key")).expect("answer");
-            mc(&format!("Question: {}\nAnswer:", v["question"]["stem"].as_str().expect("stem")), &choices, answer)
+            let choices: Vec<&str> = v["question"]["choices"]
+                .as_array()
+                .expect("choices")
+                .iter()
+                .map(|c| c["text"].as_str().expect("text"))
+                .collect();
+            let labels: Vec<&str> = v["question"]["choices"]
+                .as_array()
+                .expect("choices")
+                .iter()
+                .map(|c| c["label"].as_str().expect("label"))
+                .collect();
+            let answer = labels
+                .iter()
+                .position(|l| *l == v["answerKey"].as_str().expect("key"))
+                .expect("answer");
+            mc(
+                &format!("Question: {}\nAnswer:", v["question"]["stem"].as_str().expect("stem")),
+                &choices,
+                answer,
+            )
         })
         .collect()
 }
@@ -194,8 +274,14 @@ fn arc_rows(n: usize) -> Vec<Mc> {
 struct Lambada(String);
 impl Loglikelihood for Lambada {
     fn get(&self) -> Result<LlItem, RowError> {
-        let (ctx, last) = self.0.rsplit_once(' ').ok_or_else(|| RowError::new("text has no space"))?;
-        Ok(LlItem { context: ctx.into(), continuation: format!(" {last}") })
+        let (ctx, last) = self
+            .0
+            .rsplit_once(' ')
+            .ok_or_else(|| RowError::new("text has no space"))?;
+        Ok(LlItem {
+            context: ctx.into(),
+            continuation: format!(" {last}"),
+        })
     }
 }
 impl NextToken for Lambada {
@@ -206,7 +292,17 @@ impl NextToken for Lambada {
 
 fn lambada_rows(n: usize) -> Vec<Lambada> {
     let text = std::fs::read_to_string(data_dir().join("lambada/lambada_test.jsonl")).expect("lambada");
-    text.lines().take(n).map(|l| Lambada(serde_json::from_str::<Value>(l).expect("row")["text"].as_str().expect("text").into())).collect()
+    text.lines()
+        .take(n)
+        .map(|l| {
+            Lambada(
+                serde_json::from_str::<Value>(l).expect("row")["text"]
+                    .as_str()
+                    .expect("text")
+                    .into(),
+            )
+        })
+        .collect()
 }
 
 struct Question(String, String);
@@ -218,7 +314,10 @@ impl Generate for Question {
         vec!["Question:".into(), "\n\n".into()]
     }
     fn get(&self) -> Result<GenItem, RowError> {
-        Ok(GenItem { prompt: format!("Question: {}\nAnswer:", self.0), target: self.1.clone() })
+        Ok(GenItem {
+            prompt: format!("Question: {}\nAnswer:", self.0),
+            target: self.1.clone(),
+        })
     }
 }
 
@@ -228,17 +327,27 @@ fn gsm_rows(n: usize) -> Vec<Question> {
         .take(n)
         .map(|l| {
             let v: Value = serde_json::from_str(l).expect("row");
-            Question(v["question"].as_str().expect("q").into(), v["answer"].as_str().expect("a").into())
+            Question(
+                v["question"].as_str().expect("q").into(),
+                v["answer"].as_str().expect("a").into(),
+            )
         })
         .collect()
 }
 
 fn opts(batch: usize) -> RunOptions {
-    RunOptions { batch_size: Some(batch), chunk_size: Some(2), ..RunOptions::default() }
+    RunOptions {
+        batch_size: Some(batch),
+        chunk_size: Some(2),
+        ..RunOptions::default()
+    }
 }
 
 fn lls(o: &Outcome) -> Vec<f64> {
-    o.samples.iter().flat_map(|s| serde_json::from_value::<Vec<f64>>(s["loglikelihoods"].clone()).expect("lls")).collect()
+    o.samples
+        .iter()
+        .flat_map(|s| serde_json::from_value::<Vec<f64>>(s["loglikelihoods"].clone()).expect("lls"))
+        .collect()
 }
 
 #[test]
@@ -247,10 +356,29 @@ fn multiple_choice_shared_context_equals_separate_scoring_and_backend() {
         let (model, tok) = open(name);
         let rows = arc_rows(24);
         let task = MultipleChoiceTask::new("arc_easy", rows.clone());
-        let shared = run(&task, model.as_ref(), &tok, &RunOptions { share_prefix: true, ..opts(5) });
-        let separate = run(&task, model.as_ref(), &tok, &RunOptions { share_prefix: false, ..opts(5) });
+        let shared = run(
+            &task,
+            model.as_ref(),
+            &tok,
+            &RunOptions {
+                share_prefix: true,
+                ..opts(5)
+            },
+        );
+        let separate = run(
+            &task,
+            model.as_ref(),
+            &tok,
+            &RunOptions {
+                share_prefix: false,
+                ..opts(5)
+            },
+        );
         crate::assert_close!(lls(&shared), lls(&separate), 1e-4);
-        assert!(shared.tokens_forwarded < separate.tokens_forwarded, "sharing computes fewer tokens");
+        assert!(
+            shared.tokens_forwarded < separate.tokens_forwarded,
+            "sharing computes fewer tokens"
+        );
         // Each log-likelihood equals the backend's per-token log-probs summed directly.
         let mut direct = vec![];
         for r in &rows {
@@ -258,8 +386,13 @@ fn multiple_choice_shared_context_equals_separate_scoring_and_backend() {
                 let (ctx, cont) = encode_pair(&tok, &r.context, &format!(" {c}")).expect("encode");
                 let full: Vec<i64> = ctx.iter().chain(&cont).copied().collect();
                 let t = tch::Tensor::from_slice(&full[..full.len() - 1]).view([1, -1]);
-                let logp = model.forward(&t, &t.ones_like()).expect("forward").log_softmax(-1, tch::Kind::Float);
-                let s: f64 = (0..cont.len()).map(|k| logp.double_value(&[0, (ctx.len() - 1 + k) as i64, cont[k]])).sum();
+                let logp = model
+                    .forward(&t, &t.ones_like())
+                    .expect("forward")
+                    .log_softmax(-1, tch::Kind::Float);
+                let s: f64 = (0..cont.len())
+                    .map(|k| logp.double_value(&[0, (ctx.len() - 1 + k) as i64, cont[k]]))
+                    .sum();
                 direct.push(s);
             }
         }
@@ -274,20 +407,43 @@ fn scores_do_not_depend_on_batch_size_or_padding() {
     let ll = LoglikelihoodTask::new("lambada", lambada_rows(20));
     let nt = NextTokenTask::new("lambada_nt", lambada_rows(20));
     let text = std::fs::read_to_string(data_dir().join("wikitext2/wiki.test.raw")).expect("wikitext");
-    let pages: Vec<Text> = text.split("\n \n").filter(|p| p.len() > 200).take(6).map(|p| Text(p.chars().take(3000).collect())).collect();
+    let pages: Vec<Text> = text
+        .split("\n \n")
+        .filter(|p| p.len() > 200)
+        .take(6)
+        .map(|p| Text(p.chars().take(3000).collect()))
+        .collect();
     let ppl = PerplexityTask::new("wiki", pages);
     let gen = GenerateTask::new("gsm", gsm_rows(6));
     let mut base: Option<Vec<Vec<f64>>> = None;
     for (batch, unit) in [(1, 1), (3, 1), (16, 1), (3, 4)] {
-        let o = RunOptions { batch_unit: unit, ..opts(batch) };
+        let o = RunOptions {
+            batch_unit: unit,
+            ..opts(batch)
+        };
         let m = run(&mcq, model.as_ref(), &tok, &o);
         let l = run(&ll, model.as_ref(), &tok, &o);
         let n = run(&nt, model.as_ref(), &tok, &o);
         let p = run(&ppl, model.as_ref(), &tok, &o);
         let g = run(&gen, model.as_ref(), &tok, &o);
-        let per_token: Vec<f64> = p.samples.iter().map(|s| s["loglikelihood"].as_f64().unwrap() / s["tokens"].as_f64().unwrap()).collect();
-        let gens: Vec<f64> = g.samples.iter().map(|s| s["generations"][0].as_str().unwrap().len() as f64).collect();
-        let got = vec![lls(&m), m.per_sample["acc_norm"].clone(), lls(&l), n.per_sample["acc"].clone(), per_token, gens];
+        let per_token: Vec<f64> = p
+            .samples
+            .iter()
+            .map(|s| s["loglikelihood"].as_f64().unwrap() / s["tokens"].as_f64().unwrap())
+            .collect();
+        let gens: Vec<f64> = g
+            .samples
+            .iter()
+            .map(|s| s["generations"][0].as_str().unwrap().len() as f64)
+            .collect();
+        let got = vec![
+            lls(&m),
+            m.per_sample["acc_norm"].clone(),
+            lls(&l),
+            n.per_sample["acc"].clone(),
+            per_token,
+            gens,
+        ];
         match &base {
             None => base = Some(got),
             Some(b) => {
@@ -296,7 +452,10 @@ fn scores_do_not_depend_on_batch_size_or_padding() {
                 }
             }
         }
-        assert_eq!(m.score("acc", Reduce::None), Some(evalkit::core::metrics::Score::PerSample(m.per_sample["acc"].clone())));
+        assert_eq!(
+            m.score("acc", Reduce::None),
+            Some(evalkit::core::metrics::Score::PerSample(m.per_sample["acc"].clone()))
+        );
     }
 }
 
@@ -304,8 +463,16 @@ fn scores_do_not_depend_on_batch_size_or_padding() {
 fn sampling_is_repeatable_and_batch_invariant() {
     let (model, tok) = open("stories260K-hf");
     let gen = GenerateTask::new("gsm", gsm_rows(4));
-    let sampling = Some(evalkit::core::request::Sampling::Nucleus { temperature: 1.0, top_p: 0.9 });
-    let o = |b| RunOptions { sampling, samples_per_prompt: 3, return_intermediates: true, ..opts(b) };
+    let sampling = Some(evalkit::core::request::Sampling::Nucleus {
+        temperature: 1.0,
+        top_p: 0.9,
+    });
+    let o = |b| RunOptions {
+        sampling,
+        samples_per_prompt: 3,
+        return_intermediates: true,
+        ..opts(b)
+    };
     let a = run(&gen, model.as_ref(), &tok, &o(1));
     let b = run(&gen, model.as_ref(), &tok, &o(5));
     let texts = |x: &Outcome| x.samples.iter().map(|s| s["generations"].clone()).collect::<Vec<_>>();
@@ -313,18 +480,26 @@ fn sampling_is_repeatable_and_batch_invariant() {
     // Three samples per prompt, consecutive; they differ from each other.
     let first = a.samples[0]["generations"].as_array().expect("gens");
     assert_eq!(first.len(), 3);
-    assert!(first[0] != first[1] || first[1] != first[2], "samples of one prompt should vary");
+    assert!(
+        first[0] != first[1] || first[1] != first[2],
+        "samples of one prompt should vary"
+    );
     let inter = a.intermediates.expect("intermediates");
     assert_eq!(inter.len(), 12);
     assert_eq!(inter[0].tokens[..20], inter[1].tokens[..20], "p0, p0, p0, p1, ...");
-    assert!(inter.iter().all(|i| i.tokens.len() == inter[0].tokens.len() && i.action_mask.len() == i.padding_mask.len()));
+    assert!(inter
+        .iter()
+        .all(|i| i.tokens.len() == inter[0].tokens.len() && i.action_mask.len() == i.padding_mask.len()));
 }
 
 #[test]
 fn long_prompts_keep_their_end_and_are_counted() {
     let (model, tok) = open("tiny-gpt2-random");
     let long = "word ".repeat(400);
-    let rows = vec![mc(&format!("{long}Question: what?\nAnswer:"), &["yes", "no"], 0), mc("Short?", &["yes", "no"], 1)];
+    let rows = vec![
+        mc(&format!("{long}Question: what?\nAnswer:"), &["yes", "no"], 0),
+        mc("Short?", &["yes", "no"], 1),
+    ];
     let out = run(&MultipleChoiceTask::new("long", rows), model.as_ref(), &tok, &opts(2));
     assert_eq!(out.truncated, 1);
     assert_eq!(out.n, 2);

@@ -14,11 +14,19 @@ fn reference(name: &str) -> Vec<Value> {
 }
 
 fn ids_of(v: &Value) -> Vec<i64> {
-    v.as_array().expect("array").iter().map(|x| x.as_i64().expect("int")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_i64().expect("int"))
+        .collect()
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("float")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("float"))
+        .collect()
 }
 
 fn row_logits(model: &dyn Model, ids: &[i64]) -> Tensor {
@@ -31,14 +39,18 @@ fn row_logits(model: &dyn Model, ids: &[i64]) -> Tensor {
 fn greedy_cached(model: &dyn Model, ids: &[i64], n: usize) -> Vec<i64> {
     let mut cache = model.new_cache().expect("cache");
     let mut mask = Tensor::ones([1, ids.len() as i64], (Kind::Int64, tch::Device::Cpu));
-    let mut h = model.hidden_states(&Tensor::from_slice(ids).view([1, -1]), &mask, Some(&mut cache)).expect("prefill");
+    let mut h = model
+        .hidden_states(&Tensor::from_slice(ids).view([1, -1]), &mask, Some(&mut cache))
+        .expect("prefill");
     let mut out = vec![];
     for _ in 0..n {
         let last = h.narrow(1, h.size()[1] - 1, 1);
         let next = model.head(&last).expect("head").argmax(-1, false).int64_value(&[0, 0]);
         out.push(next);
         mask = Tensor::cat(&[&mask, &Tensor::ones([1, 1], (Kind::Int64, tch::Device::Cpu))], 1);
-        h = model.hidden_states(&Tensor::from_slice(&[next]).view([1, 1]), &mask, Some(&mut cache)).expect("step");
+        h = model
+            .hidden_states(&Tensor::from_slice(&[next]).view([1, 1]), &mask, Some(&mut cache))
+            .expect("step");
     }
     out
 }
@@ -51,16 +63,30 @@ fn check_reference(name: &str) {
         assert_eq!(tok.encode(text).expect("encode"), ids, "{name}: token ids of {text:?}");
         let logits = row_logits(model.as_ref(), &ids);
         let logp = logits.log_softmax(-1, Kind::Float);
-        let got: Vec<f64> = (0..ids.len() - 1).map(|i| logp.double_value(&[i as i64, ids[i + 1]])).collect();
+        let got: Vec<f64> = (0..ids.len() - 1)
+            .map(|i| logp.double_value(&[i as i64, ids[i + 1]]))
+            .collect();
         crate::assert_close!(got, floats(&case["next_token_logprobs"]), 1e-4);
         let last = logits.get(ids.len() as i64 - 1);
         let (vals, idx) = last.topk(5, -1, true, true);
         let top_ids: Vec<i64> = Vec::<i64>::try_from(&idx).expect("ids");
-        assert_eq!(top_ids, ids_of(&case["last_position_top5"]["ids"]), "{name}: top-5 of {text:?}");
-        let top_vals: Vec<f64> = Vec::<f32>::try_from(&vals).expect("vals").into_iter().map(f64::from).collect();
+        assert_eq!(
+            top_ids,
+            ids_of(&case["last_position_top5"]["ids"]),
+            "{name}: top-5 of {text:?}"
+        );
+        let top_vals: Vec<f64> = Vec::<f32>::try_from(&vals)
+            .expect("vals")
+            .into_iter()
+            .map(f64::from)
+            .collect();
         crate::assert_close!(top_vals, floats(&case["last_position_top5"]["logits"]), 1e-3);
         let greedy = ids_of(&case["greedy_20"]);
-        assert_eq!(greedy_cached(model.as_ref(), &ids, greedy.len()), greedy, "{name}: greedy tokens of {text:?}");
+        assert_eq!(
+            greedy_cached(model.as_ref(), &ids, greedy.len()),
+            greedy,
+            "{name}: greedy tokens of {text:?}"
+        );
     }
 }
 
@@ -77,7 +103,9 @@ fn tiny_gpt2_matches_transformers_reference() {
 /// Cached decoding must give the logits of full recomputation at every step.
 fn check_cache_equals_recompute(name: &str) {
     let (model, tok) = open(name);
-    let ids = tok.encode("Tom and Sue went to the park. They saw a big dog!").expect("encode");
+    let ids = tok
+        .encode("Tom and Sue went to the park. They saw a big dog!")
+        .expect("encode");
     let full = row_logits(model.as_ref(), &ids);
     let mut cache: KvCache = model.new_cache().expect("cache");
     // Prefill 5 tokens, then feed 1, 2, 3, ... at a time.
@@ -87,11 +115,16 @@ fn check_cache_equals_recompute(name: &str) {
         let end = (start + step).min(ids.len());
         let mask = Tensor::ones([1, end as i64], (Kind::Int64, tch::Device::Cpu));
         let chunk = Tensor::from_slice(&ids[start..end]).view([1, -1]);
-        let h = model.hidden_states(&chunk, &mask, Some(&mut cache)).expect("cached forward");
+        let h = model
+            .hidden_states(&chunk, &mask, Some(&mut cache))
+            .expect("cached forward");
         let got = model.head(&h).expect("head").squeeze_dim(0);
         let want = full.narrow(0, start as i64, (end - start) as i64);
         let diff = (got - want).abs().max().double_value(&[]);
-        assert!(diff < 1e-4, "{name}: cached logits differ by {diff} at positions {start}..{end}");
+        assert!(
+            diff < 1e-4,
+            "{name}: cached logits differ by {diff} at positions {start}..{end}"
+        );
         start = end;
         step = if step == 5 { 1 } else { step + 1 };
     }
@@ -127,13 +160,20 @@ fn check_padding(name: &str) {
         }
         let ids_t = Tensor::from_slice(&ids).view([rows.len() as i64, width]);
         let mask_t = Tensor::from_slice(&mask).view([rows.len() as i64, width]);
-        let batch = model.forward(&ids_t, &mask_t).expect("batched forward").log_softmax(-1, Kind::Float);
+        let batch = model
+            .forward(&ids_t, &mask_t)
+            .expect("batched forward")
+            .log_softmax(-1, Kind::Float);
         for (b, r) in rows.iter().enumerate() {
             let alone = row_logits(model.as_ref(), r).log_softmax(-1, Kind::Float);
             let off = if left { width - r.len() as i64 } else { 0 };
             let got = batch.get(b as i64).narrow(0, off, r.len() as i64);
             let diff = (got - alone).abs().max().double_value(&[]);
-            assert!(diff < 1e-4, "{name}: row {b} differs by {diff} with {} padding", if left { "left" } else { "right" });
+            assert!(
+                diff < 1e-4,
+                "{name}: row {b} differs by {diff} with {} padding",
+                if left { "left" } else { "right" }
+            );
         }
     }
 }

@@ -43,7 +43,10 @@ pub fn open(name: &str) -> (Box<dyn evalkit::core::Model>, evalkit::core::Tokeni
 #[macro_export]
 macro_rules! tempdir {
     ($name:expr) => {
-        tempfile::Builder::new().prefix(concat!("evalkit-", $name, "-")).tempdir().expect("tempdir")
+        tempfile::Builder::new()
+            .prefix(concat!("evalkit-", $name, "-"))
+            .tempdir()
+            .expect("tempdir")
     };
 }
 
@@ -91,7 +94,10 @@ pub mod oracle {
     impl Oracle {
         pub fn new(max_len: usize) -> Self {
             let flat: Vec<f32> = P.iter().flatten().map(|p| p.ln() as f32).collect();
-            Oracle { max_len, table: Tensor::from_slice(&flat).view([4, 4]) }
+            Oracle {
+                max_len,
+                table: Tensor::from_slice(&flat).view([4, 4]),
+            }
         }
     }
 
@@ -125,8 +131,16 @@ pub mod oracle {
     /// A word-level tokenizer over [`VOCAB`] (no special tokens added; `<s>` is BOS).
     pub fn tokenizer() -> Tokenizer {
         use tokenizers::models::wordlevel::WordLevel;
-        let vocab = VOCAB.iter().enumerate().map(|(i, w)| (w.to_string(), i as u32)).collect();
-        let model = WordLevel::builder().vocab(vocab).unk_token("<s>".into()).build().expect("wordlevel");
+        let vocab = VOCAB
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as u32))
+            .collect();
+        let model = WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("<s>".into())
+            .build()
+            .expect("wordlevel");
         let mut t = tokenizers::Tokenizer::new(model);
         t.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
         t.with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()));

@@ -31,11 +31,19 @@ pub struct TokenCounts {
 fn int_tensor(rows: &[Vec<i64>], device: Device) -> Tensor {
     let width = rows.first().map_or(0, Vec::len) as i64;
     let flat: Vec<i64> = rows.iter().flatten().copied().collect();
-    Tensor::from_slice(&flat).view([rows.len() as i64, width]).to_device(device)
+    Tensor::from_slice(&flat)
+        .view([rows.len() as i64, width])
+        .to_device(device)
 }
 
 /// Applies the head at `(row, pos)` of `hidden`, returns (target log-probs, argmax) per position.
-fn score_positions(model: &dyn Model, hidden: &Tensor, rows: &[i64], pos: &[i64], targets: &[i64]) -> Result<(Vec<f32>, Vec<i64>)> {
+fn score_positions(
+    model: &dyn Model,
+    hidden: &Tensor,
+    rows: &[i64],
+    pos: &[i64],
+    targets: &[i64],
+) -> Result<(Vec<f32>, Vec<i64>)> {
     if rows.is_empty() {
         return Ok((vec![], vec![]));
     }
@@ -45,18 +53,32 @@ fn score_positions(model: &dyn Model, hidden: &Tensor, rows: &[i64], pos: &[i64]
     let sel = hidden.f_index(&[Some(r), Some(p)]).op("gathering scored positions")?;
     let logits = model.head(&sel)?;
     if !bool::try_from(logits.isfinite().all()).op("checking logits")? {
-        return Err(Error::NonFinite { evaluation: String::new(), what: "NaN or infinite logits at a scored position".into() });
+        return Err(Error::NonFinite {
+            evaluation: String::new(),
+            what: "NaN or infinite logits at a scored position".into(),
+        });
     }
     let logp = logits.f_log_softmax(-1, Kind::Float).op("log_softmax")?;
     let t = Tensor::from_slice(targets).to_device(dev).view([-1, 1]);
-    let lp = logp.f_gather(1, &t, false).op("gathering target log-probs")?.view([-1]).to_device(Device::Cpu);
+    let lp = logp
+        .f_gather(1, &t, false)
+        .op("gathering target log-probs")?
+        .view([-1])
+        .to_device(Device::Cpu);
     let am = logits.argmax(-1, false).to_device(Device::Cpu);
-    Ok((Vec::<f32>::try_from(&lp).op("reading log-probs")?, Vec::<i64>::try_from(&am).op("reading argmax")?))
+    Ok((
+        Vec::<f32>::try_from(&lp).op("reading log-probs")?,
+        Vec::<i64>::try_from(&am).op("reading argmax")?,
+    ))
 }
 
 /// Scores every continuation of every request, each (context, continuation) pair as its own
 /// row. Returns one score list per request, in continuation order.
-pub fn score_unshared(model: &dyn Model, reqs: &[&ScoreRequest], counts: &mut TokenCounts) -> Result<Vec<Vec<ContinuationScore>>> {
+pub fn score_unshared(
+    model: &dyn Model,
+    reqs: &[&ScoreRequest],
+    counts: &mut TokenCounts,
+) -> Result<Vec<Vec<ContinuationScore>>> {
     let _guard = tch::no_grad_guard();
     let max_len = model.max_len();
     let mut inputs: Vec<Vec<i64>> = vec![];
@@ -79,7 +101,11 @@ pub fn score_unshared(model: &dyn Model, reqs: &[&ScoreRequest], counts: &mut To
     let width = inputs.iter().map(Vec::len).max().unwrap_or(0);
     if width == 0 {
         for &(ri, _, t) in &meta {
-            out[ri].push(ContinuationScore { token_logprobs: vec![], argmax: vec![], truncated: t });
+            out[ri].push(ContinuationScore {
+                token_logprobs: vec![],
+                argmax: vec![],
+                truncated: t,
+            });
         }
         return Ok(out);
     }
@@ -108,7 +134,11 @@ pub fn score_unshared(model: &dyn Model, reqs: &[&ScoreRequest], counts: &mut To
     let mut off = 0;
     for &(ri, ci, truncated) in &meta {
         let k = reqs[ri].continuations[ci].len();
-        out[ri].push(ContinuationScore { token_logprobs: lp[off..off + k].to_vec(), argmax: am[off..off + k].to_vec(), truncated });
+        out[ri].push(ContinuationScore {
+            token_logprobs: lp[off..off + k].to_vec(),
+            argmax: am[off..off + k].to_vec(),
+            truncated,
+        });
         off += k;
     }
     Ok(out)
@@ -122,19 +152,33 @@ pub fn can_share(model: &dyn Model, r: &ScoreRequest) -> bool {
 
 /// Scores requests with one context pass each and the KV cache reused for every continuation.
 /// Every request must satisfy [`can_share`].
-pub fn score_shared(model: &dyn Model, reqs: &[&ScoreRequest], counts: &mut TokenCounts) -> Result<Vec<Vec<ContinuationScore>>> {
+pub fn score_shared(
+    model: &dyn Model,
+    reqs: &[&ScoreRequest],
+    counts: &mut TokenCounts,
+) -> Result<Vec<Vec<ContinuationScore>>> {
     let _guard = tch::no_grad_guard();
     let dev = model.device();
     let lc = reqs.iter().map(|r| r.context.len()).max().unwrap_or(0);
     let (mut ids, mut mask) = (vec![], vec![]);
     for r in reqs {
         let pad = lc - r.context.len();
-        ids.push(std::iter::repeat_n(0, pad).chain(r.context.iter().copied()).collect::<Vec<i64>>());
-        mask.push(std::iter::repeat_n(0, pad).chain(std::iter::repeat_n(1, r.context.len())).collect::<Vec<i64>>());
+        ids.push(
+            std::iter::repeat_n(0, pad)
+                .chain(r.context.iter().copied())
+                .collect::<Vec<i64>>(),
+        );
+        mask.push(
+            std::iter::repeat_n(0, pad)
+                .chain(std::iter::repeat_n(1, r.context.len()))
+                .collect::<Vec<i64>>(),
+        );
         counts.forwarded += r.context.len();
     }
     let ctx_mask = int_tensor(&mask, dev);
-    let mut cache = model.new_cache().ok_or_else(|| Error::Unsupported("model has no KV cache".into()))?;
+    let mut cache = model
+        .new_cache()
+        .ok_or_else(|| Error::Unsupported("model has no KV cache".into()))?;
     let ctx_hidden = model.hidden_states(&int_tensor(&ids, dev), &ctx_mask, Some(&mut cache))?;
     // Second pass: one row per continuation longer than one token.
     let (mut cont_rows, mut cont_src) = (vec![], vec![]);
@@ -149,7 +193,11 @@ pub fn score_shared(model: &dyn Model, reqs: &[&ScoreRequest], counts: &mut Toke
     let cont_hidden = if cont_rows.is_empty() {
         None
     } else {
-        let w = cont_rows.iter().map(|&(ri, ci)| reqs[ri].continuations[ci].len() - 1).max().unwrap_or(0);
+        let w = cont_rows
+            .iter()
+            .map(|&(ri, ci)| reqs[ri].continuations[ci].len() - 1)
+            .max()
+            .unwrap_or(0);
         let (mut ids2, mut mask2) = (vec![], vec![]);
         for &(ri, ci) in &cont_rows {
             let c = &reqs[ri].continuations[ci][..reqs[ri].continuations[ci].len() - 1];
@@ -204,7 +252,11 @@ pub fn score_shared(model: &dyn Model, reqs: &[&ScoreRequest], counts: &mut Toke
             lp.extend_from_slice(&lp2[i2..i2 + c.len() - 1]);
             am.extend_from_slice(&am2[i2..i2 + c.len() - 1]);
             i2 += c.len() - 1;
-            scores.push(ContinuationScore { token_logprobs: lp, argmax: am, truncated: false });
+            scores.push(ContinuationScore {
+                token_logprobs: lp,
+                argmax: am,
+                truncated: false,
+            });
         }
         out.push(scores);
     }
@@ -212,7 +264,12 @@ pub fn score_shared(model: &dyn Model, reqs: &[&ScoreRequest], counts: &mut Toke
 }
 
 /// Scores a batch, sharing contexts where `share` is set and [`can_share`] allows it.
-pub fn score_batch(model: &dyn Model, reqs: &[&ScoreRequest], share: bool, counts: &mut TokenCounts) -> Result<Vec<Vec<ContinuationScore>>> {
+pub fn score_batch(
+    model: &dyn Model,
+    reqs: &[&ScoreRequest],
+    share: bool,
+    counts: &mut TokenCounts,
+) -> Result<Vec<Vec<ContinuationScore>>> {
     let (shared, alone): (Vec<usize>, Vec<usize>) = (0..reqs.len()).partition(|&i| share && can_share(model, reqs[i]));
     let mut out: Vec<Option<Vec<ContinuationScore>>> = vec![None; reqs.len()];
     if !shared.is_empty() {
@@ -290,23 +347,43 @@ pub fn nucleus(logits: &[f32], temperature: f64, top_p: f64) -> Vec<(usize, f64)
 }
 
 /// Generates a continuation for each prompt (prompts must already fit `max_len − max_new_tokens`).
-pub fn generate_batch(model: &dyn Model, tok: &Tokenizer, reqs: &[&GenerateRequest], params: &GenerateParams) -> Result<Vec<Generation>> {
+pub fn generate_batch(
+    model: &dyn Model,
+    tok: &Tokenizer,
+    reqs: &[&GenerateRequest],
+    params: &GenerateParams,
+) -> Result<Vec<Generation>> {
     let _guard = tch::no_grad_guard();
     let dev = model.device();
     let b = reqs.len();
     let p = reqs.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
     if p == 0 {
-        return Err(Error::Unsupported("generation needs a non-empty prompt (the prefix token at least)".into()));
+        return Err(Error::Unsupported(
+            "generation needs a non-empty prompt (the prefix token at least)".into(),
+        ));
     }
     let mut seqs: Vec<Vec<i64>> = vec![];
     let mut masks: Vec<Vec<i64>> = vec![];
     for r in reqs {
         let pad = p - r.prompt.len();
         seqs.push(std::iter::repeat_n(0, pad).chain(r.prompt.iter().copied()).collect());
-        masks.push(std::iter::repeat_n(0, pad).chain(std::iter::repeat_n(1, r.prompt.len())).collect());
+        masks.push(
+            std::iter::repeat_n(0, pad)
+                .chain(std::iter::repeat_n(1, r.prompt.len()))
+                .collect(),
+        );
     }
-    let mut rngs: Vec<rand_chacha::ChaCha8Rng> = reqs.iter().map(|r| rand_chacha::ChaCha8Rng::seed_from_u64(r.seed)).collect();
-    let mut gens: Vec<Generation> = (0..b).map(|_| Generation { tokens: vec![], text: String::new(), finish: "length".into() }).collect();
+    let mut rngs: Vec<rand_chacha::ChaCha8Rng> = reqs
+        .iter()
+        .map(|r| rand_chacha::ChaCha8Rng::seed_from_u64(r.seed))
+        .collect();
+    let mut gens: Vec<Generation> = (0..b)
+        .map(|_| Generation {
+            tokens: vec![],
+            text: String::new(),
+            finish: "length".into(),
+        })
+        .collect();
     let mut done = vec![false; b];
     let eos = tok.eos_ids();
     let mut cache = model.new_cache();
@@ -325,7 +402,10 @@ pub fn generate_batch(model: &dyn Model, tok: &Tokenizer, reqs: &[&GenerateReque
             }
             let row = &flat[i * v..(i + 1) * v];
             if row.iter().any(|x| x.is_nan()) {
-                return Err(Error::NonFinite { evaluation: String::new(), what: format!("NaN logits while generating row {i}, step {step}") });
+                return Err(Error::NonFinite {
+                    evaluation: String::new(),
+                    what: format!("NaN logits while generating row {i}, step {step}"),
+                });
             }
             let t = choose_token(row, params.sampling, &mut rngs[i]);
             next[i] = t;

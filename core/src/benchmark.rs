@@ -57,7 +57,11 @@ pub struct TaskBuilder<T> {
 /// assert_eq!((eval.name(), eval.len()), ("my_texts", 1));
 /// ```
 pub fn task<T: Benchmark>(rows: Vec<T>) -> TaskBuilder<T> {
-    TaskBuilder { name: T::NAME.to_string(), rows, fewshot: None }
+    TaskBuilder {
+        name: T::NAME.to_string(),
+        rows,
+        fewshot: None,
+    }
 }
 
 impl<T: Benchmark> TaskBuilder<T> {
@@ -68,9 +72,21 @@ impl<T: Benchmark> TaskBuilder<T> {
     }
 
     /// Prepends `k` examples from `pool` to every prompt, after `description`.
-    pub fn fewshot(mut self, pool: &[T], k: usize, sampler: FewShotSampler, description: impl Into<String>) -> Result<Self, RowError> {
+    pub fn fewshot(
+        mut self,
+        pool: &[T],
+        k: usize,
+        sampler: FewShotSampler,
+        description: impl Into<String>,
+    ) -> Result<Self, RowError> {
         let examples = pool.iter().map(Benchmark::example).collect::<Result<Vec<_>, _>>()?;
-        self.fewshot = Some(FewShot { examples, k, sampler, description: description.into(), delimiter: T::DELIMITER.to_string() });
+        self.fewshot = Some(FewShot {
+            examples,
+            k,
+            sampler,
+            description: description.into(),
+            delimiter: T::DELIMITER.to_string(),
+        });
         Ok(self)
     }
 

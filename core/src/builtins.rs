@@ -47,7 +47,11 @@ pub fn first_number(s: &str) -> String {
 
 /// The last number in the text (empty when none).
 pub fn last_number(s: &str) -> String {
-    number_re().find_iter(s).last().map(|m| m.as_str().to_string()).unwrap_or_default()
+    number_re()
+        .find_iter(s)
+        .last()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default()
 }
 
 /// Drops `,` and `$` and a trailing `.` (lm-eval's GSM8K `ignore_case`/`regexes_to_ignore`).
@@ -69,7 +73,9 @@ pub fn normalize_number(s: &str) -> String {
 pub fn gsm8k_strict(s: &str) -> String {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| Regex::new(r"#### (-?[0-9.,]+)").expect("valid regex"));
-    re.captures(s).and_then(|c| c.get(1)).map_or_else(|| "[invalid]".to_string(), |m| m.as_str().to_string())
+    re.captures(s)
+        .and_then(|c| c.get(1))
+        .map_or_else(|| "[invalid]".to_string(), |m| m.as_str().to_string())
 }
 
 /// GSM8K flexible extraction: the last match of `(-?[$0-9.,]{2,})|(-?[0-9]+)` (lm-eval

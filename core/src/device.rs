@@ -59,9 +59,7 @@ impl FromStr for DeviceSpec {
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(DeviceSpec::Cuda)
-                .ok_or_else(|| {
-                    Error::Unsupported(format!("unknown device `{s}` (cpu, cuda, cuda:N or auto)"))
-                }),
+                .ok_or_else(|| Error::Unsupported(format!("unknown device `{s}` (cpu, cuda, cuda:N or auto)"))),
         }
     }
 }

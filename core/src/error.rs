@@ -109,7 +109,11 @@ pub enum Error {
 impl Error {
     /// Wraps an io error with the operation and the path.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     /// Wraps a libtorch error with the operation that failed.
@@ -132,7 +136,10 @@ impl<T> TorchContext<T> for std::result::Result<T, tch::TchError> {
 /// Reads a whole file, naming it in the error.
 pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
     if !path.exists() {
-        return Err(Error::MissingFile { path: path.to_path_buf(), hint: None });
+        return Err(Error::MissingFile {
+            path: path.to_path_buf(),
+            hint: None,
+        });
     }
     std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))
 }

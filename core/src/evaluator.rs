@@ -40,7 +40,15 @@ pub struct Evaluator<'a> {
 impl<'a> Evaluator<'a> {
     /// An evaluator for `model` and its tokenizer.
     pub fn new(model: &'a dyn Model, tokenizer: &'a Tokenizer) -> Self {
-        Evaluator { model, tokenizer, evaluations: vec![], groups: vec![], options: RunOptions::default(), progress: false, config: Map::new() }
+        Evaluator {
+            model,
+            tokenizer,
+            evaluations: vec![],
+            groups: vec![],
+            options: RunOptions::default(),
+            progress: false,
+            config: Map::new(),
+        }
     }
 
     /// Adds an evaluation.
@@ -68,16 +76,24 @@ impl<'a> Evaluator<'a> {
             let bar = if self.progress {
                 let b = indicatif::ProgressBar::new(0);
                 b.set_style(
-                    indicatif::ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} chunks {elapsed_precise}")
-                        .expect("valid template")
-                        .progress_chars("=> "),
+                    indicatif::ProgressStyle::with_template(
+                        "{msg:>24} [{bar:30}] {pos}/{len} chunks {elapsed_precise}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
                 );
                 b.set_message(e.name().to_string());
                 Some(b)
             } else {
                 None
             };
-            let env = Env { model: self.model, tokenizer: self.tokenizer, options: &self.options, journal_dir, progress: bar.as_ref() };
+            let env = Env {
+                model: self.model,
+                tokenizer: self.tokenizer,
+                options: &self.options,
+                journal_dir,
+                progress: bar.as_ref(),
+            };
             let outcome = e.evaluate(&env)?;
             if let Some(b) = bar {
                 b.finish();
@@ -122,7 +138,12 @@ impl<'a> Evaluator<'a> {
             write_atomic(&dir.join(format!("samples_{}.jsonl", o.name)), body.as_bytes())?;
         }
         let doc = self.results_document(&outcomes);
-        write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(&doc).expect("results serialize").as_bytes())?;
+        write_atomic(
+            &dir.join("results.json"),
+            serde_json::to_string_pretty(&doc)
+                .expect("results serialize")
+                .as_bytes(),
+        )?;
         if journal_dir.exists() {
             std::fs::remove_dir_all(&journal_dir).map_err(|e| Error::io("removing journal", &journal_dir, e))?;
         }
@@ -197,7 +218,10 @@ impl<'a> Evaluator<'a> {
 
 /// Writes a file atomically: a temporary file in the same folder, synced, then renamed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp: PathBuf = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let tmp: PathBuf = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
     let io = |e| Error::io("writing", path, e);
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(bytes).map_err(io)?;

@@ -46,7 +46,10 @@ impl FewShot {
         let chosen: Vec<usize> = match self.sampler {
             FewShotSampler::First => (0..k).collect(),
             FewShotSampler::Seeded(seed) => {
-                let s = Fnv::default().bytes(&seed.to_le_bytes()).bytes(&(index as u64).to_le_bytes()).finish();
+                let s = Fnv::default()
+                    .bytes(&seed.to_le_bytes())
+                    .bytes(&(index as u64).to_le_bytes())
+                    .finish();
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s);
                 rand::seq::index::sample(&mut rng, self.examples.len(), k).into_vec()
             }

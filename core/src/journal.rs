@@ -56,12 +56,21 @@ impl Journal {
         let file = if valid {
             // Rewrite without a torn tail so appends start on a fresh line.
             let mut f = std::fs::File::create(path).map_err(io)?;
-            let mut body = serde_json::to_string(&Header { fingerprint: fingerprint.into() }).expect("header serializes");
+            let mut body = serde_json::to_string(&Header {
+                fingerprint: fingerprint.into(),
+            })
+            .expect("header serializes");
             body.push('\n');
             let mut keys: Vec<_> = chunks.keys().copied().collect();
             keys.sort_unstable();
             for k in keys {
-                body.push_str(&serde_json::to_string(&Entry { chunk: k, results: chunks[&k].clone() }).expect("entry serializes"));
+                body.push_str(
+                    &serde_json::to_string(&Entry {
+                        chunk: k,
+                        results: chunks[&k].clone(),
+                    })
+                    .expect("entry serializes"),
+                );
                 body.push('\n');
             }
             f.write_all(body.as_bytes()).map_err(io)?;
@@ -69,11 +78,23 @@ impl Journal {
             f
         } else {
             let mut f = std::fs::File::create(path).map_err(io)?;
-            writeln!(f, "{}", serde_json::to_string(&Header { fingerprint: fingerprint.into() }).expect("header serializes")).map_err(io)?;
+            writeln!(
+                f,
+                "{}",
+                serde_json::to_string(&Header {
+                    fingerprint: fingerprint.into()
+                })
+                .expect("header serializes")
+            )
+            .map_err(io)?;
             f.sync_data().map_err(io)?;
             f
         };
-        Ok(Journal { path: path.to_path_buf(), file, chunks })
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            chunks,
+        })
     }
 
     /// Number of chunks recorded.
@@ -102,8 +123,16 @@ impl Journal {
 
     /// Records the results of chunk `c` durably.
     pub fn put<R: Serialize>(&mut self, c: usize, results: &[(usize, R)]) -> Result<()> {
-        let value = serde_json::to_value(results).map_err(|e| Error::Parse { path: self.path.clone(), line: None, message: e.to_string() })?;
-        let line = serde_json::to_string(&Entry { chunk: c, results: value.clone() }).expect("entry serializes");
+        let value = serde_json::to_value(results).map_err(|e| Error::Parse {
+            path: self.path.clone(),
+            line: None,
+            message: e.to_string(),
+        })?;
+        let line = serde_json::to_string(&Entry {
+            chunk: c,
+            results: value.clone(),
+        })
+        .expect("entry serializes");
         let io = |e| Error::io("writing journal", &self.path, e);
         self.file.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
         self.file.sync_data().map_err(io)?;

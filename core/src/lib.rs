@@ -13,12 +13,12 @@ pub use error::{Error, Result};
 pub use model::{load_checkpoint, KvCache, LoadOptions, Model};
 pub use tokenizer::Tokenizer;
 pub mod batch;
+pub mod evaluator;
 pub mod journal;
 pub mod kinds;
 pub mod metrics;
 pub mod request;
 pub mod schedule;
-pub mod evaluator;
 
 pub use evaluator::Evaluator;
 pub use kinds::{Evaluation, Outcome, RunOptions, TaskKind};

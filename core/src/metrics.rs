@@ -67,7 +67,10 @@ pub fn stderr_of_mean(values: &[f64]) -> Option<f64> {
 
 /// A mean metric with its standard error.
 pub fn mean_metric(values: &[f64]) -> Metric {
-    Metric { value: mean(values), stderr: stderr_of_mean(values) }
+    Metric {
+        value: mean(values),
+        stderr: stderr_of_mean(values),
+    }
 }
 
 /// Index of the largest value, the first on ties.

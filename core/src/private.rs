@@ -5,8 +5,9 @@ pub use crate::benchmark::Benchmark;
 pub use crate::builtins;
 pub use crate::fewshot::FewShot;
 pub use crate::kinds::{
-    Defaults, Evaluation, GenItem, Generate, GenerateTask, LlItem, Loglikelihood, LoglikelihoodTask, McItem, MultipleChoice,
-    MultipleChoiceTask, NextToken, NextTokenTask, Perplexity, PerplexityTask, PplItem, RowError, TaskKind,
+    Defaults, Evaluation, GenItem, Generate, GenerateTask, LlItem, Loglikelihood, LoglikelihoodTask, McItem,
+    MultipleChoice, MultipleChoiceTask, NextToken, NextTokenTask, Perplexity, PerplexityTask, PplItem, RowError,
+    TaskKind,
 };
 pub use regex::Regex;
 pub use std::boxed::Box;
@@ -87,12 +88,17 @@ pub fn answer_letter(s: &str, _choices: &[String]) -> Result<usize, RowError> {
         (Some(c @ 'a'..='z'), None) => Ok(c as usize - 'a' as usize),
         _ => match t.parse::<usize>() {
             Ok(n) if n >= 1 => Ok(n - 1),
-            _ => Err(RowError::new(format!("answer {s:?} is not a letter A, B, ... or a number 1, 2, ..."))),
+            _ => Err(RowError::new(format!(
+                "answer {s:?} is not a letter A, B, ... or a number 1, 2, ..."
+            ))),
         },
     }
 }
 
 /// A text answer: the index of the choice equal to it.
 pub fn answer_text(s: &str, choices: &[String]) -> Result<usize, RowError> {
-    choices.iter().position(|c| c == s).ok_or_else(|| RowError::new(format!("answer {s:?} matches no choice")))
+    choices
+        .iter()
+        .position(|c| c == s)
+        .ok_or_else(|| RowError::new(format!("answer {s:?} matches no choice")))
 }

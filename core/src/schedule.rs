@@ -22,7 +22,11 @@ pub struct BatchSettings {
 
 impl Default for BatchSettings {
     fn default() -> Self {
-        BatchSettings { batch_size: 16, batch_unit: 1, chunk_size: 8 }
+        BatchSettings {
+            batch_size: 16,
+            batch_unit: 1,
+            chunk_size: 8,
+        }
     }
 }
 
@@ -64,7 +68,10 @@ impl Plan {
                 let mut slots: Vec<Slot> = items.iter().map(|&item| Slot { item, padding: false }).collect();
                 let last = *items.last().expect("chunks are never empty");
                 while slots.len() % unit != 0 {
-                    slots.push(Slot { item: last, padding: true });
+                    slots.push(Slot {
+                        item: last,
+                        padding: true,
+                    });
                 }
                 slots
             })
@@ -93,7 +100,10 @@ pub fn find_accumulation_steps(n: usize, max_batch: usize, dp: usize) -> Option<
     if dp == 0 {
         return None;
     }
-    (1..=max_batch).rev().find(|b| n % (b * dp) == 0).map(|b| (b, n / (b * dp)))
+    (1..=max_batch)
+        .rev()
+        .find(|b| n % (b * dp) == 0)
+        .map(|b| (b, n / (b * dp)))
 }
 
 /// Counts of what an execution did (for results and for the resume test).
@@ -118,7 +128,11 @@ pub struct Executor<'a> {
 impl<'a> Executor<'a> {
     /// An executor without journal or progress bar.
     pub fn plain() -> Self {
-        Executor { journal: None, progress: None, stats: ExecStats::default() }
+        Executor {
+            journal: None,
+            progress: None,
+            stats: ExecStats::default(),
+        }
     }
 
     /// Runs `plan` over `n` requests; `run_batch` gets the request indices of one batch (padding
@@ -148,9 +162,19 @@ impl<'a> Executor<'a> {
                         let items: Vec<usize> = batch.iter().map(|s| s.item).collect();
                         let got = run_batch(&items)?;
                         if got.len() != items.len() {
-                            return Err(Error::Unsupported(format!("batch returned {} results for {} requests", got.len(), items.len())));
+                            return Err(Error::Unsupported(format!(
+                                "batch returned {} results for {} requests",
+                                got.len(),
+                                items.len()
+                            )));
                         }
-                        results.extend(batch.iter().zip(got).filter(|(s, _)| !s.padding).map(|(s, r)| (s.item, r)));
+                        results.extend(
+                            batch
+                                .iter()
+                                .zip(got)
+                                .filter(|(s, _)| !s.padding)
+                                .map(|(s, r)| (s.item, r)),
+                        );
                     }
                     if let Some(j) = self.journal.as_deref_mut() {
                         j.put(c, &results)?;

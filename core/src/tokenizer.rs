@@ -64,15 +64,21 @@ impl Tokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
         if !path.exists() {
-            return Err(Error::MissingFile { path, hint: Some("the checkpoint's Hugging Face tokenizer".into()) });
+            return Err(Error::MissingFile {
+                path,
+                hint: Some("the checkpoint's Hugging Face tokenizer".into()),
+            });
         }
-        let inner = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| Error::Tokenizer { path: path.clone(), message: e.to_string() })?;
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let tcfg: TokenizerConfig = read_optional(&dir.join("tokenizer_config.json"))?;
         let cfg: IdsConfig = read_optional(&dir.join("config.json"))?;
         let gen: IdsConfig = read_optional(&dir.join("generation_config.json"))?;
         let lookup = |spec: &Option<TokenSpec>| spec.as_ref().and_then(|s| inner.token_to_id(s.text())).map(i64::from);
-        let bos = lookup(&tcfg.bos_token).or_else(|| cfg.bos_token_id.as_ref().and_then(|b| b.to_vec().first().copied()));
+        let bos =
+            lookup(&tcfg.bos_token).or_else(|| cfg.bos_token_id.as_ref().and_then(|b| b.to_vec().first().copied()));
         let eos = gen
             .eos_token_id
             .or(cfg.eos_token_id)
@@ -84,11 +90,19 @@ impl Tokenizer {
 
     /// Wraps an already-built `tokenizers::Tokenizer`.
     pub fn from_parts(inner: tokenizers::Tokenizer, bos: Option<i64>, eos: Vec<i64>) -> Self {
-        Tokenizer { inner, path: PathBuf::from("<in memory>"), bos, eos }
+        Tokenizer {
+            inner,
+            path: PathBuf::from("<in memory>"),
+            bos,
+            eos,
+        }
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Tokenizer { path: self.path.clone(), message: e.to_string() }
+        Error::Tokenizer {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
     }
 
     /// Encodes with the tokenizer's own special-token rule (its post-processor).
@@ -107,7 +121,10 @@ impl Tokenizer {
     pub fn encode_batch(&self, texts: &[String]) -> Result<Vec<Vec<i64>>> {
         let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let encs = self.inner.encode_batch(inputs, true).map_err(|e| self.err(e))?;
-        Ok(encs.iter().map(|e| e.get_ids().iter().map(|&i| i64::from(i)).collect()).collect())
+        Ok(encs
+            .iter()
+            .map(|e| e.get_ids().iter().map(|&i| i64::from(i)).collect())
+            .collect())
     }
 
     /// Decodes ids to text, dropping special tokens when `skip_special`.
@@ -145,7 +162,13 @@ impl Tokenizer {
 
     /// Fails unless every id the tokenizer can produce is a row of the model's output.
     pub fn check_fits(&self, model_vocab: usize) -> Result<()> {
-        let max_id = self.inner.get_vocab(true).values().copied().max().map_or(0, |m| m as usize + 1);
+        let max_id = self
+            .inner
+            .get_vocab(true)
+            .values()
+            .copied()
+            .max()
+            .map_or(0, |m| m as usize + 1);
         if max_id > model_vocab {
             return Err(self.err(format!(
                 "produces ids up to {} but the model's vocabulary has {model_vocab} entries: tokenizer and model do not match",

@@ -25,19 +25,32 @@ impl<'a> Input<'a> {
                 syn::Fields::Named(named) => named
                     .named
                     .iter()
-                    .map(|f| Field { original: f, ident: f.ident.clone().expect("named field"), attrs: FieldAttrs::from_field(cx, f) })
+                    .map(|f| Field {
+                        original: f,
+                        ident: f.ident.clone().expect("named field"),
+                        attrs: FieldAttrs::from_field(cx, f),
+                    })
                     .collect(),
                 syn::Fields::Unnamed(_) => {
-                    cx.error_spanned_by(&input.ident, "#[derive(Evaluation)] needs a struct with named fields; tuple structs are not supported");
+                    cx.error_spanned_by(
+                        &input.ident,
+                        "#[derive(Evaluation)] needs a struct with named fields; tuple structs are not supported",
+                    );
                     return None;
                 }
                 syn::Fields::Unit => {
-                    cx.error_spanned_by(&input.ident, "#[derive(Evaluation)] needs a struct with named fields; a unit struct has no data");
+                    cx.error_spanned_by(
+                        &input.ident,
+                        "#[derive(Evaluation)] needs a struct with named fields; a unit struct has no data",
+                    );
                     return None;
                 }
             },
             syn::Data::Enum(e) => {
-                cx.error_spanned_by(e.enum_token, "#[derive(Evaluation)] is for structs (one value per dataset row), not enums");
+                cx.error_spanned_by(
+                    e.enum_token,
+                    "#[derive(Evaluation)] is for structs (one value per dataset row), not enums",
+                );
                 return None;
             }
             syn::Data::Union(u) => {
@@ -45,6 +58,10 @@ impl<'a> Input<'a> {
                 return None;
             }
         };
-        Some(Input { original: input, attrs, fields })
+        Some(Input {
+            original: input,
+            attrs,
+            fields,
+        })
     }
 }

@@ -106,7 +106,10 @@ fn path_value(meta: &ParseNestedMeta, what: &str) -> syn::Result<Path> {
     let expr: Expr = meta.value()?.parse()?;
     match expr {
         Expr::Path(p) => Ok(p.path),
-        other => Err(syn::Error::new_spanned(other, format!("expected a function path for `{what}`, e.g. `{what} = my_fn` or `{what} = Self::method`"))),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("expected a function path for `{what}`, e.g. `{what} = my_fn` or `{what} = Self::method`"),
+        )),
     }
 }
 
@@ -115,15 +118,23 @@ fn func_value(meta: &ParseNestedMeta, what: &str) -> syn::Result<Func> {
     match expr {
         Expr::Path(p) => Ok(Func::Path(p.path)),
         Expr::Call(call) => match (&*call.func, call.args.first()) {
-            (Expr::Path(p), Some(Expr::Lit(ExprLit { lit: Lit::Str(s), .. }))) if p.path.is_ident("regex") && call.args.len() == 1 => {
+            (Expr::Path(p), Some(Expr::Lit(ExprLit { lit: Lit::Str(s), .. })))
+                if p.path.is_ident("regex") && call.args.len() == 1 =>
+            {
                 if let Err(e) = regex::Regex::new(&s.value()) {
                     return Err(syn::Error::new_spanned(s, format!("invalid regex: {e}")));
                 }
                 Ok(Func::Regex(s.clone()))
             }
-            _ => Err(syn::Error::new_spanned(call, format!("expected a function path or `regex(\"...\")` for `{what}`"))),
+            _ => Err(syn::Error::new_spanned(
+                call,
+                format!("expected a function path or `regex(\"...\")` for `{what}`"),
+            )),
         },
-        other => Err(syn::Error::new_spanned(other, format!("expected a function path for `{what}`, e.g. `{what} = my_fn`"))),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("expected a function path for `{what}`, e.g. `{what} = my_fn`"),
+        )),
     }
 }
 
@@ -163,7 +174,12 @@ impl Container {
                     "metrics" => {
                         let mut v = vec![];
                         meta.parse_nested_meta(|m| {
-                            v.push(m.path.get_ident().cloned().ok_or_else(|| m.error("expected a metric name"))?);
+                            v.push(
+                                m.path
+                                    .get_ident()
+                                    .cloned()
+                                    .ok_or_else(|| m.error("expected a metric name"))?,
+                            );
                             Ok(())
                         })?;
                         c.metrics.set(cx, &id, v)
@@ -180,7 +196,8 @@ impl Container {
                         } else {
                             let content;
                             syn::parenthesized!(content in meta.input);
-                            let list = content.parse_terminated(<LitStr as syn::parse::Parse>::parse, syn::Token![,])?;
+                            let list =
+                                content.parse_terminated(<LitStr as syn::parse::Parse>::parse, syn::Token![,])?;
                             v.extend(list);
                         }
                         c.stop.set(cx, &id, v)
@@ -197,7 +214,12 @@ impl Container {
                         let src = match expr {
                             Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Source::Template(s),
                             Expr::Path(p) => Source::Method(p.path),
-                            other => return Err(syn::Error::new_spanned(other, format!("expected a template string or a method path for `{k}`"))),
+                            other => {
+                                return Err(syn::Error::new_spanned(
+                                    other,
+                                    format!("expected a template string or a method path for `{k}`"),
+                                ))
+                            }
                         };
                         if c.roles.iter().any(|(r, _, _)| r == k) {
                             cx.error_spanned_by(&id, format!("duplicate #[eval({k})] attribute"));
@@ -219,7 +241,11 @@ impl Container {
 
 impl FieldAttrs {
     pub fn from_field(cx: &Ctxt, field: &syn::Field) -> Self {
-        let mut f = FieldAttrs { roles: vec![], choices: None, answer: None };
+        let mut f = FieldAttrs {
+            roles: vec![],
+            choices: None,
+            answer: None,
+        };
         for attr in field.attrs.iter().filter(|a| a.path().is_ident("eval")) {
             let r = attr.parse_nested_meta(|meta| {
                 let Some(id) = meta.path.get_ident().cloned() else {
@@ -239,7 +265,12 @@ impl FieldAttrs {
                                 "index" => AnswerMode::Index,
                                 "letter" => AnswerMode::Letter,
                                 "text" => AnswerMode::Text,
-                                other => return Err(syn::Error::new_spanned(&m, format!("unknown answer form `{other}` (index, letter or text)"))),
+                                other => {
+                                    return Err(syn::Error::new_spanned(
+                                        &m,
+                                        format!("unknown answer form `{other}` (index, letter or text)"),
+                                    ))
+                                }
                             }
                         } else {
                             AnswerMode::Auto
@@ -249,14 +280,23 @@ impl FieldAttrs {
                         }
                     }
                     k if TEXT_ROLES.contains(&k) => {
-                        let template = if meta.input.peek(syn::Token![=]) { Some(lit_str(&meta)?) } else { None };
+                        let template = if meta.input.peek(syn::Token![=]) {
+                            Some(lit_str(&meta)?)
+                        } else {
+                            None
+                        };
                         if f.roles.iter().any(|(r, _, _)| r == k) {
                             cx.error_spanned_by(&id, format!("duplicate #[eval({k})] attribute"));
                         } else {
                             f.roles.push((key, id, template));
                         }
                     }
-                    _ => return Err(syn::Error::new_spanned(&id, format!("unknown eval field attribute `{key}`"))),
+                    _ => {
+                        return Err(syn::Error::new_spanned(
+                            &id,
+                            format!("unknown eval field attribute `{key}`"),
+                        ))
+                    }
                 }
                 Ok(())
             });

@@ -95,13 +95,26 @@ fn text(t: &Text, k: &TokenStream) -> TokenStream {
 }
 
 fn role(spec: &Spec, name: &str, k: &TokenStream) -> TokenStream {
-    spec.roles.get(name).map(|t| text(t, k)).unwrap_or_else(|| quote!(#k::__private::String::new()))
+    spec.roles
+        .get(name)
+        .map(|t| text(t, k))
+        .unwrap_or_else(|| quote!(#k::__private::String::new()))
 }
 
 fn clean_fn(f: &Func, k: &TokenStream, arg: TokenStream) -> TokenStream {
-    const BUILTIN: &[&str] = &["trim", "identity", "first_number", "last_number", "normalize_number", "gsm8k_strict", "gsm8k_flexible"];
+    const BUILTIN: &[&str] = &[
+        "trim",
+        "identity",
+        "first_number",
+        "last_number",
+        "normalize_number",
+        "gsm8k_strict",
+        "gsm8k_flexible",
+    ];
     match f {
-        Func::Path(p) if p.get_ident().is_some_and(|i| BUILTIN.contains(&i.to_string().as_str())) => quote_spanned!(p.span()=> #k::__private::builtins::#p(#arg)),
+        Func::Path(p) if p.get_ident().is_some_and(|i| BUILTIN.contains(&i.to_string().as_str())) => {
+            quote_spanned!(p.span()=> #k::__private::builtins::#p(#arg))
+        }
         Func::Path(p) => quote_spanned!(p.span()=> #p(#arg)),
         Func::Regex(lit) => quote! {{
             static RE: #k::__private::OnceLock<#k::__private::Regex> = #k::__private::OnceLock::new();
@@ -113,9 +126,13 @@ fn clean_fn(f: &Func, k: &TokenStream, arg: TokenStream) -> TokenStream {
 fn check_fn(f: &Func, k: &TokenStream) -> TokenStream {
     const BUILTIN: &[&str] = &["exact_match", "trimmed_match", "number_match"];
     match f {
-        Func::Path(p) if p.get_ident().is_some_and(|i| BUILTIN.contains(&i.to_string().as_str())) => quote_spanned!(p.span()=> #k::__private::builtins::#p(target, cleaned)),
+        Func::Path(p) if p.get_ident().is_some_and(|i| BUILTIN.contains(&i.to_string().as_str())) => {
+            quote_spanned!(p.span()=> #k::__private::builtins::#p(target, cleaned))
+        }
         Func::Path(p) => quote_spanned!(p.span()=> #p(target, cleaned)),
-        Func::Regex(lit) => quote_spanned!(lit.span()=> ::core::compile_error!("`check` takes a function path, not a regex")),
+        Func::Regex(lit) => {
+            quote_spanned!(lit.span()=> ::core::compile_error!("`check` takes a function path, not a regex"))
+        }
     }
 }
 
@@ -152,10 +169,18 @@ fn expand(input: &Input, spec: &Spec) -> TokenStream {
                 ListSrc::Method(m) => quote_spanned!(m.span()=> #p::to_choices(&#m(self))),
             };
             let answer = match spec.answer.as_ref().expect("validated") {
-                (ListSrc::Field(f), AnswerMode::Letter) => quote_spanned!(f.span()=> #p::answer_letter(&#p::ToString::to_string(&self.#f), &__choices)),
-                (ListSrc::Field(f), AnswerMode::Text) => quote_spanned!(f.span()=> #p::answer_text(&self.#f, &__choices)),
-                (ListSrc::Field(f), _) => quote_spanned!(f.span()=> #p::AnswerIndex::answer_index(&self.#f, &__choices)),
-                (ListSrc::Method(m), _) => quote_spanned!(m.span()=> #p::AnswerIndex::answer_index(&#m(self), &__choices)),
+                (ListSrc::Field(f), AnswerMode::Letter) => {
+                    quote_spanned!(f.span()=> #p::answer_letter(&#p::ToString::to_string(&self.#f), &__choices))
+                }
+                (ListSrc::Field(f), AnswerMode::Text) => {
+                    quote_spanned!(f.span()=> #p::answer_text(&self.#f, &__choices))
+                }
+                (ListSrc::Field(f), _) => {
+                    quote_spanned!(f.span()=> #p::AnswerIndex::answer_index(&self.#f, &__choices))
+                }
+                (ListSrc::Method(m), _) => {
+                    quote_spanned!(m.span()=> #p::AnswerIndex::answer_index(&#m(self), &__choices))
+                }
             };
             let body = quote! {
                 let __context: #p::String = #context;

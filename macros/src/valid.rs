@@ -28,14 +28,23 @@ impl Kind {
     ];
 
     pub fn name(self) -> &'static str {
-        Kind::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).expect("listed")
+        Kind::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .expect("listed")
     }
 
     pub fn metrics(self) -> &'static [&'static str] {
         match self {
             Kind::MultipleChoice => &["acc", "acc_norm", "acc_bytes", "acc_token_norm"],
             Kind::Loglikelihood => &["acc", "perplexity"],
-            Kind::Perplexity => &["token_perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"],
+            Kind::Perplexity => &[
+                "token_perplexity",
+                "word_perplexity",
+                "byte_perplexity",
+                "bits_per_byte",
+            ],
             Kind::NextToken => &["acc"],
             Kind::Generate => &["exact_match"],
         }
@@ -88,7 +97,18 @@ pub struct Spec {
     pub limit: Option<LitInt>,
 }
 
-const ALL_METRICS: &[&str] = &["acc", "acc_norm", "acc_bytes", "acc_token_norm", "perplexity", "token_perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "exact_match"];
+const ALL_METRICS: &[&str] = &[
+    "acc",
+    "acc_norm",
+    "acc_bytes",
+    "acc_token_norm",
+    "perplexity",
+    "token_perplexity",
+    "word_perplexity",
+    "byte_perplexity",
+    "bits_per_byte",
+    "exact_match",
+];
 
 /// Splits `"a {x} {{b}}"` into pieces; errors name the placeholder.
 fn parse_template(cx: &Ctxt, lit: &LitStr, fields: &[Ident]) -> Vec<Piece> {
@@ -132,7 +152,10 @@ fn parse_template(cx: &Ctxt, lit: &LitStr, fields: &[Ident]) -> Vec<Piece> {
                     }
                     None => cx.error_spanned_by(
                         lit,
-                        format!("placeholder `{{{name}}}` names no field (fields: {})", fields.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")),
+                        format!(
+                            "placeholder `{{{name}}}` names no field (fields: {})",
+                            fields.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")
+                        ),
                     ),
                 }
             }
@@ -164,7 +187,10 @@ fn check_answer_type(cx: &Ctxt, field: &syn::Field, mode: AnswerMode) {
     let ok = match mode {
         AnswerMode::Auto => {
             if is(&["String", "str"]) {
-                cx.error_spanned_by(&field.ty, "a String answer needs #[eval(answer = letter)] or #[eval(answer = text)]");
+                cx.error_spanned_by(
+                    &field.ty,
+                    "a String answer needs #[eval(answer = letter)] or #[eval(answer = text)]",
+                );
                 return;
             }
             is(&ints) || is(&["char", "bool"])
@@ -180,7 +206,10 @@ fn check_answer_type(cx: &Ctxt, field: &syn::Field, mode: AnswerMode) {
             AnswerMode::Letter => "a String or char",
             AnswerMode::Text => "a String",
         };
-        cx.error_spanned_by(&field.ty, format!("wrong type for #[eval(answer)] field: expected {want}"));
+        cx.error_spanned_by(
+            &field.ty,
+            format!("wrong type for #[eval(answer)] field: expected {want}"),
+        );
     }
 }
 
@@ -191,7 +220,10 @@ fn check_choices_type(cx: &Ctxt, field: &syn::Field) {
         ty => last_segment(ty).as_deref() == Some("Vec"),
     };
     if !ok {
-        cx.error_spanned_by(&field.ty, "wrong type for #[eval(choices)] field: expected a list of strings (Vec<String>, [&str; N], ...)");
+        cx.error_spanned_by(
+            &field.ty,
+            "wrong type for #[eval(choices)] field: expected a list of strings (Vec<String>, [&str; N], ...)",
+        );
     }
 }
 
@@ -205,13 +237,19 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
     }
     let kind = match a.kind.get() {
         None => {
-            cx.error_spanned_by(struct_ident, "missing #[eval(kind = ...)]: one of multiple_choice, loglikelihood, perplexity, next_token, generate");
+            cx.error_spanned_by(
+                struct_ident,
+                "missing #[eval(kind = ...)]: one of multiple_choice, loglikelihood, perplexity, next_token, generate",
+            );
             return None;
         }
         Some(k) => match Kind::ALL.iter().find(|(n, _)| k == n) {
             Some((_, kind)) => *kind,
             None => {
-                cx.error_spanned_by(k, format!("unknown kind `{k}` (multiple_choice, loglikelihood, perplexity, next_token, generate)"));
+                cx.error_spanned_by(
+                    k,
+                    format!("unknown kind `{k}` (multiple_choice, loglikelihood, perplexity, next_token, generate)"),
+                );
                 return None;
             }
         },
@@ -224,9 +262,19 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
     let mut role_spans: BTreeMap<String, Span> = BTreeMap::new();
     let mut add_role = |role: &str, id: &Ident, t: Text| {
         if !accepted.contains(&role) {
-            cx.error_spanned_by(id, format!("`{role}` does not apply to kind {} (it uses {})", kind.name(), accepted.join(", ")));
+            cx.error_spanned_by(
+                id,
+                format!(
+                    "`{role}` does not apply to kind {} (it uses {})",
+                    kind.name(),
+                    accepted.join(", ")
+                ),
+            );
         } else if roles.contains_key(role) {
-            cx.error_spanned_by(id, format!("duplicate role `{role}`: it is already given at another field or on the struct"));
+            cx.error_spanned_by(
+                id,
+                format!("duplicate role `{role}`: it is already given at another field or on the struct"),
+            );
         } else {
             role_spans.insert(role.to_string(), id.span());
             roles.insert(role.to_string(), t);
@@ -240,7 +288,8 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
         add_role(role, id, t);
     }
     let mut choices: Option<ListSrc> = a.choices.get().map(|p| ListSrc::Method(p.clone()));
-    let mut answer: Option<(ListSrc, AnswerMode)> = a.answer.get().map(|p| (ListSrc::Method(p.clone()), AnswerMode::Auto));
+    let mut answer: Option<(ListSrc, AnswerMode)> =
+        a.answer.get().map(|p| (ListSrc::Method(p.clone()), AnswerMode::Auto));
     for f in &input.fields {
         for (role, id, tpl) in &f.attrs.roles {
             let t = match tpl {
@@ -253,7 +302,10 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             if kind != Kind::MultipleChoice {
                 cx.error_spanned_by(id, format!("`choices` does not apply to kind {}", kind.name()));
             } else if choices.is_some() {
-                cx.error_spanned_by(id, "duplicate role `choices`: it is already given at another field or on the struct");
+                cx.error_spanned_by(
+                    id,
+                    "duplicate role `choices`: it is already given at another field or on the struct",
+                );
             } else {
                 check_choices_type(cx, f.original);
                 choices = Some(ListSrc::Field(f.ident.clone()));
@@ -263,7 +315,10 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             if kind != Kind::MultipleChoice {
                 cx.error_spanned_by(id, format!("`answer` does not apply to kind {}", kind.name()));
             } else if answer.is_some() {
-                cx.error_spanned_by(id, "duplicate role `answer`: it is already given at another field or on the struct");
+                cx.error_spanned_by(
+                    id,
+                    "duplicate role `answer`: it is already given at another field or on the struct",
+                );
             } else {
                 check_answer_type(cx, f.original, *mode);
                 answer = Some((ListSrc::Field(f.ident.clone()), *mode));
@@ -277,10 +332,16 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
     }
     if kind == Kind::MultipleChoice {
         if choices.is_none() {
-            cx.error_spanned_by(struct_ident, "kind multiple_choice needs a choices field: mark one #[eval(choices)]");
+            cx.error_spanned_by(
+                struct_ident,
+                "kind multiple_choice needs a choices field: mark one #[eval(choices)]",
+            );
         }
         if answer.is_none() {
-            cx.error_spanned_by(struct_ident, "kind multiple_choice needs an answer field: mark one #[eval(answer)]");
+            cx.error_spanned_by(
+                struct_ident,
+                "kind multiple_choice needs an answer field: mark one #[eval(answer)]",
+            );
         }
     }
     // Metrics.
@@ -291,9 +352,23 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             if kind.metrics().contains(&name.as_str()) || (kind == Kind::Generate && a.score.get().is_some()) {
                 metrics.push(name);
             } else if ALL_METRICS.contains(&name.as_str()) {
-                cx.error_spanned_by(m, format!("metric `{name}` does not fit kind {} (it reports {})", kind.name(), kind.metrics().join(", ")));
+                cx.error_spanned_by(
+                    m,
+                    format!(
+                        "metric `{name}` does not fit kind {} (it reports {})",
+                        kind.name(),
+                        kind.metrics().join(", ")
+                    ),
+                );
             } else {
-                cx.error_spanned_by(m, format!("unknown metric `{name}` (kind {} reports {})", kind.name(), kind.metrics().join(", ")));
+                cx.error_spanned_by(
+                    m,
+                    format!(
+                        "unknown metric `{name}` (kind {} reports {})",
+                        kind.name(),
+                        kind.metrics().join(", ")
+                    ),
+                );
             }
         }
     }
@@ -304,7 +379,10 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
     let gen_only = |span: Option<Span>, what: &str| {
         if let Some(s) = span {
             if kind != Kind::Generate && !(kind == Kind::NextToken && (what == "clean" || what == "check")) {
-                cx.syn_error(syn::Error::new(s, format!("`{what}` does not apply to kind {}", kind.name())));
+                cx.syn_error(syn::Error::new(
+                    s,
+                    format!("`{what}` does not apply to kind {}", kind.name()),
+                ));
             }
         }
     };
@@ -315,17 +393,29 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
     gen_only(a.score.span(), "score");
     if kind == Kind::Generate {
         match a.max_new_tokens.get() {
-            None => cx.error_spanned_by(struct_ident, "kind generate needs #[eval(max_new_tokens = N)]: there is no sensible default"),
-            Some(n) if n.base10_parse::<usize>().ok() == Some(0) => cx.error_spanned_by(n, "max_new_tokens must be at least 1"),
+            None => cx.error_spanned_by(
+                struct_ident,
+                "kind generate needs #[eval(max_new_tokens = N)]: there is no sensible default",
+            ),
+            Some(n) if n.base10_parse::<usize>().ok() == Some(0) => {
+                cx.error_spanned_by(n, "max_new_tokens must be at least 1")
+            }
             _ => {}
         }
     }
     if a.delimiter.get().is_some() && kind != Kind::MultipleChoice {
-        cx.syn_error(syn::Error::new(a.delimiter.span().expect("set"), "`delimiter` applies to kind multiple_choice only"));
+        cx.syn_error(syn::Error::new(
+            a.delimiter.span().expect("set"),
+            "`delimiter` applies to kind multiple_choice only",
+        ));
     }
     Some(Spec {
         kind,
-        name: a.name.get().map(LitStr::value).unwrap_or_else(|| to_snake(&struct_ident.to_string())),
+        name: a
+            .name
+            .get()
+            .map(LitStr::value)
+            .unwrap_or_else(|| to_snake(&struct_ident.to_string())),
         metrics,
         roles,
         choices,

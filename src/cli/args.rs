@@ -51,7 +51,7 @@ pub enum DtypeArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run benchmarks on a checkpoint and write results.json + samples_<task>.jsonl.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the benchmarks with their kind, metrics, split and row count.
     List,
     /// Print the results table of an output directory.

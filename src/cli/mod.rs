@@ -31,7 +31,11 @@ pub fn run() -> Result<ExitCode> {
 }
 
 fn read_results(path: &Path) -> Result<Value> {
-    let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
+    let file = if path.is_dir() {
+        path.join("results.json")
+    } else {
+        path.to_path_buf()
+    };
     let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))
 }
@@ -44,7 +48,16 @@ fn list(format: Format) -> Result<ExitCode> {
     }
     let rows: Vec<[String; 6]> = suites
         .iter()
-        .map(|s| [s.name.clone(), s.kind.as_str().into(), s.metrics.join(","), s.split.into(), s.rows.to_string(), s.num_fewshot.to_string()])
+        .map(|s| {
+            [
+                s.name.clone(),
+                s.kind.as_str().into(),
+                s.metrics.join(","),
+                s.split.into(),
+                s.rows.to_string(),
+                s.num_fewshot.to_string(),
+            ]
+        })
         .collect();
     table::print_table(&["task", "kind", "metrics", "split", "rows", "fewshot"], &rows);
     Ok(ExitCode::SUCCESS)
@@ -77,17 +90,27 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
         anyhow::bail!("no task could be loaded");
     }
     ev.config.insert("model_name".into(), opened.name.clone().into());
-    ev.config.insert("data_dir".into(), s.suite_options.data_dir.display().to_string().into());
-    ev.config.insert("num_fewshot".into(), serde_json::json!(s.suite_options.num_fewshot));
+    ev.config
+        .insert("data_dir".into(), s.suite_options.data_dir.display().to_string().into());
+    ev.config
+        .insert("num_fewshot".into(), serde_json::json!(s.suite_options.num_fewshot));
     let start = std::time::Instant::now();
-    let doc = ev.run(&s.output).with_context(|| format!("running into {}", s.output.display()))?;
+    let doc = ev
+        .run(&s.output)
+        .with_context(|| format!("running into {}", s.output.display()))?;
     table::print_results(&doc, g.format);
     if !g.quiet {
-        eprintln!("wrote {} ({:.1} s)", s.output.join("results.json").display(), start.elapsed().as_secs_f64());
+        eprintln!(
+            "wrote {} ({:.1} s)",
+            s.output.join("results.json").display(),
+            start.elapsed().as_secs_f64()
+        );
     }
     let mut gate_failed = false;
     for gate in &s.gates {
-        let v = doc["results"][&gate.task][&gate.metric].as_f64().or_else(|| doc["groups"][&gate.task][&gate.metric].as_f64());
+        let v = doc["results"][&gate.task][&gate.metric]
+            .as_f64()
+            .or_else(|| doc["groups"][&gate.task][&gate.metric].as_f64());
         match v {
             Some(v) if v >= gate.min => {}
             Some(v) => {
@@ -117,12 +140,22 @@ fn compare(a: &Path, b: &Path, format: Format) -> Result<ExitCode> {
         for (task, m) in map {
             let Some(obj) = m.as_object() else { continue };
             for (k, v) in obj {
-                let (Some(x), Some(y)) = (v.as_f64(), rb["results"][task][k].as_f64()) else { continue };
-                if k.ends_with("_stderr") || matches!(k.as_str(), "n" | "truncated" | "chunks_computed" | "chunks_resumed") {
+                let (Some(x), Some(y)) = (v.as_f64(), rb["results"][task][k].as_f64()) else {
+                    continue;
+                };
+                if k.ends_with("_stderr")
+                    || matches!(k.as_str(), "n" | "truncated" | "chunks_computed" | "chunks_resumed")
+                {
                     continue;
                 }
                 json.push(serde_json::json!({"task": task, "metric": k, "a": x, "b": y, "diff": y - x}));
-                rows.push([task.clone(), k.clone(), format!("{x:.4}"), format!("{y:.4}"), format!("{:+.4}", y - x)]);
+                rows.push([
+                    task.clone(),
+                    k.clone(),
+                    format!("{x:.4}"),
+                    format!("{y:.4}"),
+                    format!("{:+.4}", y - x),
+                ]);
             }
         }
     }
@@ -139,22 +172,43 @@ fn shared_dir(explicit: Option<&Path>) -> PathBuf {
         return p.to_path_buf();
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors().map(|a| a.join("shared")).find(|p| p.join("models").is_dir()).unwrap_or_else(|| root.join("../shared"))
+    root.ancestors()
+        .map(|a| a.join("shared"))
+        .find(|p| p.join("models").is_dir())
+        .unwrap_or_else(|| root.join("../shared"))
 }
 
 fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<ExitCode> {
     let shared = shared_dir(d.shared.as_deref());
     let models: Vec<PathBuf> = if d.model.is_empty() {
-        ["stories260K-hf", "tiny-gpt2-random"].iter().map(|m| shared.join("models").join(m)).collect()
+        ["stories260K-hf", "tiny-gpt2-random"]
+            .iter()
+            .map(|m| shared.join("models").join(m))
+            .collect()
     } else {
         d.model.clone()
     };
     let data = shared.join("data");
-    let mut tasks = vec!["synthetic_arithmetic", "synthetic_copy", "synthetic_sort", "synthetic_brackets"];
+    let mut tasks = vec![
+        "synthetic_arithmetic",
+        "synthetic_copy",
+        "synthetic_sort",
+        "synthetic_brackets",
+    ];
     if data.is_dir() {
-        tasks.extend(["arc_easy", "hellaswag", "lambada_openai", "wikitext", "mmlu_anatomy", "truthfulqa_mc2"]);
+        tasks.extend([
+            "arc_easy",
+            "hellaswag",
+            "lambada_openai",
+            "wikitext",
+            "mmlu_anatomy",
+            "truthfulqa_mc2",
+        ]);
     } else {
-        eprintln!("note: no benchmark data at {} (set EVALKIT_SHARED); scoring the synthetic suites only", data.display());
+        eprintln!(
+            "note: no benchmark data at {} (set EVALKIT_SHARED); scoring the synthetic suites only",
+            data.display()
+        );
     }
     let mut suite_options = evalkit::suites::LoadOptions::new(data);
     suite_options.synthetic.rows = d.limit;
@@ -170,13 +224,23 @@ fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<ExitCode> {
                 ev.add(e);
             });
         }
-        println!("\n== {} ({}, max length {})", opened.name, opened.model.describe(), opened.model.max_len());
+        println!(
+            "\n== {} ({}, max length {})",
+            opened.name,
+            opened.model.describe(),
+            opened.model.max_len()
+        );
         let start = std::time::Instant::now();
         let outcomes = ev.outcomes()?;
         let doc = ev.results_document(&outcomes);
         table::print_results(&doc, g.format);
         let tokens: usize = outcomes.iter().map(|o| o.tokens_forwarded).sum();
-        println!("{} evaluations, {} rows, {tokens} tokens run through the model in {:.2} s", outcomes.len(), outcomes.iter().map(|o| o.n).sum::<usize>(), start.elapsed().as_secs_f64());
+        println!(
+            "{} evaluations, {} rows, {tokens} tokens run through the model in {:.2} s",
+            outcomes.len(),
+            outcomes.iter().map(|o| o.n).sum::<usize>(),
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,9 +27,20 @@ pub fn open_model(a: &ModelArgs) -> Result<OpenedModel> {
     if let Some(ts) = &a.torchscript {
         let tok_dir = a.tokenizer.as_ref().context("--torchscript needs --tokenizer")?;
         let max_len = a.max_len.context("--torchscript needs --max-len")?;
-        let model = TorchScriptModel::load(ts, device.resolve()?, TorchScriptOptions { max_len, takes_mask: a.takes_mask })?;
+        let model = TorchScriptModel::load(
+            ts,
+            device.resolve()?,
+            TorchScriptOptions {
+                max_len,
+                takes_mask: a.takes_mask,
+            },
+        )?;
         let tokenizer = Tokenizer::from_dir(tok_dir)?;
-        return Ok(OpenedModel { model: Box::new(model), tokenizer, name: file_name(ts) });
+        return Ok(OpenedModel {
+            model: Box::new(model),
+            tokenizer,
+            name: file_name(ts),
+        });
     }
     let dir = a.model.as_ref().context("give --model or --torchscript")?;
     open_checkpoint(dir, device, dtype)
@@ -37,14 +48,20 @@ pub fn open_model(a: &ModelArgs) -> Result<OpenedModel> {
 
 /// Opens a Hugging Face checkpoint directory.
 pub fn open_checkpoint(dir: &Path, device: DeviceSpec, dtype: Dtype) -> Result<OpenedModel> {
-    let model = evalkit::core::load_checkpoint(dir, LoadOptions { device, dtype }).with_context(|| format!("opening checkpoint {}", dir.display()))?;
+    let model = evalkit::core::load_checkpoint(dir, LoadOptions { device, dtype })
+        .with_context(|| format!("opening checkpoint {}", dir.display()))?;
     let tokenizer = Tokenizer::from_dir(dir)?;
     tokenizer.check_fits(model.vocab_size())?;
-    Ok(OpenedModel { model, tokenizer, name: file_name(dir) })
+    Ok(OpenedModel {
+        model,
+        tokenizer,
+        name: file_name(dir),
+    })
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
+    p.file_name()
+        .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
 }
 
 /// A score gate: `task.metric >= value`.
@@ -71,8 +88,13 @@ pub fn run_settings(a: &RunArgs, model_name: &str) -> Result<RunSettings> {
     if !(a.temperature >= 0.0 && a.top_p > 0.0 && a.top_p <= 1.0) {
         bail!("--temperature must be ≥ 0 and --top-p in (0, 1]");
     }
-    let subset = a.limit.map(|n| if a.sample { Subset::Sample(n) } else { Subset::First(n) });
-    let sampling = (a.temperature > 0.0).then_some(Sampling::Nucleus { temperature: a.temperature, top_p: a.top_p });
+    let subset = a
+        .limit
+        .map(|n| if a.sample { Subset::Sample(n) } else { Subset::First(n) });
+    let sampling = (a.temperature > 0.0).then_some(Sampling::Nucleus {
+        temperature: a.temperature,
+        top_p: a.top_p,
+    });
     let options = RunOptions {
         batch_size: a.batch_size,
         chunk_size: a.chunk_size,
@@ -90,11 +112,28 @@ pub fn run_settings(a: &RunArgs, model_name: &str) -> Result<RunSettings> {
         .gates
         .iter()
         .map(|g| {
-            let (lhs, v) = g.split_once('=').with_context(|| format!("--min {g}: expected TASK.METRIC=VALUE"))?;
-            let (task, metric) = lhs.split_once('.').with_context(|| format!("--min {g}: expected TASK.METRIC=VALUE"))?;
-            Ok(Gate { task: task.into(), metric: metric.into(), min: v.parse().with_context(|| format!("--min {g}: {v} is not a number"))? })
+            let (lhs, v) = g
+                .split_once('=')
+                .with_context(|| format!("--min {g}: expected TASK.METRIC=VALUE"))?;
+            let (task, metric) = lhs
+                .split_once('.')
+                .with_context(|| format!("--min {g}: expected TASK.METRIC=VALUE"))?;
+            Ok(Gate {
+                task: task.into(),
+                metric: metric.into(),
+                min: v.parse().with_context(|| format!("--min {g}: {v} is not a number"))?,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
-    let output = a.output.clone().unwrap_or_else(|| PathBuf::from("evalkit-results").join(model_name));
-    Ok(RunSettings { tasks: a.tasks.clone(), options, suite_options, output, gates })
+    let output = a
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("evalkit-results").join(model_name));
+    Ok(RunSettings {
+        tasks: a.tasks.clone(),
+        options,
+        suite_options,
+        output,
+        gates,
+    })
 }

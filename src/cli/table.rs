@@ -16,11 +16,27 @@ pub fn print_results(doc: &Value, format: Format) {
             let n = m["n"].as_u64().map(|n| n.to_string()).unwrap_or_default();
             let Some(obj) = m.as_object() else { continue };
             for (k, v) in obj {
-                if k.ends_with("_stderr") || !v.is_number() || matches!(k.as_str(), "n" | "truncated" | "chunks_computed" | "chunks_resumed" | "members") {
+                if k.ends_with("_stderr")
+                    || !v.is_number()
+                    || matches!(
+                        k.as_str(),
+                        "n" | "truncated" | "chunks_computed" | "chunks_resumed" | "members"
+                    )
+                {
                     continue;
                 }
-                let se = obj.get(&format!("{k}_stderr")).and_then(Value::as_f64).map(|s| format!("± {s:.4}")).unwrap_or_default();
-                rows.push([task.clone(), k.clone(), format!("{:.4}", v.as_f64().unwrap_or(f64::NAN)), se, n.clone()]);
+                let se = obj
+                    .get(&format!("{k}_stderr"))
+                    .and_then(Value::as_f64)
+                    .map(|s| format!("± {s:.4}"))
+                    .unwrap_or_default();
+                rows.push([
+                    task.clone(),
+                    k.clone(),
+                    format!("{:.4}", v.as_f64().unwrap_or(f64::NAN)),
+                    se,
+                    n.clone(),
+                ]);
             }
         }
     }
@@ -35,7 +51,16 @@ pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
             w[i] = w[i].max(c.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect::<Vec<_>>().join("  ").trim_end().to_string();
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
     println!("{}", line(header.to_vec()));
     println!("{}", w.iter().map(|n| "-".repeat(*n)).collect::<Vec<_>>().join("  "));
     for r in rows {

@@ -42,28 +42,59 @@ struct Raw {
 
 /// Reads an ARC JSONL file.
 pub fn read(path: &std::path::Path) -> Result<Vec<Arc>> {
-    let raw: Vec<Raw> = read_jsonl(path, "an ARC split (JSONL)", "https://allenai.org/data/arc (ARC-V1-Feb2018)")?;
+    let raw: Vec<Raw> = read_jsonl(
+        path,
+        "an ARC split (JSONL)",
+        "https://allenai.org/data/arc (ARC-V1-Feb2018)",
+    )?;
     raw.into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let answer = r.question.choices.iter().position(|c| c.label == r.answer_key).ok_or_else(|| {
-                malformed(path, i + 1, "answerKey", format!("{:?} is none of the labels {:?}", r.answer_key, r.question.choices.iter().map(|c| &c.label).collect::<Vec<_>>()))
-            })?;
-            Ok(Arc { question: r.question.stem, choices: r.question.choices.into_iter().map(|c| c.text).collect(), answer })
+            let answer = r
+                .question
+                .choices
+                .iter()
+                .position(|c| c.label == r.answer_key)
+                .ok_or_else(|| {
+                    malformed(
+                        path,
+                        i + 1,
+                        "answerKey",
+                        format!(
+                            "{:?} is none of the labels {:?}",
+                            r.answer_key,
+                            r.question.choices.iter().map(|c| &c.label).collect::<Vec<_>>()
+                        ),
+                    )
+                })?;
+            Ok(Arc {
+                question: r.question.stem,
+                choices: r.question.choices.into_iter().map(|c| c.text).collect(),
+                answer,
+            })
         })
         .collect()
 }
 
 /// Loads `arc_easy` or `arc_challenge`.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn evalkit_core::Evaluation>>> {
-    let dir = if name == "arc_easy" { "ARC-Easy" } else { "ARC-Challenge" };
+    let dir = if name == "arc_easy" {
+        "ARC-Easy"
+    } else {
+        "ARC-Challenge"
+    };
     let base = opts.data_dir.join("arc").join(dir);
     let rows = read(&base.join(format!("{dir}-Test.jsonl")))?;
     let k = opts.num_fewshot.unwrap_or(0);
     let mut t = evalkit_core::task(rows).named(name);
     if k > 0 {
         let pool = read(&base.join(format!("{dir}-Dev.jsonl")))?;
-        t = t.fewshot(&pool, k, opts.sampler(), "").map_err(|e| crate::Error::Setting { task: name.into(), message: e.0 })?;
+        t = t
+            .fewshot(&pool, k, opts.sampler(), "")
+            .map_err(|e| crate::Error::Setting {
+                task: name.into(),
+                message: e.0,
+            })?;
     }
     Ok(vec![t.build()])
 }

@@ -29,6 +29,10 @@ impl Boolq {
 /// Loads `boolq`.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> {
     opts.no_fewshot(name)?;
-    let rows: Vec<Boolq> = read_jsonl(&opts.data_dir.join("boolq/dev.jsonl"), "BoolQ dev (JSONL)", "https://github.com/google-research-datasets/boolean-questions (dev.jsonl)")?;
+    let rows: Vec<Boolq> = read_jsonl(
+        &opts.data_dir.join("boolq/dev.jsonl"),
+        "BoolQ dev (JSONL)",
+        "https://github.com/google-research-datasets/boolean-questions (dev.jsonl)",
+    )?;
     Ok(vec![evalkit_core::task(rows).named(name).build()])
 }

@@ -15,7 +15,9 @@ pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = std::env::var_os("EVALKIT_DATA") {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache/evalkit/data")
 }
 
@@ -24,7 +26,11 @@ pub fn require(path: &Path, what: &str, source: &str) -> Result<()> {
     if path.is_file() {
         Ok(())
     } else {
-        Err(Error::MissingFile { path: path.to_path_buf(), what: what.into(), source_hint: source.into() })
+        Err(Error::MissingFile {
+            path: path.to_path_buf(),
+            what: what.into(),
+            source_hint: source.into(),
+        })
     }
 }
 
@@ -55,7 +61,12 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str, source: &str) ->
         .map(|(i, l)| {
             serde_json::from_str(l).map_err(|e| {
                 let msg = e.to_string();
-                Error::Malformed { path: path.to_path_buf(), line: i + 1, field: field_of(&msg), message: msg }
+                Error::Malformed {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    field: field_of(&msg),
+                    message: msg,
+                }
             })
         })
         .collect()
@@ -63,19 +74,40 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str, source: &str) ->
 
 /// A malformed-row error.
 pub fn malformed(path: &Path, line: usize, field: &str, message: impl Into<String>) -> Error {
-    Error::Malformed { path: path.to_path_buf(), line, field: field.into(), message: message.into() }
+    Error::Malformed {
+        path: path.to_path_buf(),
+        line,
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// Reads a header-less CSV file; each record must have `width` fields.
 pub fn read_csv(path: &Path, width: usize, what: &str, source: &str) -> Result<Vec<Vec<String>>> {
     require(path, what, source)?;
-    let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_path(path).map_err(|e| malformed(path, 0, "(file)", e.to_string()))?;
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| malformed(path, 0, "(file)", e.to_string()))?;
     let mut rows = vec![];
     for rec in r.records() {
-        let rec = rec.map_err(|e| malformed(path, e.position().map_or(0, |p| p.line() as usize), "(record)", e.to_string()))?;
+        let rec = rec.map_err(|e| {
+            malformed(
+                path,
+                e.position().map_or(0, |p| p.line() as usize),
+                "(record)",
+                e.to_string(),
+            )
+        })?;
         let line = rec.position().map_or(0, |p| p.line() as usize);
         if rec.len() != width {
-            return Err(malformed(path, line, "(record)", format!("{} fields, expected {width}", rec.len())));
+            return Err(malformed(
+                path,
+                line,
+                "(record)",
+                format!("{} fields, expected {width}", rec.len()),
+            ));
         }
         rows.push(rec.iter().map(str::to_string).collect());
     }

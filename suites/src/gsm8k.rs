@@ -41,7 +41,10 @@ pub fn normalize(s: &str) -> String {
 pub fn score(target: &str, generated: &str) -> Vec<(String, f64)> {
     let t = normalize(target);
     let hit = |p: String| f64::from(u8::from(normalize(&p) == t));
-    vec![("exact_match_strict".into(), hit(gsm8k_strict(generated))), ("exact_match_flexible".into(), hit(gsm8k_flexible(generated)))]
+    vec![
+        ("exact_match_strict".into(), hit(gsm8k_strict(generated))),
+        ("exact_match_flexible".into(), hit(gsm8k_flexible(generated))),
+    ]
 }
 
 const SOURCE: &str = "https://github.com/openai/grade-school-math (grade_school_math/data/test.jsonl, train.jsonl)";
@@ -57,11 +60,17 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> 
         if !train.is_file() {
             return Err(Error::Setting {
                 task: name.into(),
-                message: format!("{k}-shot needs the train split at {}; add it (from {SOURCE}) or pass --num-fewshot 0", train.display()),
+                message: format!(
+                    "{k}-shot needs the train split at {}; add it (from {SOURCE}) or pass --num-fewshot 0",
+                    train.display()
+                ),
             });
         }
         let pool: Vec<Gsm8k> = read_jsonl(&train, "GSM8K train (JSONL)", SOURCE)?;
-        t = t.fewshot(&pool, k, opts.sampler(), "").map_err(|e| Error::Setting { task: name.into(), message: e.0 })?;
+        t = t.fewshot(&pool, k, opts.sampler(), "").map_err(|e| Error::Setting {
+            task: name.into(),
+            message: e.0,
+        })?;
     }
     Ok(vec![t.build()])
 }

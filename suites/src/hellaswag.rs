@@ -27,8 +27,18 @@ pub struct Hellaswag {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Raw {
-    Original { activity_label: String, ctx_a: String, ctx_b: String, endings: Vec<String>, label: LabelValue },
-    Cleaned { ctx: String, endings: Vec<String>, label: LabelValue },
+    Original {
+        activity_label: String,
+        ctx_a: String,
+        ctx_b: String,
+        endings: Vec<String>,
+        label: LabelValue,
+    },
+    Cleaned {
+        ctx: String,
+        endings: Vec<String>,
+        label: LabelValue,
+    },
 }
 
 #[derive(Deserialize)]
@@ -41,7 +51,7 @@ enum LabelValue {
 /// lm-eval's `hellaswag.utils.preprocess`.
 ///
 /// ```
-/// assert_eq!(evalkit_suites::hellaswag::preprocess(" A man [title] walks  in [step] "), "A man.  walks in");
+/// assert_eq!(evalkit_suites::hellaswag::preprocess(" A man [title] walks  in [step] "), "A man. walks in ");
 /// ```
 pub fn preprocess(text: &str) -> String {
     let t = text.trim().replace(" [title]", ". ");
@@ -52,7 +62,9 @@ pub fn preprocess(text: &str) -> String {
 /// Python's `str.capitalize`: first character upper-cased, the rest lower-cased.
 pub fn capitalize(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c.flat_map(char::to_lowercase)).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c.flat_map(char::to_lowercase)).collect())
+        .unwrap_or_default()
 }
 
 const SOURCE: &str = "https://github.com/rowanz/hellaswag (hellaswag_val.jsonl), or klosax/hellaswag_text_data";
@@ -65,7 +77,13 @@ pub fn read(path: &std::path::Path) -> Result<Vec<Hellaswag>> {
         .map(|(i, r)| {
             let (ctx, endings, label) = match r {
                 Raw::Cleaned { ctx, endings, label } => (ctx, endings, label),
-                Raw::Original { activity_label, ctx_a, ctx_b, endings, label } => (
+                Raw::Original {
+                    activity_label,
+                    ctx_a,
+                    ctx_b,
+                    endings,
+                    label,
+                } => (
                     preprocess(&format!("{activity_label}: {ctx_a} {}", capitalize(&ctx_b))),
                     endings.iter().map(|e| preprocess(e)).collect(),
                     label,
@@ -73,7 +91,9 @@ pub fn read(path: &std::path::Path) -> Result<Vec<Hellaswag>> {
             };
             let label = match label {
                 LabelValue::Int(n) => n,
-                LabelValue::Text(s) => s.parse().map_err(|_| crate::data::malformed(path, i + 1, "label", format!("{s:?} is not an index")))?,
+                LabelValue::Text(s) => s
+                    .parse()
+                    .map_err(|_| crate::data::malformed(path, i + 1, "label", format!("{s:?} is not an index")))?,
             };
             Ok(Hellaswag { ctx, endings, label })
         })

@@ -33,16 +33,36 @@ pub struct HumanEval {
 /// The Python interpreter tests run with (`EVALKIT_PYTHON`, else `python3`), if it works.
 pub fn python() -> Option<String> {
     let py = std::env::var("EVALKIT_PYTHON").unwrap_or_else(|_| "python3".into());
-    Command::new(&py).arg("-c").arg("pass").stdout(Stdio::null()).stderr(Stdio::null()).status().ok().filter(|s| s.success()).map(|_| py)
+    Command::new(&py)
+        .arg("-c")
+        .arg("pass")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()
+        .filter(|s| s.success())
+        .map(|_| py)
 }
 
 /// Runs `program` in a fresh Python process; true when it exits 0 within `timeout`.
 pub fn passes(python: &str, program: &str, timeout: Duration) -> bool {
-    let Ok(mut file) = tempfile::Builder::new().prefix("evalkit-humaneval-").suffix(".py").tempfile() else { return false };
+    let Ok(mut file) = tempfile::Builder::new()
+        .prefix("evalkit-humaneval-")
+        .suffix(".py")
+        .tempfile()
+    else {
+        return false;
+    };
     if file.write_all(program.as_bytes()).is_err() {
         return false;
     }
-    let Ok(mut child) = Command::new(python).arg(file.path()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() else {
+    let Ok(mut child) = Command::new(python)
+        .arg(file.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
         return false;
     };
     let start = Instant::now();
@@ -64,13 +84,22 @@ impl Generate for HumanEval {
         1024
     }
     fn stop() -> Vec<String> {
-        ["\nclass", "\ndef", "\n#", "\nif", "\nprint"].iter().map(|s| s.to_string()).collect()
+        ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
     fn get(&self) -> Result<GenItem, RowError> {
-        Ok(GenItem { prompt: self.prompt.clone(), target: self.entry_point.clone() })
+        Ok(GenItem {
+            prompt: self.prompt.clone(),
+            target: self.entry_point.clone(),
+        })
     }
     fn score(&self, _target: &str, completion: &str) -> Vec<(String, f64)> {
-        let program = format!("{}{}\n\n{}\n\ncheck({})\n", self.prompt, completion, self.test, self.entry_point);
+        let program = format!(
+            "{}{}\n\n{}\n\ncheck({})\n",
+            self.prompt, completion, self.test, self.entry_point
+        );
         let ok = python().is_some_and(|py| passes(&py, &program, Duration::from_secs(3)));
         vec![("pass@1".into(), f64::from(u8::from(ok)))]
     }
@@ -93,7 +122,11 @@ impl Benchmark for HumanEval {
 /// Loads `humaneval`, refusing when no Python interpreter can run the tests.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> {
     opts.no_fewshot(name)?;
-    let rows: Vec<HumanEval> = read_jsonl(&opts.data_dir.join("humaneval/HumanEval.jsonl"), "HumanEval problems", "https://github.com/openai/human-eval (data/HumanEval.jsonl.gz, unpacked)")?;
+    let rows: Vec<HumanEval> = read_jsonl(
+        &opts.data_dir.join("humaneval/HumanEval.jsonl"),
+        "HumanEval problems",
+        "https://github.com/openai/human-eval (data/HumanEval.jsonl.gz, unpacked)",
+    )?;
     if python().is_none() {
         return Err(Error::Setting {
             task: name.into(),

@@ -31,10 +31,19 @@ impl Lambada {
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> {
     opts.no_fewshot(name)?;
     let path = opts.data_dir.join("lambada/lambada_test.jsonl");
-    let rows: Vec<Lambada> = read_jsonl(&path, "LAMBADA (OpenAI) test", "https://openaipublic.blob.core.windows.net/gpt-2/data/lambada_test.jsonl")?;
+    let rows: Vec<Lambada> = read_jsonl(
+        &path,
+        "LAMBADA (OpenAI) test",
+        "https://openaipublic.blob.core.windows.net/gpt-2/data/lambada_test.jsonl",
+    )?;
     for (i, r) in rows.iter().enumerate() {
         if !r.text.contains(' ') {
-            return Err(crate::data::malformed(&path, i + 1, "text", "has no space: no last word to predict"));
+            return Err(crate::data::malformed(
+                &path,
+                i + 1,
+                "text",
+                "has no space: no last word to predict",
+            ));
         }
     }
     Ok(vec![evalkit_core::task(rows).named(name).build()])

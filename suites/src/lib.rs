@@ -53,7 +53,12 @@ pub struct LoadOptions {
 impl LoadOptions {
     /// Defaults for a data directory.
     pub fn new(data_dir: PathBuf) -> Self {
-        LoadOptions { data_dir, num_fewshot: None, seed: 1234, synthetic: synthetic::SyntheticConfig::default() }
+        LoadOptions {
+            data_dir,
+            num_fewshot: None,
+            seed: 1234,
+            synthetic: synthetic::SyntheticConfig::default(),
+        }
     }
 
     /// The seeded few-shot sampler of this run.
@@ -99,7 +104,14 @@ pub struct Suite {
 }
 
 fn suite(name: &str, kind: TaskKind, metrics: &[&'static str], split: &'static str, rows: usize) -> Suite {
-    Suite { name: name.into(), kind, metrics: metrics.to_vec(), split, rows, num_fewshot: if name == "gsm8k" { 5 } else { 0 } }
+    Suite {
+        name: name.into(),
+        kind,
+        metrics: metrics.to_vec(),
+        split,
+        rows,
+        num_fewshot: if name == "gsm8k" { 5 } else { 0 },
+    }
 }
 
 /// Every suite, with its kind, metrics, split and row count.
@@ -114,15 +126,33 @@ pub fn all() -> Vec<Suite> {
         suite("winogrande", MultipleChoice, &["acc"], "validation (dev)", 1267),
         suite("boolq", MultipleChoice, &["acc"], "validation (dev)", 3270),
         suite("lambada_openai", Loglikelihood, &["acc", "perplexity"], "test", 5153),
-        suite("wikitext", Perplexity, &["word_perplexity", "byte_perplexity", "bits_per_byte"], "test (62 pages)", 62),
+        suite(
+            "wikitext",
+            Perplexity,
+            &["word_perplexity", "byte_perplexity", "bits_per_byte"],
+            "test (62 pages)",
+            62,
+        ),
         suite("mmlu", MultipleChoice, &["acc"], "test", mmlu::ROWS.iter().sum()),
         suite("truthfulqa_mc1", MultipleChoice, &["acc"], "validation", 817),
         suite("truthfulqa_mc2", MultipleChoice, &["acc"], "validation", 817),
-        suite("gsm8k", Generate, &["exact_match_strict", "exact_match_flexible"], "test", 1319),
+        suite(
+            "gsm8k",
+            Generate,
+            &["exact_match_strict", "exact_match_flexible"],
+            "test",
+            1319,
+        ),
         suite("humaneval", Generate, &["pass@1"], "test", 164),
     ];
     let rows = synthetic::SyntheticConfig::default().rows;
-    v.push(suite("synthetic_arithmetic", Generate, &["exact_match"], "generated", rows));
+    v.push(suite(
+        "synthetic_arithmetic",
+        Generate,
+        &["exact_match"],
+        "generated",
+        rows,
+    ));
     v.push(suite("synthetic_copy", NextToken, &["acc"], "generated", rows));
     v.push(suite("synthetic_sort", MultipleChoice, mc, "generated", rows));
     v.push(suite("synthetic_brackets", MultipleChoice, mc, "generated", rows));
@@ -134,7 +164,12 @@ pub fn all() -> Vec<Suite> {
 
 /// Loads the suite `name`.
 pub fn load(name: &str, opts: &LoadOptions) -> Result<Loaded> {
-    let one = |evaluations| Ok(Loaded { evaluations, groups: vec![] });
+    let one = |evaluations| {
+        Ok(Loaded {
+            evaluations,
+            groups: vec![],
+        })
+    };
     match name {
         "arc_easy" | "arc_challenge" => one(arc::load(opts, name)?),
         "piqa" => one(piqa::load(opts, name)?),
@@ -146,16 +181,29 @@ pub fn load(name: &str, opts: &LoadOptions) -> Result<Loaded> {
         "truthfulqa_mc1" | "truthfulqa_mc2" => one(truthfulqa::load(opts, name)?),
         "gsm8k" => one(gsm8k::load(opts, name)?),
         "humaneval" => one(humaneval::load(opts, name)?),
-        n if n == "mmlu" || n.strip_prefix("mmlu_").is_some_and(|s| mmlu::SUBJECTS.contains(&s)) => {
-            let (evaluations, groups) = mmlu::load(opts, n)?;
-            Ok(Loaded { evaluations, groups })
-        }
-        n => match synthetic::evaluation(n, &synthetic::SyntheticConfig { seed: opts.seed, ..opts.synthetic }) {
+        n if n == "mmlu" || n.strip_prefix("mmlu_").is_some_and(|s| mmlu::SUBJECTS.contains(&s)) => mmlu::load(opts, n),
+        n => match synthetic::evaluation(
+            n,
+            &synthetic::SyntheticConfig {
+                seed: opts.seed,
+                ..opts.synthetic
+            },
+        ) {
             Some(e) => one(vec![e]),
             None => {
-                let names = all().into_iter().map(|s| s.name).filter(|s| s.contains(n) || n.contains(s.as_str()) || s.get(..3) == n.get(..3));
+                let names = all()
+                    .into_iter()
+                    .map(|s| s.name)
+                    .filter(|s| s.contains(n) || n.contains(s.as_str()) || s.get(..3) == n.get(..3));
                 let close: Vec<String> = names.take(5).collect();
-                Err(Error::UnknownSuite { name: n.into(), close: if close.is_empty() { "none".into() } else { close.join(", ") } })
+                Err(Error::UnknownSuite {
+                    name: n.into(),
+                    close: if close.is_empty() {
+                        "none".into()
+                    } else {
+                        close.join(", ")
+                    },
+                })
             }
         },
     }

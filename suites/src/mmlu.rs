@@ -14,23 +14,70 @@ use evalkit_core::Evaluation;
 
 /// The 57 subjects, in lm-eval's order.
 pub const SUBJECTS: [&str; 57] = [
-    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge", "college_biology", "college_chemistry",
-    "college_computer_science", "college_mathematics", "college_medicine", "college_physics", "computer_security", "conceptual_physics",
-    "econometrics", "electrical_engineering", "elementary_mathematics", "formal_logic", "global_facts", "high_school_biology",
-    "high_school_chemistry", "high_school_computer_science", "high_school_european_history", "high_school_geography",
-    "high_school_government_and_politics", "high_school_macroeconomics", "high_school_mathematics", "high_school_microeconomics",
-    "high_school_physics", "high_school_psychology", "high_school_statistics", "high_school_us_history", "high_school_world_history",
-    "human_aging", "human_sexuality", "international_law", "jurisprudence", "logical_fallacies", "machine_learning", "management",
-    "marketing", "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition", "philosophy", "prehistory",
-    "professional_accounting", "professional_law", "professional_medicine", "professional_psychology", "public_relations",
-    "security_studies", "sociology", "us_foreign_policy", "virology", "world_religions",
+    "abstract_algebra",
+    "anatomy",
+    "astronomy",
+    "business_ethics",
+    "clinical_knowledge",
+    "college_biology",
+    "college_chemistry",
+    "college_computer_science",
+    "college_mathematics",
+    "college_medicine",
+    "college_physics",
+    "computer_security",
+    "conceptual_physics",
+    "econometrics",
+    "electrical_engineering",
+    "elementary_mathematics",
+    "formal_logic",
+    "global_facts",
+    "high_school_biology",
+    "high_school_chemistry",
+    "high_school_computer_science",
+    "high_school_european_history",
+    "high_school_geography",
+    "high_school_government_and_politics",
+    "high_school_macroeconomics",
+    "high_school_mathematics",
+    "high_school_microeconomics",
+    "high_school_physics",
+    "high_school_psychology",
+    "high_school_statistics",
+    "high_school_us_history",
+    "high_school_world_history",
+    "human_aging",
+    "human_sexuality",
+    "international_law",
+    "jurisprudence",
+    "logical_fallacies",
+    "machine_learning",
+    "management",
+    "marketing",
+    "medical_genetics",
+    "miscellaneous",
+    "moral_disputes",
+    "moral_scenarios",
+    "nutrition",
+    "philosophy",
+    "prehistory",
+    "professional_accounting",
+    "professional_law",
+    "professional_medicine",
+    "professional_psychology",
+    "public_relations",
+    "security_studies",
+    "sociology",
+    "us_foreign_policy",
+    "virology",
+    "world_religions",
 ];
 
 /// Official test rows per subject, in [`SUBJECTS`] order (14042 in all).
 pub const ROWS: [usize; 57] = [
-    100, 135, 152, 100, 265, 144, 100, 100, 100, 173, 102, 100, 235, 114, 145, 378, 126, 100, 310, 203, 100, 165, 198, 193, 390, 270,
-    238, 151, 545, 216, 204, 237, 223, 131, 121, 108, 163, 112, 103, 234, 100, 783, 346, 895, 306, 311, 324, 282, 1534, 272, 612, 110,
-    245, 201, 100, 166, 171,
+    100, 135, 152, 100, 265, 144, 100, 100, 100, 173, 102, 100, 235, 114, 145, 378, 126, 100, 310, 203, 100, 165, 198,
+    193, 390, 270, 238, 151, 545, 216, 204, 237, 223, 131, 121, 108, 163, 112, 103, 234, 100, 783, 346, 895, 306, 311,
+    324, 282, 1534, 272, 612, 110, 245, 201, 100, 166, 171,
 ];
 
 /// One MMLU question.
@@ -52,7 +99,14 @@ impl Mmlu {
     }
     fn prompt(&self) -> String {
         let o = &self.options;
-        format!("{}\nA. {}\nB. {}\nC. {}\nD. {}\nAnswer:", self.question.trim(), o[0], o[1], o[2], o[3])
+        format!(
+            "{}\nA. {}\nB. {}\nC. {}\nD. {}\nAnswer:",
+            self.question.trim(),
+            o[0],
+            o[1],
+            o[2],
+            o[3]
+        )
     }
 }
 
@@ -65,9 +119,18 @@ pub fn read(path: &std::path::Path) -> Result<Vec<Mmlu>> {
         .enumerate()
         .map(|(i, r)| {
             if !matches!(r[5].trim(), "A" | "B" | "C" | "D") {
-                return Err(malformed(path, i + 1, "answer", format!("{:?} is not A, B, C or D", r[5])));
+                return Err(malformed(
+                    path,
+                    i + 1,
+                    "answer",
+                    format!("{:?} is not A, B, C or D", r[5]),
+                ));
             }
-            Ok(Mmlu { question: r[0].clone(), options: [r[1].clone(), r[2].clone(), r[3].clone(), r[4].clone()], answer: r[5].trim().to_string() })
+            Ok(Mmlu {
+                question: r[0].clone(),
+                options: [r[1].clone(), r[2].clone(), r[3].clone(), r[4].clone()],
+                answer: r[5].trim().to_string(),
+            })
         })
         .collect()
 }
@@ -77,21 +140,40 @@ pub fn subject(opts: &LoadOptions, subject: &str) -> Result<Box<dyn Evaluation>>
     let base = opts.data_dir.join("mmlu");
     let rows = read(&base.join("test").join(format!("{subject}_test.csv")))?;
     let k = opts.num_fewshot.unwrap_or(0);
-    let description = format!("The following are multiple choice questions (with answers) about {}.\n\n", subject.replace('_', " "));
-    let pool = if k > 0 { read(&base.join("dev").join(format!("{subject}_dev.csv")))? } else { vec![] };
+    let description = format!(
+        "The following are multiple choice questions (with answers) about {}.\n\n",
+        subject.replace('_', " ")
+    );
+    let pool = if k > 0 {
+        read(&base.join("dev").join(format!("{subject}_dev.csv")))?
+    } else {
+        vec![]
+    };
     let t = evalkit_core::task(rows)
         .named(format!("mmlu_{subject}"))
         .fewshot(&pool, k, FewShotSampler::First, description)
-        .map_err(|e| crate::Error::Setting { task: format!("mmlu_{subject}"), message: e.0 })?;
+        .map_err(|e| crate::Error::Setting {
+            task: format!("mmlu_{subject}"),
+            message: e.0,
+        })?;
     Ok(t.build())
 }
 
 /// Loads `mmlu` (all subjects plus the group) or `mmlu_<subject>`.
-pub fn load(opts: &LoadOptions, name: &str) -> Result<(Vec<Box<dyn Evaluation>>, Vec<Group>)> {
+pub fn load(opts: &LoadOptions, name: &str) -> Result<crate::Loaded> {
     if let Some(s) = name.strip_prefix("mmlu_") {
-        return Ok((vec![subject(opts, s)?], vec![]));
+        return Ok(crate::Loaded {
+            evaluations: vec![subject(opts, s)?],
+            groups: vec![],
+        });
     }
     let evals = SUBJECTS.iter().map(|s| subject(opts, s)).collect::<Result<Vec<_>>>()?;
     let members = SUBJECTS.iter().map(|s| format!("mmlu_{s}")).collect();
-    Ok((evals, vec![Group { name: "mmlu".into(), members }]))
+    Ok(crate::Loaded {
+        evaluations: evals,
+        groups: vec![Group {
+            name: "mmlu".into(),
+            members,
+        }],
+    })
 }

@@ -40,13 +40,30 @@ pub fn read(dir: &std::path::Path) -> Result<Vec<Piqa>> {
     let labels_text = read_text(&labels_path, "PIQA validation labels", SOURCE)?;
     let labels: Vec<&str> = labels_text.lines().collect();
     if labels.len() != rows.len() {
-        return Err(malformed(&labels_path, labels.len(), "label", format!("{} labels for {} questions in {}", labels.len(), rows.len(), path.display())));
+        return Err(malformed(
+            &labels_path,
+            labels.len(),
+            "label",
+            format!(
+                "{} labels for {} questions in {}",
+                labels.len(),
+                rows.len(),
+                path.display()
+            ),
+        ));
     }
     for (i, (row, l)) in rows.iter_mut().zip(labels).enumerate() {
         row.label = match l.trim() {
             "0" => 0,
             "1" => 1,
-            other => return Err(malformed(&labels_path, i + 1, "label", format!("{other:?} is not 0 or 1"))),
+            other => {
+                return Err(malformed(
+                    &labels_path,
+                    i + 1,
+                    "label",
+                    format!("{other:?} is not 0 or 1"),
+                ))
+            }
         };
     }
     Ok(rows)
@@ -55,5 +72,7 @@ pub fn read(dir: &std::path::Path) -> Result<Vec<Piqa>> {
 /// Loads `piqa`.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn evalkit_core::Evaluation>>> {
     opts.no_fewshot(name)?;
-    Ok(vec![evalkit_core::task(read(&opts.data_dir.join("piqa"))?).named(name).build()])
+    Ok(vec![evalkit_core::task(read(&opts.data_dir.join("piqa"))?)
+        .named(name)
+        .build()])
 }

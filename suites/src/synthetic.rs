@@ -18,7 +18,11 @@ pub struct SyntheticConfig {
 
 impl Default for SyntheticConfig {
     fn default() -> Self {
-        SyntheticConfig { rows: 100, difficulty: 2, seed: 0 }
+        SyntheticConfig {
+            rows: 100,
+            difficulty: 2,
+            seed: 0,
+        }
     }
 }
 
@@ -49,7 +53,12 @@ pub fn arithmetic(c: &SyntheticConfig) -> Vec<Arithmetic> {
         .map(|_| {
             let (a, b) = (r.random_range(0..hi), r.random_range(0..hi));
             let op = if r.random_bool(0.5) { '+' } else { '-' };
-            Arithmetic { a, op, b, result: if op == '+' { a + b } else { a - b } }
+            Arithmetic {
+                a,
+                op,
+                b,
+                result: if op == '+' { a + b } else { a - b },
+            }
         })
         .collect()
 }
@@ -62,12 +71,22 @@ pub struct Copy {
     pub words: String,
 }
 
-const WORDS: [&str; 16] = ["cat", "dog", "sun", "tree", "ball", "red", "blue", "big", "fish", "bird", "cake", "milk", "boat", "star", "hat", "box"];
+const WORDS: [&str; 16] = [
+    "cat", "dog", "sun", "tree", "ball", "red", "blue", "big", "fish", "bird", "cake", "milk", "boat", "star", "hat",
+    "box",
+];
 
 /// Generates copy rows of `difficulty + 2` words.
 pub fn copy(c: &SyntheticConfig) -> Vec<Copy> {
     let mut r = rng(c, 2);
-    (0..c.rows).map(|_| Copy { words: (0..c.difficulty + 2).map(|_| WORDS[r.random_range(0..WORDS.len())]).collect::<Vec<_>>().join(" ") }).collect()
+    (0..c.rows)
+        .map(|_| Copy {
+            words: (0..c.difficulty + 2)
+                .map(|_| WORDS[r.random_range(0..WORDS.len())])
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+        .collect()
 }
 
 /// Which ordering of numbers is sorted.
@@ -107,7 +126,11 @@ pub fn sort(c: &SyntheticConfig) -> Vec<Sort> {
             let mut choices = vec![join(&sorted), join(&rev), join(&shuffled)];
             let answer = r.random_range(0..3);
             choices.swap(0, answer);
-            Sort { numbers: join(&v), orderings: choices, answer }
+            Sort {
+                numbers: join(&v),
+                orderings: choices,
+                answer,
+            }
         })
         .collect()
 }
@@ -132,19 +155,17 @@ impl Brackets {
 fn balanced(s: &str) -> bool {
     let mut stack = vec![];
     for c in s.chars() {
-        match c {
-            '(' | '[' => stack.push(c),
-            ')' => {
-                if stack.pop() != Some('(') {
-                    return false;
-                }
+        let open = match c {
+            '(' | '[' => {
+                stack.push(c);
+                continue;
             }
-            ']' => {
-                if stack.pop() != Some('[') {
-                    return false;
-                }
-            }
-            _ => {}
+            ')' => '(',
+            ']' => '[',
+            _ => continue,
+        };
+        if stack.pop() != Some(open) {
+            return false;
         }
     }
     stack.is_empty()
@@ -175,7 +196,10 @@ pub fn brackets(c: &SyntheticConfig) -> Vec<Brackets> {
                 }
             }
             let spaced = s.chars().map(String::from).collect::<Vec<_>>().join(" ");
-            Brackets { balanced: balanced(&s), brackets: spaced }
+            Brackets {
+                balanced: balanced(&s),
+                brackets: spaced,
+            }
         })
         .collect()
 }

@@ -27,7 +27,11 @@ pub struct TruthfulQa {
 impl MultipleChoice for TruthfulQa {
     fn get(&self) -> Result<McItem, RowError> {
         let choices: Vec<&str> = self.targets.iter().map(|(t, _)| t.as_str()).collect();
-        Ok(McItem::shared(format!("{PRIMER}\n\nQ: {}\nA:", self.question), &choices, 0))
+        Ok(McItem::shared(
+            format!("{PRIMER}\n\nQ: {}\nA:", self.question),
+            &choices,
+            0,
+        ))
     }
 
     fn extra_metrics(&self, _: &McItem, lls: &[f64]) -> Vec<(&'static str, f64)> {
@@ -47,7 +51,10 @@ impl Benchmark for TruthfulQa {
     const KIND: TaskKind = TaskKind::MultipleChoice;
     const METRICS: &'static [&'static str] = &["acc"];
     fn example(&self) -> Result<(String, String), RowError> {
-        Ok((self.question.clone(), self.targets.first().map(|t| t.0.clone()).unwrap_or_default()))
+        Ok((
+            self.question.clone(),
+            self.targets.first().map(|t| t.0.clone()).unwrap_or_default(),
+        ))
     }
     fn evaluation(name: String, rows: Vec<Self>, fewshot: Option<FewShot>) -> Box<dyn Evaluation> {
         let mut t = MultipleChoiceTask::new(name, rows);
@@ -58,15 +65,26 @@ impl Benchmark for TruthfulQa {
 
 /// Reads `mc_task.json` (object keys in file order).
 pub fn read(path: &std::path::Path, mc2: bool) -> Result<Vec<TruthfulQa>> {
-    let text = read_text(path, "TruthfulQA multiple-choice questions", "https://github.com/sylinrl/TruthfulQA (data/mc_task.json)")?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| malformed(path, e.line(), "(json)", e.to_string()))?;
-    let arr = v.as_array().ok_or_else(|| malformed(path, 1, "(json)", "expected an array of questions"))?;
+    let text = read_text(
+        path,
+        "TruthfulQA multiple-choice questions",
+        "https://github.com/sylinrl/TruthfulQA (data/mc_task.json)",
+    )?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| malformed(path, e.line(), "(json)", e.to_string()))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| malformed(path, 1, "(json)", "expected an array of questions"))?;
     let key = if mc2 { "mc2_targets" } else { "mc1_targets" };
     arr.iter()
         .enumerate()
         .map(|(i, q)| {
-            let question = q["question"].as_str().ok_or_else(|| malformed(path, 1, &format!("[{i}].question"), "missing or not a string"))?;
-            let t = q[key].as_object().ok_or_else(|| malformed(path, 1, &format!("[{i}].{key}"), "missing or not an object"))?;
+            let question = q["question"]
+                .as_str()
+                .ok_or_else(|| malformed(path, 1, &format!("[{i}].question"), "missing or not a string"))?;
+            let t = q[key]
+                .as_object()
+                .ok_or_else(|| malformed(path, 1, &format!("[{i}].{key}"), "missing or not an object"))?;
             let targets = t
                 .iter()
                 .map(|(k, v)| match v.as_i64() {
@@ -76,9 +94,18 @@ pub fn read(path: &std::path::Path, mc2: bool) -> Result<Vec<TruthfulQa>> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             if targets.is_empty() || !targets[0].1 {
-                return Err(malformed(path, 1, &format!("[{i}].{key}"), "the first target must be a true answer"));
+                return Err(malformed(
+                    path,
+                    1,
+                    &format!("[{i}].{key}"),
+                    "the first target must be a true answer",
+                ));
             }
-            Ok(TruthfulQa { question: question.to_string(), targets, mc2 })
+            Ok(TruthfulQa {
+                question: question.to_string(),
+                targets,
+                mc2,
+            })
         })
         .collect()
 }

@@ -41,7 +41,9 @@ pub fn pages(raw: &str) -> Vec<WikiPage> {
             p.pop();
         }
     }
-    out.into_iter().map(|lines| WikiPage { page: lines.join("\n") }).collect()
+    out.into_iter()
+        .map(|lines| WikiPage { page: lines.join("\n") })
+        .collect()
 }
 
 /// lm-eval's `wikitext_detokenizer`, step for step.
@@ -51,8 +53,21 @@ pub fn pages(raw: &str) -> Vec<WikiPage> {
 /// ```
 pub fn detokenize(page: &str) -> String {
     let mut s = page.replace("s '", "s'");
-    s = Regex::new(r"/' [0-9]/").expect("valid").replace_all(&s, "/'[0-9]/").into_owned();
-    for (a, b) in [(" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."), (" : ", ": "), (" ; ", "; "), (" . ", ". "), (" ! ", "! "), (" ? ", "? "), (" , ", ", ")] {
+    s = Regex::new(r"/' [0-9]/")
+        .expect("valid")
+        .replace_all(&s, "/'[0-9]/")
+        .into_owned();
+    for (a, b) in [
+        (" @-@ ", "-"),
+        (" @,@ ", ","),
+        (" @.@ ", "."),
+        (" : ", ": "),
+        (" ; ", "; "),
+        (" . ", ". "),
+        (" ! ", "! "),
+        (" ? ", "? "),
+        (" , ", ", "),
+    ] {
         s = s.replace(a, b);
     }
     for (pat, rep) in [
@@ -64,7 +79,16 @@ pub fn detokenize(page: &str) -> String {
     ] {
         s = Regex::new(pat).expect("valid").replace_all(&s, rep).into_owned();
     }
-    for (a, b) in [("= = = =", "===="), ("= = =", "==="), ("= =", "=="), (" \u{b0} ", "\u{b0}"), (" \n", "\n"), ("\n ", "\n"), (" N ", " 1 "), (" 's", "'s")] {
+    for (a, b) in [
+        ("= = = =", "===="),
+        ("= = =", "==="),
+        ("= =", "=="),
+        (" \u{b0} ", "\u{b0}"),
+        (" \n", "\n"),
+        ("\n ", "\n"),
+        (" N ", " 1 "),
+        (" 's", "'s"),
+    ] {
         s = s.replace(a, b);
     }
     s
@@ -73,6 +97,10 @@ pub fn detokenize(page: &str) -> String {
 /// Loads `wikitext`.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> {
     opts.no_fewshot(name)?;
-    let raw = read_text(&opts.data_dir.join("wikitext2/wiki.test.raw"), "WikiText-2 raw test", "https://huggingface.co/datasets/wikitext (wikitext-2-raw-v1, wiki.test.raw)")?;
+    let raw = read_text(
+        &opts.data_dir.join("wikitext2/wiki.test.raw"),
+        "WikiText-2 raw test",
+        "https://huggingface.co/datasets/wikitext (wikitext-2-raw-v1, wiki.test.raw)",
+    )?;
     Ok(vec![evalkit_core::task(pages(&raw)).named(name).build()])
 }

@@ -26,7 +26,9 @@ pub struct Winogrande {
 
 impl Winogrande {
     fn blank(&self) -> Result<usize, RowError> {
-        self.sentence.find('_').ok_or_else(|| RowError::new("field `sentence` has no `_` blank"))
+        self.sentence
+            .find('_')
+            .ok_or_else(|| RowError::new("field `sentence` has no `_` blank"))
     }
 }
 
@@ -38,9 +40,17 @@ impl MultipleChoice for Winogrande {
         let answer = match self.answer.as_str() {
             "1" => 0,
             "2" => 1,
-            other => return Err(RowError::new(format!("field `answer`: {other:?} is not \"1\" or \"2\""))),
+            other => {
+                return Err(RowError::new(format!(
+                    "field `answer`: {other:?} is not \"1\" or \"2\""
+                )))
+            }
         };
-        Ok(McItem::partial(&[format!("{head}{}", self.option1), format!("{head}{}", self.option2)], rest, answer))
+        Ok(McItem::partial(
+            &[format!("{head}{}", self.option1), format!("{head}{}", self.option2)],
+            rest,
+            answer,
+        ))
     }
 }
 
@@ -63,9 +73,14 @@ impl Benchmark for Winogrande {
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> {
     opts.no_fewshot(name)?;
     let path = opts.data_dir.join("winogrande/dev.jsonl");
-    let rows: Vec<Winogrande> = read_jsonl(&path, "WinoGrande dev (JSONL)", "https://winogrande.allenai.org (winogrande_1.1 dev.jsonl)")?;
+    let rows: Vec<Winogrande> = read_jsonl(
+        &path,
+        "WinoGrande dev (JSONL)",
+        "https://winogrande.allenai.org (winogrande_1.1 dev.jsonl)",
+    )?;
     for (i, r) in rows.iter().enumerate() {
-        r.get().map_err(|e| malformed(&path, i + 1, e.0.split('`').nth(1).unwrap_or("sentence"), e.0.clone()))?;
+        r.get()
+            .map_err(|e| malformed(&path, i + 1, e.0.split('`').nth(1).unwrap_or("sentence"), e.0.clone()))?;
     }
     Ok(vec![evalkit_core::task(rows).named(name).build()])
 }

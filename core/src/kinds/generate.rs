@@ -10,7 +10,10 @@
 //! `samples_per_prompt = G` repeats each prompt G times consecutively (p0,p0,…,p1,…): the
 //! per-sample values and intermediates follow that order.
 
-use super::{eval_seed, execute, name_error, pad_intermediates, prepare, row_error, Defaults, Env, Evaluation, Fnv, Outcome, RowError, TaskKind};
+use super::{
+    eval_seed, execute, name_error, pad_intermediates, prepare, row_error, Defaults, Env, Evaluation, Fnv, Outcome,
+    RowError, TaskKind,
+};
 use crate::error::Result;
 use crate::request::{GenerateParams, GenerateRequest, Generation, Sampling};
 use crate::schedule::Plan;
@@ -75,7 +78,12 @@ pub struct GenerateTask<T> {
 impl<T: Generate> GenerateTask<T> {
     /// A task named `name` over `rows`.
     pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        GenerateTask { name: name.into(), rows, defaults: Defaults::default(), fewshot: None }
+        GenerateTask {
+            name: name.into(),
+            rows,
+            defaults: Defaults::default(),
+            fewshot: None,
+        }
     }
 }
 
@@ -99,7 +107,10 @@ impl<T: Generate> Evaluation for GenerateTask<T> {
         let mut notes = BTreeMap::new();
         let mut max_new = T::max_new_tokens();
         if max_new == 0 {
-            return Err(crate::Error::Evaluation { evaluation: name.clone(), message: "max_new_tokens is 0".into() });
+            return Err(crate::Error::Evaluation {
+                evaluation: name.clone(),
+                message: "max_new_tokens is 0".into(),
+            });
         }
         if max_new >= max_len {
             let lowered = (max_len / 2).max(1);
@@ -109,7 +120,11 @@ impl<T: Generate> Evaluation for GenerateTask<T> {
         let budget = max_len - max_new;
         let g = env.options.samples_per_prompt.max(1);
         let sampling = env.options.sampling.unwrap_or(Sampling::Greedy);
-        let params = GenerateParams { max_new_tokens: max_new, stop: T::stop(), sampling };
+        let params = GenerateParams {
+            max_new_tokens: max_new,
+            stop: T::stop(),
+            sampling,
+        };
         let seed = eval_seed(env.options.seed, name);
         let mut items = vec![];
         let mut reqs = vec![];
@@ -126,14 +141,25 @@ impl<T: Generate> Evaluation for GenerateTask<T> {
                 truncated += 1;
             }
             for j in 0..g {
-                let s = Fnv::default().bytes(&seed.to_le_bytes()).bytes(&(i as u64).to_le_bytes()).bytes(&(j as u64).to_le_bytes()).finish();
-                reqs.push(GenerateRequest { prompt: ids.clone(), seed: s });
+                let s = Fnv::default()
+                    .bytes(&seed.to_le_bytes())
+                    .bytes(&(i as u64).to_le_bytes())
+                    .bytes(&(j as u64).to_le_bytes())
+                    .finish();
+                reqs.push(GenerateRequest {
+                    prompt: ids.clone(),
+                    seed: s,
+                });
             }
             items.push(item);
         }
         let lengths: Vec<usize> = reqs.iter().map(|r| r.prompt.len()).collect();
         let plan = Plan::new(&lengths, prep.batch);
-        let fp = reqs.iter().fold(Fnv::default().str(name).str(&format!("{params:?}")), |h, r| h.ints(&r.prompt).bytes(&r.seed.to_le_bytes()));
+        let fp = reqs
+            .iter()
+            .fold(Fnv::default().str(name).str(&format!("{params:?}")), |h, r| {
+                h.ints(&r.prompt).bytes(&r.seed.to_le_bytes())
+            });
         let (gens, stats): (Vec<Generation>, _) = execute(env, name, fp, &plan, reqs.len(), |idx| {
             let batch: Vec<&GenerateRequest> = idx.iter().map(|&i| &reqs[i]).collect();
             crate::batch::generate_batch(env.model, env.tokenizer, &batch, &params).map_err(|e| name_error(name, e))
@@ -160,8 +186,10 @@ impl<T: Generate> Evaluation for GenerateTask<T> {
                     inter.push((tokens, mask));
                 }
             }
-            let metrics: serde_json::Map<String, serde_json::Value> =
-                row_metrics.iter().map(|(m, v)| (m.clone(), json!(crate::metrics::mean(v)))).collect();
+            let metrics: serde_json::Map<String, serde_json::Value> = row_metrics
+                .iter()
+                .map(|(m, v)| (m.clone(), json!(crate::metrics::mean(v))))
+                .collect();
             samples.push(json!({
                 "index": index,
                 "prompt": item.prompt,

@@ -34,7 +34,12 @@ pub struct LoglikelihoodTask<T> {
 impl<T: Loglikelihood> LoglikelihoodTask<T> {
     /// A task named `name` over `rows`.
     pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        LoglikelihoodTask { name: name.into(), rows, defaults: Defaults::default(), fewshot: None }
+        LoglikelihoodTask {
+            name: name.into(),
+            rows,
+            defaults: Defaults::default(),
+            fewshot: None,
+        }
     }
 }
 
@@ -60,6 +65,14 @@ impl<T: Loglikelihood> Evaluation for LoglikelihoodTask<T> {
                 answer: 0,
             })
         };
-        execute_mc(&self.name, &self.rows, &self.defaults, env, TaskKind::Loglikelihood, get, |_, _, _| vec![])
+        execute_mc(
+            &self.name,
+            &self.rows,
+            &self.defaults,
+            env,
+            TaskKind::Loglikelihood,
+            get,
+            |_, _, _| vec![],
+        )
     }
 }

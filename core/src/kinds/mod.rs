@@ -77,7 +77,12 @@ impl TaskKind {
         match self {
             TaskKind::MultipleChoice => &["acc", "acc_norm", "acc_bytes", "acc_token_norm"],
             TaskKind::Loglikelihood => &["acc", "perplexity"],
-            TaskKind::Perplexity => &["token_perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"],
+            TaskKind::Perplexity => &[
+                "token_perplexity",
+                "word_perplexity",
+                "byte_perplexity",
+                "bits_per_byte",
+            ],
             TaskKind::NextToken => &["acc"],
             TaskKind::Generate => &["exact_match"],
         }
@@ -311,30 +316,56 @@ pub(crate) struct Prepared {
 
 pub(crate) fn prepare(name: &str, len: usize, defaults: &Defaults, env: &Env<'_>) -> Result<Prepared> {
     if len == 0 {
-        return Err(Error::Evaluation { evaluation: name.into(), message: "the dataset is empty".into() });
+        return Err(Error::Evaluation {
+            evaluation: name.into(),
+            message: "the dataset is empty".into(),
+        });
     }
     let o = env.options;
     let subset = o.subset.unwrap_or(defaults.limit.map_or(Subset::All, Subset::First));
     let rows = select_rows(name, len, subset, o.seed);
     if rows.is_empty() {
-        return Err(Error::Evaluation { evaluation: name.into(), message: "the subset selects no rows (limit 0)".into() });
+        return Err(Error::Evaluation {
+            evaluation: name.into(),
+            message: "the subset selects no rows (limit 0)".into(),
+        });
     }
-    Ok(Prepared { rows, batch: o.batch_settings(defaults) })
+    Ok(Prepared {
+        rows,
+        batch: o.batch_settings(defaults),
+    })
 }
 
 /// Runs `plan` through the executor with the evaluation's journal (when the env has a
 /// journal folder); `fingerprint` must cover everything the results depend on.
-pub(crate) fn execute<R, F>(env: &Env<'_>, name: &str, fingerprint: Fnv, plan: &Plan, n: usize, run_batch: F) -> Result<(Vec<R>, ExecStats)>
+pub(crate) fn execute<R, F>(
+    env: &Env<'_>,
+    name: &str,
+    fingerprint: Fnv,
+    plan: &Plan,
+    n: usize,
+    run_batch: F,
+) -> Result<(Vec<R>, ExecStats)>
 where
     R: Serialize + DeserializeOwned + Clone,
     F: FnMut(&[usize]) -> Result<Vec<R>>,
 {
-    let fp = format!("{:016x}", fingerprint.str(&env.model.describe()).str(&format!("{:?}", plan.chunks)).finish());
+    let fp = format!(
+        "{:016x}",
+        fingerprint
+            .str(&env.model.describe())
+            .str(&format!("{:?}", plan.chunks))
+            .finish()
+    );
     let mut journal = match env.journal_dir {
         Some(dir) => Some(Journal::open(&dir.join(format!("{name}.journal.jsonl")), &fp)?),
         None => None,
     };
-    let mut ex = Executor { journal: journal.as_mut(), progress: env.progress, stats: ExecStats::default() };
+    let mut ex = Executor {
+        journal: journal.as_mut(),
+        progress: env.progress,
+        stats: ExecStats::default(),
+    };
     let out = ex.run(plan, n, run_batch)?;
     Ok((out, ex.stats))
 }
@@ -342,8 +373,14 @@ where
 /// Adds the evaluation's name to errors raised below it.
 pub(crate) fn name_error(name: &str, e: Error) -> Error {
     match e {
-        Error::NonFinite { what, .. } => Error::NonFinite { evaluation: name.into(), what },
-        Error::Unsupported(m) => Error::Evaluation { evaluation: name.into(), message: m },
+        Error::NonFinite { what, .. } => Error::NonFinite {
+            evaluation: name.into(),
+            what,
+        },
+        Error::Unsupported(m) => Error::Evaluation {
+            evaluation: name.into(),
+            message: m,
+        },
         other => other,
     }
 }
@@ -357,14 +394,21 @@ pub(crate) fn pad_intermediates(rows: Vec<(Vec<i64>, Vec<bool>)>) -> Vec<Interme
             tokens.resize(w, 0);
             action_mask.resize(w, false);
             let padding_mask = (0..w).map(|i| i < n).collect();
-            Intermediate { tokens, action_mask, padding_mask }
+            Intermediate {
+                tokens,
+                action_mask,
+                padding_mask,
+            }
         })
         .collect()
 }
 
 /// Per-sample metric values → mean metrics with standard errors.
 pub(crate) fn mean_metrics(per_sample: &BTreeMap<String, Vec<f64>>) -> BTreeMap<String, Metric> {
-    per_sample.iter().map(|(k, v)| (k.clone(), crate::metrics::mean_metric(v))).collect()
+    per_sample
+        .iter()
+        .map(|(k, v)| (k.clone(), crate::metrics::mean_metric(v)))
+        .collect()
 }
 
 /// Scoring counters shared by the scoring kinds.
@@ -394,7 +438,11 @@ pub(crate) fn score_requests(
 
 /// Wraps a row error with the evaluation name and row index.
 pub(crate) fn row_error(name: &str, row: usize, e: RowError) -> Error {
-    Error::Row { evaluation: name.into(), row, message: e.0 }
+    Error::Row {
+        evaluation: name.into(),
+        row,
+        message: e.0,
+    }
 }
 
 /// `context` preceded by row `index`'s few-shot prefix, if the task has examples.

@@ -33,7 +33,12 @@ impl McItem {
     }
 
     /// Like [`McItem::shared`] with another delimiter between context and choice.
-    pub fn shared_with_delimiter<S: AsRef<str>>(context: impl Into<String>, choices: &[S], answer: usize, delimiter: &str) -> Self {
+    pub fn shared_with_delimiter<S: AsRef<str>>(
+        context: impl Into<String>,
+        choices: &[S],
+        answer: usize,
+        delimiter: &str,
+    ) -> Self {
         let context = context.into();
         McItem {
             contexts: vec![context; choices.len()],
@@ -81,7 +86,12 @@ pub struct MultipleChoiceTask<T> {
 impl<T: MultipleChoice> MultipleChoiceTask<T> {
     /// A task named `name` over `rows`.
     pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        MultipleChoiceTask { name: name.into(), rows, defaults: Defaults::default(), fewshot: None }
+        MultipleChoiceTask {
+            name: name.into(),
+            rows,
+            defaults: Defaults::default(),
+            fewshot: None,
+        }
     }
 }
 
@@ -107,6 +117,14 @@ impl<T: MultipleChoice> Evaluation for MultipleChoiceTask<T> {
                 it
             })
         };
-        execute_mc(&self.name, &self.rows, &self.defaults, env, TaskKind::MultipleChoice, get, |r, item, lls| r.extra_metrics(item, lls))
+        execute_mc(
+            &self.name,
+            &self.rows,
+            &self.defaults,
+            env,
+            TaskKind::MultipleChoice,
+            get,
+            |r, item, lls| r.extra_metrics(item, lls),
+        )
     }
 }

@@ -4,7 +4,9 @@
 //! [`NextToken::check`]; [`NextToken::score`] can look at every position. Padding positions
 //! are never predictions. Texts longer than the model keep their end (counted as truncated).
 
-use super::{pad_intermediates, prepare, row_error, score_requests, Defaults, Env, Evaluation, Outcome, RowError, TaskKind};
+use super::{
+    pad_intermediates, prepare, row_error, score_requests, Defaults, Env, Evaluation, Outcome, RowError, TaskKind,
+};
 use crate::error::Result;
 use crate::request::ScoreRequest;
 use serde_json::json;
@@ -62,7 +64,12 @@ pub struct NextTokenTask<T> {
 impl<T: NextToken> NextTokenTask<T> {
     /// A task named `name` over `rows`.
     pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        NextTokenTask { name: name.into(), rows, defaults: Defaults::default(), fewshot: None }
+        NextTokenTask {
+            name: name.into(),
+            rows,
+            defaults: Defaults::default(),
+            fewshot: None,
+        }
     }
 }
 
@@ -90,13 +97,20 @@ impl<T: NextToken> Evaluation for NextTokenTask<T> {
             let text = self.rows[i].get().map_err(|e| row_error(name, i, e))?;
             let mut ids = env.tokenizer.encode(&text)?;
             if ids.len() < 2 {
-                return Err(row_error(name, i, RowError::new(format!("text {text:?} has fewer than two tokens: nothing to predict"))));
+                return Err(row_error(
+                    name,
+                    i,
+                    RowError::new(format!("text {text:?} has fewer than two tokens: nothing to predict")),
+                ));
             }
             if ids.len() > max_len + 1 {
                 ids.drain(..ids.len() - max_len - 1);
                 truncated += 1;
             }
-            reqs.push(ScoreRequest { context: ids[..1].to_vec(), continuations: vec![ids[1..].to_vec()] });
+            reqs.push(ScoreRequest {
+                context: ids[..1].to_vec(),
+                continuations: vec![ids[1..].to_vec()],
+            });
             texts.push(text);
         }
         let (scores, stats, counts) = score_requests(env, name, &reqs, prep.batch, false)?;
@@ -108,10 +122,20 @@ impl<T: NextToken> Evaluation for NextTokenTask<T> {
             let targets = req.continuations[0].clone();
             let predictions = sc[0].argmax.clone();
             let dec = |ids: &[i64]| ids.iter().map(|&t| tok.decode(&[t], false)).collect::<Result<Vec<_>>>();
-            let sample = NextTokenSample { targets_text: dec(&targets)?, predictions_text: dec(&predictions)?, targets, predictions };
+            let sample = NextTokenSample {
+                targets_text: dec(&targets)?,
+                predictions_text: dec(&predictions)?,
+                targets,
+                predictions,
+            };
             let s = self.rows[index].score(&sample);
             acc.push(s);
-            let correct: Vec<bool> = sample.targets.iter().zip(&sample.predictions).map(|(a, b)| a == b).collect();
+            let correct: Vec<bool> = sample
+                .targets
+                .iter()
+                .zip(&sample.predictions)
+                .map(|(a, b)| a == b)
+                .collect();
             samples.push(json!({
                 "index": index,
                 "text": text,

@@ -4,7 +4,9 @@
 //! context_len 1, then `make_disjoint_window`). Corpus metrics are ratios of sums over all
 //! texts: `token_perplexity`, `word_perplexity`, `byte_perplexity`, `bits_per_byte`.
 
-use super::{pad_intermediates, prepare, row_error, score_requests, Defaults, Env, Evaluation, Outcome, RowError, TaskKind};
+use super::{
+    pad_intermediates, prepare, row_error, score_requests, Defaults, Env, Evaluation, Outcome, RowError, TaskKind,
+};
 use crate::error::Result;
 use crate::metrics::{count_words, perplexities, Metric};
 use crate::request::ScoreRequest;
@@ -47,12 +49,18 @@ pub fn rolling_windows(tokens: &[i64], prefix: i64, max_len: usize) -> Vec<Score
         return vec![];
     }
     let m = n.min(max_len);
-    let mut out = vec![ScoreRequest { context: vec![prefix], continuations: vec![tokens[..m].to_vec()] }];
+    let mut out = vec![ScoreRequest {
+        context: vec![prefix],
+        continuations: vec![tokens[..m].to_vec()],
+    }];
     let mut p = m;
     while p < n {
         let k = (n - p).min(max_len);
         let e = p + k;
-        out.push(ScoreRequest { context: tokens[e - max_len - 1..e - k].to_vec(), continuations: vec![tokens[e - k..e].to_vec()] });
+        out.push(ScoreRequest {
+            context: tokens[e - max_len - 1..e - k].to_vec(),
+            continuations: vec![tokens[e - k..e].to_vec()],
+        });
         p = e;
     }
     out
@@ -73,7 +81,12 @@ pub struct PerplexityTask<T> {
 impl<T: Perplexity> PerplexityTask<T> {
     /// A task named `name` over `rows`.
     pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        PerplexityTask { name: name.into(), rows, defaults: Defaults::default(), fewshot: None }
+        PerplexityTask {
+            name: name.into(),
+            rows,
+            defaults: Defaults::default(),
+            fewshot: None,
+        }
     }
 }
 
@@ -106,7 +119,13 @@ impl<T: Perplexity> Evaluation for PerplexityTask<T> {
             let tokens = env.tokenizer.encode(&item.text)?;
             let counted = item.count_text.as_deref().unwrap_or(&item.text);
             let windows = rolling_windows(&tokens, prefix, max_len);
-            spans.push((reqs.len(), windows.len(), tokens.len(), count_words(counted), counted.len()));
+            spans.push((
+                reqs.len(),
+                windows.len(),
+                tokens.len(),
+                count_words(counted),
+                counted.len(),
+            ));
             reqs.extend(windows);
             texts.push((item.text, tokens));
         }
@@ -122,7 +141,10 @@ impl<T: Perplexity> Evaluation for PerplexityTask<T> {
             nwords += words;
             nbytes += bytes;
             per_sample.entry("loglikelihood".into()).or_default().push(ll);
-            per_sample.entry("token_perplexity".into()).or_default().push((-ll / tokens as f64).exp());
+            per_sample
+                .entry("token_perplexity".into())
+                .or_default()
+                .push((-ll / tokens as f64).exp());
             samples.push(json!({
                 "index": index,
                 "text": text,

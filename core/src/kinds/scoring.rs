@@ -2,7 +2,10 @@
 //! score requests — one request per distinct context, so choices after the same context share
 //! it — and turning continuation scores into per-sample records.
 
-use super::{mean_metrics, pad_intermediates, prepare, row_error, score_requests, Defaults, Env, McItem, Outcome, RowError, TaskKind};
+use super::{
+    mean_metrics, pad_intermediates, prepare, row_error, score_requests, Defaults, Env, McItem, Outcome, RowError,
+    TaskKind,
+};
 use crate::error::Result;
 use crate::metrics::{argmax, Metric};
 use crate::request::{encode_pair, ScoreRequest};
@@ -10,7 +13,15 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 /// Runs multiple-choice-shaped rows (`kind` is MultipleChoice or Loglikelihood).
-pub(crate) fn execute_mc<T, G, X>(name: &str, rows: &[T], defaults: &Defaults, env: &Env<'_>, kind: TaskKind, get: G, extra: X) -> Result<Outcome>
+pub(crate) fn execute_mc<T, G, X>(
+    name: &str,
+    rows: &[T],
+    defaults: &Defaults,
+    env: &Env<'_>,
+    kind: TaskKind,
+    get: G,
+    extra: X,
+) -> Result<Outcome>
 where
     G: Fn(usize, &T) -> std::result::Result<McItem, RowError>,
     X: Fn(&T, &McItem, &[f64]) -> Vec<(&'static str, f64)>,
@@ -28,22 +39,37 @@ where
             return Err(row_error(name, i, RowError::new("the choice list is empty")));
         }
         if item.contexts.len() != n || item.norm_texts.len() != n {
-            return Err(row_error(name, i, RowError::new(format!("{} contexts for {n} continuations", item.contexts.len()))));
+            return Err(row_error(
+                name,
+                i,
+                RowError::new(format!("{} contexts for {n} continuations", item.contexts.len())),
+            ));
         }
         if item.answer >= n {
-            return Err(row_error(name, i, RowError::new(format!("answer index {} out of range for {n} choices", item.answer))));
+            return Err(row_error(
+                name,
+                i,
+                RowError::new(format!("answer index {} out of range for {n} choices", item.answer)),
+            ));
         }
         let mut row_slots = vec![];
         let mut by_context: Vec<(String, usize)> = vec![];
         for (ctx, cont) in item.contexts.iter().zip(&item.continuations) {
             let (c_ids, k_ids) = encode_pair(tok, ctx, cont)?;
             if k_ids.is_empty() {
-                return Err(row_error(name, i, RowError::new(format!("continuation {cont:?} encodes to no tokens"))));
+                return Err(row_error(
+                    name,
+                    i,
+                    RowError::new(format!("continuation {cont:?} encodes to no tokens")),
+                ));
             }
             let r = match by_context.iter().find(|(c, _)| c == ctx) {
                 Some(&(_, r)) => r,
                 None => {
-                    reqs.push(ScoreRequest { context: c_ids, continuations: vec![] });
+                    reqs.push(ScoreRequest {
+                        context: c_ids,
+                        continuations: vec![],
+                    });
                     by_context.push((ctx.clone(), reqs.len() - 1));
                     reqs.len() - 1
                 }
@@ -62,7 +88,10 @@ where
     let mut truncated = 0;
     let mut ll_sum = 0.0;
     for ((&index, item), row_slots) in prep.rows.iter().zip(&items).zip(&slots) {
-        let conts: Vec<&[i64]> = row_slots.iter().map(|&(r, c)| reqs[r].continuations[c].as_slice()).collect();
+        let conts: Vec<&[i64]> = row_slots
+            .iter()
+            .map(|&(r, c)| reqs[r].continuations[c].as_slice())
+            .collect();
         let sc: Vec<_> = row_slots.iter().map(|&(r, c)| &scores[r][c]).collect();
         let lls: Vec<f64> = sc.iter().map(|s| s.loglikelihood()).collect();
         let greedy: Vec<bool> = sc.iter().zip(&conts).map(|(s, c)| s.is_greedy(c)).collect();
@@ -70,7 +99,8 @@ where
         if sc.iter().any(|s| s.truncated) {
             truncated += 1;
         }
-        let norm = |d: &dyn Fn(usize) -> f64| argmax(&lls.iter().enumerate().map(|(j, l)| l / d(j)).collect::<Vec<_>>());
+        let norm =
+            |d: &dyn Fn(usize) -> f64| argmax(&lls.iter().enumerate().map(|(j, l)| l / d(j)).collect::<Vec<_>>());
         let pred = argmax(&lls);
         let hit = |p: usize| f64::from(u8::from(p == item.answer));
         let mut m: Vec<(&'static str, f64)> = match kind {
@@ -80,7 +110,10 @@ where
             }
             _ => vec![
                 ("acc", hit(pred)),
-                ("acc_norm", hit(norm(&|j| item.norm_texts[j].chars().count().max(1) as f64))),
+                (
+                    "acc_norm",
+                    hit(norm(&|j| item.norm_texts[j].chars().count().max(1) as f64)),
+                ),
                 ("acc_bytes", hit(norm(&|j| item.norm_texts[j].len().max(1) as f64))),
                 ("acc_token_norm", hit(norm(&|j| ntok[j] as f64))),
             ],
@@ -118,7 +151,13 @@ where
     if kind == TaskKind::Loglikelihood {
         metrics.remove("loglikelihood");
         let n = items.len() as f64;
-        metrics.insert("perplexity".into(), Metric { value: (-ll_sum / n).exp(), stderr: None });
+        metrics.insert(
+            "perplexity".into(),
+            Metric {
+                value: (-ll_sum / n).exp(),
+                stderr: None,
+            },
+        );
     }
     Ok(Outcome {
         name: name.into(),

@@ -20,7 +20,11 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for `num_layers` layers holding at most `max_len` (padded) positions.
     pub fn new(num_layers: usize, max_len: usize) -> Self {
-        KvCache { layers: (0..num_layers).map(|_| None).collect(), len: 0, max_len: max_len as i64 }
+        KvCache {
+            layers: (0..num_layers).map(|_| None).collect(),
+            len: 0,
+            max_len: max_len as i64,
+        }
     }
 
     /// Number of positions cached so far.
@@ -52,12 +56,19 @@ impl KvCache {
             None => true,
         };
         if grow {
-            let cap = needed.max(64).max(slot.as_ref().map_or(0, |(ck, _)| 2 * ck.size()[2])).min(self.max_len);
+            let cap = needed
+                .max(64)
+                .max(slot.as_ref().map_or(0, |(ck, _)| 2 * ck.size()[2]))
+                .min(self.max_len);
             let nk = Tensor::f_zeros([b, h, cap, d], (k.kind(), k.device())).op("allocating KV cache")?;
             let nv = Tensor::f_zeros([b, h, cap, d], (v.kind(), v.device())).op("allocating KV cache")?;
             if let Some((ck, cv)) = slot.as_ref() {
-                nk.narrow(2, 0, self.len).f_copy_(&ck.narrow(2, 0, self.len)).op("growing KV cache")?;
-                nv.narrow(2, 0, self.len).f_copy_(&cv.narrow(2, 0, self.len)).op("growing KV cache")?;
+                nk.narrow(2, 0, self.len)
+                    .f_copy_(&ck.narrow(2, 0, self.len))
+                    .op("growing KV cache")?;
+                nv.narrow(2, 0, self.len)
+                    .f_copy_(&cv.narrow(2, 0, self.len))
+                    .op("growing KV cache")?;
             }
             *slot = Some((nk, nv));
         }
@@ -90,6 +101,10 @@ impl KvCache {
                     .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache { layers, len: self.len, max_len: self.max_len })
+        Ok(KvCache {
+            layers,
+            len: self.len,
+            max_len: self.max_len,
+        })
     }
 }

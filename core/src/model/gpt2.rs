@@ -77,7 +77,10 @@ impl LayerNorm {
 
 /// A `Conv1D` weight `[in, out]`, loaded as a [`Linear`] `[out, in]`.
 fn conv1d(w: &Weights, p: &str, inp: i64, out: i64) -> Result<Linear> {
-    Ok(Linear { weight: w.get(&format!("{p}.weight"), &[inp, out])?.tr().contiguous(), bias: Some(w.get(&format!("{p}.bias"), &[out])?) })
+    Ok(Linear {
+        weight: w.get(&format!("{p}.weight"), &[inp, out])?.tr().contiguous(),
+        bias: Some(w.get(&format!("{p}.bias"), &[out])?),
+    })
 }
 
 #[derive(Debug)]
@@ -113,7 +116,10 @@ impl Gpt2 {
     pub fn load(dir: &Path, dtype: Dtype, device: Device) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let c: Gpt2ConfigFile = read_json(&cfg_path)?;
-        if !matches!(c.activation_function.as_str(), "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast") {
+        if !matches!(
+            c.activation_function.as_str(),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast"
+        ) {
             return Err(Error::Config {
                 path: cfg_path,
                 field: "activation_function".into(),
@@ -121,12 +127,20 @@ impl Gpt2 {
             });
         }
         if c.n_head <= 0 || c.n_embd % c.n_head != 0 {
-            return Err(Error::Config { path: cfg_path, field: "n_head".into(), message: format!("{} does not divide n_embd {}", c.n_head, c.n_embd) });
+            return Err(Error::Config {
+                path: cfg_path,
+                field: "n_head".into(),
+                message: format!("{} does not divide n_embd {}", c.n_head, c.n_embd),
+            });
         }
         let w = Weights::from_dir(dir, dtype.kind(), device)?;
         let _guard = tch::no_grad_guard();
         // `GPT2LMHeadModel` saves under `transformer.`, a bare `GPT2Model` without it.
-        let root = if w.contains("transformer.wte.weight") { "transformer." } else { "" };
+        let root = if w.contains("transformer.wte.weight") {
+            "transformer."
+        } else {
+            ""
+        };
         let (h, eps) = (c.n_embd, c.layer_norm_epsilon);
         let inner = c.n_inner.unwrap_or(4 * h);
         let blocks = (0..c.n_layer)
@@ -153,7 +167,11 @@ impl Gpt2 {
             hidden: h,
             vocab: c.vocab_size,
             max_len: c.n_positions,
-            scale: if c.scale_attn_weights { 1.0 / head_dim.sqrt() } else { 1.0 },
+            scale: if c.scale_attn_weights {
+                1.0 / head_dim.sqrt()
+            } else {
+                1.0
+            },
             kind: dtype.kind(),
             device,
             path: dir.to_path_buf(),
@@ -182,11 +200,17 @@ impl Model for Gpt2 {
         let mask = mask.to_device(self.device);
         let past = cache.as_ref().map_or(0, |c| c.current_seq_len() as i64);
         if mask.size()[1] != past + s {
-            return Err(Error::Unsupported(format!("mask covers {} positions, expected {past} cached + {s} new", mask.size()[1])));
+            return Err(Error::Unsupported(format!(
+                "mask covers {} positions, expected {past} cached + {s} new",
+                mask.size()[1]
+            )));
         }
         let max_id = ids.max().int64_value(&[]);
         if max_id >= self.vocab || ids.min().int64_value(&[]) < 0 {
-            return Err(Error::Unsupported(format!("token id {max_id} outside vocabulary of {}", self.vocab)));
+            return Err(Error::Unsupported(format!(
+                "token id {max_id} outside vocabulary of {}",
+                self.vocab
+            )));
         }
         let pos = positions(&mask, s)?;
         let bias = attention_bias(&mask, s, self.kind)?;
@@ -205,7 +229,7 @@ impl Model for Gpt2 {
             let y = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(&bias), 0.0, false, self.scale, false)
                 .op("scaled_dot_product_attention")?;
             let y = y.transpose(1, 2).reshape([b, s, self.hidden]);
-            x = x + blk.attn_c_proj.forward(&y);
+            x += blk.attn_c_proj.forward(&y);
             let m = blk.c_fc.forward(&blk.ln_2.forward(&x)).gelu("tanh");
             x = &x + blk.mlp_c_proj.forward(&m);
         }

@@ -132,14 +132,21 @@ impl LlamaConfigFile {
         }
         let head_dim = self.head_dim.unwrap_or(self.hidden_size / heads);
         let rope = self.rope_parameters.clone().or(self.rope_scaling.clone());
-        let theta = rope.as_ref().and_then(|r| r.rope_theta).or(self.rope_theta).unwrap_or(10000.0);
-        let mut inv_freq: Vec<f64> =
-            (0..head_dim / 2).map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)).collect();
+        let theta = rope
+            .as_ref()
+            .and_then(|r| r.rope_theta)
+            .or(self.rope_theta)
+            .unwrap_or(10000.0);
+        let mut inv_freq: Vec<f64> = (0..head_dim / 2)
+            .map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64))
+            .collect();
         match rope.as_ref().and_then(|r| r.rope_type.as_deref()) {
             None | Some("default") => {}
             Some("llama3") => {
                 let r = rope.as_ref().expect("matched Some");
-                let need = |v: Option<f64>, f: &str| v.ok_or_else(|| cfg_err(&format!("rope_parameters.{f}"), "missing for rope_type llama3".into()));
+                let need = |v: Option<f64>, f: &str| {
+                    v.ok_or_else(|| cfg_err(&format!("rope_parameters.{f}"), "missing for rope_type llama3".into()))
+                };
                 let factor = need(r.factor, "factor")?;
                 let low = need(r.low_freq_factor, "low_freq_factor")?;
                 let high = need(r.high_freq_factor, "high_freq_factor")?;
@@ -156,7 +163,10 @@ impl LlamaConfigFile {
                 }
             }
             Some(other) => {
-                return Err(cfg_err("rope_parameters.rope_type", format!("unsupported RoPE type `{other}` (default, llama3)")))
+                return Err(cfg_err(
+                    "rope_parameters.rope_type",
+                    format!("unsupported RoPE type `{other}` (default, llama3)"),
+                ))
             }
         }
         let qwen = self.model_type == "qwen2";
@@ -186,7 +196,10 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn load(w: &Weights, name: &str, cfg: &LlamaConfig) -> Result<Self> {
-        Ok(RmsNorm { weight: w.get(&format!("{name}.weight"), &[cfg.hidden])?, eps: cfg.eps })
+        Ok(RmsNorm {
+            weight: w.get(&format!("{name}.weight"), &[cfg.hidden])?,
+            eps: cfg.eps,
+        })
     }
     fn forward(&self, x: &Tensor) -> Tensor {
         let kind = x.kind();
@@ -239,9 +252,21 @@ impl Attention {
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, s, _) = x.size3().op("attention input shape")?;
-        let q = self.q_proj.forward(x).view([b, s, self.heads, self.head_dim]).transpose(1, 2);
-        let k = self.k_proj.forward(x).view([b, s, self.kv_heads, self.head_dim]).transpose(1, 2);
-        let v = self.v_proj.forward(x).view([b, s, self.kv_heads, self.head_dim]).transpose(1, 2);
+        let q = self
+            .q_proj
+            .forward(x)
+            .view([b, s, self.heads, self.head_dim])
+            .transpose(1, 2);
+        let k = self
+            .k_proj
+            .forward(x)
+            .view([b, s, self.kv_heads, self.head_dim])
+            .transpose(1, 2);
+        let v = self
+            .v_proj
+            .forward(x)
+            .view([b, s, self.kv_heads, self.head_dim])
+            .transpose(1, 2);
         let q = &q * cos + rotate_half(&q) * sin;
         let k = &k * cos + rotate_half(&k) * sin;
         let (k, v) = match cache {
@@ -250,7 +275,10 @@ impl Attention {
         };
         let rep = self.heads / self.kv_heads;
         let (k, v) = if rep > 1 {
-            (k.repeat_interleave_self_int(rep, 1, None), v.repeat_interleave_self_int(rep, 1, None))
+            (
+                k.repeat_interleave_self_int(rep, 1, None),
+                v.repeat_interleave_self_int(rep, 1, None),
+            )
         } else {
             (k, v)
         };
@@ -270,7 +298,8 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.down_proj.forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
+        self.down_proj
+            .forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
     }
 }
 
@@ -329,7 +358,9 @@ impl Llama {
     pub fn from_weights(w: &Weights, c: LlamaConfig, dtype: Dtype, device: Device, path: &Path) -> Result<Self> {
         let _guard = tch::no_grad_guard();
         let embed_tokens = w.get("model.embed_tokens.weight", &[c.vocab, c.hidden])?;
-        let layers = (0..c.layers).map(|i| Block::load(w, i, &c)).collect::<Result<Vec<_>>>()?;
+        let layers = (0..c.layers)
+            .map(|i| Block::load(w, i, &c))
+            .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(w, "model.norm", &c)?;
         let lm_head = match w.get_opt("lm_head.weight", &[c.vocab, c.hidden])? {
             Some(h) if !c.tied => h,
@@ -337,7 +368,17 @@ impl Llama {
             _ => w.get("lm_head.weight", &[c.vocab, c.hidden])?,
         };
         let inv_freq = Tensor::from_slice(&c.inv_freq).to_kind(Kind::Float).to_device(device);
-        Ok(Llama { embed_tokens, layers, norm, lm_head, inv_freq, config: c, kind: dtype.kind(), device, path: path.to_path_buf() })
+        Ok(Llama {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+            config: c,
+            kind: dtype.kind(),
+            device,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The resolved configuration.
@@ -382,7 +423,10 @@ impl Model for Llama {
         }
         let max_id = ids.max().int64_value(&[]);
         if max_id >= self.config.vocab || ids.min().int64_value(&[]) < 0 {
-            return Err(Error::Unsupported(format!("token id {max_id} outside vocabulary of {}", self.config.vocab)));
+            return Err(Error::Unsupported(format!(
+                "token id {max_id} outside vocabulary of {}",
+                self.config.vocab
+            )));
         }
         let pos = positions(&mask, s)?;
         let (cos, sin) = self.rope(&pos);
@@ -390,8 +434,15 @@ impl Model for Llama {
         let mut x = Tensor::f_embedding(&self.embed_tokens, &ids, -1, false, false).op("embedding")?;
         for (i, block) in self.layers.iter().enumerate() {
             let _enter = block.span.enter();
-            let h = block.self_attn.forward(&block.input_layernorm.forward(&x), &cos, &sin, &bias, i, cache.as_deref_mut())?;
-            x = x + h;
+            let h = block.self_attn.forward(
+                &block.input_layernorm.forward(&x),
+                &cos,
+                &sin,
+                &bias,
+                i,
+                cache.as_deref_mut(),
+            )?;
+            x += h;
             x = &x + block.mlp.forward(&block.post_attention_layernorm.forward(&x));
         }
         if let Some(c) = cache {

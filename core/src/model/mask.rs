@@ -22,12 +22,20 @@ pub fn attention_bias(mask: &Tensor, q_len: i64, kind: Kind) -> Result<Tensor> {
     let (_, total) = mask.size2().op("reading mask shape")?;
     let past = total - q_len;
     let dev = mask.device();
-    let q = Tensor::f_arange_start(past, total, (Kind::Int64, dev)).op("arange")?.view([q_len, 1]);
-    let k = Tensor::f_arange(total, (Kind::Int64, dev)).op("arange")?.view([1, total]);
+    let q = Tensor::f_arange_start(past, total, (Kind::Int64, dev))
+        .op("arange")?
+        .view([q_len, 1]);
+    let k = Tensor::f_arange(total, (Kind::Int64, dev))
+        .op("arange")?
+        .view([1, total]);
     let causal = k.le_tensor(&q);
     let diagonal = k.eq_tensor(&q);
     let keys = mask.ne(0).unsqueeze(1).unsqueeze(1);
-    let allowed = causal.unsqueeze(0).unsqueeze(0).logical_and(&keys).logical_or(&diagonal);
+    let allowed = causal
+        .unsqueeze(0)
+        .unsqueeze(0)
+        .logical_and(&keys)
+        .logical_or(&diagonal);
     let neg = match kind {
         Kind::Half => -6.0e4,
         _ => -1.0e9,

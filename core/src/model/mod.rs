@@ -152,7 +152,11 @@ pub(crate) struct Linear {
 impl Linear {
     pub fn load(w: &weights::Weights, prefix: &str, out: i64, inp: i64, bias: bool) -> Result<Self> {
         let weight = w.get(&format!("{prefix}.weight"), &[out, inp])?;
-        let bias = if bias { Some(w.get(&format!("{prefix}.bias"), &[out])?) } else { None };
+        let bias = if bias {
+            Some(w.get(&format!("{prefix}.bias"), &[out])?)
+        } else {
+            None
+        };
         Ok(Linear { weight, bias })
     }
 

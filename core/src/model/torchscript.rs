@@ -34,11 +34,21 @@ impl TorchScriptModel {
     /// Loads the module at `path` onto `device` and probes its vocabulary size with one token.
     pub fn load(path: &Path, device: Device, opts: TorchScriptOptions) -> Result<Self> {
         if !path.exists() {
-            return Err(Error::MissingFile { path: path.to_path_buf(), hint: Some("a TorchScript module (.pt)".into()) });
+            return Err(Error::MissingFile {
+                path: path.to_path_buf(),
+                hint: Some("a TorchScript module (.pt)".into()),
+            });
         }
-        let mut module = CModule::load_on_device(path, device).op(&format!("loading TorchScript module {}", path.display()))?;
+        let mut module =
+            CModule::load_on_device(path, device).op(&format!("loading TorchScript module {}", path.display()))?;
         module.set_eval();
-        let mut m = TorchScriptModel { module, opts, vocab: 0, device, path: path.to_path_buf() };
+        let mut m = TorchScriptModel {
+            module,
+            opts,
+            vocab: 0,
+            device,
+            path: path.to_path_buf(),
+        };
         let one = Tensor::zeros([1, 1], (Kind::Int64, device));
         let logits = m.run(&one, &Tensor::ones([1, 1], (Kind::Int64, device)))?;
         m.vocab = logits.size()[2] as usize;
@@ -51,7 +61,10 @@ impl TorchScriptModel {
         if self.opts.takes_mask {
             inputs.push(IValue::Tensor(mask.to_device(self.device)));
         }
-        let out = self.module.forward_is(&inputs).op(&format!("running TorchScript module {}", self.path.display()))?;
+        let out = self
+            .module
+            .forward_is(&inputs)
+            .op(&format!("running TorchScript module {}", self.path.display()))?;
         let t = match out {
             IValue::Tensor(t) => t,
             IValue::Tuple(v) | IValue::GenericList(v) => match v.into_iter().next() {
@@ -68,7 +81,11 @@ impl TorchScriptModel {
     }
 
     fn shape_error(&self, what: &str) -> Error {
-        Error::Tensor { path: self.path.clone(), name: "forward output".into(), message: format!("returned {what}") }
+        Error::Tensor {
+            path: self.path.clone(),
+            name: "forward output".into(),
+            message: format!("returned {what}"),
+        }
     }
 }
 

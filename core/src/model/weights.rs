@@ -48,13 +48,18 @@ impl Weights {
                     hint: Some(format!("listed in {}", origin.display())),
                 });
             }
-            let named = Tensor::read_safetensors(&file)
-                .map_err(|e| Error::torch(format!("reading {}", file.display()), e))?;
+            let named =
+                Tensor::read_safetensors(&file).map_err(|e| Error::torch(format!("reading {}", file.display()), e))?;
             for (name, t) in named {
                 tensors.insert(name, (t, file.clone()));
             }
         }
-        Ok(Weights { tensors, origin, kind, device })
+        Ok(Weights {
+            tensors,
+            origin,
+            kind,
+            device,
+        })
     }
 
     /// Builds weights from in-memory tensors (tests, and models made in process).
@@ -66,7 +71,12 @@ impl Weights {
     ) -> Self {
         let origin = origin.into();
         let tensors = tensors.into_iter().map(|(n, t)| (n, (t, origin.clone()))).collect();
-        Weights { tensors, origin, kind, device }
+        Weights {
+            tensors,
+            origin,
+            kind,
+            device,
+        }
     }
 
     /// True when the checkpoint holds a tensor of that name.
