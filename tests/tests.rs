@@ -14,3 +14,6 @@ mod derive;
 
 // Compile-time errors of the derive (trybuild).
 mod compiletest;
+
+// Standard and synthetic suites on the real benchmark files.
+mod suites;
