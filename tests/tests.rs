@@ -17,3 +17,6 @@ mod compiletest;
 
 // Standard and synthetic suites on the real benchmark files.
 mod suites;
+
+// Resuming a killed run (a real process, SIGKILL).
+mod resume;
