@@ -147,9 +147,11 @@ pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
 /// Parses a JSON file into `T`, naming the file, line and serde's message on failure.
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
     let text = read_to_string(path)?;
-    serde_json::from_str(&text).map_err(|e| Error::Parse {
-        path: path.to_path_buf(),
-        line: Some(e.line()),
-        message: e.to_string(),
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if field == "." { inner.to_string() } else { format!("field `{field}`: {inner}") };
+        Error::Parse { path: path.to_path_buf(), line: Some(inner.line()), message }
     })
 }
