@@ -197,7 +197,13 @@ fn tokenizer_special_token_rules() {
 
 /// Copies a shared checkpoint into a temp dir so a test can break it.
 fn copy_checkpoint(name: &str, to: &std::path::Path) {
-    for f in ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+    for f in [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         std::fs::copy(model_dir(name).join(f), to.join(f)).expect("copy");
     }
 }
@@ -226,32 +232,64 @@ fn bad_checkpoints_name_the_file_and_field() {
     let cfg = std::fs::read_to_string(dir.join("config.json")).expect("config");
     std::fs::write(dir.join("config.json"), cfg.replace("\"llama\"", "\"bert\"")).expect("write");
     let msg = load_err(dir);
-    assert!(msg.contains("config.json") && msg.contains("`model_type`") && msg.contains("unknown model_type `bert`"), "{msg}");
-    std::fs::write(dir.join("config.json"), cfg.replace("\"num_key_value_heads\": 4", "\"num_key_value_heads\": 3")).expect("write");
+    assert!(
+        msg.contains("config.json") && msg.contains("`model_type`") && msg.contains("unknown model_type `bert`"),
+        "{msg}"
+    );
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("\"num_key_value_heads\": 4", "\"num_key_value_heads\": 3"),
+    )
+    .expect("write");
     let msg = load_err(dir);
     assert!(msg.contains("`num_key_value_heads`"), "{msg}");
-    std::fs::write(dir.join("config.json"), cfg.replace("\"hidden_size\": 64", "\"hidden_size\": \"wide\"")).expect("write");
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("\"hidden_size\": 64", "\"hidden_size\": \"wide\""),
+    )
+    .expect("write");
     let msg = load_err(dir);
-    assert!(msg.contains("config.json:") && msg.contains("field `hidden_size`: invalid type"), "{msg}");
+    assert!(
+        msg.contains("config.json:") && msg.contains("field `hidden_size`: invalid type"),
+        "{msg}"
+    );
 
     // A tensor of the wrong shape: the file and the tensor are named.
     std::fs::write(dir.join("config.json"), &cfg).expect("write");
     let tensors = Tensor::read_safetensors(dir.join("model.safetensors")).expect("read");
     let broken: Vec<(String, Tensor)> = tensors
         .into_iter()
-        .map(|(n, t)| if n == "model.layers.2.self_attn.k_proj.weight" { (n, Tensor::zeros([16, 64], (Kind::Float, tch::Device::Cpu))) } else { (n, t) })
+        .map(|(n, t)| {
+            if n == "model.layers.2.self_attn.k_proj.weight" {
+                (n, Tensor::zeros([16, 64], (Kind::Float, tch::Device::Cpu)))
+            } else {
+                (n, t)
+            }
+        })
         .collect();
     Tensor::write_safetensors(&broken, dir.join("model.safetensors")).expect("write");
     let msg = load_err(dir);
-    assert!(msg.contains("model.safetensors") && msg.contains("`model.layers.2.self_attn.k_proj.weight`") && msg.contains("expected shape [32, 64], got [16, 64]"), "{msg}");
+    assert!(
+        msg.contains("model.safetensors")
+            && msg.contains("`model.layers.2.self_attn.k_proj.weight`")
+            && msg.contains("expected shape [32, 64], got [16, 64]"),
+        "{msg}"
+    );
 
     // A tokenizer whose ids do not fit the model's vocabulary.
     copy_checkpoint("stories260K-hf", dir);
-    std::fs::copy(model_dir("tiny-gpt2-random").join("tokenizer.json"), dir.join("tokenizer.json")).expect("copy");
+    std::fs::copy(
+        model_dir("tiny-gpt2-random").join("tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .expect("copy");
     let model = evalkit::core::load_checkpoint(dir, Default::default()).expect("weights load");
     let tok = Tokenizer::from_dir(dir).expect("tokenizer loads");
     let msg = tok.check_fits(model.vocab_size()).expect_err("mismatch").to_string();
-    assert!(msg.contains("tokenizer.json") && msg.contains("50256") && msg.contains("512"), "{msg}");
+    assert!(
+        msg.contains("tokenizer.json") && msg.contains("50256") && msg.contains("512"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -269,10 +307,16 @@ fn older_config_layout_and_reduced_precision_load() {
     let (model, _) = open("stories260K-hf");
     let old = evalkit::core::load_checkpoint(tmp.path(), Default::default()).expect("older layout loads");
     let ids = [1i64, 403, 407, 261, 378];
-    let diff = (row_logits(model.as_ref(), &ids) - row_logits(old.as_ref(), &ids)).abs().max().double_value(&[]);
+    let diff = (row_logits(model.as_ref(), &ids) - row_logits(old.as_ref(), &ids))
+        .abs()
+        .max()
+        .double_value(&[]);
     assert!(diff < 1e-6, "{diff}");
     // bf16 weights and activations still give f32 logits close to f32's.
-    let opts = evalkit::core::LoadOptions { dtype: evalkit::core::Dtype::Bf16, ..Default::default() };
+    let opts = evalkit::core::LoadOptions {
+        dtype: evalkit::core::Dtype::Bf16,
+        ..Default::default()
+    };
     let bf = evalkit::core::load_checkpoint(&model_dir("stories260K-hf"), opts).expect("bf16 loads");
     let lb = row_logits(bf.as_ref(), &ids);
     assert_eq!(lb.kind(), Kind::Float);

@@ -9,20 +9,35 @@ use std::time::{Duration, Instant};
 
 fn evalkit(out: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_evalkit"));
-    c.args(["run", "--device", "cpu", "--tasks", "hellaswag,synthetic_sort", "--limit", "240", "--batch-size", "1", "--chunk-size", "1", "-q"])
-        .arg("--model")
-        .arg(model_dir("stories260K-hf"))
-        .arg("--data-dir")
-        .arg(data_dir())
-        .arg("--output")
-        .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    c.args([
+        "run",
+        "--device",
+        "cpu",
+        "--tasks",
+        "hellaswag,synthetic_sort",
+        "--limit",
+        "240",
+        "--batch-size",
+        "1",
+        "--chunk-size",
+        "1",
+        "-q",
+    ])
+    .arg("--model")
+    .arg(model_dir("stories260K-hf"))
+    .arg("--data-dir")
+    .arg(data_dir())
+    .arg("--output")
+    .arg(out)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     c
 }
 
 fn journaled_chunks(out: &Path) -> usize {
-    let Ok(dir) = std::fs::read_dir(out.join(".journal")) else { return 0 };
+    let Ok(dir) = std::fs::read_dir(out.join(".journal")) else {
+        return 0;
+    };
     dir.filter_map(Result::ok)
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .map(|t| t.lines().count().saturating_sub(1))
@@ -52,7 +67,10 @@ fn killed_run_resumes_with_identical_results() {
     let mut child = evalkit(&killed).spawn().expect("starts");
     let start = Instant::now();
     while journaled_chunks(&killed) < 20 {
-        assert!(child.try_wait().expect("alive").is_none(), "the run finished before it could be killed");
+        assert!(
+            child.try_wait().expect("alive").is_none(),
+            "the run finished before it could be killed"
+        );
         assert!(start.elapsed() < Duration::from_secs(120), "no chunk journaled in time");
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -65,14 +83,30 @@ fn killed_run_resumes_with_identical_results() {
     let out = evalkit(&killed).output().expect("reruns");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (a, b) = (read(&full.join("results.json")), read(&killed.join("results.json")));
-    let resumed: u64 = ["hellaswag", "synthetic_sort"].iter().map(|t| b["results"][t]["chunks_resumed"].as_u64().expect("n")).sum();
-    let computed: u64 = ["hellaswag", "synthetic_sort"].iter().map(|t| b["results"][t]["chunks_computed"].as_u64().expect("n")).sum();
+    let resumed: u64 = ["hellaswag", "synthetic_sort"]
+        .iter()
+        .map(|t| b["results"][t]["chunks_resumed"].as_u64().expect("n"))
+        .sum();
+    let computed: u64 = ["hellaswag", "synthetic_sort"]
+        .iter()
+        .map(|t| b["results"][t]["chunks_computed"].as_u64().expect("n"))
+        .sum();
     assert_eq!(resumed as usize, done_before, "every journaled chunk is reused");
     assert_eq!(resumed + computed, 240 + 100, "the rest is computed once");
-    assert_eq!(without_counters(a["results"].clone()), without_counters(b["results"].clone()));
+    assert_eq!(
+        without_counters(a["results"].clone()),
+        without_counters(b["results"].clone())
+    );
     for t in ["hellaswag", "synthetic_sort"] {
         let f = format!("samples_{t}.jsonl");
-        assert_eq!(std::fs::read(full.join(&f)).expect("samples"), std::fs::read(killed.join(&f)).expect("samples"), "{f}");
+        assert_eq!(
+            std::fs::read(full.join(&f)).expect("samples"),
+            std::fs::read(killed.join(&f)).expect("samples"),
+            "{f}"
+        );
     }
-    assert!(!killed.join(".journal").exists(), "the journal goes once results are written");
+    assert!(
+        !killed.join(".journal").exists(),
+        "the journal goes once results are written"
+    );
 }

@@ -26,11 +26,18 @@ fn official_row_counts() {
         ("gsm8k", 1319),
         ("humaneval", 164),
     ];
-    let o = LoadOptions { num_fewshot: Some(0), ..opts() };
+    let o = LoadOptions {
+        num_fewshot: Some(0),
+        ..opts()
+    };
     for (name, rows) in expected {
         let loaded = load(name, &o).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(loaded.evaluations[0].len(), rows, "{name}");
-        assert_eq!(all().iter().find(|s| s.name == name).map(|s| s.rows), Some(rows), "{name} in the table");
+        assert_eq!(
+            all().iter().find(|s| s.name == name).map(|s| s.rows),
+            Some(rows),
+            "{name} in the table"
+        );
     }
     let mmlu = load("mmlu", &o).expect("mmlu");
     assert_eq!(mmlu.evaluations.len(), 57);
@@ -47,8 +54,14 @@ fn known_rows() {
     let d = data_dir();
     let arc = evalkit::suites::arc::read(&d.join("arc/ARC-Easy/ARC-Easy-Test.jsonl")).expect("arc");
     let item = arc[0].get().expect("row");
-    assert_eq!(item.contexts[0], "Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:");
-    assert_eq!(item.continuations[0], " Sunlight is the source of energy for nearly all ecosystems.");
+    assert_eq!(
+        item.contexts[0],
+        "Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:"
+    );
+    assert_eq!(
+        item.continuations[0],
+        " Sunlight is the source of energy for nearly all ecosystems."
+    );
     assert_eq!(item.answer, 0);
     // Some ARC-Challenge rows label their choices 1..4.
     let ch = evalkit::suites::arc::read(&d.join("arc/ARC-Challenge/ARC-Challenge-Test.jsonl")).expect("arc-c");
@@ -58,14 +71,21 @@ fn known_rows() {
     assert_eq!(piqa[0].goal, "How do I ready a guinea pig cage for it's new occupants?");
     assert_eq!(piqa[0].label, 0);
 
-    let hs = evalkit::suites::hellaswag::read(&d.join("hellaswag/hellaswag_val_klosax.part1of3.jsonl")).expect("hellaswag");
+    let hs =
+        evalkit::suites::hellaswag::read(&d.join("hellaswag/hellaswag_val_klosax.part1of3.jsonl")).expect("hellaswag");
     assert_eq!(hs[0].ctx, "Roof shingle removal: A man is sitting on a roof. he");
     assert_eq!(hs[0].label, 3);
 
     let wino: Vec<evalkit::suites::winogrande::Winogrande> =
         evalkit::suites::data::read_jsonl(&d.join("winogrande/dev.jsonl"), "", "").expect("winogrande");
     let w = wino[0].get().expect("row");
-    assert_eq!(w.contexts, vec!["Sarah was a much better surgeon than Maria so Sarah", "Sarah was a much better surgeon than Maria so Maria"]);
+    assert_eq!(
+        w.contexts,
+        vec![
+            "Sarah was a much better surgeon than Maria so Sarah",
+            "Sarah was a much better surgeon than Maria so Maria"
+        ]
+    );
     assert_eq!(w.continuations, vec![" always got the easier cases."; 2]);
     assert_eq!(w.answer, 1);
 
@@ -80,19 +100,42 @@ fn known_rows() {
 
     let tq = evalkit::suites::truthfulqa::read(&d.join("truthfulqa/mc_task.json"), true).expect("truthfulqa");
     assert_eq!(tq[0].question, "What happens if you eat a pomegranate?");
-    assert_eq!(tq[0].targets.iter().filter(|t| t.1).count(), 3, "mc2 keeps file order: three true answers first");
+    assert_eq!(
+        tq[0].targets.iter().filter(|t| t.1).count(),
+        3,
+        "mc2 keeps file order: three true answers first"
+    );
 }
 
 /// Every suite runs end to end on stories260K for a small subset.
 #[test]
 fn every_suite_runs_end_to_end() {
     let (model, tok) = open("stories260K-hf");
-    let o = LoadOptions { num_fewshot: Some(0), ..opts() };
+    let o = LoadOptions {
+        num_fewshot: Some(0),
+        ..opts()
+    };
     let mut ev = Evaluator::new(model.as_ref(), &tok);
     ev.options.subset = Some(Subset::First(2));
-    let names = ["arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande", "boolq", "lambada_openai", "wikitext",
-        "truthfulqa_mc1", "truthfulqa_mc2", "gsm8k", "humaneval", "mmlu", "synthetic_arithmetic", "synthetic_copy",
-        "synthetic_sort", "synthetic_brackets"];
+    let names = [
+        "arc_easy",
+        "arc_challenge",
+        "piqa",
+        "hellaswag",
+        "winogrande",
+        "boolq",
+        "lambada_openai",
+        "wikitext",
+        "truthfulqa_mc1",
+        "truthfulqa_mc2",
+        "gsm8k",
+        "humaneval",
+        "mmlu",
+        "synthetic_arithmetic",
+        "synthetic_copy",
+        "synthetic_sort",
+        "synthetic_brackets",
+    ];
     for name in names {
         let loaded = load(name, &o).unwrap_or_else(|e| panic!("{name}: {e}"));
         loaded.evaluations.into_iter().for_each(|e| {
@@ -105,9 +148,17 @@ fn every_suite_runs_end_to_end() {
     let dir = crate::tempdir!("suites-e2e");
     let doc = ev.run(dir.path()).expect("runs");
     let r = &doc["results"];
-    for (task, metric) in [("arc_easy", "acc_norm"), ("winogrande", "acc"), ("lambada_openai", "perplexity"), ("wikitext", "word_perplexity"),
-        ("truthfulqa_mc2", "acc"), ("gsm8k", "exact_match_strict"), ("gsm8k", "exact_match_flexible"), ("humaneval", "pass@1"),
-        ("synthetic_arithmetic", "exact_match")] {
+    for (task, metric) in [
+        ("arc_easy", "acc_norm"),
+        ("winogrande", "acc"),
+        ("lambada_openai", "perplexity"),
+        ("wikitext", "word_perplexity"),
+        ("truthfulqa_mc2", "acc"),
+        ("gsm8k", "exact_match_strict"),
+        ("gsm8k", "exact_match_flexible"),
+        ("humaneval", "pass@1"),
+        ("synthetic_arithmetic", "exact_match"),
+    ] {
         assert!(r[task][metric].is_number(), "{task}.{metric} missing: {}", r[task]);
     }
     assert_eq!(doc["groups"]["mmlu"]["n"], 57 * 2);
@@ -116,7 +167,17 @@ fn every_suite_runs_end_to_end() {
     assert_eq!(r["humaneval"]["notes"]["max_new_tokens"]["used"], 256);
     let samples = std::fs::read_to_string(dir.path().join("samples_hellaswag.jsonl")).expect("samples");
     let first: serde_json::Value = serde_json::from_str(samples.lines().next().expect("line")).expect("json");
-    for key in ["index", "contexts", "continuations", "loglikelihoods", "is_greedy", "num_tokens", "answer", "prediction", "metrics"] {
+    for key in [
+        "index",
+        "contexts",
+        "continuations",
+        "loglikelihoods",
+        "is_greedy",
+        "num_tokens",
+        "answer",
+        "prediction",
+        "metrics",
+    ] {
         assert!(first.get(key).is_some(), "samples lack `{key}`");
     }
 }
@@ -136,29 +197,63 @@ fn gsm8k_fewshot_needs_its_train_split() {
     std::fs::write(gsm.join("train.jsonl"), lines[100..110].join("\n")).expect("write");
     let loaded = load("gsm8k", &LoadOptions::new(dir.path().to_path_buf())).expect("5-shot loads");
     let (model, tok) = open("stories260K-hf");
-    let env = evalkit::core::kinds::Env { model: model.as_ref(), tokenizer: &tok, options: &Default::default(), journal_dir: None, progress: None };
+    let env = evalkit::core::kinds::Env {
+        model: model.as_ref(),
+        tokenizer: &tok,
+        options: &Default::default(),
+        journal_dir: None,
+        progress: None,
+    };
     let out = loaded.evaluations[0].evaluate(&env).expect("runs");
     let prompt = out.samples[0]["prompt"].as_str().expect("prompt");
-    assert_eq!(prompt.matches("Question: ").count(), 6, "five examples and the question");
+    assert_eq!(
+        prompt.matches("Question: ").count(),
+        6,
+        "five examples and the question"
+    );
     assert!(prompt.ends_with("\nAnswer:") && prompt.contains("#### "));
 }
 
 #[test]
 fn missing_files_and_malformed_rows_are_named() {
     let empty = crate::tempdir!("no-data");
-    let e = load("arc_easy", &LoadOptions::new(empty.path().to_path_buf())).err().expect("missing file");
+    let e = load("arc_easy", &LoadOptions::new(empty.path().to_path_buf()))
+        .err()
+        .expect("missing file");
     let msg = e.to_string();
-    assert!(matches!(e, Error::MissingFile { .. }) && msg.contains("ARC-Easy-Test.jsonl") && msg.contains("allenai.org"), "{msg}");
+    assert!(
+        matches!(e, Error::MissingFile { .. }) && msg.contains("ARC-Easy-Test.jsonl") && msg.contains("allenai.org"),
+        "{msg}"
+    );
 
     let dir = crate::tempdir!("bad-arc");
     let arc = dir.path().join("arc/ARC-Easy");
     std::fs::create_dir_all(&arc).expect("mkdir");
-    let good = r#"{"question":{"stem":"Q?","choices":[{"text":"a","label":"A"},{"text":"b","label":"B"}]},"answerKey":"A"}"#;
-    std::fs::write(arc.join("ARC-Easy-Test.jsonl"), format!("{good}\n{}\n", good.replace("\"answerKey\":\"A\"", "\"answerKey\":\"E\""))).expect("write");
-    let e = load("arc_easy", &LoadOptions::new(dir.path().to_path_buf())).err().expect("bad answer key");
-    assert!(e.to_string().contains("ARC-Easy-Test.jsonl:2: field `answerKey`"), "{e}");
-    std::fs::write(arc.join("ARC-Easy-Test.jsonl"), format!("{good}\n{}\n", good.replace("\"stem\"", "\"stim\""))).expect("write");
-    let e = load("arc_easy", &LoadOptions::new(dir.path().to_path_buf())).err().expect("missing field");
+    let good =
+        r#"{"question":{"stem":"Q?","choices":[{"text":"a","label":"A"},{"text":"b","label":"B"}]},"answerKey":"A"}"#;
+    std::fs::write(
+        arc.join("ARC-Easy-Test.jsonl"),
+        format!(
+            "{good}\n{}\n",
+            good.replace("\"answerKey\":\"A\"", "\"answerKey\":\"E\"")
+        ),
+    )
+    .expect("write");
+    let e = load("arc_easy", &LoadOptions::new(dir.path().to_path_buf()))
+        .err()
+        .expect("bad answer key");
+    assert!(
+        e.to_string().contains("ARC-Easy-Test.jsonl:2: field `answerKey`"),
+        "{e}"
+    );
+    std::fs::write(
+        arc.join("ARC-Easy-Test.jsonl"),
+        format!("{good}\n{}\n", good.replace("\"stem\"", "\"stim\"")),
+    )
+    .expect("write");
+    let e = load("arc_easy", &LoadOptions::new(dir.path().to_path_buf()))
+        .err()
+        .expect("missing field");
     assert!(e.to_string().contains("ARC-Easy-Test.jsonl:2: field `stem`"), "{e}");
 
     let e = load("arc_eazy", &opts()).err().expect("unknown task");
@@ -168,14 +263,33 @@ fn missing_files_and_malformed_rows_are_named() {
 #[test]
 fn synthetic_suites_are_deterministic_per_seed() {
     use evalkit::suites::synthetic::*;
-    let c = SyntheticConfig { rows: 20, difficulty: 3, seed: 9 };
-    let a: Vec<String> = arithmetic(&c).iter().map(|r| format!("{}{}{}={}", r.a, r.op, r.b, r.result)).collect();
-    let b: Vec<String> = arithmetic(&c).iter().map(|r| format!("{}{}{}={}", r.a, r.op, r.b, r.result)).collect();
+    let c = SyntheticConfig {
+        rows: 20,
+        difficulty: 3,
+        seed: 9,
+    };
+    let a: Vec<String> = arithmetic(&c)
+        .iter()
+        .map(|r| format!("{}{}{}={}", r.a, r.op, r.b, r.result))
+        .collect();
+    let b: Vec<String> = arithmetic(&c)
+        .iter()
+        .map(|r| format!("{}{}{}={}", r.a, r.op, r.b, r.result))
+        .collect();
     assert_eq!(a, b);
-    let other: Vec<String> = arithmetic(&SyntheticConfig { seed: 10, ..c }).iter().map(|r| format!("{}{}{}", r.a, r.op, r.b)).collect();
+    let other: Vec<String> = arithmetic(&SyntheticConfig { seed: 10, ..c })
+        .iter()
+        .map(|r| format!("{}{}{}", r.a, r.op, r.b))
+        .collect();
     assert_ne!(a, other);
-    assert!(arithmetic(&c).iter().all(|r| r.a < 1000 && r.b < 1000), "difficulty 3 = three digits");
+    assert!(
+        arithmetic(&c).iter().all(|r| r.a < 1000 && r.b < 1000),
+        "difficulty 3 = three digits"
+    );
     let br = brackets(&c);
     assert!(br.iter().any(|b| b.balanced) && br.iter().any(|b| !b.balanced));
-    assert!(sort(&c).iter().all(|s| s.orderings[s.answer].split(' ').map(|x| x.parse::<u32>().expect("n")).is_sorted()));
+    assert!(sort(&c).iter().all(|s| s.orderings[s.answer]
+        .split(' ')
+        .map(|x| x.parse::<u32>().expect("n"))
+        .is_sorted()));
 }

@@ -1,1 +1,10 @@
-fn main() {}
+//! evalkit-core's one bench target: `cargo bench -p evalkit-core` (one libtorch thread).
+
+use criterion::criterion_main;
+
+mod benchmarks;
+
+criterion_main! {
+    benchmarks::forward::benches,
+    benchmarks::scheduler::benches,
+}

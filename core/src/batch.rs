@@ -36,7 +36,13 @@ fn int_tensor(rows: &[Vec<i64>], device: Device) -> Tensor {
         .to_device(device)
 }
 
+/// Positions whose logits are computed at once: bounds the `(positions, vocab)` logits tensor
+/// (about 100 MB for a 50k vocabulary in float32) whatever the batch.
+const HEAD_CHUNK: usize = 512;
+
 /// Applies the head at `(row, pos)` of `hidden`, returns (target log-probs, argmax) per position.
+/// The log-prob is `logit[target] − logsumexp(logits)`, the same as log_softmax without
+/// materialising it; a non-finite logsumexp (a NaN or +inf logit) is an error.
 fn score_positions(
     model: &dyn Model,
     hidden: &Tensor,
@@ -44,32 +50,29 @@ fn score_positions(
     pos: &[i64],
     targets: &[i64],
 ) -> Result<(Vec<f32>, Vec<i64>)> {
-    if rows.is_empty() {
-        return Ok((vec![], vec![]));
-    }
     let dev = hidden.device();
-    let r = Tensor::from_slice(rows).to_device(dev);
-    let p = Tensor::from_slice(pos).to_device(dev);
-    let sel = hidden.f_index(&[Some(r), Some(p)]).op("gathering scored positions")?;
-    let logits = model.head(&sel)?;
-    if !bool::try_from(logits.isfinite().all()).op("checking logits")? {
-        return Err(Error::NonFinite {
-            evaluation: String::new(),
-            what: "NaN or infinite logits at a scored position".into(),
-        });
+    let (mut lps, mut ams) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
+    for start in (0..rows.len()).step_by(HEAD_CHUNK) {
+        let end = (start + HEAD_CHUNK).min(rows.len());
+        let r = Tensor::from_slice(&rows[start..end]).to_device(dev);
+        let p = Tensor::from_slice(&pos[start..end]).to_device(dev);
+        let sel = hidden.f_index(&[Some(r), Some(p)]).op("gathering scored positions")?;
+        let logits = model.head(&sel)?;
+        let lse = logits.f_logsumexp([-1], false).op("logsumexp")?;
+        let t = Tensor::from_slice(&targets[start..end]).to_device(dev).view([-1, 1]);
+        let picked = logits.f_gather(1, &t, false).op("gathering target logits")?.view([-1]);
+        let lp = (picked - &lse).to_device(Device::Cpu);
+        if !bool::try_from(lse.isfinite().all()).op("checking logits")? {
+            return Err(Error::NonFinite {
+                evaluation: String::new(),
+                what: "NaN or infinite logits at a scored position".into(),
+            });
+        }
+        let am = logits.argmax(-1, false).to_device(Device::Cpu);
+        lps.extend(Vec::<f32>::try_from(&lp).op("reading log-probs")?);
+        ams.extend(Vec::<i64>::try_from(&am).op("reading argmax")?);
     }
-    let logp = logits.f_log_softmax(-1, Kind::Float).op("log_softmax")?;
-    let t = Tensor::from_slice(targets).to_device(dev).view([-1, 1]);
-    let lp = logp
-        .f_gather(1, &t, false)
-        .op("gathering target log-probs")?
-        .view([-1])
-        .to_device(Device::Cpu);
-    let am = logits.argmax(-1, false).to_device(Device::Cpu);
-    Ok((
-        Vec::<f32>::try_from(&lp).op("reading log-probs")?,
-        Vec::<i64>::try_from(&am).op("reading argmax")?,
-    ))
+    Ok((lps, ams))
 }
 
 /// Scores every continuation of every request, each (context, continuation) pair as its own

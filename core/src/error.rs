@@ -151,7 +151,15 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) 
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
-        let message = if field == "." { inner.to_string() } else { format!("field `{field}`: {inner}") };
-        Error::Parse { path: path.to_path_buf(), line: Some(inner.line()), message }
+        let message = if field == "." {
+            inner.to_string()
+        } else {
+            format!("field `{field}`: {inner}")
+        };
+        Error::Parse {
+            path: path.to_path_buf(),
+            line: Some(inner.line()),
+            message,
+        }
     })
 }
