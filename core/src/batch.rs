@@ -17,7 +17,7 @@ use crate::model::Model;
 use crate::request::{ContinuationScore, GenerateParams, GenerateRequest, Generation, Sampling, ScoreRequest};
 use crate::tokenizer::Tokenizer;
 use rand::{Rng, SeedableRng};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Token counts of the scoring passes (what prefix sharing saves).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
