@@ -333,27 +333,62 @@ fn torchscript_export_loads_and_matches_pytorch() {
     use evalkit::core::model::torchscript::{TorchScriptModel, TorchScriptOptions};
     crate::util::init();
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let opts = TorchScriptOptions { max_len: 64, takes_mask: true };
+    let opts = TorchScriptOptions {
+        max_len: 64,
+        takes_mask: true,
+    };
     let model = TorchScriptModel::load(&fixtures.join("tiny_lm.pt"), tch::Device::Cpu, opts).expect("loads");
     assert_eq!(model.vocab_size(), 512);
     assert!(model.new_cache().is_none());
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("tiny_lm_reference.json")).expect("ref")).expect("json");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("tiny_lm_reference.json")).expect("ref"))
+            .expect("json");
     let rows = |k: &str| -> Vec<Vec<i64>> { r[k].as_array().expect("rows").iter().map(ids_of).collect() };
     let (ids, mask) = (rows("ids"), rows("mask"));
     let t = |v: &Vec<Vec<i64>>| Tensor::from_slice(&v.concat()).view([v.len() as i64, -1]);
     let logits = model.forward(&t(&ids), &t(&mask)).expect("forward");
-    let want: Vec<f64> = r["logits"].as_array().expect("logits").iter().flat_map(|b| b.as_array().expect("row").iter().flat_map(|p| floats(p))).collect();
-    let got: Vec<f64> = Vec::<f32>::try_from(logits.view([-1])).expect("floats").into_iter().map(f64::from).collect();
+    let want: Vec<f64> = r["logits"]
+        .as_array()
+        .expect("logits")
+        .iter()
+        .flat_map(|b| b.as_array().expect("row").iter().flat_map(floats))
+        .collect();
+    let got: Vec<f64> = Vec::<f32>::try_from(logits.view([-1]))
+        .expect("floats")
+        .into_iter()
+        .map(f64::from)
+        .collect();
     crate::assert_close!(got, want, 1e-4);
     // The padded second row equals the row alone.
-    let alone = model.forward(&Tensor::from_slice(&ids[1][2..]).view([1, -1]), &Tensor::ones([1, 4], (Kind::Int64, tch::Device::Cpu))).expect("forward");
-    let diff = (logits.get(1).narrow(0, 2, 4) - alone.get(0)).abs().max().double_value(&[]);
+    let alone = model
+        .forward(
+            &Tensor::from_slice(&ids[1][2..]).view([1, -1]),
+            &Tensor::ones([1, 4], (Kind::Int64, tch::Device::Cpu)),
+        )
+        .expect("forward");
+    let diff = (logits.get(1).narrow(0, 2, 4) - alone.get(0))
+        .abs()
+        .max()
+        .double_value(&[]);
     assert!(diff < 1e-5, "{diff}");
     // An evaluation runs on it through the unshared scoring path.
     let tok = Tokenizer::from_dir(&model_dir("stories260K-hf")).expect("tokenizer");
-    let eval = evalkit::suites::load("synthetic_sort", &evalkit::suites::LoadOptions::new(crate::util::data_dir())).expect("suite");
-    let run_opts = evalkit::core::RunOptions { subset: Some(evalkit::core::kinds::Subset::First(5)), ..Default::default() };
-    let env = evalkit::core::kinds::Env { model: &model, tokenizer: &tok, options: &run_opts, journal_dir: None, progress: None };
+    let eval = evalkit::suites::load(
+        "synthetic_sort",
+        &evalkit::suites::LoadOptions::new(crate::util::data_dir()),
+    )
+    .expect("suite");
+    let run_opts = evalkit::core::RunOptions {
+        subset: Some(evalkit::core::kinds::Subset::First(5)),
+        ..Default::default()
+    };
+    let env = evalkit::core::kinds::Env {
+        model: &model,
+        tokenizer: &tok,
+        options: &run_opts,
+        journal_dir: None,
+        progress: None,
+    };
     let out = eval.evaluations[0].evaluate(&env).expect("evaluates");
     assert_eq!(out.n, 5);
 }

@@ -20,3 +20,6 @@ mod suites;
 
 // Resuming a killed run (a real process, SIGKILL).
 mod resume;
+
+// Hugging Face Hub loader against a cache laid out by the test.
+mod hub;

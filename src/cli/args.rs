@@ -123,6 +123,13 @@ pub struct RunArgs {
     /// Benchmark files (default: $EVALKIT_DATA, else ~/.cache/evalkit/data).
     #[arg(long, env = "EVALKIT_DATA")]
     pub data_dir: Option<PathBuf>,
+    /// Read tasks that have a Hugging Face Hub source (boolq, hellaswag) from the hub cache,
+    /// downloading what is missing.
+    #[arg(long)]
+    pub hub: bool,
+    /// With --hub: use the cache only, never the network.
+    #[arg(long, requires = "hub", env = "HF_HUB_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub offline: bool,
     /// Output directory (default: evalkit-results/<model name>).
     #[arg(long)]
     pub output: Option<PathBuf>,

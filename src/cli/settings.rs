@@ -108,6 +108,12 @@ pub fn run_settings(a: &RunArgs, model_name: &str) -> Result<RunSettings> {
     let mut suite_options = evalkit::suites::LoadOptions::new(evalkit::suites::data::data_dir(a.data_dir.as_deref()));
     suite_options.num_fewshot = a.num_fewshot;
     suite_options.seed = a.seed;
+    if a.hub {
+        suite_options.hub = Some(evalkit::suites::hub::HubOptions {
+            offline: a.offline,
+            ..Default::default()
+        });
+    }
     let gates = a
         .gates
         .iter()

@@ -29,6 +29,10 @@ impl Boolq {
 /// Loads `boolq`.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> {
     opts.no_fewshot(name)?;
+    if let Some((src, hub)) = opts.hub_source(name)? {
+        let rows: Vec<Boolq> = crate::hub::load_rows(&src, hub)?;
+        return Ok(vec![evalkit_core::task(rows).named(name).build()]);
+    }
     let rows: Vec<Boolq> = read_jsonl(
         &opts.data_dir.join("boolq/dev.jsonl"),
         "BoolQ dev (JSONL)",

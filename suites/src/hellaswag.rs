@@ -71,7 +71,10 @@ const SOURCE: &str = "https://github.com/rowanz/hellaswag (hellaswag_val.jsonl),
 
 /// Reads one part file.
 pub fn read(path: &std::path::Path) -> Result<Vec<Hellaswag>> {
-    let raw: Vec<Raw> = read_jsonl(path, "a HellaSwag validation file", SOURCE)?;
+    convert(path, read_jsonl(path, "a HellaSwag validation file", SOURCE)?)
+}
+
+fn convert(path: &std::path::Path, raw: Vec<Raw>) -> Result<Vec<Hellaswag>> {
     raw.into_iter()
         .enumerate()
         .map(|(i, r)| {
@@ -103,6 +106,11 @@ pub fn read(path: &std::path::Path) -> Result<Vec<Hellaswag>> {
 /// Loads `hellaswag` from its three parts, in order.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn evalkit_core::Evaluation>>> {
     opts.no_fewshot(name)?;
+    if let Some((src, hub)) = opts.hub_source(name)? {
+        let raw: Vec<Raw> = crate::hub::load_rows(&src, hub)?;
+        let rows = convert(std::path::Path::new(&src.repo), raw)?;
+        return Ok(vec![evalkit_core::task(rows).named(name).build()]);
+    }
     let dir = opts.data_dir.join("hellaswag");
     let mut rows = vec![];
     for part in 1..=3 {

@@ -20,6 +20,7 @@ pub mod data;
 mod error;
 pub mod gsm8k;
 pub mod hellaswag;
+pub mod hub;
 pub mod humaneval;
 pub mod lambada;
 pub mod mmlu;
@@ -48,6 +49,9 @@ pub struct LoadOptions {
     pub seed: u64,
     /// Size and difficulty of the synthetic suites.
     pub synthetic: synthetic::SyntheticConfig,
+    /// Read suites that have a hub source from the Hugging Face Hub (cache first) instead of
+    /// the data directory.
+    pub hub: Option<hub::HubOptions>,
 }
 
 impl LoadOptions {
@@ -57,6 +61,7 @@ impl LoadOptions {
             data_dir,
             num_fewshot: None,
             seed: 1234,
+            hub: None,
             synthetic: synthetic::SyntheticConfig::default(),
         }
     }
@@ -64,6 +69,12 @@ impl LoadOptions {
     /// The seeded few-shot sampler of this run.
     pub fn sampler(&self) -> FewShotSampler {
         FewShotSampler::Seeded(self.seed)
+    }
+
+    /// The hub source of `task` when the run reads the hub and the task has one (tasks
+    /// without one are read from the data directory).
+    pub fn hub_source(&self, task: &str) -> Result<Option<(hub::HubSource, &hub::HubOptions)>> {
+        Ok(self.hub.as_ref().and_then(|h| hub::source(task).map(|src| (src, h))))
     }
 
     /// Fails when few-shot is asked of a suite without a few-shot split here.

@@ -1,0 +1,133 @@
+//! Loading benchmark rows from the Hugging Face Hub: the parquet files of a dataset revision,
+//! found in (or downloaded into) the standard hub cache layout
+//! (`<cache>/datasets--<org>--<name>/{refs/<revision>, snapshots/<commit>/<file>}`), with an
+//! offline mode that reads the cache only. Rows come back as JSON objects for the suites' serde
+//! structs, so a loader reads the hub exactly as it reads local files.
+
+use crate::data::malformed;
+use crate::error::{Error, Result};
+use hf_hub::{Cache, Repo, RepoType};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+
+/// Where a dataset split lives on the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubSource {
+    /// `org/name`.
+    pub repo: String,
+    /// Branch, tag or commit.
+    pub revision: String,
+    /// Parquet files of the split, in order, relative to the repository root.
+    pub files: Vec<String>,
+}
+
+/// How the hub is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubOptions {
+    /// The hub cache (default: `$HF_HOME/hub`, else `~/.cache/huggingface/hub`).
+    pub cache_dir: PathBuf,
+    /// Read the cache only; never touch the network.
+    pub offline: bool,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        let cache_dir = std::env::var_os("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+            .unwrap_or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| ".".into())
+                    .join(".cache/huggingface/hub")
+            });
+        let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        HubOptions { cache_dir, offline }
+    }
+}
+
+/// The local path of one file of `src`: from the cache, else downloaded unless offline.
+pub fn fetch(src: &HubSource, file: &str, opts: &HubOptions) -> Result<PathBuf> {
+    let repo = Repo::with_revision(src.repo.clone(), RepoType::Dataset, src.revision.clone());
+    if let Some(p) = Cache::new(opts.cache_dir.clone()).repo(repo.clone()).get(file) {
+        return Ok(p);
+    }
+    let expected = opts
+        .cache_dir
+        .join(repo.folder_name())
+        .join("snapshots")
+        .join("<commit>")
+        .join(file);
+    if opts.offline {
+        return Err(Error::MissingFile {
+            path: expected,
+            what: format!(
+                "{file} of dataset {} at revision {} (offline: the hub cache has no copy)",
+                src.repo, src.revision
+            ),
+            source_hint: format!(
+                "https://huggingface.co/datasets/{} (run once online, or unset HF_HUB_OFFLINE)",
+                src.repo
+            ),
+        });
+    }
+    let api = hf_hub::api::sync::ApiBuilder::new()
+        .with_cache_dir(opts.cache_dir.clone())
+        .with_progress(false)
+        .build()
+        .map_err(|e| Error::Setting {
+            task: src.repo.clone(),
+            message: format!("cannot reach the hub: {e}"),
+        })?;
+    api.repo(repo).get(file).map_err(|e| Error::MissingFile {
+        path: expected,
+        what: format!("{file} of dataset {} at revision {} ({e})", src.repo, src.revision),
+        source_hint: format!("https://huggingface.co/datasets/{}", src.repo),
+    })
+}
+
+/// Every row of a parquet file as a JSON object.
+pub fn read_parquet(path: &Path) -> Result<Vec<serde_json::Value>> {
+    let file = std::fs::File::open(path).map_err(|e| evalkit_core::Error::io("reading", path, e))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| malformed(path, 0, "(parquet)", e.to_string()))?;
+    let rows = reader
+        .get_row_iter(None)
+        .map_err(|e| malformed(path, 0, "(parquet)", e.to_string()))?;
+    rows.enumerate()
+        .map(|(i, r)| {
+            r.map(|r| r.to_json_value())
+                .map_err(|e| malformed(path, i + 1, "(parquet row)", e.to_string()))
+        })
+        .collect()
+}
+
+/// The rows of a hub dataset split, deserialized as `T`; errors name the file, row and field.
+pub fn load_rows<T: DeserializeOwned>(src: &HubSource, opts: &HubOptions) -> Result<Vec<T>> {
+    let mut out = vec![];
+    for file in &src.files {
+        let path = fetch(src, file, opts)?;
+        for (i, v) in read_parquet(&path)?.into_iter().enumerate() {
+            let row = serde_path_to_error::deserialize(v).map_err(|e| {
+                let field = e.path().to_string();
+                malformed(&path, i + 1, &field, e.into_inner().to_string())
+            })?;
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+/// The hub source of a suite, where evalkit knows one whose rows its loader reads.
+pub fn source(task: &str) -> Option<HubSource> {
+    let (repo, files) = match task {
+        "boolq" => ("google/boolq", vec!["data/validation-00000-of-00001.parquet"]),
+        "hellaswag" => ("Rowan/hellaswag", vec!["data/validation-00000-of-00001.parquet"]),
+        _ => return None,
+    };
+    Some(HubSource {
+        repo: repo.into(),
+        revision: "main".into(),
+        files: files.into_iter().map(String::from).collect(),
+    })
+}

@@ -1,0 +1,175 @@
+//! The Hugging Face Hub loader against a hub cache the test lays out itself
+//! (`datasets--google--boolq/{refs/main, snapshots/<commit>/data/validation-*.parquet}`) with
+//! real BoolQ rows, read offline.
+
+use crate::util::{data_dir, open};
+use evalkit::suites::hub::{load_rows, HubOptions, HubSource};
+use evalkit::suites::{load, LoadOptions};
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Writes (question, answer, passage) rows as a snappy-compressed parquet file, as the hub has.
+fn write_boolq_parquet(path: &Path, rows: &[(String, bool, String)], answer_as_text: bool) {
+    let answer_type = if answer_as_text {
+        "BYTE_ARRAY answer (UTF8)"
+    } else {
+        "BOOLEAN answer"
+    };
+    let schema = format!("message schema {{ REQUIRED BYTE_ARRAY question (UTF8); REQUIRED {answer_type}; REQUIRED BYTE_ARRAY passage (UTF8); }}");
+    let schema = Arc::new(parse_message_type(&schema).expect("schema"));
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build(),
+    );
+    let file = std::fs::File::create(path).expect("create");
+    let mut w = SerializedFileWriter::new(file, schema, props).expect("writer");
+    let mut g = w.next_row_group().expect("row group");
+    let text = |f: &dyn Fn(&(String, bool, String)) -> String| {
+        rows.iter().map(|r| ByteArray::from(f(r).as_str())).collect::<Vec<_>>()
+    };
+    for col in 0..3 {
+        let mut c = g.next_column().expect("column").expect("exists");
+        match (col, answer_as_text) {
+            (0, _) => c
+                .typed::<ByteArrayType>()
+                .write_batch(&text(&|r| r.0.clone()), None, None)
+                .map(|_| ()),
+            (1, false) => c
+                .typed::<BoolType>()
+                .write_batch(&rows.iter().map(|r| r.1).collect::<Vec<_>>(), None, None)
+                .map(|_| ()),
+            (1, true) => c
+                .typed::<ByteArrayType>()
+                .write_batch(&text(&|r| r.1.to_string()), None, None)
+                .map(|_| ()),
+            _ => c
+                .typed::<ByteArrayType>()
+                .write_batch(&text(&|r| r.2.clone()), None, None)
+                .map(|_| ()),
+        }
+        .expect("write");
+        c.close().expect("close column");
+    }
+    g.close().expect("close group");
+    w.close().expect("close file");
+}
+
+fn lay_out_cache(cache: &Path, rows: &[(String, bool, String)], answer_as_text: bool) {
+    let repo = cache.join("datasets--google--boolq");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo.join("refs")).expect("refs");
+    std::fs::write(repo.join("refs/main"), commit).expect("ref");
+    let snap = repo.join("snapshots").join(commit).join("data");
+    std::fs::create_dir_all(&snap).expect("snapshot");
+    write_boolq_parquet(&snap.join("validation-00000-of-00001.parquet"), rows, answer_as_text);
+}
+
+fn real_rows(n: usize) -> Vec<(String, bool, String)> {
+    let text = std::fs::read_to_string(data_dir().join("boolq/dev.jsonl")).expect("boolq");
+    text.lines()
+        .take(n)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("row");
+            (
+                v["question"].as_str().expect("q").into(),
+                v["answer"].as_bool().expect("a"),
+                v["passage"].as_str().expect("p").into(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn hub_cache_offline_loads_real_rows() {
+    let tmp = crate::tempdir!("hub");
+    let rows = real_rows(12);
+    lay_out_cache(tmp.path(), &rows, false);
+    let hub = HubOptions {
+        cache_dir: tmp.path().to_path_buf(),
+        offline: true,
+    };
+    let src = evalkit::suites::hub::source("boolq").expect("boolq has a hub source");
+    let got: Vec<serde_json::Value> = load_rows(&src, &hub).expect("rows");
+    assert_eq!(got.len(), 12);
+    assert_eq!(got[0]["question"], rows[0].0.as_str());
+    assert_eq!(got[3]["answer"], rows[3].1);
+
+    // The suite reads the hub exactly as its local file: same evaluation, same scores.
+    let from_hub = load(
+        "boolq",
+        &LoadOptions {
+            hub: Some(hub.clone()),
+            ..LoadOptions::new(tmp.path().join("no-data"))
+        },
+    )
+    .expect("hub suite");
+    let local = load("boolq", &LoadOptions::new(data_dir())).expect("local suite");
+    let (model, tok) = open("stories260K-hf");
+    let opts = evalkit::core::RunOptions {
+        subset: Some(evalkit::core::kinds::Subset::First(12)),
+        ..Default::default()
+    };
+    let env = evalkit::core::kinds::Env {
+        model: model.as_ref(),
+        tokenizer: &tok,
+        options: &opts,
+        journal_dir: None,
+        progress: None,
+    };
+    let a = from_hub.evaluations[0].evaluate(&env).expect("hub rows run");
+    let b = local.evaluations[0].evaluate(&env).expect("local rows run");
+    assert_eq!(a.samples, b.samples);
+}
+
+#[test]
+fn hub_errors_name_what_is_missing_or_malformed() {
+    let tmp = crate::tempdir!("hub-errors");
+    let hub = HubOptions {
+        cache_dir: tmp.path().to_path_buf(),
+        offline: true,
+    };
+    let src = HubSource {
+        repo: "google/boolq".into(),
+        revision: "main".into(),
+        files: vec!["data/validation-00000-of-00001.parquet".into()],
+    };
+    let e = load_rows::<serde_json::Value>(&src, &hub).expect_err("empty cache, offline");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("datasets--google--boolq") && msg.contains("offline"),
+        "{msg}"
+    );
+
+    lay_out_cache(tmp.path(), &real_rows(3), true);
+    let e = load(
+        "boolq",
+        &LoadOptions {
+            hub: Some(hub),
+            ..LoadOptions::new(tmp.path().to_path_buf())
+        },
+    )
+    .err()
+    .expect("answer is text");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("validation-00000-of-00001.parquet:1: field `answer`"),
+        "{msg}"
+    );
+
+    // A task without a hub source is read from the data directory.
+    assert!(evalkit::suites::hub::source("piqa").is_none());
+    let piqa = load(
+        "piqa",
+        &LoadOptions {
+            hub: Some(HubOptions::default()),
+            ..LoadOptions::new(data_dir())
+        },
+    )
+    .expect("local piqa");
+    assert_eq!(piqa.evaluations[0].len(), 1838);
+}
