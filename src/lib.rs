@@ -45,6 +45,84 @@
 //! | field | `context`, `prompt`, `text`, ... | the field is that role, verbatim; `context = "template"` renders a template instead |
 //! | field | `choices` | the choices (`Vec<String>`, `[&str; N]`, ...) |
 //! | field | `answer` / `answer = index \| letter \| text` | the answer: an integer index, a letter (`"B"`, `'B'`), or the right choice's text |
+//!
+//! # One example per kind
+//!
+//! **Multiple choice** — a context, choices, an answer (index, letter or text):
+//!
+//! ```
+//! use evalkit::core::kinds::MultipleChoice;
+//! #[derive(evalkit::Evaluation)]
+//! #[eval(kind = multiple_choice, context = "{passage}\nQuestion: {question}?\nAnswer:", choices = Self::no_yes)]
+//! struct YesNo { passage: String, question: String, #[eval(answer)] answer: bool }
+//! impl YesNo { fn no_yes(&self) -> [&'static str; 2] { ["no", "yes"] } }
+//!
+//! let row = YesNo { passage: "Cats purr.".into(), question: "do cats purr".into(), answer: true };
+//! let item = row.get().unwrap();
+//! assert_eq!(item.contexts[0], "Cats purr.\nQuestion: do cats purr?\nAnswer:");
+//! assert_eq!(item.continuations, [" no", " yes"]);
+//! assert_eq!(item.answer, 1);
+//! ```
+//!
+//! **Loglikelihood** — a context and one continuation, here computed by methods:
+//!
+//! ```
+//! use evalkit::core::kinds::Loglikelihood;
+//! #[derive(evalkit::Evaluation)]
+//! #[eval(name = "lambada_like", kind = loglikelihood, context = Self::head, continuation = Self::last)]
+//! struct Passage { text: String }
+//! impl Passage {
+//!     fn head(&self) -> &str { self.text.rsplit_once(' ').unwrap().0 }
+//!     fn last(&self) -> String { format!(" {}", self.text.rsplit_once(' ').unwrap().1) }
+//! }
+//! let item = Passage { text: "the cat sat".into() }.get().unwrap();
+//! assert_eq!((item.context.as_str(), item.continuation.as_str()), ("the cat", " sat"));
+//! ```
+//!
+//! **Perplexity** — whole texts scored in rolling windows; words and bytes may be counted on
+//! another text:
+//!
+//! ```
+//! use evalkit::core::kinds::Perplexity;
+//! #[derive(evalkit::Evaluation)]
+//! #[eval(kind = perplexity, metrics(word_perplexity, bits_per_byte))]
+//! struct Article { #[eval(text)] body: String }
+//! let eval = evalkit::core::task(vec![Article { body: "Once upon a time.".into() }]).build();
+//! assert_eq!((eval.name(), eval.len()), ("article", 1));
+//! assert_eq!(Article { body: "x".into() }.get().unwrap().text, "x");
+//! ```
+//!
+//! **Next token** — accuracy of the final token by default, with optional `clean`/`check`:
+//!
+//! ```
+//! use evalkit::core::kinds::NextToken;
+//! #[derive(evalkit::Evaluation)]
+//! #[eval(kind = next_token, text = "{words} | {words}", clean = trim)]
+//! struct Copy { words: String }
+//! let row = Copy { words: "a b c".into() };
+//! assert_eq!(row.get().unwrap(), "a b c | a b c");
+//! assert!(row.check("c", &row.clean(" c ")));
+//! ```
+//!
+//! **Generation** — `max_new_tokens` is required; stop strings and `clean`/`check`/`score`
+//! hooks are built-ins by name, any function path, or `regex("...")`:
+//!
+//! ```
+//! use evalkit::core::kinds::Generate;
+//! #[derive(evalkit::Evaluation)]
+//! #[eval(kind = generate, max_new_tokens = 16, stop("\n"), prompt = "Q: {a} + {b} =", target = "{sum}",
+//!        clean = regex(r"(-?[0-9]+)"), check = number_match)]
+//! struct Sum { a: i32, b: i32, sum: i32 }
+//! let row = Sum { a: 2, b: 3, sum: 5 };
+//! assert_eq!(<Sum as Generate>::max_new_tokens(), 16);
+//! assert_eq!(row.get().unwrap().prompt, "Q: 2 + 3 =");
+//! let cleaned = row.clean(" it is 5, I think");
+//! assert_eq!(cleaned, "5");
+//! assert_eq!(row.score("5", &cleaned), vec![("exact_match".to_string(), 1.0)]);
+//! ```
+//!
+//! Rows become an evaluation with [`core::task`]; [`core::evaluator::Evaluator`] runs
+//! evaluations on a model and writes results.
 
 pub use evalkit_core as core;
 pub use evalkit_macros::Evaluation;

@@ -23,3 +23,6 @@ mod resume;
 
 // Hugging Face Hub loader against a cache laid out by the test.
 mod hub;
+
+// The command-line tool.
+mod cli;

@@ -1,0 +1,132 @@
+//! The `evalkit` binary: `list`, `run` (results table, files, gates, exit codes), `show`,
+//! `compare`, and errors that name what is wrong.
+
+use crate::util::{data_dir, model_dir};
+use std::process::{Command, Output};
+
+fn evalkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn list_prints_every_suite() {
+    let o = evalkit(&["list"]);
+    assert!(o.status.success());
+    let out = text(&o);
+    for name in [
+        "arc_easy",
+        "hellaswag",
+        "mmlu_anatomy",
+        "truthfulqa_mc2",
+        "gsm8k",
+        "humaneval",
+        "synthetic_copy",
+    ] {
+        assert!(out.lines().any(|l| l.starts_with(name)), "{name} missing:\n{out}");
+    }
+    assert!(out.contains("multiple_choice") && out.contains("14042"));
+    let json: serde_json::Value = serde_json::from_slice(&evalkit(&["list", "--format", "json"]).stdout).expect("json");
+    assert_eq!(json.as_array().expect("array").len(), 17 + 57);
+}
+
+#[test]
+fn run_writes_results_and_gates_set_the_exit_code() {
+    let tmp = crate::tempdir!("cli-run");
+    let out = tmp.path().join("out");
+    let model = model_dir("stories260K-hf");
+    let data = data_dir();
+    let base = [
+        "run",
+        "-q",
+        "--device",
+        "cpu",
+        "--tasks",
+        "arc_easy,synthetic_brackets",
+        "--limit",
+        "6",
+    ];
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend([
+        "--model",
+        model.to_str().expect("utf8"),
+        "--data-dir",
+        data.to_str().expect("utf8"),
+        "--output",
+        out.to_str().expect("utf8"),
+    ]);
+    let o = evalkit(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("arc_easy") && text(&o).contains("acc_norm"));
+    assert!(out.join("results.json").is_file() && out.join("samples_arc_easy.jsonl").is_file());
+    let shown = evalkit(&["show", out.to_str().expect("utf8")]);
+    assert!(text(&shown).contains("synthetic_brackets"));
+    let cmp = evalkit(&["compare", out.to_str().expect("utf8"), out.to_str().expect("utf8")]);
+    assert!(text(&cmp).contains("+0.0000"));
+
+    // A gate above any possible score fails with exit code 1.
+    let gated = tmp.path().join("gated");
+    let mut g = args.clone();
+    let n = g.len();
+    g[n - 1] = gated.to_str().expect("utf8");
+    g.extend(["--min", "arc_easy.acc=1.01"]);
+    let o = evalkit(&g);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("gate failed: arc_easy.acc"));
+}
+
+#[test]
+fn errors_exit_2_and_name_the_problem() {
+    let o = evalkit(&[
+        "run",
+        "--model",
+        "/nonexistent/model",
+        "--tasks",
+        "arc_easy",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("/nonexistent/model"), "{}", text(&o));
+    let model = model_dir("stories260K-hf");
+    let tmp = crate::tempdir!("cli-err");
+    let o = evalkit(&[
+        "run",
+        "-q",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--tasks",
+        "arc_eazy",
+        "--output",
+        tmp.path().to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("unknown task `arc_eazy`") && text(&o).contains("arc_easy"),
+        "{}",
+        text(&o)
+    );
+    let o = evalkit(&[
+        "run",
+        "--device",
+        "cuda:7",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--tasks",
+        "arc_easy",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("cuda:7"), "{}", text(&o));
+}
