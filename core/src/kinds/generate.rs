@@ -11,8 +11,7 @@
 //! per-sample values and intermediates follow that order.
 
 use super::{
-    eval_seed, execute, name_error, pad_intermediates, prepare, row_error, Defaults, Env, Evaluation, Fnv, Outcome,
-    RowError, TaskKind,
+    eval_seed, execute, name_error, pad_intermediates, prepare, row_error, Env, Fnv, Outcome, RowError, TaskKind,
 };
 use crate::error::Result;
 use crate::request::{GenerateParams, GenerateRequest, Generation, Sampling};
@@ -63,44 +62,13 @@ pub trait Generate {
     }
 }
 
-/// A generation evaluation over rows of `T`.
-pub struct GenerateTask<T> {
-    /// Name.
-    pub name: String,
-    /// Rows in dataset order.
-    pub rows: Vec<T>,
-    /// Defaults.
-    pub defaults: Defaults,
-    /// Few-shot examples prepended to each context or prompt.
-    pub fewshot: Option<crate::fewshot::FewShot>,
-}
+task_type!(
+    /// A generation evaluation over rows of `T`.
+    GenerateTask, Generate, TaskKind::Generate
+);
 
 impl<T: Generate> GenerateTask<T> {
-    /// A task named `name` over `rows`.
-    pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        GenerateTask {
-            name: name.into(),
-            rows,
-            defaults: Defaults::default(),
-            fewshot: None,
-        }
-    }
-}
-
-impl<T: Generate> Evaluation for GenerateTask<T> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> TaskKind {
-        TaskKind::Generate
-    }
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-    fn defaults(&self) -> Defaults {
-        self.defaults
-    }
-    fn evaluate(&self, env: &Env<'_>) -> Result<Outcome> {
+    fn run(&self, env: &Env<'_>) -> Result<Outcome> {
         let name = &self.name;
         let prep = prepare(name, self.rows.len(), &self.defaults, env)?;
         let max_len = env.model.max_len();

@@ -1,7 +1,7 @@
 //! Loglikelihood (LAMBADA style): one continuation scored after its context; `acc` is whether
 //! every continuation token is the model's argmax, `perplexity` = exp(−mean loglikelihood).
 
-use super::{execute_mc, Defaults, Env, Evaluation, McItem, Outcome, RowError, TaskKind};
+use super::{execute_mc, Env, McItem, Outcome, RowError, TaskKind};
 use crate::error::Result;
 
 /// A context and the continuation scored after it (no delimiter is added).
@@ -19,44 +19,13 @@ pub trait Loglikelihood {
     fn get(&self) -> std::result::Result<LlItem, RowError>;
 }
 
-/// A loglikelihood evaluation over rows of `T`.
-pub struct LoglikelihoodTask<T> {
-    /// Name.
-    pub name: String,
-    /// Rows in dataset order.
-    pub rows: Vec<T>,
-    /// Defaults.
-    pub defaults: Defaults,
-    /// Few-shot examples prepended to each context or prompt.
-    pub fewshot: Option<crate::fewshot::FewShot>,
-}
+task_type!(
+    /// A loglikelihood evaluation over rows of `T`.
+    LoglikelihoodTask, Loglikelihood, TaskKind::Loglikelihood
+);
 
 impl<T: Loglikelihood> LoglikelihoodTask<T> {
-    /// A task named `name` over `rows`.
-    pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        LoglikelihoodTask {
-            name: name.into(),
-            rows,
-            defaults: Defaults::default(),
-            fewshot: None,
-        }
-    }
-}
-
-impl<T: Loglikelihood> Evaluation for LoglikelihoodTask<T> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> TaskKind {
-        TaskKind::Loglikelihood
-    }
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-    fn defaults(&self) -> Defaults {
-        self.defaults
-    }
-    fn evaluate(&self, env: &Env<'_>) -> Result<Outcome> {
+    fn run(&self, env: &Env<'_>) -> Result<Outcome> {
         let get = |i: usize, r: &T| {
             r.get().map(|it| McItem {
                 contexts: vec![super::with_fewshot(&self.fewshot, i, &it.context)],

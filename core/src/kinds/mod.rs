@@ -16,6 +16,49 @@
 //! scheduler ([`crate::schedule`]) and the batch executor ([`crate::batch`]), and turns the
 //! results into per-sample records and metrics ([`Outcome`]).
 
+/// Defines a kind's task type: the struct holding name, rows, defaults and few-shot examples,
+/// its constructor, and the [`Evaluation`] impl that delegates to the kind's own `run`.
+macro_rules! task_type {
+    ($(#[$doc:meta])* $task:ident, $row:ident, $kind:expr) => {
+        $(#[$doc])*
+        pub struct $task<T> {
+            /// Name.
+            pub name: String,
+            /// Rows in dataset order.
+            pub rows: Vec<T>,
+            /// Defaults.
+            pub defaults: super::Defaults,
+            /// Few-shot examples prepended to each context or prompt.
+            pub fewshot: Option<crate::fewshot::FewShot>,
+        }
+
+        impl<T: $row> $task<T> {
+            /// A task named `name` over `rows`.
+            pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
+                $task { name: name.into(), rows, defaults: super::Defaults::default(), fewshot: None }
+            }
+        }
+
+        impl<T: $row> super::Evaluation for $task<T> {
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn kind(&self) -> super::TaskKind {
+                $kind
+            }
+            fn len(&self) -> usize {
+                self.rows.len()
+            }
+            fn defaults(&self) -> super::Defaults {
+                self.defaults
+            }
+            fn evaluate(&self, env: &super::Env<'_>) -> crate::error::Result<super::Outcome> {
+                self.run(env)
+            }
+        }
+    };
+}
+
 pub mod generate;
 pub mod loglikelihood;
 pub mod multiple_choice;

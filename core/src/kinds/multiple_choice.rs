@@ -5,7 +5,7 @@
 //! (`acc_token_norm`). Ties go to the first choice. Contexts are shared through the KV cache
 //! unless the run disables it.
 
-use super::{execute_mc, Defaults, Env, Evaluation, Outcome, RowError, TaskKind};
+use super::{execute_mc, Env, Outcome, RowError, TaskKind};
 use crate::error::Result;
 
 /// One multiple-choice item: a (context, continuation) pair per choice and the answer.
@@ -71,44 +71,13 @@ pub trait MultipleChoice {
     }
 }
 
-/// A multiple-choice evaluation over rows of `T`.
-pub struct MultipleChoiceTask<T> {
-    /// Name.
-    pub name: String,
-    /// Rows in dataset order.
-    pub rows: Vec<T>,
-    /// Defaults.
-    pub defaults: Defaults,
-    /// Few-shot examples prepended to each context or prompt.
-    pub fewshot: Option<crate::fewshot::FewShot>,
-}
+task_type!(
+    /// A multiple-choice evaluation over rows of `T`.
+    MultipleChoiceTask, MultipleChoice, TaskKind::MultipleChoice
+);
 
 impl<T: MultipleChoice> MultipleChoiceTask<T> {
-    /// A task named `name` over `rows`.
-    pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        MultipleChoiceTask {
-            name: name.into(),
-            rows,
-            defaults: Defaults::default(),
-            fewshot: None,
-        }
-    }
-}
-
-impl<T: MultipleChoice> Evaluation for MultipleChoiceTask<T> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> TaskKind {
-        TaskKind::MultipleChoice
-    }
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-    fn defaults(&self) -> Defaults {
-        self.defaults
-    }
-    fn evaluate(&self, env: &Env<'_>) -> Result<Outcome> {
+    fn run(&self, env: &Env<'_>) -> Result<Outcome> {
         let get = |i: usize, r: &T| {
             r.get().map(|mut it| {
                 for c in &mut it.contexts {

@@ -4,9 +4,7 @@
 //! [`NextToken::check`]; [`NextToken::score`] can look at every position. Padding positions
 //! are never predictions. Texts longer than the model keep their end (counted as truncated).
 
-use super::{
-    pad_intermediates, prepare, row_error, score_requests, Defaults, Env, Evaluation, Outcome, RowError, TaskKind,
-};
+use super::{pad_intermediates, prepare, row_error, score_requests, Env, Outcome, RowError, TaskKind};
 use crate::error::Result;
 use crate::request::ScoreRequest;
 use serde_json::json;
@@ -49,44 +47,13 @@ pub trait NextToken {
     }
 }
 
-/// A next-token evaluation over rows of `T`.
-pub struct NextTokenTask<T> {
-    /// Name.
-    pub name: String,
-    /// Rows in dataset order.
-    pub rows: Vec<T>,
-    /// Defaults.
-    pub defaults: Defaults,
-    /// Few-shot examples prepended to each context or prompt.
-    pub fewshot: Option<crate::fewshot::FewShot>,
-}
+task_type!(
+    /// A next-token evaluation over rows of `T`.
+    NextTokenTask, NextToken, TaskKind::NextToken
+);
 
 impl<T: NextToken> NextTokenTask<T> {
-    /// A task named `name` over `rows`.
-    pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        NextTokenTask {
-            name: name.into(),
-            rows,
-            defaults: Defaults::default(),
-            fewshot: None,
-        }
-    }
-}
-
-impl<T: NextToken> Evaluation for NextTokenTask<T> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> TaskKind {
-        TaskKind::NextToken
-    }
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-    fn defaults(&self) -> Defaults {
-        self.defaults
-    }
-    fn evaluate(&self, env: &Env<'_>) -> Result<Outcome> {
+    fn run(&self, env: &Env<'_>) -> Result<Outcome> {
         let name = &self.name;
         let prep = prepare(name, self.rows.len(), &self.defaults, env)?;
         let max_len = env.model.max_len();

@@ -4,9 +4,7 @@
 //! context_len 1, then `make_disjoint_window`). Corpus metrics are ratios of sums over all
 //! texts: `token_perplexity`, `word_perplexity`, `byte_perplexity`, `bits_per_byte`.
 
-use super::{
-    pad_intermediates, prepare, row_error, score_requests, Defaults, Env, Evaluation, Outcome, RowError, TaskKind,
-};
+use super::{pad_intermediates, prepare, row_error, score_requests, Env, Outcome, RowError, TaskKind};
 use crate::error::Result;
 use crate::metrics::{count_words, perplexities, Metric};
 use crate::request::ScoreRequest;
@@ -66,44 +64,13 @@ pub fn rolling_windows(tokens: &[i64], prefix: i64, max_len: usize) -> Vec<Score
     out
 }
 
-/// A perplexity evaluation over rows of `T`.
-pub struct PerplexityTask<T> {
-    /// Name.
-    pub name: String,
-    /// Rows in dataset order.
-    pub rows: Vec<T>,
-    /// Defaults.
-    pub defaults: Defaults,
-    /// Few-shot examples prepended to each context or prompt.
-    pub fewshot: Option<crate::fewshot::FewShot>,
-}
+task_type!(
+    /// A perplexity evaluation over rows of `T`.
+    PerplexityTask, Perplexity, TaskKind::Perplexity
+);
 
 impl<T: Perplexity> PerplexityTask<T> {
-    /// A task named `name` over `rows`.
-    pub fn new(name: impl Into<String>, rows: Vec<T>) -> Self {
-        PerplexityTask {
-            name: name.into(),
-            rows,
-            defaults: Defaults::default(),
-            fewshot: None,
-        }
-    }
-}
-
-impl<T: Perplexity> Evaluation for PerplexityTask<T> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> TaskKind {
-        TaskKind::Perplexity
-    }
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-    fn defaults(&self) -> Defaults {
-        self.defaults
-    }
-    fn evaluate(&self, env: &Env<'_>) -> Result<Outcome> {
+    fn run(&self, env: &Env<'_>) -> Result<Outcome> {
         let name = &self.name;
         let prep = prepare(name, self.rows.len(), &self.defaults, env)?;
         let prefix = env.tokenizer.prefix_token()?;
