@@ -69,6 +69,20 @@ fn run_writes_results_and_gates_set_the_exit_code() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("arc_easy") && text(&o).contains("acc_norm"));
     assert!(out.join("results.json").is_file() && out.join("samples_arc_easy.jsonl").is_file());
+    assert!(evalkit::core::Evaluator::done(&out));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("read")).expect("json");
+    assert_eq!(doc["results"]["arc_easy"]["n"], 6);
+    assert_eq!(
+        doc["results"]["arc_easy"]["fingerprint"].as_str().map(str::len),
+        Some(16),
+        "data fingerprint recorded"
+    );
+    assert!(doc["config"]["model"]
+        .as_str()
+        .expect("model")
+        .contains("stories260K-hf"));
+    assert!(doc["versions"]["libtorch"].is_string());
     let shown = evalkit(&["show", out.to_str().expect("utf8")]);
     assert!(text(&shown).contains("synthetic_brackets"));
     let cmp = evalkit(&["compare", out.to_str().expect("utf8"), out.to_str().expect("utf8")]);

@@ -1,5 +1,7 @@
 //! `#[derive(Evaluation)]`: every kind, templates, computed fields, answer forms, few-shot, and
-//! a derived evaluation against a hand-written implementation of the same benchmark.
+//! a derived evaluation against a hand-written implementation of the same benchmark. Generated
+//! code must compile without a single warning.
+#![deny(warnings)]
 
 use crate::util::{data_dir, open};
 use evalkit::core::benchmark::{task, Benchmark};

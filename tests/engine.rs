@@ -504,3 +504,64 @@ fn long_prompts_keep_their_end_and_are_counted() {
     assert_eq!(out.truncated, 1);
     assert_eq!(out.n, 2);
 }
+
+#[test]
+fn every_kind_returns_intermediates_of_one_shape() {
+    crate::util::init();
+    let (model, tok) = (Oracle::new(16), oracle::tokenizer());
+    struct N(&'static str);
+    impl NextToken for N {
+        fn get(&self) -> Result<String, RowError> {
+            Ok(self.0.into())
+        }
+    }
+    struct G;
+    impl Generate for G {
+        fn max_new_tokens() -> usize {
+            3
+        }
+        fn get(&self) -> Result<GenItem, RowError> {
+            Ok(GenItem {
+                prompt: "c".into(),
+                target: "c".into(),
+            })
+        }
+    }
+    let opts = RunOptions {
+        return_intermediates: true,
+        ..RunOptions::default()
+    };
+    let evals: Vec<Box<dyn Evaluation>> = vec![
+        Box::new(MultipleChoiceTask::new(
+            "mc",
+            vec![mc("a", &["b a", "c"], 0), mc("b", &["c"], 0)],
+        )),
+        Box::new(PerplexityTask::new("ppl", vec![Text("a b c".into()), Text("c".into())])),
+        Box::new(NextTokenTask::new("nt", vec![N("a b"), N("c a b")])),
+        Box::new(GenerateTask::new("gen", vec![G, G])),
+    ];
+    for e in &evals {
+        let out = run(e.as_ref(), &model, &tok, &opts);
+        let inter = out.intermediates.expect("asked for");
+        assert_eq!(inter.len(), 2, "{}: one per sample", e.name());
+        let w = inter[0].tokens.len();
+        for i in &inter {
+            assert!(
+                i.tokens.len() == w && i.action_mask.len() == w && i.padding_mask.len() == w,
+                "{}: one width",
+                e.name()
+            );
+            assert!(
+                i.action_mask.iter().zip(&i.padding_mask).all(|(a, p)| !a || *p),
+                "{}: actions are real tokens",
+                e.name()
+            );
+            assert!(i.action_mask.iter().any(|&a| a), "{}: some action", e.name());
+        }
+    }
+    // Multiple choice: the predicted choice's tokens are the actions (a → b a: ids 1, 2, 1).
+    let out = run(evals[0].as_ref(), &model, &tok, &opts);
+    let first = &out.intermediates.expect("asked for")[0];
+    assert_eq!(first.tokens, vec![1, 2, 1]);
+    assert_eq!(first.action_mask, vec![false, true, true]);
+}

@@ -392,3 +392,107 @@ fn torchscript_export_loads_and_matches_pytorch() {
     let out = eval.evaluations[0].evaluate(&env).expect("evaluates");
     assert_eq!(out.n, 5);
 }
+
+/// The same weights under other layouts give the same logits: a Qwen2 config (with zero q/k/v
+/// biases), a Mistral config, an untied head, and shards listed in model.safetensors.index.json.
+#[test]
+fn checkpoint_layouts_and_family_configs_load() {
+    crate::util::init();
+    let (base, _) = open("stories260K-hf");
+    let ids = [1i64, 403, 407, 261, 378, 432];
+    let want = row_logits(base.as_ref(), &ids);
+    let tensors = Tensor::read_safetensors(model_dir("stories260K-hf").join("model.safetensors")).expect("read");
+    let cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(model_dir("stories260K-hf").join("config.json")).expect("config"),
+    )
+    .expect("json");
+    let check =
+        |label: &str, edit: &dyn Fn(&mut serde_json::Map<String, Value>), weights: &dyn Fn(&std::path::Path)| {
+            let tmp = tempfile::tempdir().expect("tmp");
+            copy_checkpoint("stories260K-hf", tmp.path());
+            let mut c = cfg.clone();
+            edit(c.as_object_mut().expect("object"));
+            std::fs::write(tmp.path().join("config.json"), c.to_string()).expect("write");
+            weights(tmp.path());
+            let m = evalkit::core::load_checkpoint(tmp.path(), Default::default())
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            let diff = (row_logits(m.as_ref(), &ids) - &want).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "{label}: logits differ by {diff}");
+        };
+    let with_biases = |dir: &std::path::Path| {
+        let mut t: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+        for l in 0..5 {
+            for (p, n) in [("q_proj", 64), ("k_proj", 32), ("v_proj", 32)] {
+                t.push((
+                    format!("model.layers.{l}.self_attn.{p}.bias"),
+                    Tensor::zeros([n], (Kind::Float, tch::Device::Cpu)),
+                ));
+            }
+        }
+        Tensor::write_safetensors(&t, dir.join("model.safetensors")).expect("write");
+    };
+    check(
+        "qwen2",
+        &|c| {
+            c.insert("model_type".into(), "qwen2".into());
+        },
+        &with_biases,
+    );
+    check(
+        "mistral",
+        &|c| {
+            c.insert("model_type".into(), "mistral".into());
+            c.insert("sliding_window".into(), 4096.into());
+        },
+        &|_| {},
+    );
+    check(
+        "untied head",
+        &|c| {
+            c.insert("tie_word_embeddings".into(), false.into());
+        },
+        &|dir| {
+            let mut t: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+            let emb = tensors
+                .iter()
+                .find(|(n, _)| n == "model.embed_tokens.weight")
+                .expect("embed")
+                .1
+                .copy();
+            t.push(("lm_head.weight".into(), emb));
+            Tensor::write_safetensors(&t, dir.join("model.safetensors")).expect("write");
+        },
+    );
+    check("sharded", &|_| {}, &|dir| {
+        std::fs::remove_file(dir.join("model.safetensors")).expect("rm");
+        let (a, b): (Vec<_>, Vec<_>) = tensors
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .partition(|(n, _)| n.contains("layers.0") || n.contains("embed"));
+        Tensor::write_safetensors(&a, dir.join("model-00001-of-00002.safetensors")).expect("write");
+        Tensor::write_safetensors(&b, dir.join("model-00002-of-00002.safetensors")).expect("write");
+        let map: serde_json::Map<String, Value> = a
+            .iter()
+            .map(|(n, _)| (n.clone(), "model-00001-of-00002.safetensors".into()))
+            .chain(
+                b.iter()
+                    .map(|(n, _)| (n.clone(), "model-00002-of-00002.safetensors".into())),
+            )
+            .collect();
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
+        )
+        .expect("index");
+    });
+    // An untied config without lm_head.weight names the missing tensor.
+    let tmp = tempfile::tempdir().expect("tmp");
+    copy_checkpoint("stories260K-hf", tmp.path());
+    let mut c = cfg.clone();
+    c.as_object_mut()
+        .expect("object")
+        .insert("tie_word_embeddings".into(), false.into());
+    std::fs::write(tmp.path().join("config.json"), c.to_string()).expect("write");
+    let msg = load_err(tmp.path());
+    assert!(msg.contains("`lm_head.weight`: missing"), "{msg}");
+}

@@ -293,3 +293,59 @@ fn synthetic_suites_are_deterministic_per_seed() {
         .map(|x| x.parse::<u32>().expect("n"))
         .is_sorted()));
 }
+
+#[test]
+fn hellaswag_original_layout_and_mmlu_fewshot_follow_lm_eval() {
+    let dir = crate::tempdir!("hellaswag-original");
+    let row = serde_json::json!({"activity_label": "Removing ice from car", "ctx_a": "Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles.",
+        "ctx_b": "then", "endings": [", the man adds wax to the windshield and cuts it.", ", a person board a ski lift, while two men supporting the head of the person wearing winter clothes snow as the we girls sled.", ", the man puts on a christmas coat, knitted with netting.", ", the man continues removing the snow on his car."], "label": "3"});
+    let path = dir.path().join("hellaswag_val.jsonl");
+    std::fs::write(&path, format!("{row}\n")).expect("write");
+    let rows = evalkit::suites::hellaswag::read(&path).expect("original layout");
+    assert_eq!(rows[0].ctx, "Removing ice from car: Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles. Then");
+    assert_eq!(rows[0].label, 3);
+    assert_eq!(evalkit::suites::hellaswag::capitalize("hELLO wORLD"), "Hello world");
+
+    // MMLU k-shot takes the first k dev rows after the subject's description.
+    use evalkit::core::kinds::Env;
+    let (model, tok) = open("stories260K-hf");
+    let e = load(
+        "mmlu_anatomy",
+        &LoadOptions {
+            num_fewshot: Some(5),
+            ..opts()
+        },
+    )
+    .expect("5-shot")
+    .evaluations
+    .remove(0);
+    let run = evalkit::core::RunOptions {
+        subset: Some(Subset::First(1)),
+        ..Default::default()
+    };
+    let out = e
+        .evaluate(&Env {
+            model: model.as_ref(),
+            tokenizer: &tok,
+            options: &run,
+            journal_dir: None,
+            progress: None,
+        })
+        .expect("runs");
+    let ctx = out.samples[0]["contexts"][0].as_str().expect("context");
+    let dev = evalkit::suites::mmlu::read(&data_dir().join("mmlu/dev/anatomy_dev.csv")).expect("dev");
+    assert!(
+        ctx.starts_with(&format!(
+            "The following are multiple choice questions (with answers) about anatomy.\n\n{}\nA. ",
+            dev[0].question.trim()
+        )),
+        "{ctx}"
+    );
+    assert_eq!(ctx.matches("\nAnswer: ").count(), 5);
+    assert!(ctx.contains(&format!("Answer: {}\n\n", dev[4].answer)));
+    assert!(ctx.ends_with("\nAnswer:"));
+    assert_eq!(
+        out.samples[0]["continuations"],
+        serde_json::json!([" A", " B", " C", " D"])
+    );
+}

@@ -164,6 +164,7 @@ impl<'a> Evaluator<'a> {
             m.insert("kind".into(), json!(o.kind.as_str()));
             m.insert("chunks_computed".into(), json!(o.stats.chunks_computed));
             m.insert("chunks_resumed".into(), json!(o.stats.chunks_resumed));
+            m.insert("fingerprint".into(), json!(format!("{:016x}", o.stats.fingerprint)));
             if !o.notes.is_empty() {
                 m.insert("notes".into(), json!(o.notes));
             }

@@ -113,6 +113,9 @@ pub struct ExecStats {
     pub chunks_computed: usize,
     /// Chunks read back from the journal.
     pub chunks_resumed: usize,
+    /// Hash of everything the results depend on (model, token-level requests, batching): the
+    /// journal's key, and the data fingerprint in results.json.
+    pub fingerprint: u64,
 }
 
 /// Runs a plan: chunk by chunk, journaling each finished chunk and advancing a progress bar.
