@@ -85,6 +85,11 @@ fn run_writes_results_and_gates_set_the_exit_code() {
     assert!(doc["versions"]["libtorch"].is_string());
     let shown = evalkit(&["show", out.to_str().expect("utf8")]);
     assert!(text(&shown).contains("synthetic_brackets"));
+    let report = text(&evalkit(&["report", out.to_str().expect("utf8")]));
+    assert!(
+        report.starts_with("## evalkit results") && report.contains("| arc_easy | acc | "),
+        "{report}"
+    );
     let cmp = evalkit(&["compare", out.to_str().expect("utf8"), out.to_str().expect("utf8")]);
     assert!(text(&cmp).contains("+0.0000"));
 

@@ -59,6 +59,11 @@ pub enum Command {
         /// Output directory (or its results.json).
         path: PathBuf,
     },
+    /// Write a Markdown report of an output directory's results (for a PR or a model card).
+    Report {
+        /// Output directory (or its results.json).
+        path: PathBuf,
+    },
     /// Compare the results of two output directories metric by metric.
     Compare {
         /// Baseline output directory.

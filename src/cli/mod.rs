@@ -25,6 +25,10 @@ pub fn run() -> Result<ExitCode> {
             table::print_results(&read_results(&path)?, cli.global.format);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report { path } => {
+            print!("{}", table::markdown_report(&read_results(&path)?));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Compare { a, b } => compare(&a, &b, cli.global.format),
         Command::Demo(d) => demo(&d, &cli.global),
     }

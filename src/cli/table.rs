@@ -9,6 +9,27 @@ pub fn print_results(doc: &Value, format: Format) {
         println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default());
         return;
     }
+    print_table(&["task", "metric", "value", "stderr", "n"], &result_rows(doc));
+}
+
+/// A Markdown report: the model and settings, then one table row per task and metric.
+pub fn markdown_report(doc: &Value) -> String {
+    let c = &doc["config"];
+    let mut out = format!(
+        "## evalkit results: {}\n\nModel `{}`, seed {}, evalkit {} on libtorch {}.\n\n| task | metric | value | stderr | n |\n|---|---|---:|---:|---:|\n",
+        c["model_name"].as_str().unwrap_or("model"),
+        c["model"].as_str().unwrap_or("?"),
+        c["seed"],
+        doc["versions"]["evalkit"].as_str().unwrap_or("?"),
+        doc["versions"]["libtorch"].as_str().unwrap_or("?"),
+    );
+    for [task, metric, value, se, n] in result_rows(doc) {
+        out.push_str(&format!("| {task} | {metric} | {value} | {se} | {n} |\n"));
+    }
+    out
+}
+
+fn result_rows(doc: &Value) -> Vec<[String; 5]> {
     let mut rows: Vec<[String; 5]> = vec![];
     for section in ["results", "groups"] {
         let Some(map) = doc[section].as_object() else { continue };
@@ -40,7 +61,7 @@ pub fn print_results(doc: &Value, format: Format) {
             }
         }
     }
-    print_table(&["task", "metric", "value", "stderr", "n"], &rows);
+    rows
 }
 
 /// Prints rows aligned under a header.
