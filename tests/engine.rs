@@ -144,16 +144,18 @@ fn oracle_rolling_windows_score_each_token_once() {
     assert!(out.metrics["bits_per_byte"].stderr.is_none());
 }
 
+/// A next-token row: its text.
+struct N(&'static str);
+impl NextToken for N {
+    fn get(&self) -> Result<String, RowError> {
+        Ok(self.0.into())
+    }
+}
+
 #[test]
 fn oracle_next_token_and_generation() {
     crate::util::init();
     let (model, tok) = (Oracle::new(8), oracle::tokenizer());
-    struct N(&'static str);
-    impl NextToken for N {
-        fn get(&self) -> Result<String, RowError> {
-            Ok(self.0.into())
-        }
-    }
     // Argmax after a is b (right), after c is c (wrong for "c a").
     let out = run(
         &NextTokenTask::new("nt", vec![N("a b"), N("c a")]),
@@ -509,12 +511,6 @@ fn long_prompts_keep_their_end_and_are_counted() {
 fn every_kind_returns_intermediates_of_one_shape() {
     crate::util::init();
     let (model, tok) = (Oracle::new(16), oracle::tokenizer());
-    struct N(&'static str);
-    impl NextToken for N {
-        fn get(&self) -> Result<String, RowError> {
-            Ok(self.0.into())
-        }
-    }
     struct G;
     impl Generate for G {
         fn max_new_tokens() -> usize {
