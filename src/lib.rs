@@ -42,6 +42,7 @@
 //! | struct | `max_new_tokens = N`, `stop("a", "b")` | generation length (required) and stop strings |
 //! | struct | `clean = f`, `check = f`, `score = f` | generation hooks: a built-in name (`trim`, `first_number`, `last_number`, `gsm8k_strict`, `gsm8k_flexible`, `exact_match`, `number_match`, ...), any function path, or `clean = regex("...")` |
 //! | struct | `batch_size = N`, `chunk_size = N`, `limit = N` | per-evaluation defaults |
+//! | struct | `num_fewshot = K`, `description = "..."` | few-shot defaults: K examples after the description (`task(rows).fewshot_default(&pool, seed)`) |
 //! | field | `context`, `prompt`, `text`, ... | the field is that role, verbatim; `context = "template"` renders a template instead |
 //! | field | `choices` | the choices (`Vec<String>`, `[&str; N]`, ...) |
 //! | field | `answer` / `answer = index \| letter \| text` | the answer: an integer index, a letter (`"B"`, `'B'`), or the right choice's text |

@@ -25,7 +25,7 @@ fn run(e: &dyn evalkit::core::Evaluation, name: &str, opts: &RunOptions) -> Outc
 }
 
 #[derive(Evaluation, Deserialize, Clone)]
-#[eval(name = "arc_easy_derived", kind = multiple_choice, metrics(acc, acc_norm), batch_size = 7)]
+#[eval(name = "arc_easy_derived", kind = multiple_choice, metrics(acc, acc_norm), batch_size = 7, num_fewshot = 2, description = "Science.\n\n")]
 struct Arc {
     #[eval(context = "Question: {question}\nAnswer:")]
     question: String,
@@ -272,6 +272,15 @@ fn fewshot_prefix_follows_lm_eval_layout() {
         .expect("examples")
         .build();
     let o = run(e.as_ref(), "stories260K-hf", &RunOptions::default());
+    // The derived defaults (num_fewshot = 2, description) give the same layout.
+    let d = task(rows.clone()).fewshot_default(&pool, 5).expect("examples").build();
+    let od = run(d.as_ref(), "stories260K-hf", &RunOptions::default());
+    let ctx = od.samples[0]["contexts"][0].as_str().expect("context");
+    assert!(
+        ctx.starts_with("Science.\n\nQuestion: ") && ctx.matches("\nAnswer: ").count() == 2,
+        "{ctx}"
+    );
+    assert_eq!(<Arc as Benchmark>::NUM_FEWSHOT, 2);
     let ex = |a: &Arc| {
         format!(
             "Question: {}\nAnswer: {}\n\n",

@@ -15,6 +15,10 @@ pub trait Benchmark: Sized + 'static {
     const METRICS: &'static [&'static str];
     /// Delimiter between a few-shot example's context and its answer.
     const DELIMITER: &'static str = " ";
+    /// Text before the few-shot examples (lm-eval's `description`).
+    const DESCRIPTION: &'static str = "";
+    /// Default number of few-shot examples.
+    const NUM_FEWSHOT: usize = 0;
 
     /// Default batch size, chunk size and limit.
     fn defaults() -> Defaults {
@@ -88,6 +92,12 @@ impl<T: Benchmark> TaskBuilder<T> {
             delimiter: T::DELIMITER.to_string(),
         });
         Ok(self)
+    }
+
+    /// Few-shot with the benchmark's own settings (`num_fewshot`, `description`), the examples
+    /// drawn per row from `pool` with an RNG seeded by `seed` and the row index.
+    pub fn fewshot_default(self, pool: &[T], seed: u64) -> Result<Self, RowError> {
+        self.fewshot(pool, T::NUM_FEWSHOT, FewShotSampler::Seeded(seed), T::DESCRIPTION)
     }
 
     /// The evaluation.

@@ -74,6 +74,7 @@ pub struct Container {
     pub answer: Attr<Path>,
     pub delimiter: Attr<LitStr>,
     pub description: Attr<LitStr>,
+    pub num_fewshot: Attr<LitInt>,
     pub max_new_tokens: Attr<LitInt>,
     pub stop: Attr<Vec<LitStr>>,
     pub clean: Attr<Func>,
@@ -149,6 +150,7 @@ impl Container {
             answer: Attr::none("answer"),
             delimiter: Attr::none("delimiter"),
             description: Attr::none("description"),
+            num_fewshot: Attr::none("num_fewshot"),
             max_new_tokens: Attr::none("max_new_tokens"),
             stop: Attr::none("stop"),
             clean: Attr::none("clean"),
@@ -188,6 +190,7 @@ impl Container {
                     "answer" => c.answer.set(cx, &id, path_value(&meta, "answer")?),
                     "delimiter" => c.delimiter.set(cx, &id, lit_str(&meta)?),
                     "description" => c.description.set(cx, &id, lit_str(&meta)?),
+                    "num_fewshot" => c.num_fewshot.set(cx, &id, lit_int(&meta)?),
                     "max_new_tokens" => c.max_new_tokens.set(cx, &id, lit_int(&meta)?),
                     "stop" => {
                         let mut v = vec![];

@@ -160,6 +160,11 @@ fn expand(input: &Input, spec: &Spec) -> TokenStream {
     let metrics = &spec.metrics;
     let (bs, cs, lim) = (opt(&spec.batch_size), opt(&spec.chunk_size), opt(&spec.limit));
     let delim = &spec.delimiter;
+    let description = &spec.description;
+    let num_fewshot = match &spec.num_fewshot {
+        Some(n) => quote!(#n),
+        None => quote!(0),
+    };
 
     let (kind_impl, kind_ident, task, example) = match spec.kind {
         Kind::MultipleChoice => {
@@ -320,6 +325,8 @@ fn expand(input: &Input, spec: &Spec) -> TokenStream {
                 const KIND: #p::TaskKind = #p::TaskKind::#kind_ident;
                 const METRICS: &'static [&'static str] = &[#(#metrics),*];
                 const DELIMITER: &'static str = #delim;
+                const DESCRIPTION: &'static str = #description;
+                const NUM_FEWSHOT: usize = #num_fewshot;
                 fn defaults() -> #p::Defaults {
                     #p::Defaults { batch_size: #bs, chunk_size: #cs, limit: #lim }
                 }
