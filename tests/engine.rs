@@ -11,17 +11,6 @@ use evalkit::core::request::encode_pair;
 use evalkit::core::{Error, Evaluation, Outcome, RunOptions, Tokenizer};
 use serde_json::Value;
 
-fn run(e: &dyn Evaluation, model: &dyn Model, tok: &Tokenizer, opts: &RunOptions) -> Outcome {
-    let env = Env {
-        model,
-        tokenizer: tok,
-        options: opts,
-        journal_dir: None,
-        progress: None,
-    };
-    e.evaluate(&env).expect("evaluation runs")
-}
-
 fn try_run(
     e: &dyn Evaluation,
     model: &dyn Model,
@@ -36,6 +25,10 @@ fn try_run(
         progress: None,
     };
     e.evaluate(&env)
+}
+
+fn run(e: &dyn Evaluation, model: &dyn Model, tok: &Tokenizer, opts: &RunOptions) -> Outcome {
+    try_run(e, model, tok, opts).expect("evaluation runs")
 }
 
 /// A hand-made multiple-choice row.
