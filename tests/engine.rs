@@ -554,3 +554,18 @@ fn every_kind_returns_intermediates_of_one_shape() {
     assert_eq!(first.tokens, vec![1, 2, 1]);
     assert_eq!(first.action_mask, vec![false, true, true]);
 }
+
+#[test]
+fn live_weights_evaluate_in_process_and_results_carry_the_step() {
+    crate::util::init();
+    let (model, tok) = (Oracle::new(16), oracle::tokenizer());
+    let tmp = crate::tempdir!("live");
+    let mut ev = evalkit::core::Evaluator::new(&model, &tok);
+    ev.add(Box::new(MultipleChoiceTask::new("mc", vec![mc("a", &["b", "c"], 0)])));
+    ev.at_step(1200);
+    let doc = ev.run(tmp.path()).expect("runs");
+    assert_eq!(doc["config"]["step"], 1200);
+    assert_eq!(doc["results"]["mc"]["acc"], 1.0);
+    assert!(evalkit::core::Evaluator::done(tmp.path()));
+    assert_eq!(ev.evaluate().expect("evaluates")["mc"]["acc"], 1.0);
+}

@@ -63,6 +63,14 @@ impl<'a> Evaluator<'a> {
         self
     }
 
+    /// Records the training step of live weights in results.json (`config.step`): a training
+    /// loop implements [`Model`] for its module and evaluates it every N steps, with no
+    /// checkpoint written (the seed design's `Evaluator.from_trainer`).
+    pub fn at_step(&mut self, step: u64) -> &mut Self {
+        self.config.insert("step".into(), json!(step));
+        self
+    }
+
     /// Names of the evaluations, in order.
     pub fn names(&self) -> Vec<&str> {
         self.evaluations.iter().map(|e| e.name()).collect()
