@@ -7,7 +7,7 @@
 //! Positions come from the padding mask, so a padded row sees the positions it would have alone.
 
 use super::cache::KvCache;
-use super::mask::{attention_bias, positions};
+use super::mask::{attention_bias, check_inputs, positions};
 use super::weights::Weights;
 use super::{IdOrList, Linear, Model};
 use crate::device::Dtype;
@@ -195,23 +195,9 @@ impl Model for Gpt2 {
 
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        let (b, s) = ids.size2().op("input ids shape")?;
-        let ids = ids.to_device(self.device);
-        let mask = mask.to_device(self.device);
         let past = cache.as_ref().map_or(0, |c| c.current_seq_len() as i64);
-        if mask.size()[1] != past + s {
-            return Err(Error::Unsupported(format!(
-                "mask covers {} positions, expected {past} cached + {s} new",
-                mask.size()[1]
-            )));
-        }
-        let max_id = ids.max().int64_value(&[]);
-        if max_id >= self.vocab || ids.min().int64_value(&[]) < 0 {
-            return Err(Error::Unsupported(format!(
-                "token id {max_id} outside vocabulary of {}",
-                self.vocab
-            )));
-        }
+        let (ids, mask, s) = check_inputs(ids, mask, past, self.vocab, self.device)?;
+        let b = ids.size()[0];
         let pos = positions(&mask, s)?;
         let bias = attention_bias(&mask, s, self.kind)?;
         let mut x = Tensor::f_embedding(&self.wte, &ids, -1, false, false).op("embedding")?

@@ -8,7 +8,7 @@
 //! before the weight multiply, as transformers' `LlamaRMSNorm` does.
 
 use super::cache::KvCache;
-use super::mask::{attention_bias, positions};
+use super::mask::{attention_bias, check_inputs, positions};
 use super::weights::Weights;
 use super::{IdOrList, Linear, Model};
 use crate::device::Dtype;
@@ -410,24 +410,8 @@ impl Model for Llama {
 
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        let (_, s) = ids.size2().op("input ids shape")?;
-        let ids = ids.to_device(self.device);
-        let mask = mask.to_device(self.device);
         let past = cache.as_ref().map_or(0, |c| c.current_seq_len() as i64);
-        if mask.size()[1] != past + s {
-            return Err(Error::Unsupported(format!(
-                "mask covers {} positions, expected {} cached + {s} new",
-                mask.size()[1],
-                past
-            )));
-        }
-        let max_id = ids.max().int64_value(&[]);
-        if max_id >= self.config.vocab || ids.min().int64_value(&[]) < 0 {
-            return Err(Error::Unsupported(format!(
-                "token id {max_id} outside vocabulary of {}",
-                self.config.vocab
-            )));
-        }
+        let (ids, mask, s) = check_inputs(ids, mask, past, self.config.vocab, self.device)?;
         let pos = positions(&mask, s)?;
         let (cos, sin) = self.rope(&pos);
         let bias = attention_bias(&mask, s, self.kind)?;

@@ -1,8 +1,40 @@
-//! The numerics every decoder shares: position ids from a padding mask, and the one additive
-//! attention bias (causal + padding). Both work for left and right padding and with a KV cache.
+//! The numerics every decoder shares: the checks on its inputs, position ids from a padding
+//! mask, and the one additive attention bias (causal + padding). All work for left and right
+//! padding and with a KV cache.
 
-use crate::error::{Result, TorchContext};
-use tch::{Kind, Tensor};
+use crate::error::{Error, Result, TorchContext};
+use tch::{Device, Kind, Tensor};
+
+/// Checks a decoder's inputs and moves them to `device`: `ids` `(batch, seq)` with every id in
+/// `0..vocab`, and `mask` covering the `past` cached positions plus the `seq` new ones. Returns
+/// (ids, mask, seq).
+pub fn check_inputs(
+    ids: &Tensor,
+    mask: &Tensor,
+    past: i64,
+    vocab: i64,
+    device: Device,
+) -> Result<(Tensor, Tensor, i64)> {
+    let (_, s) = ids.size2().op("input ids shape")?;
+    if s == 0 {
+        return Err(Error::Unsupported("forward called with no tokens".into()));
+    }
+    let ids = ids.to_device(device);
+    let mask = mask.to_device(device);
+    if mask.size()[1] != past + s {
+        return Err(Error::Unsupported(format!(
+            "mask covers {} positions, expected {past} cached + {s} new",
+            mask.size()[1]
+        )));
+    }
+    let max_id = ids.max().int64_value(&[]);
+    if max_id >= vocab || ids.min().int64_value(&[]) < 0 {
+        return Err(Error::Unsupported(format!(
+            "token id {max_id} outside vocabulary of {vocab}"
+        )));
+    }
+    Ok((ids, mask, s))
+}
 
 /// Position ids of the `q_len` newest tokens, given the padding mask of all `past + q_len`
 /// positions (`(batch, past + q_len)`, 1 = token, 0 = padding): each token's position is the
