@@ -150,7 +150,12 @@ pub fn score_unshared(
 /// Whether a request can share its context: the model caches, and no continuation forces a
 /// truncation (which would cut a different context per continuation).
 pub fn can_share(model: &dyn Model, r: &ScoreRequest) -> bool {
-    model.new_cache().is_some() && r.len() <= model.max_len() && r.continuations.iter().all(|c| !c.is_empty())
+    model.new_cache().is_some() && fits_shared(model.max_len(), r)
+}
+
+/// The length half of [`can_share`]: every continuation non-empty and none forcing truncation.
+fn fits_shared(max_len: usize, r: &ScoreRequest) -> bool {
+    r.len() <= max_len && r.continuations.iter().all(|c| !c.is_empty())
 }
 
 /// Scores requests with one context pass each and the KV cache reused for every continuation.
@@ -273,7 +278,11 @@ pub fn score_batch(
     share: bool,
     counts: &mut TokenCounts,
 ) -> Result<Vec<Vec<ContinuationScore>>> {
-    let (shared, alone): (Vec<usize>, Vec<usize>) = (0..reqs.len()).partition(|&i| share && can_share(model, reqs[i]));
+    // Whether the model caches at all is asked once per batch, not once per request.
+    let share = share && model.new_cache().is_some();
+    let max_len = model.max_len();
+    let (shared, alone): (Vec<usize>, Vec<usize>) =
+        (0..reqs.len()).partition(|&i| share && fits_shared(max_len, reqs[i]));
     let mut out: Vec<Option<Vec<ContinuationScore>>> = vec![None; reqs.len()];
     if !shared.is_empty() {
         let sub: Vec<&ScoreRequest> = shared.iter().map(|&i| reqs[i]).collect();
