@@ -266,7 +266,7 @@ fn bad_answers_are_row_errors() {
 #[test]
 fn fewshot_prefix_follows_lm_eval_layout() {
     let pool = arc_rows(3);
-    let rows = arc_rows(5)[3..].to_vec();
+    let rows = arc_rows(8)[3..].to_vec();
     let e = task(rows.clone())
         .fewshot(&pool, 2, FewShotSampler::First, "Science.\n\n")
         .expect("examples")
@@ -295,19 +295,33 @@ fn fewshot_prefix_follows_lm_eval_layout() {
         rows[0].question
     );
     assert_eq!(o.samples[0]["contexts"][0], want);
-    // Seeded draws depend on the row index only.
-    let s = task(rows)
-        .fewshot(&pool, 1, FewShotSampler::Seeded(3), "")
+    // Zero-shot keeps the description (lm-eval's fewshot_context at k = 0).
+    let z = run(
+        task(rows.clone()).build().as_ref(),
+        "stories260K-hf",
+        &RunOptions::default(),
+    );
+    let want0 = format!("Science.\n\nQuestion: {}\nAnswer:", rows[0].question);
+    assert_eq!(z.samples[0]["contexts"][0], want0);
+    // Random draws are Python's `random.Random(3).sample(pool, 1)`, once per row in row order,
+    // fixed when the evaluation is built: a subset does not change them.
+    let s = task(rows.clone())
+        .fewshot(&pool, 1, FewShotSampler::Random(3), "")
         .expect("examples")
         .build();
+    let mut rnd = evalkit::core::pyrandom::PyRandom::new(3);
     let a = run(s.as_ref(), "stories260K-hf", &RunOptions::default());
-    let b = run(
-        s.as_ref(),
-        "stories260K-hf",
-        &RunOptions {
-            subset: Some(evalkit::core::kinds::Subset::First(1)),
-            ..RunOptions::default()
-        },
-    );
-    assert_eq!(a.samples[0]["contexts"], b.samples[0]["contexts"]);
+    for (i, sample) in a.samples.iter().enumerate() {
+        let j = rnd.sample(pool.len(), 1).expect("sample")[0];
+        let want = format!("{}Question: {}\nAnswer:", ex(&pool[j]), rows[i].question);
+        assert_eq!(sample["contexts"][0], want, "row {i}");
+    }
+    let sub = RunOptions {
+        subset: Some(evalkit::core::kinds::Subset::Sample(2)),
+        ..RunOptions::default()
+    };
+    for sample in run(s.as_ref(), "stories260K-hf", &sub).samples {
+        let i = sample["index"].as_u64().expect("index") as usize;
+        assert_eq!(sample["contexts"], a.samples[i]["contexts"], "row {i}");
+    }
 }

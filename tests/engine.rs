@@ -300,6 +300,7 @@ fn lambada_rows(n: usize) -> Vec<Lambada> {
         .collect()
 }
 
+#[derive(Clone)]
 struct Question(String, String);
 impl Generate for Question {
     fn max_new_tokens() -> usize {
@@ -371,7 +372,7 @@ fn multiple_choice_shared_context_equals_separate_scoring_and_backend() {
         );
         crate::assert_close!(lls(&shared), lls(&separate), 1e-4);
         assert!(
-            shared.tokens_forwarded < separate.tokens_forwarded,
+            shared.stats.work.tokens.forwarded < separate.stats.work.tokens.forwarded,
             "sharing computes fewer tokens"
         );
         // Each log-likelihood equals the backend's per-token log-probs summed directly.
@@ -568,4 +569,104 @@ fn live_weights_evaluate_in_process_and_results_carry_the_step() {
     assert_eq!(doc["results"]["mc"]["acc"], 1.0);
     assert!(evalkit::core::Evaluator::done(tmp.path()));
     assert_eq!(ev.evaluate().expect("evaluates")["mc"]["acc"], 1.0);
+}
+
+#[test]
+fn records_count_the_tokens_run_and_fingerprint_the_rows() {
+    let (model, tok) = open("stories260K-hf");
+    let rows = arc_rows(6);
+    let task = MultipleChoiceTask::new("arc_easy", rows.clone());
+    let unshared = RunOptions {
+        share_prefix: false,
+        ..opts(4)
+    };
+    let o = run(&task, model.as_ref(), &tok, &unshared);
+    // Without sharing, each (context, continuation) row runs its tokens but the last (at most
+    // max_len), and every continuation token goes through the head once.
+    let (mut forwarded, mut scored, mut shared_forwarded) = (0, 0, 0);
+    for r in &rows {
+        let ctx_len = encode_pair(&tok, &r.context, " x").expect("encodes").0.len();
+        shared_forwarded += ctx_len;
+        for c in &r.choices {
+            let (ctx, cont) = encode_pair(&tok, &r.context, &format!(" {c}")).expect("encodes");
+            forwarded += (ctx.len() + cont.len() - 1).min(model.max_len());
+            scored += cont.len();
+            shared_forwarded += cont.len() - 1;
+        }
+    }
+    assert_eq!(o.stats.work.tokens.forwarded, forwarded);
+    assert_eq!(o.stats.work.tokens.scored, scored);
+    assert!(o.stats.work.seconds > 0.0);
+    // With sharing: each context once, then each continuation but its last token.
+    let s = run(&task, model.as_ref(), &tok, &opts(4));
+    assert_eq!(s.stats.work.tokens.forwarded, shared_forwarded);
+    assert_eq!(s.stats.work.tokens.scored, scored);
+
+    // The fingerprint is a property of the questions: equal on a rerun, with other batching
+    // and on another model; different when a row changes or another subset is asked.
+    assert_eq!(o.fingerprint, s.fingerprint);
+    let (gpt2, gpt2_tok) = open("tiny-gpt2-random");
+    assert_eq!(
+        run(&task, gpt2.as_ref(), &gpt2_tok, &opts(1)).fingerprint,
+        o.fingerprint
+    );
+    let mut changed = rows.clone();
+    changed[3].choices[1].push('!');
+    let c = run(
+        &MultipleChoiceTask::new("arc_easy", changed),
+        model.as_ref(),
+        &tok,
+        &opts(4),
+    );
+    assert_ne!(c.fingerprint, o.fingerprint, "a changed choice changes it");
+    let mut answer = rows.clone();
+    answer[0].answer = (answer[0].answer + 1) % answer[0].choices.len();
+    let a = run(
+        &MultipleChoiceTask::new("arc_easy", answer),
+        model.as_ref(),
+        &tok,
+        &opts(4),
+    );
+    assert_ne!(a.fingerprint, o.fingerprint, "a changed answer changes it");
+    let first5 = RunOptions {
+        subset: Some(Subset::First(5)),
+        ..opts(4)
+    };
+    assert_ne!(run(&task, model.as_ref(), &tok, &first5).fingerprint, o.fingerprint);
+}
+
+#[test]
+fn generation_records_count_prefill_and_decoding() {
+    let (model, tok) = open("stories260K-hf");
+    let rows = gsm_rows(4);
+    let task = GenerateTask::new("gsm", rows.clone());
+    let o = run(
+        &task,
+        model.as_ref(),
+        &tok,
+        &RunOptions {
+            return_intermediates: true,
+            ..opts(1)
+        },
+    );
+    // Batch 1: the prompt is prefilled, the head runs once per step (T steps), and every step
+    // but the last feeds its token back: forwarded = prompt + T − 1, scored = T, where T is the
+    // tokens kept, plus one for an EOS that ended the row.
+    let inter = o.intermediates.as_ref().expect("intermediates");
+    let (mut forwarded, mut scored) = (0, 0);
+    for (sample, it) in o.samples.iter().zip(inter) {
+        let prompt = tok.encode(sample["prompt"].as_str().expect("prompt")).expect("encodes");
+        let generated = it.action_mask.iter().filter(|&&a| a).count();
+        let steps = generated + usize::from(sample["finish"][0] == "eos");
+        forwarded += prompt.len() + steps - 1;
+        scored += steps;
+    }
+    assert_eq!(o.stats.work.tokens.forwarded, forwarded);
+    assert_eq!(o.stats.work.tokens.scored, scored);
+    assert!(scored > rows.len(), "something was generated");
+    let again = run(&task, model.as_ref(), &tok, &opts(3));
+    assert_eq!(
+        again.fingerprint, o.fingerprint,
+        "batching does not change the fingerprint"
+    );
 }

@@ -47,10 +47,21 @@ fn journaled_chunks(out: &Path) -> usize {
 fn without_counters(mut results: serde_json::Value) -> serde_json::Value {
     for (_, r) in results.as_object_mut().expect("results").iter_mut() {
         let r = r.as_object_mut().expect("task");
-        r.remove("chunks_computed");
-        r.remove("chunks_resumed");
+        for k in ["chunks_computed", "chunks_resumed", "seconds", "wall_seconds"] {
+            r.remove(k);
+        }
     }
     results
+}
+
+/// Seconds journaled per evaluation (the cost of the chunks finished so far).
+fn journaled_seconds(out: &Path, task: &str) -> f64 {
+    let text = std::fs::read_to_string(out.join(".journal").join(format!("{task}.journal.jsonl"))).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["work"]["seconds"].as_f64())
+        .sum()
 }
 
 fn read(path: &Path) -> serde_json::Value {
@@ -77,6 +88,10 @@ fn killed_run_resumes_with_identical_results() {
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
     let done_before = journaled_chunks(&killed);
+    let seconds_before: Vec<f64> = ["hellaswag", "synthetic_sort"]
+        .iter()
+        .map(|t| journaled_seconds(&killed, t))
+        .collect();
     assert!(!killed.join("results.json").exists(), "killed before the end");
     assert!(done_before < 480, "some chunks were left");
 
@@ -93,10 +108,20 @@ fn killed_run_resumes_with_identical_results() {
         .sum();
     assert_eq!(resumed as usize, done_before, "every journaled chunk is reused");
     assert_eq!(resumed + computed, 240 + 100, "the rest is computed once");
+    // Everything but the counters and times is identical, the token counts included: the
+    // resumed run reports the journaled chunks' tokens with its own.
     assert_eq!(
         without_counters(a["results"].clone()),
         without_counters(b["results"].clone())
     );
+    for (t, before) in ["hellaswag", "synthetic_sort"].iter().zip(seconds_before) {
+        assert!(b["results"][t]["tokens_forwarded"].as_u64() > Some(0), "{t}");
+        let seconds = b["results"][t]["seconds"].as_f64().expect("seconds");
+        assert!(
+            seconds >= before && seconds > 0.0,
+            "{t}: {seconds} s, {before} s journaled"
+        );
+    }
     for t in ["hellaswag", "synthetic_sort"] {
         let f = format!("samples_{t}.jsonl");
         assert_eq!(

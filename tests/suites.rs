@@ -184,34 +184,70 @@ fn every_suite_runs_end_to_end() {
 
 #[test]
 fn gsm8k_fewshot_needs_its_train_split() {
-    let e = load("gsm8k", &opts()).err().expect("5-shot without train.jsonl");
-    let msg = e.to_string();
-    assert!(msg.contains("train.jsonl") && msg.contains("--num-fewshot 0"), "{msg}");
-    // With a train split beside the test file, 5-shot prompts follow lm-eval's layout.
-    let dir = crate::tempdir!("gsm8k-train");
+    // A data directory with the test file only: 5-shot (the default) names the missing file.
+    let dir = crate::tempdir!("gsm8k-no-train");
     let gsm = dir.path().join("gsm8k");
     std::fs::create_dir_all(&gsm).expect("mkdir");
-    let test = std::fs::read_to_string(data_dir().join("gsm8k/test.jsonl")).expect("test");
-    let lines: Vec<&str> = test.lines().collect();
-    std::fs::write(gsm.join("test.jsonl"), lines[..3].join("\n")).expect("write");
-    std::fs::write(gsm.join("train.jsonl"), lines[100..110].join("\n")).expect("write");
-    let loaded = load("gsm8k", &LoadOptions::new(dir.path().to_path_buf())).expect("5-shot loads");
+    std::fs::copy(data_dir().join("gsm8k/test.jsonl"), gsm.join("test.jsonl")).expect("copy");
+    let e = load("gsm8k", &LoadOptions::new(dir.path().to_path_buf()))
+        .err()
+        .expect("5-shot without train.jsonl");
+    let msg = e.to_string();
+    assert!(msg.contains("train.jsonl") && msg.contains("--num-fewshot 0"), "{msg}");
+    let zero = LoadOptions {
+        num_fewshot: Some(0),
+        ..LoadOptions::new(dir.path().to_path_buf())
+    };
+    assert!(load("gsm8k", &zero).is_ok(), "0-shot needs no train split");
+}
+
+#[test]
+fn gsm8k_five_shot_draws_are_lm_evals() {
+    // lm-eval: one random.Random(1234) per task, rnd.sample(train, 5) once per row in order.
+    // From CPython 3.11: r = random.Random(1234); [r.sample(range(7473), 5) for _ in range(3)]
+    let want: [[usize; 5]; 3] = [
+        [6374, 3610, 957, 61, 742],
+        [7462, 6610, 4769, 286, 5501],
+        [5677, 687, 806, 6279, 2905],
+    ];
+    let loaded = load("gsm8k", &opts()).expect("5-shot loads with the official train split");
+    let train: Vec<serde_json::Value> = std::fs::read_to_string(data_dir().join("gsm8k/train.jsonl"))
+        .expect("train")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row"))
+        .collect();
+    assert_eq!(train.len(), 7473);
+    let test: Vec<serde_json::Value> = std::fs::read_to_string(data_dir().join("gsm8k/test.jsonl"))
+        .expect("test")
+        .lines()
+        .take(3)
+        .map(|l| serde_json::from_str(l).expect("row"))
+        .collect();
     let (model, tok) = open("stories260K-hf");
+    let options = evalkit::core::kinds::RunOptions {
+        subset: Some(Subset::First(3)),
+        ..Default::default()
+    };
     let env = evalkit::core::kinds::Env {
         model: model.as_ref(),
         tokenizer: &tok,
-        options: &Default::default(),
+        options: &options,
         journal_dir: None,
         progress: None,
     };
     let out = loaded.evaluations[0].evaluate(&env).expect("runs");
-    let prompt = out.samples[0]["prompt"].as_str().expect("prompt");
-    assert_eq!(
-        prompt.matches("Question: ").count(),
-        6,
-        "five examples and the question"
-    );
-    assert!(prompt.ends_with("\nAnswer:") && prompt.contains("#### "));
+    for (i, draw) in want.iter().enumerate() {
+        let mut prompt = String::new();
+        for &j in draw {
+            prompt += &format!(
+                "Question: {}\nAnswer: {}\n\n",
+                train[j]["question"].as_str().unwrap(),
+                train[j]["answer"].as_str().unwrap()
+            );
+        }
+        prompt += &format!("Question: {}\nAnswer:", test[i]["question"].as_str().unwrap());
+        assert_eq!(out.samples[i]["prompt"].as_str(), Some(prompt.as_str()), "row {i}");
+    }
 }
 
 #[test]

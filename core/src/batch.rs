@@ -19,8 +19,8 @@ use crate::tokenizer::Tokenizer;
 use rand::{Rng, SeedableRng};
 use tch::{Device, Tensor};
 
-/// Token counts of the scoring passes (what prefix sharing saves).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Token counts of the model passes (what prefix sharing saves).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenCounts {
     /// Token positions run through the model body (padding excluded).
     pub forwarded: usize,
@@ -359,11 +359,14 @@ pub fn nucleus(logits: &[f32], temperature: f64, top_p: f64) -> Vec<(usize, f64)
 }
 
 /// Generates a continuation for each prompt (prompts must already fit `max_len − max_new_tokens`).
+/// `counts` gets the tokens run through the body (prompts without their padding, then every
+/// row's token at each decoding step) and the positions the head was applied to.
 pub fn generate_batch(
     model: &dyn Model,
     tok: &Tokenizer,
     reqs: &[&GenerateRequest],
     params: &GenerateParams,
+    counts: &mut TokenCounts,
 ) -> Result<Vec<Generation>> {
     let _guard = tch::no_grad_guard();
     let dev = model.device();
@@ -399,6 +402,8 @@ pub fn generate_batch(
     let mut done = vec![false; b];
     let eos = tok.eos_ids();
     let mut cache = model.new_cache();
+    counts.forwarded += reqs.iter().map(|r| r.prompt.len()).sum::<usize>();
+    counts.scored += b;
     let mut last_logits = {
         let h = model.hidden_states(&int_tensor(&seqs, dev), &int_tensor(&masks, dev), cache.as_mut())?;
         model.head(&h.narrow(1, p as i64 - 1, 1).squeeze_dim(1))?
@@ -443,6 +448,12 @@ pub fn generate_batch(
             seqs[i].push(next[i]);
             masks[i].push(1);
         }
+        counts.scored += b;
+        counts.forwarded += if cache.is_some() {
+            b
+        } else {
+            masks.iter().map(|m| m.iter().filter(|&&x| x == 1).count()).sum()
+        };
         last_logits = match cache.as_mut() {
             Some(c) => {
                 let ids = Tensor::from_slice(&next).view([b as i64, 1]).to_device(dev);

@@ -2,7 +2,7 @@
 //! kind, metrics and defaults, how a row serves as a few-shot example, and how rows become an
 //! [`Evaluation`]. [`task`] builds an evaluation from rows with an optional few-shot pool.
 
-use crate::fewshot::{FewShot, FewShotSampler};
+use crate::fewshot::{FewShot, FewShotError, FewShotSampler, FewShotSpec};
 use crate::kinds::{Defaults, Evaluation, RowError, TaskKind};
 
 /// A dataset row type that defines a whole evaluation (implemented by the derive).
@@ -75,33 +75,88 @@ impl<T: Benchmark> TaskBuilder<T> {
         self
     }
 
-    /// Prepends `k` examples from `pool` to every prompt, after `description`.
+    /// Prepends `k` examples from `pool` (a split other than the evaluated one) to every
+    /// prompt, after `description`; the description is there at k = 0 too. Each row's examples
+    /// are drawn now, in row order (see [`crate::fewshot`]).
     pub fn fewshot(
-        mut self,
+        self,
         pool: &[T],
         k: usize,
         sampler: FewShotSampler,
         description: impl Into<String>,
-    ) -> Result<Self, RowError> {
-        let examples = pool.iter().map(Benchmark::example).collect::<Result<Vec<_>, _>>()?;
-        self.fewshot = Some(FewShot {
-            examples,
+    ) -> Result<Self, FewShotError> {
+        let examples = render(pool)?;
+        self.with_examples(examples, k, sampler, description.into(), false)
+    }
+
+    /// Like [`TaskBuilder::fewshot`] with the evaluated rows as the pool: as lm-eval does
+    /// when the few-shot split is the evaluated split, a row never gets itself (k + 1 are
+    /// drawn and the row removed).
+    pub fn fewshot_from_rows(
+        self,
+        k: usize,
+        sampler: FewShotSampler,
+        description: impl Into<String>,
+    ) -> Result<Self, FewShotError> {
+        let examples = if k == 0 { vec![] } else { render(&self.rows)? };
+        self.with_examples(examples, k, sampler, description.into(), true)
+    }
+
+    /// Few-shot with the benchmark's own settings (`num_fewshot`, `description`), the examples
+    /// drawn from `pool` by lm-eval's default sampler seeded with `seed`.
+    pub fn fewshot_default(self, pool: &[T], seed: u64) -> Result<Self, FewShotError> {
+        self.fewshot(pool, T::NUM_FEWSHOT, FewShotSampler::Random(seed), T::DESCRIPTION)
+    }
+
+    fn with_examples(
+        mut self,
+        examples: Vec<(String, String)>,
+        k: usize,
+        sampler: FewShotSampler,
+        description: String,
+        own_split: bool,
+    ) -> Result<Self, FewShotError> {
+        if k > 0 && matches!(T::KIND, TaskKind::Perplexity | TaskKind::NextToken) {
+            return Err(FewShotError::NotApplicable { kind: T::KIND.as_str() });
+        }
+        let spec = FewShotSpec {
             k,
             sampler,
-            description: description.into(),
+            description,
             delimiter: T::DELIMITER.to_string(),
+        };
+        let n = self.rows.len();
+        self.fewshot = Some(if own_split {
+            FewShot::new(examples.clone(), spec, n, Some(&examples))?
+        } else {
+            FewShot::new(examples, spec, n, None)?
         });
         Ok(self)
     }
 
-    /// Few-shot with the benchmark's own settings (`num_fewshot`, `description`), the examples
-    /// drawn per row from `pool` with an RNG seeded by `seed` and the row index.
-    pub fn fewshot_default(self, pool: &[T], seed: u64) -> Result<Self, RowError> {
-        self.fewshot(pool, T::NUM_FEWSHOT, FewShotSampler::Seeded(seed), T::DESCRIPTION)
-    }
-
-    /// The evaluation.
+    /// The evaluation. Without few-shot settings, the benchmark's `description` (if any)
+    /// still precedes every context, as lm-eval's zero-shot prompts do.
     pub fn build(self) -> Box<dyn Evaluation> {
-        T::evaluation(self.name, self.rows, self.fewshot)
+        let fewshot = match self.fewshot {
+            None if !T::DESCRIPTION.is_empty() => {
+                let spec = FewShotSpec {
+                    k: 0,
+                    sampler: FewShotSampler::First,
+                    description: T::DESCRIPTION.to_string(),
+                    delimiter: T::DELIMITER.to_string(),
+                };
+                Some(FewShot::new(vec![], spec, self.rows.len(), None).expect("zero-shot needs no pool"))
+            }
+            f => f,
+        };
+        T::evaluation(self.name, self.rows, fewshot)
     }
+}
+
+/// Each row as a few-shot example.
+fn render<T: Benchmark>(rows: &[T]) -> Result<Vec<(String, String)>, FewShotError> {
+    rows.iter()
+        .enumerate()
+        .map(|(index, r)| r.example().map_err(|e| FewShotError::Example { index, message: e.0 }))
+        .collect()
 }

@@ -14,6 +14,20 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Numeric fields of an evaluation's (or group's) entry in results.json that are records of
+/// the run, not metrics.
+pub const RECORD_KEYS: &[&str] = &[
+    "n",
+    "truncated",
+    "members",
+    "chunks_computed",
+    "chunks_resumed",
+    "tokens_forwarded",
+    "tokens_scored",
+    "seconds",
+    "wall_seconds",
+];
+
 /// A named group of evaluations reported as the micro-average over their rows (MMLU).
 #[derive(Debug, Clone)]
 pub struct Group {
@@ -102,7 +116,9 @@ impl<'a> Evaluator<'a> {
                 journal_dir,
                 progress: bar.as_ref(),
             };
-            let outcome = e.evaluate(&env)?;
+            let start = std::time::Instant::now();
+            let mut outcome = e.evaluate(&env)?;
+            outcome.wall_seconds = start.elapsed().as_secs_f64();
             if let Some(b) = bar {
                 b.finish();
             }
@@ -172,7 +188,11 @@ impl<'a> Evaluator<'a> {
             m.insert("kind".into(), json!(o.kind.as_str()));
             m.insert("chunks_computed".into(), json!(o.stats.chunks_computed));
             m.insert("chunks_resumed".into(), json!(o.stats.chunks_resumed));
-            m.insert("fingerprint".into(), json!(format!("{:016x}", o.stats.fingerprint)));
+            m.insert("fingerprint".into(), json!(format!("{:016x}", o.fingerprint)));
+            m.insert("tokens_forwarded".into(), json!(o.stats.work.tokens.forwarded));
+            m.insert("tokens_scored".into(), json!(o.stats.work.tokens.scored));
+            m.insert("seconds".into(), json!(o.stats.work.seconds));
+            m.insert("wall_seconds".into(), json!(o.wall_seconds));
             if !o.notes.is_empty() {
                 m.insert("notes".into(), json!(o.notes));
             }

@@ -1,60 +1,184 @@
 //! Few-shot prompting in lm-eval's layout: `description + Σ(example_context + delimiter +
-//! example_answer + "\n\n") + context`. Examples come from a pool (the benchmark's few-shot
-//! split): the first k (`FewShotSampler::First`, MMLU's rule, identical to lm-eval), or k drawn
-//! per row with a seeded RNG of their own (`FewShotSampler::Seeded`): row i's examples depend
-//! only on the seed and i, never on `limit` or order.
+//! example_answer + "\n\n") + context`. The description is there at every k, including 0
+//! (lm-eval 0.4.13's `fewshot_context`). Examples come from a pool (the benchmark's few-shot
+//! split), chosen as lm-eval's samplers choose them:
+//!
+//! * [`FewShotSampler::First`]: the first k examples of the pool (lm-eval's `first_n`, MMLU);
+//! * [`FewShotSampler::Random`]: lm-eval's default sampler — one Python `random.Random(seed)`
+//!   per evaluation and `rnd.sample(pool, k)` once per row, in row order (row 0, 1, ...). When
+//!   the pool is the evaluated split, k + 1 are drawn and the row itself is dropped
+//!   (`rm_eval_doc`), with lm-eval's redraw from the pool without the row when duplicates of
+//!   it leave fewer than k.
+//!
+//! Every row's draw is computed once, when the evaluation is built ([`FewShot::new`]), so
+//! subsets, sharding, batching and resuming never change which examples a row gets; under
+//! `--limit n` the first n rows get exactly the draws lm-eval gives them.
 
-use crate::kinds::Fnv;
-use rand::SeedableRng;
+use crate::pyrandom::PyRandom;
 
 /// How examples are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FewShotSampler {
     /// The first k examples of the pool.
     First,
-    /// k examples per row from an RNG seeded with (seed, row index).
-    Seeded(u64),
+    /// lm-eval's default sampler with `random.Random(seed)` (its default seed is 1234).
+    Random(u64),
 }
 
-/// Rendered few-shot examples and the rule that picks them.
-#[derive(Debug, Clone)]
+/// Why a few-shot setting cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FewShotError {
+    /// More examples asked than the pool holds.
+    #[error("{k}-shot asked, but the few-shot pool has {pool} example(s){extra}")]
+    PoolTooSmall {
+        /// Examples asked per prompt.
+        k: usize,
+        /// Examples in the pool.
+        pool: usize,
+        /// Why the pool must be larger than k, when it must.
+        extra: &'static str,
+    },
+    /// A pool row cannot serve as an example.
+    #[error("few-shot example {index}: {message}")]
+    Example {
+        /// Index of the row in the pool.
+        index: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Few-shot examples have no meaning for the evaluation's kind.
+    #[error("few-shot examples have no meaning for a {kind} evaluation (it scores whole texts, not answers to a context); pass --num-fewshot 0")]
+    NotApplicable {
+        /// The kind's name.
+        kind: &'static str,
+    },
+}
+
+/// Which pool examples each row gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Draws {
+    /// The same examples for every row.
+    Same(Vec<usize>),
+    /// `rows[i]` are row i's examples, in prompt order.
+    PerRow(Vec<Vec<usize>>),
+}
+
+/// Rendered few-shot examples and which of them each row gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FewShot {
     /// (context, answer) of each pool example.
-    pub examples: Vec<(String, String)>,
+    examples: Vec<(String, String)>,
+    k: usize,
+    sampler: FewShotSampler,
+    description: String,
+    delimiter: String,
+    draws: Draws,
+}
+
+/// Everything that decides a few-shot prefix except the pool and the rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FewShotSpec {
     /// Examples per prompt.
     pub k: usize,
     /// Selection rule.
     pub sampler: FewShotSampler,
-    /// Text before the examples.
+    /// Text before the examples (lm-eval's `description`), present at every k.
     pub description: String,
     /// Between an example's context and its answer (lm-eval's target delimiter).
     pub delimiter: String,
 }
 
 impl FewShot {
-    /// The text that precedes row `index`'s context.
+    /// Chooses the examples of each of `num_rows` rows from `examples` (the rendered pool).
+    /// `evaluated` holds the rendered rows of the evaluated split when the pool *is* that
+    /// split (lm-eval then draws k + 1 and removes the row itself, compared by its rendered
+    /// example); pass `None` for a separate few-shot split.
     ///
     /// ```
-    /// use evalkit_core::fewshot::{FewShot, FewShotSampler};
-    /// let f = FewShot { examples: vec![("Q: 1+1?\nA:".into(), "2".into())], k: 1,
-    ///     sampler: FewShotSampler::First, description: "Math.\n\n".into(), delimiter: " ".into() };
-    /// assert_eq!(f.prefix(0), "Math.\n\nQ: 1+1?\nA: 2\n\n");
+    /// use evalkit_core::fewshot::{FewShot, FewShotSampler, FewShotSpec};
+    /// let pool = vec![("Q: 1+1?\nA:".to_string(), "2".to_string())];
+    /// let spec = FewShotSpec { k: 1, sampler: FewShotSampler::First,
+    ///     description: "Math.\n\n".into(), delimiter: " ".into() };
+    /// let f = FewShot::new(pool, spec, 3, None)?;
+    /// assert_eq!(f.prefix(2), "Math.\n\nQ: 1+1?\nA: 2\n\n");
+    /// # Ok::<(), evalkit_core::fewshot::FewShotError>(())
     /// ```
-    pub fn prefix(&self, index: usize) -> String {
-        let mut out = self.description.clone();
-        let k = self.k.min(self.examples.len());
-        let chosen: Vec<usize> = match self.sampler {
-            FewShotSampler::First => (0..k).collect(),
-            FewShotSampler::Seeded(seed) => {
-                let s = Fnv::default()
-                    .bytes(&seed.to_le_bytes())
-                    .bytes(&(index as u64).to_le_bytes())
-                    .finish();
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s);
-                rand::seq::index::sample(&mut rng, self.examples.len(), k).into_vec()
+    pub fn new(
+        examples: Vec<(String, String)>,
+        spec: FewShotSpec,
+        num_rows: usize,
+        evaluated: Option<&[(String, String)]>,
+    ) -> Result<Self, FewShotError> {
+        let FewShotSpec {
+            k,
+            sampler,
+            description,
+            delimiter,
+        } = spec;
+        let n = examples.len();
+        let too_small = |extra| FewShotError::PoolTooSmall { k, pool: n, extra };
+        let draws = match sampler {
+            _ if k == 0 => Draws::Same(vec![]),
+            FewShotSampler::First => match evaluated {
+                None if k > n => return Err(too_small("")),
+                None => Draws::Same((0..k).collect()),
+                Some(rows) => {
+                    let mut per_row = Vec::with_capacity(num_rows);
+                    for i in 0..num_rows {
+                        let own = rows.get(i);
+                        let chosen: Vec<usize> = (0..n).filter(|&j| Some(&examples[j]) != own).take(k).collect();
+                        if chosen.len() < k {
+                            return Err(too_small(" besides the row itself"));
+                        }
+                        per_row.push(chosen);
+                    }
+                    Draws::PerRow(per_row)
+                }
+            },
+            FewShotSampler::Random(seed) => {
+                let mut rnd = PyRandom::new(seed);
+                let mut per_row = Vec::with_capacity(num_rows);
+                for i in 0..num_rows {
+                    per_row.push(match evaluated {
+                        None => rnd.sample(n, k).map_err(|_| too_small(""))?,
+                        Some(rows) => draw_without(&mut rnd, &examples, rows.get(i), k)?,
+                    });
+                }
+                Draws::PerRow(per_row)
             }
         };
-        for i in chosen {
+        Ok(FewShot {
+            examples,
+            k,
+            sampler,
+            description,
+            delimiter,
+            draws,
+        })
+    }
+
+    /// Examples per prompt.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The selection rule.
+    pub fn sampler(&self) -> FewShotSampler {
+        self.sampler
+    }
+
+    /// Pool indices of row `index`'s examples, in prompt order.
+    pub fn chosen(&self, index: usize) -> &[usize] {
+        match &self.draws {
+            Draws::Same(v) => v,
+            Draws::PerRow(rows) => rows.get(index).map_or(&[], Vec::as_slice),
+        }
+    }
+
+    /// The text that precedes row `index`'s context: the description, then its examples.
+    pub fn prefix(&self, index: usize) -> String {
+        let mut out = self.description.clone();
+        for &i in self.chosen(index) {
             let (c, a) = &self.examples[i];
             out.push_str(c);
             out.push_str(&self.delimiter);
@@ -62,5 +186,87 @@ impl FewShot {
             out.push_str("\n\n");
         }
         out
+    }
+}
+
+/// lm-eval's draw for a row of the pool's own split: `sample(pool, k + 1)` without the row;
+/// where duplicates of the row leave fewer than k, `sample(pool without the row, k)`.
+fn draw_without(
+    rnd: &mut PyRandom,
+    pool: &[(String, String)],
+    own: Option<&(String, String)>,
+    k: usize,
+) -> Result<Vec<usize>, FewShotError> {
+    let too_small = || FewShotError::PoolTooSmall {
+        k,
+        pool: pool.len(),
+        extra: " besides the row itself (the pool is the evaluated split, so k + 1 are drawn)",
+    };
+    let drawn = rnd.sample(pool.len(), k + 1).map_err(|_| too_small())?;
+    let kept: Vec<usize> = drawn.into_iter().filter(|&j| Some(&pool[j]) != own).take(k).collect();
+    if kept.len() == k {
+        return Ok(kept);
+    }
+    let others: Vec<usize> = (0..pool.len()).filter(|&j| Some(&pool[j]) != own).collect();
+    let picked = rnd.sample(others.len(), k).map_err(|_| too_small())?;
+    Ok(picked.into_iter().map(|j| others[j]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize) -> Vec<(String, String)> {
+        (0..n).map(|i| (format!("q{i}"), format!("a{i}"))).collect()
+    }
+
+    fn spec(k: usize, sampler: FewShotSampler) -> FewShotSpec {
+        FewShotSpec {
+            k,
+            sampler,
+            description: "D\n\n".into(),
+            delimiter: " ".into(),
+        }
+    }
+
+    #[test]
+    fn description_at_zero_shot() {
+        let f = FewShot::new(vec![], spec(0, FewShotSampler::Random(1234)), 2, None).unwrap();
+        assert_eq!(f.prefix(1), "D\n\n");
+    }
+
+    #[test]
+    fn random_draws_are_python_sample_per_row() {
+        // random.Random(1234); [rnd.sample(range(10), 2) for _ in range(3)]
+        let f = FewShot::new(pool(10), spec(2, FewShotSampler::Random(1234)), 3, None).unwrap();
+        let mut rnd = PyRandom::new(1234);
+        for i in 0..3 {
+            assert_eq!(f.chosen(i), rnd.sample(10, 2).unwrap().as_slice());
+        }
+    }
+
+    #[test]
+    fn own_split_drops_the_row() {
+        let p = pool(4);
+        let f = FewShot::new(p.clone(), spec(3, FewShotSampler::Random(7)), 4, Some(&p)).unwrap();
+        for i in 0..4 {
+            assert_eq!(f.chosen(i).len(), 3);
+            assert!(!f.chosen(i).contains(&i), "row {i} got itself");
+        }
+        let first = FewShot::new(p.clone(), spec(3, FewShotSampler::First), 4, Some(&p)).unwrap();
+        assert_eq!(first.chosen(0), &[1, 2, 3]);
+        assert_eq!(first.chosen(2), &[0, 1, 3]);
+    }
+
+    #[test]
+    fn pool_too_small_is_an_error() {
+        let e = FewShot::new(pool(2), spec(3, FewShotSampler::Random(1)), 1, None).unwrap_err();
+        assert!(
+            e.to_string().contains("3-shot") && e.to_string().contains("2 example"),
+            "{e}"
+        );
+        let p = pool(3);
+        assert!(FewShot::new(p.clone(), spec(3, FewShotSampler::Random(1)), 3, Some(&p)).is_err());
+        assert!(FewShot::new(pool(2), spec(3, FewShotSampler::First), 1, None).is_err());
     }
 }

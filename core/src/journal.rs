@@ -1,21 +1,25 @@
 //! The resume journal: one JSON-lines file per evaluation recording each finished chunk's
-//! results, so a killed run loses no finished work. The first line holds a fingerprint of
+//! results and cost (tokens, seconds), so a killed run loses no finished work. The first line holds a fingerprint of
 //! everything the results depend on (model, requests, batching); a journal whose fingerprint
 //! differs is discarded. Each chunk is appended and synced before the run moves on; a torn last
 //! line (a kill mid-write) is ignored and that chunk recomputed.
 
 use crate::error::{Error, Result};
+use crate::schedule::Work;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// A finished chunk: (request index, result) pairs and what computing them cost.
+pub type Chunk<R> = (Vec<(usize, R)>, Work);
 
 /// Finished chunks of one evaluation, backed by a file.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     file: std::fs::File,
-    chunks: HashMap<usize, serde_json::Value>,
+    chunks: HashMap<usize, (serde_json::Value, Work)>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -27,6 +31,8 @@ struct Header {
 struct Entry {
     chunk: usize,
     results: serde_json::Value,
+    /// What the chunk cost, so a resumed run reports the tokens and seconds of all chunks.
+    work: Work,
 }
 
 impl Journal {
@@ -48,7 +54,7 @@ impl Journal {
                 // Only complete lines count: a line without its newline was torn by a kill.
                 for line in lines.filter(|l| l.ends_with('\n')) {
                     if let Ok(e) = serde_json::from_str::<Entry>(line) {
-                        chunks.insert(e.chunk, e.results);
+                        chunks.insert(e.chunk, (e.results, e.work));
                     }
                 }
             }
@@ -67,7 +73,8 @@ impl Journal {
                 body.push_str(
                     &serde_json::to_string(&Entry {
                         chunk: k,
-                        results: chunks[&k].clone(),
+                        results: chunks[&k].0.clone(),
+                        work: chunks[&k].1,
                     })
                     .expect("entry serializes"),
                 );
@@ -107,22 +114,24 @@ impl Journal {
         self.chunks.is_empty()
     }
 
-    /// The recorded results of chunk `c`, if any.
-    pub fn get<R: DeserializeOwned>(&self, c: usize) -> Result<Option<Vec<(usize, R)>>> {
+    /// The recorded results of chunk `c` and what computing it cost, if any.
+    pub fn get<R: DeserializeOwned>(&self, c: usize) -> Result<Option<Chunk<R>>> {
         self.chunks
             .get(&c)
-            .map(|v| {
-                serde_json::from_value(v.clone()).map_err(|e| Error::Parse {
-                    path: self.path.clone(),
-                    line: None,
-                    message: format!("chunk {c}: {e}"),
-                })
+            .map(|(v, work)| {
+                serde_json::from_value(v.clone())
+                    .map(|r| (r, *work))
+                    .map_err(|e| Error::Parse {
+                        path: self.path.clone(),
+                        line: None,
+                        message: format!("chunk {c}: {e}"),
+                    })
             })
             .transpose()
     }
 
-    /// Records the results of chunk `c` durably.
-    pub fn put<R: Serialize>(&mut self, c: usize, results: &[(usize, R)]) -> Result<()> {
+    /// Records the results of chunk `c` and its cost durably.
+    pub fn put<R: Serialize>(&mut self, c: usize, results: &[(usize, R)], work: Work) -> Result<()> {
         let value = serde_json::to_value(results).map_err(|e| Error::Parse {
             path: self.path.clone(),
             line: None,
@@ -131,12 +140,13 @@ impl Journal {
         let line = serde_json::to_string(&Entry {
             chunk: c,
             results: value.clone(),
+            work,
         })
         .expect("entry serializes");
         let io = |e| Error::io("writing journal", &self.path, e);
         self.file.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
         self.file.sync_data().map_err(io)?;
-        self.chunks.insert(c, value);
+        self.chunks.insert(c, (value, work));
         Ok(())
     }
 

@@ -101,12 +101,20 @@ pub struct Generation {
 
 /// Lowers a (context, continuation) string pair to token ids, as lm-eval does: trailing
 /// whitespace of the context moves to the front of the continuation; the continuation's ids
-/// are `enc(context + continuation)[len(enc(context))..]`; an empty context becomes the
-/// prefix token and the continuation is encoded alone. `enc` applies the tokenizer's own
-/// special-token rule.
+/// are `enc(context + continuation)[len(enc(context))..]`; `enc` applies the tokenizer's own
+/// special-token rule. An empty context becomes the prefix token, and the continuation is
+/// encoded alone without special tokens (if it starts with the prefix token itself, that
+/// token is the context).
 pub fn encode_pair(tok: &Tokenizer, context: &str, continuation: &str) -> Result<(Vec<i64>, Vec<i64>)> {
     if context.is_empty() {
-        return Ok((vec![tok.prefix_token()?], tok.encode(continuation)?));
+        // lm-eval's `loglikelihood`: the continuation without special tokens after the prefix
+        // token, unless it already starts with that token.
+        let cont = tok.encode_plain(continuation)?;
+        let prefix = tok.prefix_token()?;
+        return Ok(match cont.first() {
+            Some(&first) if first == prefix => (cont[..1].to_vec(), cont[1..].to_vec()),
+            _ => (vec![prefix], cont),
+        });
     }
     let trimmed = context.trim_end();
     let continuation = format!("{}{continuation}", &context[trimmed.len()..]);

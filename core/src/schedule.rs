@@ -3,8 +3,10 @@
 //! batch unit by repeating its last item (padded items never reach a score), and batches are
 //! grouped into chunks of `chunk_size` — the unit of progress, of journaling and of device
 //! synchronisation. [`Executor::run`] executes a plan chunk by chunk, skipping chunks that a
-//! [`Journal`] already holds, and returns results in request order.
+//! [`Journal`] already holds, and returns results in request order with the [`Work`] of
+//! every chunk (tokens and seconds; a resumed chunk brings its journaled cost).
 
+use crate::batch::TokenCounts;
 use crate::error::{Error, Result};
 use crate::journal::Journal;
 use serde::{de::DeserializeOwned, Serialize};
@@ -106,16 +108,33 @@ pub fn find_accumulation_steps(n: usize, max_batch: usize, dp: usize) -> Option<
         .map(|b| (b, n / (b * dp)))
 }
 
+/// What computing a chunk cost: tokens through the model and seconds on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Work {
+    /// Tokens through the body and positions through the head.
+    #[serde(flatten)]
+    pub tokens: TokenCounts,
+    /// Seconds spent computing.
+    pub seconds: f64,
+}
+
+impl std::ops::AddAssign for Work {
+    fn add_assign(&mut self, o: Work) {
+        self.tokens.forwarded += o.tokens.forwarded;
+        self.tokens.scored += o.tokens.scored;
+        self.seconds += o.seconds;
+    }
+}
+
 /// Counts of what an execution did (for results and for the resume test).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct ExecStats {
     /// Chunks computed by this run.
     pub chunks_computed: usize,
     /// Chunks read back from the journal.
     pub chunks_resumed: usize,
-    /// Hash of everything the results depend on (model, token-level requests, batching): the
-    /// journal's key, and the data fingerprint in results.json.
-    pub fingerprint: u64,
+    /// Work of every chunk, resumed ones included (their cost is journaled with them).
+    pub work: Work,
 }
 
 /// Runs a plan: chunk by chunk, journaling each finished chunk and advancing a progress bar.
@@ -139,31 +158,35 @@ impl<'a> Executor<'a> {
     }
 
     /// Runs `plan` over `n` requests; `run_batch` gets the request indices of one batch (padding
-    /// included) and returns one result per index. Results come back in request order.
+    /// included) and the chunk's token counter, and returns one result per index. Results come
+    /// back in request order.
     pub fn run<R, F>(&mut self, plan: &Plan, n: usize, mut run_batch: F) -> Result<Vec<R>>
     where
         R: Serialize + DeserializeOwned + Clone,
-        F: FnMut(&[usize]) -> Result<Vec<R>>,
+        F: FnMut(&[usize], &mut TokenCounts) -> Result<Vec<R>>,
     {
         let mut out: Vec<Option<R>> = vec![None; n];
         if let Some(p) = self.progress {
             p.set_length(plan.chunks.len() as u64);
         }
         for (c, chunk) in plan.chunks.iter().enumerate() {
-            let resumed: Option<Vec<(usize, R)>> = match self.journal.as_deref() {
+            let resumed: Option<crate::journal::Chunk<R>> = match self.journal.as_deref() {
                 Some(j) => j.get(c)?,
                 None => None,
             };
             let results = match resumed {
-                Some(r) => {
+                Some((r, work)) => {
                     self.stats.chunks_resumed += 1;
+                    self.stats.work += work;
                     r
                 }
                 None => {
+                    let start = std::time::Instant::now();
+                    let mut tokens = TokenCounts::default();
                     let mut results = vec![];
                     for batch in chunk {
                         let items: Vec<usize> = batch.iter().map(|s| s.item).collect();
-                        let got = run_batch(&items)?;
+                        let got = run_batch(&items, &mut tokens)?;
                         if got.len() != items.len() {
                             return Err(Error::Unsupported(format!(
                                 "batch returned {} results for {} requests",
@@ -179,10 +202,15 @@ impl<'a> Executor<'a> {
                                 .map(|(s, r)| (s.item, r)),
                         );
                     }
+                    let work = Work {
+                        tokens,
+                        seconds: start.elapsed().as_secs_f64(),
+                    };
                     if let Some(j) = self.journal.as_deref_mut() {
-                        j.put(c, &results)?;
+                        j.put(c, &results, work)?;
                     }
                     self.stats.chunks_computed += 1;
+                    self.stats.work += work;
                     results
                 }
             };

@@ -9,7 +9,7 @@ mod table;
 use anyhow::{Context, Result};
 use args::{Cli, Command, Format};
 use clap::Parser;
-use evalkit::core::evaluator::Evaluator;
+use evalkit::core::evaluator::{Evaluator, RECORD_KEYS};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -147,9 +147,7 @@ fn compare(a: &Path, b: &Path, format: Format) -> Result<ExitCode> {
                 let (Some(x), Some(y)) = (v.as_f64(), rb["results"][task][k].as_f64()) else {
                     continue;
                 };
-                if k.ends_with("_stderr")
-                    || matches!(k.as_str(), "n" | "truncated" | "chunks_computed" | "chunks_resumed")
-                {
+                if k.ends_with("_stderr") || RECORD_KEYS.contains(&k.as_str()) {
                     continue;
                 }
                 json.push(serde_json::json!({"task": task, "metric": k, "a": x, "b": y, "diff": y - x}));
@@ -238,7 +236,7 @@ fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<ExitCode> {
         let outcomes = ev.outcomes()?;
         let doc = ev.results_document(&outcomes);
         table::print_results(&doc, g.format);
-        let tokens: usize = outcomes.iter().map(|o| o.tokens_forwarded).sum();
+        let tokens: usize = outcomes.iter().map(|o| o.stats.work.tokens.forwarded).sum();
         println!(
             "{} evaluations, {} rows, {tokens} tokens run through the model in {:.2} s",
             outcomes.len(),

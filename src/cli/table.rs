@@ -1,6 +1,7 @@
 //! Printing results: an aligned text table or JSON.
 
 use super::args::Format;
+use evalkit::core::evaluator::RECORD_KEYS;
 use serde_json::Value;
 
 /// Prints `results.json`'s results (and groups) as a table of task, metric, value, stderr.
@@ -37,13 +38,7 @@ fn result_rows(doc: &Value) -> Vec<[String; 5]> {
             let n = m["n"].as_u64().map(|n| n.to_string()).unwrap_or_default();
             let Some(obj) = m.as_object() else { continue };
             for (k, v) in obj {
-                if k.ends_with("_stderr")
-                    || !v.is_number()
-                    || matches!(
-                        k.as_str(),
-                        "n" | "truncated" | "chunks_computed" | "chunks_resumed" | "members"
-                    )
-                {
+                if k.ends_with("_stderr") || !v.is_number() || RECORD_KEYS.contains(&k.as_str()) {
                     continue;
                 }
                 let se = obj

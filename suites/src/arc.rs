@@ -93,7 +93,7 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn evalkit_core::
             .fewshot(&pool, k, opts.sampler(), "")
             .map_err(|e| crate::Error::Setting {
                 task: name.into(),
-                message: e.0,
+                message: e.to_string(),
             })?;
     }
     Ok(vec![t.build()])

@@ -69,7 +69,7 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> 
         let pool: Vec<Gsm8k> = read_jsonl(&train, "GSM8K train (JSONL)", SOURCE)?;
         t = t.fewshot(&pool, k, opts.sampler(), "").map_err(|e| Error::Setting {
             task: name.into(),
-            message: e.0,
+            message: e.to_string(),
         })?;
     }
     Ok(vec![t.build()])

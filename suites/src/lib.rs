@@ -66,9 +66,9 @@ impl LoadOptions {
         }
     }
 
-    /// The seeded few-shot sampler of this run.
+    /// The few-shot sampler of this run: lm-eval's default sampler, `random.Random(seed)`.
     pub fn sampler(&self) -> FewShotSampler {
-        FewShotSampler::Seeded(self.seed)
+        FewShotSampler::Random(self.seed)
     }
 
     /// The hub source of `task` when the run reads the hub and the task has one (tasks

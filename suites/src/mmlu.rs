@@ -154,7 +154,7 @@ pub fn subject(opts: &LoadOptions, subject: &str) -> Result<Box<dyn Evaluation>>
         .fewshot(&pool, k, FewShotSampler::First, description)
         .map_err(|e| crate::Error::Setting {
             task: format!("mmlu_{subject}"),
-            message: e.0,
+            message: e.to_string(),
         })?;
     Ok(t.build())
 }

@@ -54,7 +54,7 @@ fn prefix_sharing(c: &mut Criterion) {
                 journal_dir: None,
                 progress: None,
             };
-            let tokens = task.evaluate(&env).expect("evaluates").tokens_forwarded;
+            let tokens = task.evaluate(&env).expect("evaluates").stats.work.tokens.forwarded;
             eprintln!(
                 "{name}: {} prefix sharing runs {tokens} tokens through the model for 32 items",
                 if share { "with" } else { "without" }

@@ -97,9 +97,16 @@ impl<T: Generate> GenerateTask<T> {
         let mut items = vec![];
         let mut reqs = vec![];
         let mut truncated = 0;
+        let mut fingerprint = super::data_fingerprint(name, TaskKind::Generate)
+            .str(&format!("{params:?}"))
+            .row(g);
+        if sampling != Sampling::Greedy {
+            fingerprint = fingerprint.bytes(&seed.to_le_bytes());
+        }
         for &i in &prep.rows {
             let mut item = self.rows[i].get().map_err(|e| row_error(name, i, e))?;
             item.prompt = super::with_fewshot(&self.fewshot, i, &item.prompt);
+            fingerprint = fingerprint.row(i).str(&item.prompt).str(&item.target);
             let mut ids = env.tokenizer.encode(&item.prompt)?;
             if ids.is_empty() {
                 ids.push(env.tokenizer.prefix_token()?);
@@ -128,9 +135,10 @@ impl<T: Generate> GenerateTask<T> {
             .fold(Fnv::default().str(name).str(&format!("{params:?}")), |h, r| {
                 h.ints(&r.prompt).bytes(&r.seed.to_le_bytes())
             });
-        let (gens, stats): (Vec<Generation>, _) = execute(env, name, fp, &plan, reqs.len(), |idx| {
+        let (gens, stats): (Vec<Generation>, _) = execute(env, name, fp, &plan, reqs.len(), |idx, counts| {
             let batch: Vec<&GenerateRequest> = idx.iter().map(|&i| &reqs[i]).collect();
-            crate::batch::generate_batch(env.model, env.tokenizer, &batch, &params).map_err(|e| name_error(name, e))
+            crate::batch::generate_batch(env.model, env.tokenizer, &batch, &params, counts)
+                .map_err(|e| name_error(name, e))
         })?;
         let mut per_sample: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut samples = vec![];
@@ -179,7 +187,8 @@ impl<T: Generate> GenerateTask<T> {
             intermediates: env.options.return_intermediates.then(|| pad_intermediates(inter)),
             notes,
             stats,
-            tokens_forwarded: 0,
+            fingerprint: fingerprint.finish(),
+            wall_seconds: 0.0,
         })
     }
 }

@@ -265,10 +265,17 @@ pub struct Outcome {
     pub intermediates: Option<Vec<Intermediate>>,
     /// Anything else the results should record (e.g. a lowered max_new_tokens).
     pub notes: BTreeMap<String, serde_json::Value>,
-    /// Chunks computed and resumed.
+    /// Chunks computed and resumed, and the tokens and seconds of all chunks (resumed ones
+    /// included).
     pub stats: ExecStats,
-    /// Tokens run and scored.
-    pub tokens_forwarded: usize,
+    /// Hash of what was asked of the model, in text: the evaluation's name and kind, the rows
+    /// selected, each row's rendered inputs (few-shot prefix included), answers and the
+    /// settings that change values (generation parameters). Independent of the model, so two
+    /// models' runs with equal fingerprints answered the same questions.
+    pub fingerprint: u64,
+    /// Seconds this process spent on the evaluation (lowering, execution, scoring), set by the
+    /// evaluator.
+    pub wall_seconds: f64,
 }
 
 impl Outcome {
@@ -321,6 +328,10 @@ impl Fnv {
     pub fn str(self, s: &str) -> Self {
         self.bytes(s.as_bytes()).bytes(&[0xff])
     }
+    /// Feeds an index or count.
+    pub fn row(self, i: usize) -> Self {
+        self.bytes(&(i as u64).to_le_bytes())
+    }
     /// Feeds integers.
     pub fn ints(self, v: &[i64]) -> Self {
         v.iter().fold(self, |h, x| h.bytes(&x.to_le_bytes())).bytes(&[0xfe])
@@ -329,6 +340,11 @@ impl Fnv {
     pub fn finish(self) -> u64 {
         self.0
     }
+}
+
+/// Starts the data fingerprint of an evaluation (see [`Outcome::fingerprint`]).
+pub(crate) fn data_fingerprint(name: &str, kind: TaskKind) -> Fnv {
+    Fnv::default().str("evalkit data v1").str(name).str(kind.as_str())
 }
 
 /// The seed of evaluation `name`'s own RNG.
@@ -391,7 +407,7 @@ pub(crate) fn execute<R, F>(
 ) -> Result<(Vec<R>, ExecStats)>
 where
     R: Serialize + DeserializeOwned + Clone,
-    F: FnMut(&[usize]) -> Result<Vec<R>>,
+    F: FnMut(&[usize], &mut TokenCounts) -> Result<Vec<R>>,
 {
     let fp = format!(
         "{:016x}",
@@ -454,14 +470,14 @@ pub(crate) fn mean_metrics(per_sample: &BTreeMap<String, Vec<f64>>) -> BTreeMap<
         .collect()
 }
 
-/// Scoring counters shared by the scoring kinds.
+/// Scores requests through the executor (what the scoring kinds share).
 pub(crate) fn score_requests(
     env: &Env<'_>,
     name: &str,
     reqs: &[crate::request::ScoreRequest],
     batch: BatchSettings,
     share: bool,
-) -> Result<(Vec<Vec<crate::request::ContinuationScore>>, ExecStats, TokenCounts)> {
+) -> Result<(Vec<Vec<crate::request::ContinuationScore>>, ExecStats)> {
     let lengths: Vec<usize> = reqs.iter().map(|r| r.len()).collect();
     let plan = Plan::new(&lengths, batch);
     let mut fp = Fnv::default().str(name).str(if share { "shared" } else { "unshared" });
@@ -471,12 +487,10 @@ pub(crate) fn score_requests(
             fp = fp.ints(c);
         }
     }
-    let mut counts = TokenCounts::default();
-    let (scores, stats) = execute(env, name, fp, &plan, reqs.len(), |items| {
+    execute(env, name, fp, &plan, reqs.len(), |items, counts| {
         let batch: Vec<&crate::request::ScoreRequest> = items.iter().map(|&i| &reqs[i]).collect();
-        crate::batch::score_batch(env.model, &batch, share, &mut counts).map_err(|e| name_error(name, e))
-    })?;
-    Ok((scores, stats, counts))
+        crate::batch::score_batch(env.model, &batch, share, counts).map_err(|e| name_error(name, e))
+    })
 }
 
 /// Wraps a row error with the evaluation name and row index.
@@ -488,10 +502,10 @@ pub(crate) fn row_error(name: &str, row: usize, e: RowError) -> Error {
     }
 }
 
-/// `context` preceded by row `index`'s few-shot prefix, if the task has examples.
+/// `context` preceded by row `index`'s description and few-shot examples, if the task has any.
 pub(crate) fn with_fewshot(fewshot: &Option<crate::fewshot::FewShot>, index: usize, context: &str) -> String {
     match fewshot {
-        Some(f) if f.k > 0 => format!("{}{context}", f.prefix(index)),
-        _ => context.to_string(),
+        Some(f) => format!("{}{context}", f.prefix(index)),
+        None => context.to_string(),
     }
 }

@@ -4,7 +4,9 @@
 //! [`NextToken::check`]; [`NextToken::score`] can look at every position. Padding positions
 //! are never predictions. Texts longer than the model keep their end (counted as truncated).
 
-use super::{pad_intermediates, prepare, row_error, score_requests, Env, Outcome, RowError, TaskKind};
+use super::{
+    data_fingerprint, pad_intermediates, prepare, row_error, score_requests, Env, Outcome, RowError, TaskKind,
+};
 use crate::error::Result;
 use crate::request::ScoreRequest;
 use serde_json::json;
@@ -60,8 +62,10 @@ impl<T: NextToken> NextTokenTask<T> {
         let mut reqs = vec![];
         let mut texts = vec![];
         let mut truncated = 0;
+        let mut fingerprint = data_fingerprint(name, TaskKind::NextToken);
         for &i in &prep.rows {
             let text = self.rows[i].get().map_err(|e| row_error(name, i, e))?;
+            fingerprint = fingerprint.row(i).str(&text);
             let mut ids = env.tokenizer.encode(&text)?;
             if ids.len() < 2 {
                 return Err(row_error(
@@ -80,7 +84,7 @@ impl<T: NextToken> NextTokenTask<T> {
             });
             texts.push(text);
         }
-        let (scores, stats, counts) = score_requests(env, name, &reqs, prep.batch, false)?;
+        let (scores, stats) = score_requests(env, name, &reqs, prep.batch, false)?;
         let tok = env.tokenizer;
         let mut acc = vec![];
         let mut samples = vec![];
@@ -128,7 +132,8 @@ impl<T: NextToken> NextTokenTask<T> {
             intermediates: env.options.return_intermediates.then(|| pad_intermediates(inter)),
             notes: BTreeMap::new(),
             stats,
-            tokens_forwarded: counts.forwarded,
+            fingerprint: fingerprint.finish(),
+            wall_seconds: 0.0,
         })
     }
 }

@@ -4,7 +4,9 @@
 //! context_len 1, then `make_disjoint_window`). Corpus metrics are ratios of sums over all
 //! texts: `token_perplexity`, `word_perplexity`, `byte_perplexity`, `bits_per_byte`.
 
-use super::{pad_intermediates, prepare, row_error, score_requests, Env, Outcome, RowError, TaskKind};
+use super::{
+    data_fingerprint, pad_intermediates, prepare, row_error, score_requests, Env, Outcome, RowError, TaskKind,
+};
 use crate::error::Result;
 use crate::metrics::{count_words, perplexities, Metric};
 use crate::request::ScoreRequest;
@@ -78,8 +80,13 @@ impl<T: Perplexity> PerplexityTask<T> {
         let mut reqs = vec![];
         let mut spans = vec![]; // (first request, count, tokens, words, bytes)
         let mut texts = vec![];
+        let mut fingerprint = data_fingerprint(name, TaskKind::Perplexity);
         for &i in &prep.rows {
             let item = self.rows[i].get().map_err(|e| row_error(name, i, e))?;
+            fingerprint = fingerprint
+                .row(i)
+                .str(&item.text)
+                .str(item.count_text.as_deref().unwrap_or(""));
             if item.text.is_empty() {
                 return Err(row_error(name, i, RowError::new("the text is empty")));
             }
@@ -96,7 +103,7 @@ impl<T: Perplexity> PerplexityTask<T> {
             reqs.extend(windows);
             texts.push((item.text, tokens));
         }
-        let (scores, stats, counts) = score_requests(env, name, &reqs, prep.batch, false)?;
+        let (scores, stats) = score_requests(env, name, &reqs, prep.batch, false)?;
         let (mut nll, mut ntok, mut nwords, mut nbytes) = (0.0, 0usize, 0usize, 0usize);
         let mut per_sample: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut samples = vec![];
@@ -142,7 +149,8 @@ impl<T: Perplexity> PerplexityTask<T> {
             intermediates: env.options.return_intermediates.then(|| pad_intermediates(inter)),
             notes: BTreeMap::new(),
             stats,
-            tokens_forwarded: counts.forwarded,
+            fingerprint: fingerprint.finish(),
+            wall_seconds: 0.0,
         })
     }
 }

@@ -3,8 +3,8 @@
 //! it — and turning continuation scores into per-sample records.
 
 use super::{
-    mean_metrics, pad_intermediates, prepare, row_error, score_requests, Defaults, Env, McItem, Outcome, RowError,
-    TaskKind,
+    data_fingerprint, mean_metrics, pad_intermediates, prepare, row_error, score_requests, Defaults, Env, McItem,
+    Outcome, RowError, TaskKind,
 };
 use crate::error::Result;
 use crate::metrics::{argmax, Metric};
@@ -32,8 +32,14 @@ where
     let mut reqs: Vec<ScoreRequest> = vec![];
     // For each selected row: (request, continuation) of each choice.
     let mut slots: Vec<Vec<(usize, usize)>> = vec![];
+    let mut fingerprint = data_fingerprint(name, kind);
     for &i in &prep.rows {
         let item = get(i, &rows[i]).map_err(|e| row_error(name, i, e))?;
+        fingerprint = fingerprint.row(i);
+        for ((ctx, cont), norm) in item.contexts.iter().zip(&item.continuations).zip(&item.norm_texts) {
+            fingerprint = fingerprint.str(ctx).str(cont).str(norm);
+        }
+        fingerprint = fingerprint.row(item.answer);
         let n = item.continuations.len();
         if n == 0 {
             return Err(row_error(name, i, RowError::new("the choice list is empty")));
@@ -80,7 +86,7 @@ where
         slots.push(row_slots);
         items.push(item);
     }
-    let (scores, stats, counts) = score_requests(env, name, &reqs, prep.batch, env.options.share_prefix)?;
+    let (scores, stats) = score_requests(env, name, &reqs, prep.batch, env.options.share_prefix)?;
 
     let mut per_sample: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut samples = vec![];
@@ -170,6 +176,7 @@ where
         intermediates: env.options.return_intermediates.then(|| pad_intermediates(inter)),
         notes: BTreeMap::new(),
         stats,
-        tokens_forwarded: counts.forwarded,
+        fingerprint: fingerprint.finish(),
+        wall_seconds: 0.0,
     })
 }
