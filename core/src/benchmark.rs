@@ -160,3 +160,45 @@ fn render<T: Benchmark>(rows: &[T]) -> Result<Vec<(String, String)>, FewShotErro
         .map(|(index, r)| r.example().map_err(|e| FewShotError::Example { index, message: e.0 }))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::{Perplexity, PerplexityTask, PplItem};
+
+    struct Text(String);
+    impl Perplexity for Text {
+        fn get(&self) -> Result<PplItem, RowError> {
+            Ok(PplItem {
+                text: self.0.clone(),
+                count_text: None,
+            })
+        }
+    }
+    impl Benchmark for Text {
+        const NAME: &'static str = "texts";
+        const KIND: TaskKind = TaskKind::Perplexity;
+        const METRICS: &'static [&'static str] = &["word_perplexity"];
+        fn example(&self) -> Result<(String, String), RowError> {
+            Ok((self.0.clone(), String::new()))
+        }
+        fn evaluation(name: String, rows: Vec<Self>, _: Option<FewShot>) -> Box<dyn Evaluation> {
+            Box::new(PerplexityTask::new(name, rows))
+        }
+    }
+
+    #[test]
+    fn fewshot_has_no_meaning_for_whole_texts() {
+        let rows = || vec![Text("a b".into()), Text("c d".into())];
+        let e = task(rows())
+            .fewshot(&rows(), 1, FewShotSampler::First, "")
+            .err()
+            .expect("refused");
+        assert_eq!(e, FewShotError::NotApplicable { kind: "perplexity" });
+        assert!(e.to_string().contains("--num-fewshot 0"), "{e}");
+        let own = task(rows()).fewshot_from_rows(1, FewShotSampler::Random(1), "");
+        assert!(own.is_err());
+        // k = 0 is no few-shot at all.
+        assert!(task(rows()).fewshot(&[], 0, FewShotSampler::First, "").is_ok());
+    }
+}
