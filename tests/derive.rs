@@ -5,7 +5,7 @@
 
 use crate::util::{data_dir, open};
 use evalkit::core::benchmark::{task, Benchmark};
-use evalkit::core::fewshot::FewShotSampler;
+use evalkit::core::fewshot::{FewShot, FewShotSampler, FewShotSpec};
 use evalkit::core::kinds::{Env, McItem, MultipleChoice, MultipleChoiceTask, RowError, TaskKind};
 use evalkit::core::{Outcome, RunOptions};
 use evalkit::Evaluation;
@@ -74,7 +74,16 @@ fn derived_equals_hand_written_on_a_real_checkpoint() {
     assert_eq!(derived.kind(), TaskKind::MultipleChoice);
     assert_eq!(derived.defaults().batch_size, Some(7));
     assert_eq!(<Arc as Benchmark>::METRICS, &["acc", "acc_norm"]);
-    let by_hand = MultipleChoiceTask::new("arc_easy_derived", rows.into_iter().map(ArcByHand).collect());
+    let n = rows.len();
+    let mut by_hand = MultipleChoiceTask::new("arc_easy_derived", rows.into_iter().map(ArcByHand).collect());
+    // The derived description precedes every context at zero-shot too (lm-eval's layout).
+    let zero_shot = FewShotSpec {
+        k: 0,
+        sampler: FewShotSampler::First,
+        description: "Science.\n\n".into(),
+        delimiter: " ".into(),
+    };
+    by_hand.fewshot = Some(FewShot::new(vec![], zero_shot, n, None).expect("no pool needed"));
     for model in ["stories260K-hf", "tiny-gpt2-random"] {
         // The same batching for both (the derived default of 7 applies to neither).
         let opts = RunOptions {
