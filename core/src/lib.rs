@@ -73,6 +73,7 @@ pub use kinds::{Evaluation, Outcome, RunOptions, TaskKind};
 pub mod benchmark;
 pub mod builtins;
 pub mod fewshot;
+pub mod gate;
 pub mod pyrandom;
 
 pub use benchmark::{task, Benchmark};

@@ -1,0 +1,187 @@
+//! Score gates for `cargo test`: an evaluation's metric must reach a bound, and when it does
+//! not, the error shows the score, its standard error, and the first rows (in dataset order)
+//! that fell on the wrong side of the bound, with what the model answered — what a developer
+//! needs to read a failing model test without rerunning it.
+//!
+//! ```
+//! use evalkit_core::gate::Bound;
+//! # let outcome = evalkit_core::gate::example_outcome();
+//! // `outcome` is what `Evaluator::outcomes()` returns for one evaluation: acc 2/3 here.
+//! assert!(outcome.require("acc", Bound::AtLeast(0.5)).is_ok());
+//! let err = outcome.require("acc", Bound::AtLeast(0.9)).unwrap_err();
+//! let msg = err.to_string();
+//! assert!(msg.contains("acc = 0.6667 ± 0.3333") && msg.contains("row 1"), "{msg}");
+//! ```
+
+use crate::kinds::Outcome;
+use crate::metrics::Metric;
+use std::fmt::Write;
+
+/// Which side of a value a metric must be on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    /// The metric must be ≥ the value (accuracies, exact match).
+    AtLeast(f64),
+    /// The metric must be ≤ the value (perplexities).
+    AtMost(f64),
+}
+
+impl Bound {
+    fn holds(self, v: f64) -> bool {
+        match self {
+            Bound::AtLeast(min) => v >= min,
+            Bound::AtMost(max) => v <= max,
+        }
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::AtLeast(v) => write!(f, "≥ {v}"),
+            Bound::AtMost(v) => write!(f, "≤ {v}"),
+        }
+    }
+}
+
+/// Rows shown in a gate failure.
+const SHOWN_ROWS: usize = 5;
+
+/// A gate that did not hold (or a metric the evaluation does not report).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GateError {
+    /// The metric is on the wrong side of the bound.
+    #[error("{evaluation}: {metric} = {} (n = {n}) must be {bound}{rows}", fmt_metric(.score))]
+    Missed {
+        /// The evaluation.
+        evaluation: String,
+        /// The metric.
+        metric: String,
+        /// Its value and standard error.
+        score: Metric,
+        /// Rows evaluated.
+        n: usize,
+        /// The bound it missed.
+        bound: Bound,
+        /// The first rows on the wrong side, rendered (starts with a newline; may be empty).
+        rows: String,
+    },
+    /// The evaluation reports no such metric.
+    #[error("{evaluation} reports no metric {metric:?} (it reports: {available})")]
+    Unknown {
+        /// The evaluation.
+        evaluation: String,
+        /// The metric asked for.
+        metric: String,
+        /// The metrics it does report.
+        available: String,
+    },
+}
+
+fn fmt_metric(m: &Metric) -> String {
+    match m.stderr {
+        Some(se) => format!("{:.4} ± {se:.4}", m.value),
+        None => format!("{:.4}", m.value),
+    }
+}
+
+impl Outcome {
+    /// Checks that `metric` is within `bound`; returns the score when it is. The error lists
+    /// the first rows whose own value of the metric is on the wrong side of the bound.
+    pub fn require(&self, metric: &str, bound: Bound) -> Result<Metric, GateError> {
+        let Some(&score) = self.metrics.get(metric) else {
+            return Err(GateError::Unknown {
+                evaluation: self.name.clone(),
+                metric: metric.into(),
+                available: self.metrics.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        if bound.holds(score.value) {
+            return Ok(score);
+        }
+        let mut rows = String::new();
+        if let Some(values) = self.per_sample.get(metric) {
+            let wrong: Vec<usize> = (0..values.len()).filter(|&i| !bound.holds(values[i])).collect();
+            if !wrong.is_empty() {
+                let _ = write!(rows, "\n{} row(s) on the wrong side; the first:", wrong.len());
+            }
+            for &i in wrong.iter().take(SHOWN_ROWS) {
+                // Per-sample values and records share one order (generation repeats a
+                // prompt's record once per sample).
+                let per_record = values.len() / self.samples.len().max(1);
+                let sample = self.samples.get(i / per_record.max(1));
+                let _ = write!(rows, "\n  {}", describe_row(sample, values[i]));
+            }
+        }
+        Err(GateError::Missed {
+            evaluation: self.name.clone(),
+            metric: metric.into(),
+            score,
+            n: self.n,
+            bound,
+            rows,
+        })
+    }
+}
+
+/// One line for a row: its dataset index, its value, and what the model answered.
+fn describe_row(sample: Option<&serde_json::Value>, value: f64) -> String {
+    let Some(s) = sample else {
+        return format!("value {value:.4}");
+    };
+    let index = s["index"].as_u64().map_or("?".into(), |i| i.to_string());
+    let short = |v: &serde_json::Value| {
+        let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        let one_line = text.replace('\n', "\\n");
+        match one_line.char_indices().nth(60) {
+            Some((cut, _)) => format!("{}…", &one_line[..cut]),
+            None => one_line,
+        }
+    };
+    let what = if let Some(p) = s.get("prediction") {
+        let conts = &s["continuations"];
+        let pick = |k: &serde_json::Value| k.as_u64().map(|k| short(&conts[k as usize]));
+        format!(
+            "predicted {} ({}), answer {} ({})",
+            p,
+            pick(p).unwrap_or_default(),
+            s["answer"],
+            pick(&s["answer"]).unwrap_or_default()
+        )
+    } else if let Some(g) = s.get("generations") {
+        format!("generated {}, target {}", short(&g[0]), short(&s["target"]))
+    } else if let Some(t) = s.get("text") {
+        format!("text {}", short(t))
+    } else {
+        String::new()
+    };
+    format!("row {index}: value {value:.4}; {what}")
+}
+
+/// An outcome for the module's example (acc 1, 0, 1 on three rows).
+#[doc(hidden)]
+pub fn example_outcome() -> Outcome {
+    use serde_json::json;
+    let acc = vec![1.0, 0.0, 1.0];
+    let samples = (0..3)
+        .map(|i| {
+            json!({"index": i, "continuations": [" yes", " no"], "answer": 0,
+                   "prediction": if i == 1 { 1 } else { 0 }, "metrics": {"acc": acc[i]}})
+        })
+        .collect();
+    let per_sample = std::collections::BTreeMap::from([("acc".to_string(), acc.clone())]);
+    Outcome {
+        name: "demo".into(),
+        kind: crate::TaskKind::MultipleChoice,
+        n: 3,
+        truncated: 0,
+        metrics: crate::kinds::mean_metrics(&per_sample),
+        per_sample,
+        samples,
+        intermediates: None,
+        notes: Default::default(),
+        stats: Default::default(),
+        fingerprint: 0,
+        wall_seconds: 0.0,
+    }
+}
