@@ -73,6 +73,7 @@ pub use kinds::{Evaluation, Outcome, RunOptions, TaskKind};
 pub mod benchmark;
 pub mod builtins;
 pub mod fewshot;
+pub mod fingerprint;
 pub mod gate;
 pub mod pyrandom;
 

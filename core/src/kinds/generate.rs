@@ -10,12 +10,13 @@
 //! `samples_per_prompt = G` repeats each prompt G times consecutively (p0,p0,…,p1,…): the
 //! per-sample values and intermediates follow that order.
 
-use super::{
-    eval_seed, execute, name_error, pad_intermediates, prepare, row_error, Env, Fnv, Outcome, RowError, TaskKind,
-};
+use super::execute::{execute, name_error};
+use super::task::{Finished, Kind, RowFailure, Task};
+use super::{Env, RowError, TaskKind};
 use crate::error::Result;
+use crate::fingerprint::{eval_seed, Fnv};
 use crate::request::{GenerateParams, GenerateRequest, Generation, Sampling};
-use crate::schedule::Plan;
+use crate::schedule::{BatchSettings, ExecStats, Plan};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -62,21 +63,40 @@ pub trait Generate {
     }
 }
 
-task_type!(
-    /// A generation evaluation over rows of `T`.
-    GenerateTask, Generate, TaskKind::Generate
-);
+/// A generation evaluation over rows of `T`.
+pub type GenerateTask<T> = Task<T, GenerateKind>;
 
-impl<T: Generate> GenerateTask<T> {
-    fn run(&self, env: &Env<'_>) -> Result<Outcome> {
-        let name = &self.name;
-        let prep = prepare(name, self.rows.len(), &self.defaults, env)?;
+/// The generation kind (see [`Kind`]): the parameters, prompt budget and seed every row shares.
+#[derive(Debug)]
+pub struct GenerateKind {
+    params: GenerateParams,
+    budget: usize,
+    samples_per_prompt: usize,
+    seed: u64,
+    notes: BTreeMap<String, serde_json::Value>,
+}
+
+/// What a prompt keeps between lowering and finishing.
+#[derive(Debug)]
+pub struct GenRow {
+    item: GenItem,
+    first: usize,
+    truncated: bool,
+}
+
+impl<T: Generate> Kind<T> for GenerateKind {
+    const KIND: TaskKind = TaskKind::Generate;
+    type Request = GenerateRequest;
+    type Response = Generation;
+    type Lowered = GenRow;
+
+    fn begin(name: &str, env: &Env<'_>) -> Result<Self> {
         let max_len = env.model.max_len();
         let mut notes = BTreeMap::new();
         let mut max_new = T::max_new_tokens();
         if max_new == 0 {
             return Err(crate::Error::Evaluation {
-                evaluation: name.clone(),
+                evaluation: name.into(),
                 message: "max_new_tokens is 0".into(),
             });
         }
@@ -85,110 +105,135 @@ impl<T: Generate> GenerateTask<T> {
             notes.insert("max_new_tokens".into(), json!({"requested": max_new, "used": lowered, "reason": format!("no room for a prompt in max length {max_len}")}));
             max_new = lowered;
         }
-        let budget = max_len - max_new;
-        let g = env.options.samples_per_prompt.max(1);
-        let sampling = env.options.sampling.unwrap_or(Sampling::Greedy);
-        let params = GenerateParams {
-            max_new_tokens: max_new,
-            stop: T::stop(),
-            sampling,
-        };
-        let seed = eval_seed(env.options.seed, name);
-        let mut items = vec![];
-        let mut reqs = vec![];
-        let mut truncated = 0;
-        let mut fingerprint = super::data_fingerprint(name, TaskKind::Generate)
-            .str(&format!("{params:?}"))
-            .row(g);
-        if sampling != Sampling::Greedy {
-            fingerprint = fingerprint.bytes(&seed.to_le_bytes());
+        Ok(GenerateKind {
+            params: GenerateParams {
+                max_new_tokens: max_new,
+                stop: T::stop(),
+                sampling: env.options.sampling.unwrap_or(Sampling::Greedy),
+            },
+            budget: max_len - max_new,
+            samples_per_prompt: env.options.samples_per_prompt.max(1),
+            seed: eval_seed(env.options.seed, name),
+            notes,
+        })
+    }
+
+    fn settings(&self, fp: Fnv) -> Fnv {
+        let fp = fp.str(&format!("{:?}", self.params)).row(self.samples_per_prompt);
+        if self.params.sampling == Sampling::Greedy {
+            fp
+        } else {
+            fp.bytes(&self.seed.to_le_bytes())
         }
-        for &i in &prep.rows {
-            let mut item = self.rows[i].get().map_err(|e| row_error(name, i, e))?;
-            item.prompt = super::with_fewshot(&self.fewshot, i, &item.prompt);
-            fingerprint = fingerprint.row(i).str(&item.prompt).str(&item.target);
-            let mut ids = env.tokenizer.encode(&item.prompt)?;
-            if ids.is_empty() {
-                ids.push(env.tokenizer.prefix_token()?);
-            }
-            if ids.len() > budget {
-                ids.drain(..ids.len() - budget);
-                truncated += 1;
-            }
-            for j in 0..g {
-                let s = Fnv::default()
-                    .bytes(&seed.to_le_bytes())
-                    .bytes(&(i as u64).to_le_bytes())
-                    .bytes(&(j as u64).to_le_bytes())
-                    .finish();
-                reqs.push(GenerateRequest {
-                    prompt: ids.clone(),
-                    seed: s,
-                });
-            }
-            items.push(item);
+    }
+
+    fn lower(
+        &mut self,
+        index: usize,
+        row: &T,
+        prefix: &str,
+        env: &Env<'_>,
+        fp: &mut Fnv,
+        requests: &mut Vec<GenerateRequest>,
+    ) -> std::result::Result<GenRow, RowFailure> {
+        let mut item = row.get()?;
+        item.prompt.insert_str(0, prefix);
+        *fp = fp.str(&item.prompt).str(&item.target);
+        let mut ids = env.tokenizer.encode(&item.prompt)?;
+        if ids.is_empty() {
+            ids.push(env.tokenizer.prefix_token()?);
         }
-        let lengths: Vec<usize> = reqs.iter().map(|r| r.prompt.len()).collect();
-        let plan = Plan::new(&lengths, prep.batch);
-        let fp = reqs
+        let truncated = ids.len() > self.budget;
+        if truncated {
+            ids.drain(..ids.len() - self.budget);
+        }
+        let first = requests.len();
+        for j in 0..self.samples_per_prompt {
+            let s = Fnv::default()
+                .bytes(&self.seed.to_le_bytes())
+                .bytes(&(index as u64).to_le_bytes())
+                .bytes(&(j as u64).to_le_bytes())
+                .finish();
+            requests.push(GenerateRequest {
+                prompt: ids.clone(),
+                seed: s,
+            });
+        }
+        Ok(GenRow { item, first, truncated })
+    }
+
+    fn execute(
+        &self,
+        env: &Env<'_>,
+        name: &str,
+        requests: &[GenerateRequest],
+        batch: BatchSettings,
+    ) -> Result<(Vec<Generation>, ExecStats)> {
+        let lengths: Vec<usize> = requests.iter().map(|r| r.prompt.len()).collect();
+        let plan = Plan::new(&lengths, batch);
+        let key = requests
             .iter()
-            .fold(Fnv::default().str(name).str(&format!("{params:?}")), |h, r| {
+            .fold(Fnv::default().str(name).str(&format!("{:?}", self.params)), |h, r| {
                 h.ints(&r.prompt).bytes(&r.seed.to_le_bytes())
             });
-        let (gens, stats): (Vec<Generation>, _) = execute(env, name, fp, &plan, reqs.len(), |idx, counts| {
-            let batch: Vec<&GenerateRequest> = idx.iter().map(|&i| &reqs[i]).collect();
-            crate::batch::generate_batch(env.model, env.tokenizer, &batch, &params, counts)
+        execute(env, name, key, &plan, requests.len(), |idx, counts| {
+            let batch: Vec<&GenerateRequest> = idx.iter().map(|&i| &requests[i]).collect();
+            crate::batch::generate_batch(env.model, env.tokenizer, &batch, &self.params, counts)
                 .map_err(|e| name_error(name, e))
-        })?;
-        let mut per_sample: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut samples = vec![];
-        let mut inter = vec![];
-        for (k, (&index, item)) in prep.rows.iter().zip(&items).enumerate() {
-            let row = &self.rows[index];
-            let outs = &gens[k * g..(k + 1) * g];
-            let mut extracted = vec![];
-            let mut row_metrics: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-            for (j, out) in outs.iter().enumerate() {
-                let cleaned = row.clean(&out.text);
-                for (m, v) in row.score(&item.target, &cleaned) {
-                    per_sample.entry(m.clone()).or_default().push(v);
-                    row_metrics.entry(m).or_default().push(v);
-                }
-                extracted.push(cleaned);
-                if env.options.return_intermediates {
-                    let p = &reqs[k * g + j].prompt;
-                    let tokens: Vec<i64> = p.iter().chain(&out.tokens).copied().collect();
-                    let mask = (0..tokens.len()).map(|q| q >= p.len()).collect();
-                    inter.push((tokens, mask));
-                }
-            }
-            let metrics: serde_json::Map<String, serde_json::Value> = row_metrics
-                .iter()
-                .map(|(m, v)| (m.clone(), json!(crate::metrics::mean(v))))
-                .collect();
-            samples.push(json!({
-                "index": index,
-                "prompt": item.prompt,
-                "generations": outs.iter().map(|o| &o.text).collect::<Vec<_>>(),
-                "finish": outs.iter().map(|o| &o.finish).collect::<Vec<_>>(),
-                "target": item.target,
-                "extracted": extracted,
-                "metrics": metrics,
-            }));
-        }
-        Ok(Outcome {
-            name: name.clone(),
-            kind: TaskKind::Generate,
-            n: prep.rows.len(),
-            truncated,
-            metrics: super::mean_metrics(&per_sample),
-            per_sample,
-            samples,
-            intermediates: env.options.return_intermediates.then(|| pad_intermediates(inter)),
-            notes,
-            stats,
-            fingerprint: fingerprint.finish(),
-            wall_seconds: 0.0,
         })
+    }
+
+    fn finish(
+        &mut self,
+        index: usize,
+        row: &T,
+        low: GenRow,
+        requests: &[GenerateRequest],
+        responses: &[Generation],
+        env: &Env<'_>,
+    ) -> std::result::Result<Finished, RowFailure> {
+        let g = self.samples_per_prompt;
+        let outs = &responses[low.first..low.first + g];
+        let mut values = vec![];
+        let mut extracted = vec![];
+        let mut intermediates = vec![];
+        let mut row_metrics: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for (j, out) in outs.iter().enumerate() {
+            let cleaned = row.clean(&out.text);
+            for (m, v) in row.score(&low.item.target, &cleaned) {
+                values.push((m.clone(), v));
+                row_metrics.entry(m).or_default().push(v);
+            }
+            extracted.push(cleaned);
+            if env.options.return_intermediates {
+                let p = &requests[low.first + j].prompt;
+                let tokens: Vec<i64> = p.iter().chain(&out.tokens).copied().collect();
+                let mask = (0..tokens.len()).map(|q| q >= p.len()).collect();
+                intermediates.push((tokens, mask));
+            }
+        }
+        let metrics: serde_json::Map<String, serde_json::Value> = row_metrics
+            .iter()
+            .map(|(m, v)| (m.clone(), json!(crate::metrics::mean(v))))
+            .collect();
+        let record = json!({
+            "index": index,
+            "prompt": low.item.prompt,
+            "generations": outs.iter().map(|o| &o.text).collect::<Vec<_>>(),
+            "finish": outs.iter().map(|o| &o.finish).collect::<Vec<_>>(),
+            "target": low.item.target,
+            "extracted": extracted,
+            "metrics": metrics,
+        });
+        Ok(Finished {
+            values,
+            record,
+            intermediates,
+            truncated: low.truncated,
+        })
+    }
+
+    fn notes(&self) -> BTreeMap<String, serde_json::Value> {
+        self.notes.clone()
     }
 }

@@ -5,8 +5,16 @@
 //! (`acc_token_norm`). Ties go to the first choice. Contexts are shared through the KV cache
 //! unless the run disables it.
 
-use super::{execute_mc, Env, Outcome, RowError, TaskKind};
+use super::execute::score_requests;
+use super::pairs::{lower_pairs, pair_tokens, read_pairs, Slots};
+use super::task::{Finished, Kind, RowFailure, Task};
+use super::{Env, RowError, TaskKind};
 use crate::error::Result;
+use crate::fingerprint::Fnv;
+use crate::metrics::argmax;
+use crate::request::{ContinuationScore, ScoreRequest};
+use crate::schedule::{BatchSettings, ExecStats};
+use serde_json::json;
 
 /// One multiple-choice item: a (context, continuation) pair per choice and the answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,29 +79,114 @@ pub trait MultipleChoice {
     }
 }
 
-task_type!(
-    /// A multiple-choice evaluation over rows of `T`.
-    MultipleChoiceTask, MultipleChoice, TaskKind::MultipleChoice
-);
+/// A multiple-choice evaluation over rows of `T`.
+pub type MultipleChoiceTask<T> = Task<T, MultipleChoiceKind>;
 
-impl<T: MultipleChoice> MultipleChoiceTask<T> {
-    fn run(&self, env: &Env<'_>) -> Result<Outcome> {
-        let get = |i: usize, r: &T| {
-            r.get().map(|mut it| {
-                for c in &mut it.contexts {
-                    *c = super::with_fewshot(&self.fewshot, i, c);
-                }
-                it
-            })
-        };
-        execute_mc(
-            &self.name,
-            &self.rows,
-            &self.defaults,
-            env,
-            TaskKind::MultipleChoice,
-            get,
-            |r, item, lls| r.extra_metrics(item, lls),
-        )
+/// The multiple-choice kind (see [`Kind`]).
+#[derive(Debug)]
+pub struct MultipleChoiceKind;
+
+impl<T: MultipleChoice> Kind<T> for MultipleChoiceKind {
+    const KIND: TaskKind = TaskKind::MultipleChoice;
+    type Request = ScoreRequest;
+    type Response = Vec<ContinuationScore>;
+    type Lowered = (McItem, Slots);
+
+    fn begin(_: &str, _: &Env<'_>) -> Result<Self> {
+        Ok(MultipleChoiceKind)
+    }
+
+    fn lower(
+        &mut self,
+        _: usize,
+        row: &T,
+        prefix: &str,
+        env: &Env<'_>,
+        fp: &mut Fnv,
+        requests: &mut Vec<ScoreRequest>,
+    ) -> std::result::Result<Self::Lowered, RowFailure> {
+        let mut item = row.get()?;
+        for c in &mut item.contexts {
+            c.insert_str(0, prefix);
+        }
+        let n = item.continuations.len();
+        if n == 0 {
+            return Err(RowError::new("the choice list is empty").into());
+        }
+        if item.contexts.len() != n || item.norm_texts.len() != n {
+            return Err(RowError::new(format!("{} contexts for {n} continuations", item.contexts.len())).into());
+        }
+        if item.answer >= n {
+            return Err(RowError::new(format!("answer index {} out of range for {n} choices", item.answer)).into());
+        }
+        for ((ctx, cont), norm) in item.contexts.iter().zip(&item.continuations).zip(&item.norm_texts) {
+            *fp = fp.str(ctx).str(cont).str(norm);
+        }
+        *fp = fp.row(item.answer);
+        let slots = lower_pairs(env.tokenizer, &item.contexts, &item.continuations, requests)?;
+        Ok((item, slots))
+    }
+
+    fn execute(
+        &self,
+        env: &Env<'_>,
+        name: &str,
+        requests: &[ScoreRequest],
+        batch: BatchSettings,
+    ) -> Result<(Vec<Self::Response>, ExecStats)> {
+        score_requests(env, name, requests, batch, env.options.share_prefix)
+    }
+
+    fn finish(
+        &mut self,
+        index: usize,
+        row: &T,
+        (item, slots): Self::Lowered,
+        requests: &[ScoreRequest],
+        responses: &[Self::Response],
+        env: &Env<'_>,
+    ) -> std::result::Result<Finished, RowFailure> {
+        let s = read_pairs(&slots, requests, responses);
+        let lls = &s.loglikelihoods;
+        let norm =
+            |d: &dyn Fn(usize) -> f64| argmax(&lls.iter().enumerate().map(|(j, l)| l / d(j)).collect::<Vec<_>>());
+        let pred = argmax(lls);
+        let hit = |p: usize| f64::from(u8::from(p == item.answer));
+        let mut m: Vec<(&'static str, f64)> = vec![
+            ("acc", hit(pred)),
+            (
+                "acc_norm",
+                hit(norm(&|j| item.norm_texts[j].chars().count().max(1) as f64)),
+            ),
+            ("acc_bytes", hit(norm(&|j| item.norm_texts[j].len().max(1) as f64))),
+            ("acc_token_norm", hit(norm(&|j| s.num_tokens[j] as f64))),
+        ];
+        for (k, v) in row.extra_metrics(&item, lls) {
+            match m.iter_mut().find(|(n, _)| *n == k) {
+                Some(slot) => slot.1 = v,
+                None => m.push((k, v)),
+            }
+        }
+        let record = json!({
+            "index": index,
+            "contexts": item.contexts,
+            "continuations": item.continuations,
+            "loglikelihoods": lls,
+            "is_greedy": s.greedy,
+            "num_tokens": s.num_tokens,
+            "answer": item.answer,
+            "prediction": pred,
+            "metrics": m.iter().map(|&(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        });
+        Ok(Finished {
+            values: m.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            record,
+            intermediates: if env.options.return_intermediates {
+                vec![pair_tokens(slots[pred], requests)]
+            } else {
+                vec![]
+            },
+            truncated: s.truncated,
+        })
     }
 }

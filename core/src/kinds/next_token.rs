@@ -4,13 +4,14 @@
 //! [`NextToken::check`]; [`NextToken::score`] can look at every position. Padding positions
 //! are never predictions. Texts longer than the model keep their end (counted as truncated).
 
-use super::{
-    data_fingerprint, pad_intermediates, prepare, row_error, score_requests, Env, Outcome, RowError, TaskKind,
-};
+use super::execute::score_requests;
+use super::task::{Finished, Kind, RowFailure, Task};
+use super::{Env, RowError, TaskKind};
 use crate::error::Result;
-use crate::request::ScoreRequest;
+use crate::fingerprint::Fnv;
+use crate::request::{ContinuationScore, ScoreRequest};
+use crate::schedule::{BatchSettings, ExecStats};
 use serde_json::json;
-use std::collections::BTreeMap;
 
 /// What the model predicted along one text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,91 +50,110 @@ pub trait NextToken {
     }
 }
 
-task_type!(
-    /// A next-token evaluation over rows of `T`.
-    NextTokenTask, NextToken, TaskKind::NextToken
-);
+/// A next-token evaluation over rows of `T`.
+pub type NextTokenTask<T> = Task<T, NextTokenKind>;
 
-impl<T: NextToken> NextTokenTask<T> {
-    fn run(&self, env: &Env<'_>) -> Result<Outcome> {
-        let name = &self.name;
-        let prep = prepare(name, self.rows.len(), &self.defaults, env)?;
-        let max_len = env.model.max_len();
-        let mut reqs = vec![];
-        let mut texts = vec![];
-        let mut truncated = 0;
-        let mut fingerprint = data_fingerprint(name, TaskKind::NextToken);
-        for &i in &prep.rows {
-            let text = self.rows[i].get().map_err(|e| row_error(name, i, e))?;
-            fingerprint = fingerprint.row(i).str(&text);
-            let mut ids = env.tokenizer.encode(&text)?;
-            if ids.len() < 2 {
-                return Err(row_error(
-                    name,
-                    i,
-                    RowError::new(format!("text {text:?} has fewer than two tokens: nothing to predict")),
-                ));
-            }
-            if ids.len() > max_len + 1 {
-                ids.drain(..ids.len() - max_len - 1);
-                truncated += 1;
-            }
-            reqs.push(ScoreRequest {
-                context: ids[..1].to_vec(),
-                continuations: vec![ids[1..].to_vec()],
-            });
-            texts.push(text);
+/// The next-token kind (see [`Kind`]).
+#[derive(Debug)]
+pub struct NextTokenKind {
+    max_len: usize,
+}
+
+impl<T: NextToken> Kind<T> for NextTokenKind {
+    const KIND: TaskKind = TaskKind::NextToken;
+    type Request = ScoreRequest;
+    type Response = Vec<ContinuationScore>;
+    /// The text, whether it was left-truncated, and its request.
+    type Lowered = (String, bool, usize);
+
+    fn begin(_: &str, env: &Env<'_>) -> Result<Self> {
+        Ok(NextTokenKind {
+            max_len: env.model.max_len(),
+        })
+    }
+
+    fn lower(
+        &mut self,
+        _: usize,
+        row: &T,
+        _prefix: &str,
+        env: &Env<'_>,
+        fp: &mut Fnv,
+        requests: &mut Vec<ScoreRequest>,
+    ) -> std::result::Result<Self::Lowered, RowFailure> {
+        let text = row.get()?;
+        *fp = fp.str(&text);
+        let mut ids = env.tokenizer.encode(&text)?;
+        if ids.len() < 2 {
+            return Err(RowError::new(format!("text {text:?} has fewer than two tokens: nothing to predict")).into());
         }
-        let (scores, stats) = score_requests(env, name, &reqs, prep.batch, false)?;
+        let truncated = ids.len() > self.max_len + 1;
+        if truncated {
+            ids.drain(..ids.len() - self.max_len - 1);
+        }
+        requests.push(ScoreRequest {
+            context: ids[..1].to_vec(),
+            continuations: vec![ids[1..].to_vec()],
+        });
+        Ok((text, truncated, requests.len() - 1))
+    }
+
+    fn execute(
+        &self,
+        env: &Env<'_>,
+        name: &str,
+        requests: &[ScoreRequest],
+        batch: BatchSettings,
+    ) -> Result<(Vec<Self::Response>, ExecStats)> {
+        score_requests(env, name, requests, batch, false)
+    }
+
+    fn finish(
+        &mut self,
+        index: usize,
+        row: &T,
+        (text, truncated, k): Self::Lowered,
+        requests: &[ScoreRequest],
+        responses: &[Self::Response],
+        env: &Env<'_>,
+    ) -> std::result::Result<Finished, RowFailure> {
+        let (req, sc) = (&requests[k], &responses[k][0]);
         let tok = env.tokenizer;
-        let mut acc = vec![];
-        let mut samples = vec![];
-        let mut inter = vec![];
-        for (((&index, req), sc), text) in prep.rows.iter().zip(&reqs).zip(&scores).zip(&texts) {
-            let targets = req.continuations[0].clone();
-            let predictions = sc[0].argmax.clone();
-            let dec = |ids: &[i64]| ids.iter().map(|&t| tok.decode(&[t], false)).collect::<Result<Vec<_>>>();
-            let sample = NextTokenSample {
-                targets_text: dec(&targets)?,
-                predictions_text: dec(&predictions)?,
-                targets,
-                predictions,
-            };
-            let s = self.rows[index].score(&sample);
-            acc.push(s);
-            let correct: Vec<bool> = sample
-                .targets
-                .iter()
-                .zip(&sample.predictions)
-                .map(|(a, b)| a == b)
-                .collect();
-            samples.push(json!({
-                "index": index,
-                "text": text,
-                "predictions": sample.predictions_text,
-                "correct": correct,
-                "metrics": {"acc": s},
-            }));
-            if env.options.return_intermediates {
-                let row: Vec<i64> = req.context.iter().chain(&req.continuations[0]).copied().collect();
-                let mask = (0..row.len()).map(|p| p > 0).collect();
-                inter.push((row, mask));
-            }
-        }
-        let per_sample = BTreeMap::from([("acc".to_string(), acc)]);
-        Ok(Outcome {
-            name: name.clone(),
-            kind: TaskKind::NextToken,
-            n: prep.rows.len(),
+        let dec = |ids: &[i64]| ids.iter().map(|&t| tok.decode(&[t], false)).collect::<Result<Vec<_>>>();
+        let targets = req.continuations[0].clone();
+        let predictions = sc.argmax.clone();
+        let sample = NextTokenSample {
+            targets_text: dec(&targets)?,
+            predictions_text: dec(&predictions)?,
+            targets,
+            predictions,
+        };
+        let s = row.score(&sample);
+        let correct: Vec<bool> = sample
+            .targets
+            .iter()
+            .zip(&sample.predictions)
+            .map(|(a, b)| a == b)
+            .collect();
+        let record = json!({
+            "index": index,
+            "text": text,
+            "predictions": sample.predictions_text,
+            "correct": correct,
+            "metrics": {"acc": s},
+        });
+        let intermediates = if env.options.return_intermediates {
+            let tokens: Vec<i64> = req.context.iter().chain(&req.continuations[0]).copied().collect();
+            let mask = (0..tokens.len()).map(|p| p > 0).collect();
+            vec![(tokens, mask)]
+        } else {
+            vec![]
+        };
+        Ok(Finished {
+            values: vec![("acc".into(), s)],
+            record,
+            intermediates,
             truncated,
-            metrics: super::mean_metrics(&per_sample),
-            per_sample,
-            samples,
-            intermediates: env.options.return_intermediates.then(|| pad_intermediates(inter)),
-            notes: BTreeMap::new(),
-            stats,
-            fingerprint: fingerprint.finish(),
-            wall_seconds: 0.0,
         })
     }
 }

@@ -4,12 +4,14 @@
 //! context_len 1, then `make_disjoint_window`). Corpus metrics are ratios of sums over all
 //! texts: `token_perplexity`, `word_perplexity`, `byte_perplexity`, `bits_per_byte`.
 
-use super::{
-    data_fingerprint, pad_intermediates, prepare, row_error, score_requests, Env, Outcome, RowError, TaskKind,
-};
+use super::execute::score_requests;
+use super::task::{Finished, Kind, RowFailure, Task};
+use super::{Env, RowError, TaskKind};
 use crate::error::Result;
+use crate::fingerprint::Fnv;
 use crate::metrics::{count_words, perplexities, Metric};
-use crate::request::ScoreRequest;
+use crate::request::{ContinuationScore, ScoreRequest};
+use crate::schedule::{BatchSettings, ExecStats};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -66,91 +68,136 @@ pub fn rolling_windows(tokens: &[i64], prefix: i64, max_len: usize) -> Vec<Score
     out
 }
 
-task_type!(
-    /// A perplexity evaluation over rows of `T`.
-    PerplexityTask, Perplexity, TaskKind::Perplexity
-);
+/// A perplexity evaluation over rows of `T`.
+pub type PerplexityTask<T> = Task<T, PerplexityKind>;
 
-impl<T: Perplexity> PerplexityTask<T> {
-    fn run(&self, env: &Env<'_>) -> Result<Outcome> {
-        let name = &self.name;
-        let prep = prepare(name, self.rows.len(), &self.defaults, env)?;
-        let prefix = env.tokenizer.prefix_token()?;
-        let max_len = env.model.max_len();
-        let mut reqs = vec![];
-        let mut spans = vec![]; // (first request, count, tokens, words, bytes)
-        let mut texts = vec![];
-        let mut fingerprint = data_fingerprint(name, TaskKind::Perplexity);
-        for &i in &prep.rows {
-            let item = self.rows[i].get().map_err(|e| row_error(name, i, e))?;
-            fingerprint = fingerprint
-                .row(i)
-                .str(&item.text)
-                .str(item.count_text.as_deref().unwrap_or(""));
-            if item.text.is_empty() {
-                return Err(row_error(name, i, RowError::new("the text is empty")));
-            }
-            let tokens = env.tokenizer.encode(&item.text)?;
-            let counted = item.count_text.as_deref().unwrap_or(&item.text);
-            let windows = rolling_windows(&tokens, prefix, max_len);
-            spans.push((
-                reqs.len(),
-                windows.len(),
-                tokens.len(),
-                count_words(counted),
-                counted.len(),
-            ));
-            reqs.extend(windows);
-            texts.push((item.text, tokens));
+/// The perplexity kind (see [`Kind`]): the prefix token and max length every row's windows
+/// use, and the corpus sums the metrics are ratios of.
+#[derive(Debug)]
+pub struct PerplexityKind {
+    prefix: i64,
+    max_len: usize,
+    nll: f64,
+    tokens: usize,
+    words: usize,
+    bytes: usize,
+}
+
+/// What a text keeps between lowering and finishing.
+#[derive(Debug)]
+pub struct PplRow {
+    text: String,
+    ids: Vec<i64>,
+    first: usize,
+    windows: usize,
+    words: usize,
+    bytes: usize,
+}
+
+impl<T: Perplexity> Kind<T> for PerplexityKind {
+    const KIND: TaskKind = TaskKind::Perplexity;
+    type Request = ScoreRequest;
+    type Response = Vec<ContinuationScore>;
+    type Lowered = PplRow;
+
+    fn begin(_: &str, env: &Env<'_>) -> Result<Self> {
+        Ok(PerplexityKind {
+            prefix: env.tokenizer.prefix_token()?,
+            max_len: env.model.max_len(),
+            nll: 0.0,
+            tokens: 0,
+            words: 0,
+            bytes: 0,
+        })
+    }
+
+    fn lower(
+        &mut self,
+        _: usize,
+        row: &T,
+        _prefix: &str,
+        env: &Env<'_>,
+        fp: &mut Fnv,
+        requests: &mut Vec<ScoreRequest>,
+    ) -> std::result::Result<PplRow, RowFailure> {
+        let item = row.get()?;
+        *fp = fp.str(&item.text).str(item.count_text.as_deref().unwrap_or(""));
+        if item.text.is_empty() {
+            return Err(RowError::new("the text is empty").into());
         }
-        let (scores, stats) = score_requests(env, name, &reqs, prep.batch, false)?;
-        let (mut nll, mut ntok, mut nwords, mut nbytes) = (0.0, 0usize, 0usize, 0usize);
-        let mut per_sample: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut samples = vec![];
-        let mut inter = vec![];
-        for ((&index, &(first, count, tokens, words, bytes)), (text, ids)) in prep.rows.iter().zip(&spans).zip(&texts) {
-            let ll: f64 = scores[first..first + count].iter().map(|s| s[0].loglikelihood()).sum();
-            nll -= ll;
-            ntok += tokens;
-            nwords += words;
-            nbytes += bytes;
-            per_sample.entry("loglikelihood".into()).or_default().push(ll);
-            per_sample
-                .entry("token_perplexity".into())
-                .or_default()
-                .push((-ll / tokens as f64).exp());
-            samples.push(json!({
-                "index": index,
-                "text": text,
-                "loglikelihood": ll,
-                "tokens": tokens,
-                "words": words,
-                "bytes": bytes,
-                "metrics": {"token_perplexity": (-ll / tokens as f64).exp()},
-            }));
-            if env.options.return_intermediates {
-                let row: Vec<i64> = std::iter::once(prefix).chain(ids.iter().copied()).collect();
-                let mask = (0..row.len()).map(|p| p > 0).collect();
-                inter.push((row, mask));
-            }
-        }
-        let metrics = perplexities(nll, ntok, nwords, nbytes)
+        let ids = env.tokenizer.encode(&item.text)?;
+        let counted = item.count_text.as_deref().unwrap_or(&item.text);
+        let windows = rolling_windows(&ids, self.prefix, self.max_len);
+        let low = PplRow {
+            first: requests.len(),
+            windows: windows.len(),
+            words: count_words(counted),
+            bytes: counted.len(),
+            text: item.text,
+            ids,
+        };
+        requests.extend(windows);
+        Ok(low)
+    }
+
+    fn execute(
+        &self,
+        env: &Env<'_>,
+        name: &str,
+        requests: &[ScoreRequest],
+        batch: BatchSettings,
+    ) -> Result<(Vec<Self::Response>, ExecStats)> {
+        score_requests(env, name, requests, batch, false)
+    }
+
+    fn finish(
+        &mut self,
+        index: usize,
+        _: &T,
+        low: PplRow,
+        _: &[ScoreRequest],
+        responses: &[Self::Response],
+        env: &Env<'_>,
+    ) -> std::result::Result<Finished, RowFailure> {
+        let ll: f64 = responses[low.first..low.first + low.windows]
+            .iter()
+            .map(|s| s[0].loglikelihood())
+            .sum();
+        let tokens = low.ids.len();
+        self.nll -= ll;
+        self.tokens += tokens;
+        self.words += low.words;
+        self.bytes += low.bytes;
+        let ppl = (-ll / tokens as f64).exp();
+        let record = json!({
+            "index": index,
+            "text": low.text,
+            "loglikelihood": ll,
+            "tokens": tokens,
+            "words": low.words,
+            "bytes": low.bytes,
+            "metrics": {"token_perplexity": ppl},
+        });
+        let intermediates = if env.options.return_intermediates {
+            let row: Vec<i64> = std::iter::once(self.prefix).chain(low.ids.iter().copied()).collect();
+            let mask = (0..row.len()).map(|p| p > 0).collect();
+            vec![(row, mask)]
+        } else {
+            vec![]
+        };
+        Ok(Finished {
+            values: vec![("loglikelihood".into(), ll), ("token_perplexity".into(), ppl)],
+            record,
+            intermediates,
+            truncated: false,
+        })
+    }
+
+    /// Corpus metrics: ratios of the sums over every text (no standard error).
+    fn aggregate(&self, _: &BTreeMap<String, Vec<f64>>) -> BTreeMap<String, Metric> {
+        perplexities(self.nll, self.tokens, self.words, self.bytes)
             .into_iter()
             .map(|(k, v)| (k.to_string(), Metric { value: v, stderr: None }))
-            .collect();
-        Ok(Outcome {
-            name: name.clone(),
-            kind: TaskKind::Perplexity,
-            n: prep.rows.len(),
-            truncated: 0,
-            metrics,
-            per_sample,
-            samples,
-            intermediates: env.options.return_intermediates.then(|| pad_intermediates(inter)),
-            notes: BTreeMap::new(),
-            stats,
-            fingerprint: fingerprint.finish(),
-            wall_seconds: 0.0,
-        })
+            .collect()
     }
 }

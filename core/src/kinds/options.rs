@@ -1,0 +1,99 @@
+//! How an evaluation runs: which rows ([`Subset`]), the benchmark author's [`Defaults`], the
+//! run's [`RunOptions`], and the [`Env`] (model, tokenizer, journal, progress) it runs in.
+
+use crate::model::Model;
+use crate::request::Sampling;
+use crate::schedule::BatchSettings;
+use crate::tokenizer::Tokenizer;
+use serde::Serialize;
+use std::path::Path;
+
+/// Which rows an evaluation uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subset {
+    /// Every row.
+    #[default]
+    All,
+    /// The first n rows.
+    First(usize),
+    /// n rows drawn with the evaluation's own seeded RNG, kept in dataset order.
+    Sample(usize),
+}
+
+/// Per-evaluation defaults (a benchmark's author sets them; run options override them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+pub struct Defaults {
+    /// Default batch size.
+    pub batch_size: Option<usize>,
+    /// Default chunk size.
+    pub chunk_size: Option<usize>,
+    /// Default subset limit.
+    pub limit: Option<usize>,
+}
+
+/// How an evaluation is run (the same for every evaluation of a run).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Batch size; `None` uses the evaluation's default, else 16.
+    pub batch_size: Option<usize>,
+    /// Batch unit (`replicas × per_device_batch_size`).
+    pub batch_unit: usize,
+    /// Chunk size; `None` uses the evaluation's default, else 8.
+    pub chunk_size: Option<usize>,
+    /// Which rows; `None` uses the evaluation's default limit (first n), else all.
+    pub subset: Option<Subset>,
+    /// Seed of every RNG (subsets, sampling), combined with each evaluation's name so
+    /// evaluations do not share a stream. (Few-shot draws are fixed when an evaluation is
+    /// built, from the seed given to the builder.)
+    pub seed: u64,
+    /// Score multiple-choice continuations from their context's KV cache.
+    pub share_prefix: bool,
+    /// Also return per-sample token rows with action and padding masks.
+    pub return_intermediates: bool,
+    /// Generation sampling (`None`: greedy).
+    pub sampling: Option<Sampling>,
+    /// Generations per prompt (consecutive p0,p0,…,p1,…).
+    pub samples_per_prompt: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            batch_size: None,
+            batch_unit: 1,
+            chunk_size: None,
+            subset: None,
+            seed: 1234,
+            share_prefix: true,
+            return_intermediates: false,
+            sampling: None,
+            samples_per_prompt: 1,
+        }
+    }
+}
+
+impl RunOptions {
+    /// The batching an evaluation with `defaults` runs with.
+    pub fn batch_settings(&self, defaults: &Defaults) -> BatchSettings {
+        BatchSettings {
+            batch_size: self.batch_size.or(defaults.batch_size).unwrap_or(16).max(1),
+            batch_unit: self.batch_unit.max(1),
+            chunk_size: self.chunk_size.or(defaults.chunk_size).unwrap_or(8).max(1),
+        }
+    }
+}
+
+/// What an evaluation runs with.
+pub struct Env<'a> {
+    /// The model.
+    pub model: &'a dyn Model,
+    /// Its tokenizer.
+    pub tokenizer: &'a Tokenizer,
+    /// Run options.
+    pub options: &'a RunOptions,
+    /// Where chunk journals go (`None`: no journal, nothing resumes).
+    pub journal_dir: Option<&'a Path>,
+    /// Progress bar to advance per chunk.
+    pub progress: Option<&'a indicatif::ProgressBar>,
+}
