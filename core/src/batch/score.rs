@@ -1,40 +1,17 @@
-//! Batch execution on the model: turns a batch of token-level requests into padded tensors,
-//! runs the model under no-grad, and reads back per-token log-probs or generated tokens. The
-//! scheduler ([`crate::schedule`]) decides which requests form a batch; this module decides
-//! their tensor layout:
+//! Scoring a batch of requests:
 //!
-//! * scoring without sharing: each (context + continuation) row is left-truncated to
-//!   `max_len + 1` tokens, its last token dropped, and right-padded; the output head is applied
-//!   only at the scored positions;
-//! * scoring with a shared context: contexts are left-padded and run once with a KV cache; the
-//!   last context position scores every continuation's first token; the cache is copied to one
-//!   row per continuation, which then runs `continuation[..len-1]` to score the rest;
-//! * generation: prompts are left-padded, prefilled into a KV cache, and decoded one token per
-//!   step (or recomputed each step for models without a cache).
+//! * without sharing, each (context + continuation) row is left-truncated to `max_len + 1`
+//!   tokens, its last token dropped, and right-padded; the output head is applied only at the
+//!   scored positions;
+//! * with a shared context, contexts are left-padded and run once with a KV cache; the last
+//!   context position scores every continuation's first token; the cache is copied to one row
+//!   per continuation, which then runs `continuation[..len-1]` to score the rest.
 
+use super::{int_tensor, TokenCounts};
 use crate::error::{Error, Result, TorchContext};
 use crate::model::Model;
-use crate::request::{ContinuationScore, GenerateParams, GenerateRequest, Generation, Sampling, ScoreRequest};
-use crate::tokenizer::Tokenizer;
-use rand::{Rng, SeedableRng};
+use crate::request::{ContinuationScore, ScoreRequest};
 use tch::{Device, Tensor};
-
-/// Token counts of the model passes (what prefix sharing saves).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TokenCounts {
-    /// Token positions run through the model body (padding excluded).
-    pub forwarded: usize,
-    /// Positions the output head was applied to.
-    pub scored: usize,
-}
-
-fn int_tensor(rows: &[Vec<i64>], device: Device) -> Tensor {
-    let width = rows.first().map_or(0, Vec::len) as i64;
-    let flat: Vec<i64> = rows.iter().flatten().copied().collect();
-    Tensor::from_slice(&flat)
-        .view([rows.len() as i64, width])
-        .to_device(device)
-}
 
 /// Positions whose logits are computed at once: bounds the `(positions, vocab)` logits tensor
 /// (about 100 MB for a 50k vocabulary in float32) whatever the batch.
@@ -297,179 +274,4 @@ pub fn score_batch(
         }
     }
     Ok(out.into_iter().map(|s| s.expect("every request scored")).collect())
-}
-
-/// Picks the next token from float32 logits of one row.
-pub fn choose_token(logits: &[f32], sampling: Sampling, rng: &mut rand_chacha::ChaCha8Rng) -> i64 {
-    let argmax = || {
-        let mut best = 0;
-        for (i, v) in logits.iter().enumerate() {
-            if v.total_cmp(&logits[best]).is_gt() {
-                best = i;
-            }
-        }
-        best as i64
-    };
-    match sampling {
-        Sampling::Greedy => argmax(),
-        Sampling::Nucleus { temperature, .. } if temperature <= 0.0 => argmax(),
-        Sampling::Nucleus { temperature, top_p } => {
-            let kept = nucleus(logits, temperature, top_p);
-            let total: f64 = kept.iter().map(|&(_, p)| p).sum();
-            let mut u = rng.random::<f64>() * total;
-            for &(i, p) in &kept {
-                if u < p {
-                    return i as i64;
-                }
-                u -= p;
-            }
-            kept.last().map_or_else(argmax, |&(i, _)| i as i64)
-        }
-    }
-}
-
-/// Temperature-scaled probabilities of the nucleus: tokens by decreasing probability until
-/// their mass reaches `top_p`, the crossing token included. Returns (id, probability) pairs.
-///
-/// ```
-/// use evalkit_core::batch::nucleus;
-/// // probabilities 0.5, 0.3, 0.2: top_p 0.6 keeps the first two (0.5 < 0.6 ≤ 0.8).
-/// let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
-/// let kept: Vec<usize> = nucleus(&logits, 1.0, 0.6).iter().map(|&(i, _)| i).collect();
-/// assert_eq!(kept, vec![0, 1]);
-/// ```
-pub fn nucleus(logits: &[f32], temperature: f64, top_p: f64) -> Vec<(usize, f64)> {
-    let scaled: Vec<f64> = logits.iter().map(|&l| f64::from(l) / temperature).collect();
-    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut probs: Vec<(usize, f64)> = scaled.iter().map(|&s| (s - max).exp()).enumerate().collect();
-    let z: f64 = probs.iter().map(|&(_, p)| p).sum();
-    probs.iter_mut().for_each(|(_, p)| *p /= z);
-    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut mass = 0.0;
-    let mut keep = 0;
-    for &(_, p) in &probs {
-        keep += 1;
-        mass += p;
-        if mass >= top_p {
-            break;
-        }
-    }
-    probs.truncate(keep.max(1));
-    probs
-}
-
-/// Generates a continuation for each prompt (prompts must already fit `max_len − max_new_tokens`).
-/// `counts` gets the tokens run through the body (prompts without their padding, then every
-/// row's token at each decoding step) and the positions the head was applied to.
-pub fn generate_batch(
-    model: &dyn Model,
-    tok: &Tokenizer,
-    reqs: &[&GenerateRequest],
-    params: &GenerateParams,
-    counts: &mut TokenCounts,
-) -> Result<Vec<Generation>> {
-    let _guard = tch::no_grad_guard();
-    let dev = model.device();
-    let b = reqs.len();
-    let p = reqs.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
-    if p == 0 {
-        return Err(Error::Unsupported(
-            "generation needs a non-empty prompt (the prefix token at least)".into(),
-        ));
-    }
-    let mut seqs: Vec<Vec<i64>> = vec![];
-    let mut masks: Vec<Vec<i64>> = vec![];
-    for r in reqs {
-        let pad = p - r.prompt.len();
-        seqs.push(std::iter::repeat_n(0, pad).chain(r.prompt.iter().copied()).collect());
-        masks.push(
-            std::iter::repeat_n(0, pad)
-                .chain(std::iter::repeat_n(1, r.prompt.len()))
-                .collect(),
-        );
-    }
-    let mut rngs: Vec<rand_chacha::ChaCha8Rng> = reqs
-        .iter()
-        .map(|r| rand_chacha::ChaCha8Rng::seed_from_u64(r.seed))
-        .collect();
-    let mut gens: Vec<Generation> = (0..b)
-        .map(|_| Generation {
-            tokens: vec![],
-            text: String::new(),
-            finish: "length".into(),
-        })
-        .collect();
-    let mut done = vec![false; b];
-    let eos = tok.eos_ids();
-    let mut cache = model.new_cache();
-    counts.forwarded += reqs.iter().map(|r| r.prompt.len()).sum::<usize>();
-    counts.scored += b;
-    let mut last_logits = {
-        let h = model.hidden_states(&int_tensor(&seqs, dev), &int_tensor(&masks, dev), cache.as_mut())?;
-        model.head(&h.narrow(1, p as i64 - 1, 1).squeeze_dim(1))?
-    };
-    for step in 0..params.max_new_tokens {
-        let logits = last_logits.to_device(Device::Cpu);
-        let v = logits.size()[1] as usize;
-        let flat = Vec::<f32>::try_from(logits.view([-1])).op("reading logits")?;
-        let mut next = vec![0i64; b];
-        for i in 0..b {
-            if done[i] {
-                continue;
-            }
-            let row = &flat[i * v..(i + 1) * v];
-            if row.iter().any(|x| x.is_nan()) {
-                return Err(Error::NonFinite {
-                    evaluation: String::new(),
-                    what: format!("NaN logits while generating row {i}, step {step}"),
-                });
-            }
-            let t = choose_token(row, params.sampling, &mut rngs[i]);
-            next[i] = t;
-            if eos.contains(&t) {
-                done[i] = true;
-                gens[i].finish = "eos".into();
-                continue;
-            }
-            gens[i].tokens.push(t);
-            if !params.stop.is_empty() {
-                let text = tok.decode(&gens[i].tokens, true)?;
-                if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                    gens[i].text = text[..cut].to_string();
-                    gens[i].finish = "stop".into();
-                    done[i] = true;
-                }
-            }
-        }
-        if done.iter().all(|&d| d) || step + 1 == params.max_new_tokens {
-            break;
-        }
-        for i in 0..b {
-            seqs[i].push(next[i]);
-            masks[i].push(1);
-        }
-        counts.scored += b;
-        counts.forwarded += if cache.is_some() {
-            b
-        } else {
-            masks.iter().map(|m| m.iter().filter(|&&x| x == 1).count()).sum()
-        };
-        last_logits = match cache.as_mut() {
-            Some(c) => {
-                let ids = Tensor::from_slice(&next).view([b as i64, 1]).to_device(dev);
-                let h = model.hidden_states(&ids, &int_tensor(&masks, dev), Some(c))?;
-                model.head(&h.squeeze_dim(1))?
-            }
-            None => {
-                let h = model.hidden_states(&int_tensor(&seqs, dev), &int_tensor(&masks, dev), None)?;
-                model.head(&h.narrow(1, seqs[0].len() as i64 - 1, 1).squeeze_dim(1))?
-            }
-        };
-    }
-    for g in gens.iter_mut() {
-        if g.finish != "stop" {
-            g.text = tok.decode(&g.tokens, true)?;
-        }
-    }
-    Ok(gens)
 }

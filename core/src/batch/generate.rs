@@ -1,0 +1,127 @@
+//! Generation: prompts are left-padded, prefilled into a KV cache, and decoded one token per
+//! step (or recomputed each step for models without a cache), each row stopping at EOS or at
+//! a stop string.
+
+use super::{choose_token, int_tensor, TokenCounts};
+use crate::error::{Error, Result, TorchContext};
+use crate::model::Model;
+use crate::request::{GenerateParams, GenerateRequest, Generation};
+use crate::tokenizer::Tokenizer;
+use rand::SeedableRng;
+use tch::{Device, Tensor};
+
+/// Generates a continuation for each prompt (prompts must already fit `max_len − max_new_tokens`).
+/// `counts` gets the tokens run through the body (prompts without their padding, then every
+/// row's token at each decoding step) and the positions the head was applied to.
+pub fn generate_batch(
+    model: &dyn Model,
+    tok: &Tokenizer,
+    reqs: &[&GenerateRequest],
+    params: &GenerateParams,
+    counts: &mut TokenCounts,
+) -> Result<Vec<Generation>> {
+    let _guard = tch::no_grad_guard();
+    let dev = model.device();
+    let b = reqs.len();
+    let p = reqs.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
+    if p == 0 {
+        return Err(Error::Unsupported(
+            "generation needs a non-empty prompt (the prefix token at least)".into(),
+        ));
+    }
+    let mut seqs: Vec<Vec<i64>> = vec![];
+    let mut masks: Vec<Vec<i64>> = vec![];
+    for r in reqs {
+        let pad = p - r.prompt.len();
+        seqs.push(std::iter::repeat_n(0, pad).chain(r.prompt.iter().copied()).collect());
+        masks.push(
+            std::iter::repeat_n(0, pad)
+                .chain(std::iter::repeat_n(1, r.prompt.len()))
+                .collect(),
+        );
+    }
+    let mut rngs: Vec<rand_chacha::ChaCha8Rng> = reqs
+        .iter()
+        .map(|r| rand_chacha::ChaCha8Rng::seed_from_u64(r.seed))
+        .collect();
+    let mut gens: Vec<Generation> = (0..b)
+        .map(|_| Generation {
+            tokens: vec![],
+            text: String::new(),
+            finish: "length".into(),
+        })
+        .collect();
+    let mut done = vec![false; b];
+    let eos = tok.eos_ids();
+    let mut cache = model.new_cache();
+    counts.forwarded += reqs.iter().map(|r| r.prompt.len()).sum::<usize>();
+    counts.scored += b;
+    let mut last_logits = {
+        let h = model.hidden_states(&int_tensor(&seqs, dev), &int_tensor(&masks, dev), cache.as_mut())?;
+        model.head(&h.narrow(1, p as i64 - 1, 1).squeeze_dim(1))?
+    };
+    for step in 0..params.max_new_tokens {
+        let logits = last_logits.to_device(Device::Cpu);
+        let v = logits.size()[1] as usize;
+        let flat = Vec::<f32>::try_from(logits.view([-1])).op("reading logits")?;
+        let mut next = vec![0i64; b];
+        for i in 0..b {
+            if done[i] {
+                continue;
+            }
+            let row = &flat[i * v..(i + 1) * v];
+            if row.iter().any(|x| x.is_nan()) {
+                return Err(Error::NonFinite {
+                    evaluation: String::new(),
+                    what: format!("NaN logits while generating row {i}, step {step}"),
+                });
+            }
+            let t = choose_token(row, params.sampling, &mut rngs[i]);
+            next[i] = t;
+            if eos.contains(&t) {
+                done[i] = true;
+                gens[i].finish = "eos".into();
+                continue;
+            }
+            gens[i].tokens.push(t);
+            if !params.stop.is_empty() {
+                let text = tok.decode(&gens[i].tokens, true)?;
+                if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                    gens[i].text = text[..cut].to_string();
+                    gens[i].finish = "stop".into();
+                    done[i] = true;
+                }
+            }
+        }
+        if done.iter().all(|&d| d) || step + 1 == params.max_new_tokens {
+            break;
+        }
+        for i in 0..b {
+            seqs[i].push(next[i]);
+            masks[i].push(1);
+        }
+        counts.scored += b;
+        counts.forwarded += if cache.is_some() {
+            b
+        } else {
+            masks.iter().map(|m| m.iter().filter(|&&x| x == 1).count()).sum()
+        };
+        last_logits = match cache.as_mut() {
+            Some(c) => {
+                let ids = Tensor::from_slice(&next).view([b as i64, 1]).to_device(dev);
+                let h = model.hidden_states(&ids, &int_tensor(&masks, dev), Some(c))?;
+                model.head(&h.squeeze_dim(1))?
+            }
+            None => {
+                let h = model.hidden_states(&int_tensor(&seqs, dev), &int_tensor(&masks, dev), None)?;
+                model.head(&h.narrow(1, seqs[0].len() as i64 - 1, 1).squeeze_dim(1))?
+            }
+        };
+    }
+    for g in gens.iter_mut() {
+        if g.finish != "stop" {
+            g.text = tok.decode(&g.tokens, true)?;
+        }
+    }
+    Ok(gens)
+}
