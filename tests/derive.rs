@@ -334,3 +334,100 @@ fn fewshot_prefix_follows_lm_eval_layout() {
         assert_eq!(sample["contexts"], a.samples[i]["contexts"], "row {i}");
     }
 }
+
+/// Field types are checked by what they can do, not by their names: an alias, a boxed slice.
+type Label = u8;
+
+#[derive(Evaluation, Clone)]
+#[eval(kind = multiple_choice, context = "{q}", extra_metrics = Self::mass, metrics(acc, mass))]
+struct Aliased {
+    q: String,
+    #[eval(choices)]
+    options: Box<[String]>,
+    #[eval(answer)]
+    label: Label,
+}
+
+impl Aliased {
+    fn mass(&self, _: &evalkit::core::kinds::McItem, lls: &[f64]) -> Vec<(&'static str, f64)> {
+        let p: Vec<f64> = lls.iter().map(|l| l.exp()).collect();
+        vec![("mass", p[usize::from(self.label)] / p.iter().sum::<f64>())]
+    }
+}
+
+/// Partial scoring: one context per option, one continuation after each.
+#[derive(Evaluation)]
+#[eval(kind = multiple_choice, contexts = Self::contexts, continuation = "{rest}", answer = Self::right)]
+struct Partial {
+    options: [String; 2],
+    rest: String,
+    right: usize,
+}
+
+impl Partial {
+    fn contexts(&self) -> Result<Vec<String>, evalkit::core::kinds::RowError> {
+        Ok(self.options.to_vec())
+    }
+    fn right(&self) -> usize {
+        self.right
+    }
+}
+
+#[derive(Evaluation)]
+#[eval(kind = generate, max_new_tokens = 3, prompt = "{q}", score = self.graded, metrics("len@3"))]
+struct Graded {
+    q: String,
+    #[eval(target)]
+    a: String,
+}
+
+impl Graded {
+    fn graded(&self, target: &str, cleaned: &str) -> Vec<(String, f64)> {
+        vec![(
+            "len@3".into(),
+            f64::from(u8::from(cleaned.len() >= 3 && !target.is_empty())),
+        )]
+    }
+}
+
+#[test]
+fn derive_covers_aliases_partial_scoring_extra_metrics_and_method_hooks() {
+    use evalkit::core::kinds::MultipleChoice;
+    let rows = vec![Aliased {
+        q: "Once upon a time".into(),
+        options: vec!["there was".to_string(), "xylophone".to_string()].into_boxed_slice(),
+        label: 0,
+    }];
+    let o = run(task(rows).build().as_ref(), "stories260K-hf", &RunOptions::default());
+    let lls: Vec<f64> = serde_json::from_value(o.samples[0]["loglikelihoods"].clone()).expect("lls");
+    let p: Vec<f64> = lls.iter().map(|l| l.exp()).collect();
+    assert!((o.per_sample["mass"][0] - p[0] / (p[0] + p[1])).abs() < 1e-12);
+    assert!(o.per_sample.contains_key("acc_norm"), "the kind's own metrics stay");
+
+    let row = Partial {
+        options: ["The cat".into(), "The dog".into()],
+        rest: "barked.".into(),
+        right: 1,
+    };
+    let item = row.get().expect("item");
+    assert_eq!(item.contexts, vec!["The cat", "The dog"]);
+    assert_eq!(item.continuations, vec![" barked.", " barked."]);
+    assert_eq!((item.answer, <Partial as Benchmark>::METRICS.len()), (1, 4));
+    assert_eq!(
+        row.example().expect("example"),
+        ("The dog".to_string(), "barked.".to_string())
+    );
+
+    let g = run(
+        task(vec![Graded {
+            q: "Once".into(),
+            a: "x".into(),
+        }])
+        .build()
+        .as_ref(),
+        "stories260K-hf",
+        &RunOptions::default(),
+    );
+    let generated = g.samples[0]["generations"][0].as_str().expect("text");
+    assert_eq!(g.per_sample["len@3"], vec![f64::from(u8::from(generated.len() >= 3))]);
+}

@@ -17,7 +17,52 @@ pub use std::string::{String, ToString};
 pub use std::sync::OnceLock;
 pub use std::vec::Vec;
 
+/// A row hook's result: a plain value, or a `Result` whose error is the row's.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the contexts of a partial-scoring row",
+    label = "this method must return the contexts, one per choice",
+    note = "a `contexts` method returns Vec<String> or Result<Vec<String>, RowError>"
+)]
+pub trait IntoRowResult<T> {
+    /// The value, or the row error.
+    fn into_row_result(self) -> Result<T, RowError>;
+}
+
+impl IntoRowResult<Vec<String>> for Vec<String> {
+    fn into_row_result(self) -> Result<Vec<String>, RowError> {
+        Ok(self)
+    }
+}
+
+impl IntoRowResult<Vec<String>> for Result<Vec<String>, RowError> {
+    fn into_row_result(self) -> Result<Vec<String>, RowError> {
+        self
+    }
+}
+
+/// A role field rendered as text (any `Display` type).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot fill a text role of a benchmark row",
+    label = "this field's type does not implement `Display`",
+    note = "mark a String (or any Display type), or compute the text: #[eval(context = Self::method)] on the struct"
+)]
+pub trait RoleText {
+    /// The field as a string.
+    fn role_text(&self) -> String;
+}
+
+impl<T: std::fmt::Display + ?Sized> RoleText for T {
+    fn role_text(&self) -> String {
+        self.to_string()
+    }
+}
+
 /// Converts a choices field to `Vec<String>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the choices of a multiple-choice row",
+    label = "expected a list of strings",
+    note = "use a list such as Vec<String>, [&str; N] or Box<[String]>, or compute them: #[eval(choices = Self::method)]"
+)]
 pub trait AsChoices {
     /// The choices as strings.
     fn as_choices(&self) -> Vec<String>;
@@ -35,6 +80,18 @@ impl<S: AsRef<str>> AsChoices for Vec<S> {
     }
 }
 
+impl<S: AsRef<str>> AsChoices for Box<[S]> {
+    fn as_choices(&self) -> Vec<String> {
+        self.as_ref().as_choices()
+    }
+}
+
+impl<C: AsChoices + ?Sized> AsChoices for &C {
+    fn as_choices(&self) -> Vec<String> {
+        (**self).as_choices()
+    }
+}
+
 impl<S: AsRef<str>, const N: usize> AsChoices for [S; N] {
     fn as_choices(&self) -> Vec<String> {
         self.as_slice().as_choices()
@@ -47,6 +104,11 @@ pub fn to_choices<C: AsChoices + ?Sized>(c: &C) -> Vec<String> {
 }
 
 /// An answer field: an index (integers), a letter (`char`), or yes/no (`bool`: false = 0).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be read as the index of the right choice",
+    label = "expected an integer index, a char letter or a bool",
+    note = "a string answer needs its form: #[eval(answer = letter)] (\"B\") or #[eval(answer = text)] (the right choice's text)"
+)]
 pub trait AnswerIndex {
     /// The index of the correct choice among `choices`.
     fn answer_index(&self, choices: &[String]) -> Result<usize, RowError>;
@@ -73,9 +135,73 @@ impl AnswerIndex for char {
     }
 }
 
+impl AnswerIndex for Result<usize, RowError> {
+    fn answer_index(&self, _: &[String]) -> Result<usize, RowError> {
+        self.clone()
+    }
+}
+
 impl AnswerIndex for bool {
     fn answer_index(&self, _: &[String]) -> Result<usize, RowError> {
         Ok(usize::from(*self))
+    }
+}
+
+/// An answer field read as a letter (`#[eval(answer = letter)]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be read as an answer letter",
+    label = "expected a string or a char",
+    note = "#[eval(answer = letter)] reads \"A\", \"B\", ... (or \"1\", \"2\", ...) from a String, &str or char"
+)]
+pub trait AnswerLetter {
+    /// The letter as a string.
+    fn letter(&self) -> String;
+}
+
+impl AnswerLetter for char {
+    fn letter(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl AnswerLetter for str {
+    fn letter(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl AnswerLetter for String {
+    fn letter(&self) -> String {
+        self.clone()
+    }
+}
+
+impl AnswerLetter for Box<str> {
+    fn letter(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl<T: AnswerLetter + ?Sized> AnswerLetter for &T {
+    fn letter(&self) -> String {
+        (**self).letter()
+    }
+}
+
+/// An answer field read as the right choice's text (`#[eval(answer = text)]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be read as the text of the right choice",
+    label = "expected a string",
+    note = "#[eval(answer = text)] compares a String or &str with each choice"
+)]
+pub trait AnswerText {
+    /// The text.
+    fn text(&self) -> &str;
+}
+
+impl<S: AsRef<str> + ?Sized> AnswerText for S {
+    fn text(&self) -> &str {
+        self.as_ref()
     }
 }
 

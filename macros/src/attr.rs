@@ -24,6 +24,8 @@ pub enum Func {
     Path(Path),
     /// `regex("...")`: the first capture group of the pattern.
     Regex(LitStr),
+    /// `self.name`: a method of the row, called with the hook's arguments after `&self`.
+    Method(Ident),
 }
 
 /// How an answer field is read.
@@ -68,10 +70,15 @@ impl<T> Attr<T> {
 pub struct Container {
     pub name: Attr<LitStr>,
     pub kind: Attr<Ident>,
-    pub metrics: Attr<Vec<Ident>>,
+    /// Metric names: identifiers, or strings for names that are not (`"pass@1"`).
+    pub metrics: Attr<Vec<LitStr>>,
     pub roles: Vec<(String, Ident, Source)>,
     pub choices: Attr<Path>,
     pub answer: Attr<Path>,
+    /// Partial scoring: one context per choice (`fn(&Self) -> Vec<String>` or a `Result` of it).
+    pub contexts: Attr<Path>,
+    /// Metrics computed from all choices' log-likelihoods (`fn(&Self, &McItem, &[f64])`).
+    pub extra_metrics: Attr<Path>,
     pub delimiter: Attr<LitStr>,
     pub description: Attr<LitStr>,
     pub num_fewshot: Attr<LitInt>,
@@ -118,6 +125,11 @@ fn func_value(meta: &ParseNestedMeta, what: &str) -> syn::Result<Func> {
     let expr: Expr = meta.value()?.parse()?;
     match expr {
         Expr::Path(p) => Ok(Func::Path(p.path)),
+        Expr::Field(syn::ExprField {
+            base,
+            member: syn::Member::Named(name),
+            ..
+        }) if matches!(&*base, Expr::Path(p) if p.path.is_ident("self")) => Ok(Func::Method(name)),
         Expr::Call(call) => match (&*call.func, call.args.first()) {
             (Expr::Path(p), Some(Expr::Lit(ExprLit { lit: Lit::Str(s), .. })))
                 if p.path.is_ident("regex") && call.args.len() == 1 =>
@@ -134,7 +146,7 @@ fn func_value(meta: &ParseNestedMeta, what: &str) -> syn::Result<Func> {
         },
         other => Err(syn::Error::new_spanned(
             other,
-            format!("expected a function path for `{what}`, e.g. `{what} = my_fn`"),
+            format!("expected a function path for `{what}`, e.g. `{what} = my_fn` or `{what} = self.method`"),
         )),
     }
 }
@@ -148,6 +160,8 @@ impl Container {
             roles: vec![],
             choices: Attr::none("choices"),
             answer: Attr::none("answer"),
+            contexts: Attr::none("contexts"),
+            extra_metrics: Attr::none("extra_metrics"),
             delimiter: Attr::none("delimiter"),
             description: Attr::none("description"),
             num_fewshot: Attr::none("num_fewshot"),
@@ -174,20 +188,29 @@ impl Container {
                         c.kind.set(cx, &id, v)
                     }
                     "metrics" => {
+                        let content;
+                        syn::parenthesized!(content in meta.input);
                         let mut v = vec![];
-                        meta.parse_nested_meta(|m| {
-                            v.push(
-                                m.path
-                                    .get_ident()
-                                    .cloned()
-                                    .ok_or_else(|| m.error("expected a metric name"))?,
-                            );
-                            Ok(())
-                        })?;
+                        while !content.is_empty() {
+                            let look = content.lookahead1();
+                            if look.peek(LitStr) {
+                                v.push(content.parse::<LitStr>()?);
+                            } else if look.peek(Ident) {
+                                let m: Ident = content.parse()?;
+                                v.push(LitStr::new(&m.to_string(), m.span()));
+                            } else {
+                                return Err(look.error());
+                            }
+                            if !content.is_empty() {
+                                content.parse::<syn::Token![,]>()?;
+                            }
+                        }
                         c.metrics.set(cx, &id, v)
                     }
                     "choices" => c.choices.set(cx, &id, path_value(&meta, "choices")?),
                     "answer" => c.answer.set(cx, &id, path_value(&meta, "answer")?),
+                    "contexts" => c.contexts.set(cx, &id, path_value(&meta, "contexts")?),
+                    "extra_metrics" => c.extra_metrics.set(cx, &id, path_value(&meta, "extra_metrics")?),
                     "delimiter" => c.delimiter.set(cx, &id, lit_str(&meta)?),
                     "description" => c.description.set(cx, &id, lit_str(&meta)?),
                     "num_fewshot" => c.num_fewshot.set(cx, &id, lit_int(&meta)?),

@@ -75,7 +75,7 @@ fn fallback(node: &syn::DeriveInput, k: &TokenStream) -> TokenStream {
 
 fn text(t: &Text, k: &TokenStream) -> TokenStream {
     match t {
-        Text::Field(f) => quote_spanned!(f.span()=> #k::__private::ToString::to_string(&self.#f)),
+        Text::Field(f) => quote_spanned!(f.span()=> #k::__private::RoleText::role_text(&self.#f)),
         Text::Method(p) => quote_spanned!(p.span()=> #k::__private::String::from(#p(self))),
         Text::Template(pieces) => {
             let mut fmt = String::new();
@@ -115,6 +115,7 @@ fn clean_fn(f: &Func, k: &TokenStream, arg: TokenStream) -> TokenStream {
         Func::Path(p) if p.get_ident().is_some_and(|i| BUILTIN.contains(&i.to_string().as_str())) => {
             quote_spanned!(p.span()=> #k::__private::builtins::#p(#arg))
         }
+        Func::Method(m) => quote_spanned!(m.span()=> self.#m(#arg)),
         Func::Path(p) => quote_spanned!(p.span()=> #p(#arg)),
         Func::Regex(lit) => quote! {{
             static RE: #k::__private::OnceLock<#k::__private::Regex> = #k::__private::OnceLock::new();
@@ -129,6 +130,7 @@ fn check_fn(f: &Func, k: &TokenStream) -> TokenStream {
         Func::Path(p) if p.get_ident().is_some_and(|i| BUILTIN.contains(&i.to_string().as_str())) => {
             quote_spanned!(p.span()=> #k::__private::builtins::#p(target, cleaned))
         }
+        Func::Method(m) => quote_spanned!(m.span()=> self.#m(target, cleaned)),
         Func::Path(p) => quote_spanned!(p.span()=> #p(target, cleaned)),
         Func::Regex(lit) => {
             quote_spanned!(lit.span()=> ::core::compile_error!("`check` takes a function path, not a regex"))
@@ -168,17 +170,12 @@ fn expand(input: &Input, spec: &Spec) -> TokenStream {
 
     let (kind_impl, kind_ident, task, example) = match spec.kind {
         Kind::MultipleChoice => {
-            let context = role(spec, "context", &k);
-            let choices = match spec.choices.as_ref().expect("validated") {
-                ListSrc::Field(f) => quote_spanned!(f.span()=> #p::to_choices(&self.#f)),
-                ListSrc::Method(m) => quote_spanned!(m.span()=> #p::to_choices(&#m(self))),
-            };
             let answer = match spec.answer.as_ref().expect("validated") {
                 (ListSrc::Field(f), AnswerMode::Letter) => {
-                    quote_spanned!(f.span()=> #p::answer_letter(&#p::ToString::to_string(&self.#f), &__choices))
+                    quote_spanned!(f.span()=> #p::answer_letter(&#p::AnswerLetter::letter(&self.#f), &__choices))
                 }
                 (ListSrc::Field(f), AnswerMode::Text) => {
-                    quote_spanned!(f.span()=> #p::answer_text(&self.#f, &__choices))
+                    quote_spanned!(f.span()=> #p::answer_text(#p::AnswerText::text(&self.#f), &__choices))
                 }
                 (ListSrc::Field(f), _) => {
                     quote_spanned!(f.span()=> #p::AnswerIndex::answer_index(&self.#f, &__choices))
@@ -187,10 +184,49 @@ fn expand(input: &Input, spec: &Spec) -> TokenStream {
                     quote_spanned!(m.span()=> #p::AnswerIndex::answer_index(&#m(self), &__choices))
                 }
             };
-            let body = quote! {
-                let __context: #p::String = #context;
-                let __choices: #p::Vec<#p::String> = #choices;
-                let __answer: usize = #answer?;
+            let extra = spec.extra_metrics.as_ref().map(|m| {
+                quote_spanned! {m.span()=>
+                    fn extra_metrics(&self, item: &#p::McItem, loglikelihoods: &[f64]) -> #p::Vec<(&'static str, f64)> {
+                        #m(self, item, loglikelihoods)
+                    }
+                }
+            });
+            let (body, item, example) = match &spec.contexts {
+                // Partial scoring: the contexts are the choices; one continuation after each.
+                Some(m) => {
+                    let cont = role(spec, "continuation", &k);
+                    let contexts = quote_spanned!(m.span()=> #p::IntoRowResult::into_row_result(#m(self)));
+                    (
+                        quote! {
+                            let __choices: #p::Vec<#p::String> = #contexts?;
+                            let __continuation: #p::String = #cont;
+                            let __answer: usize = #answer?;
+                        },
+                        quote!(#p::McItem::partial_with_delimiter(&__choices, &__continuation, __answer, #delim)),
+                        quote!(#p::ToString::to_string(__continuation.trim_start())),
+                    )
+                }
+                None => {
+                    let context = role(spec, "context", &k);
+                    let choices = match spec.choices.as_ref().expect("validated") {
+                        ListSrc::Field(f) => quote_spanned!(f.span()=> #p::to_choices(&self.#f)),
+                        ListSrc::Method(m) => quote_spanned!(m.span()=> #p::to_choices(&#m(self))),
+                    };
+                    (
+                        quote! {
+                            let __context: #p::String = #context;
+                            let __choices: #p::Vec<#p::String> = #choices;
+                            let __answer: usize = #answer?;
+                        },
+                        quote!(#p::McItem::shared_with_delimiter(__context, &__choices, __answer, #delim)),
+                        quote!(__right),
+                    )
+                }
+            };
+            let example_context = if spec.contexts.is_some() {
+                quote!(__right)
+            } else {
+                quote!(__context)
             };
             (
                 quote! {
@@ -198,8 +234,9 @@ fn expand(input: &Input, spec: &Spec) -> TokenStream {
                     impl #impl_g #p::MultipleChoice for #ident #ty_g #where_c {
                         fn get(&self) -> #p::Result<#p::McItem, #p::RowError> {
                             #body
-                            #p::Result::Ok(#p::McItem::shared_with_delimiter(__context, &__choices, __answer, #delim))
+                            #p::Result::Ok(#item)
                         }
+                        #extra
                     }
                 },
                 quote!(MultipleChoice),
@@ -207,7 +244,7 @@ fn expand(input: &Input, spec: &Spec) -> TokenStream {
                 quote! {
                     #body
                     let __right = __choices.get(__answer).cloned().ok_or_else(|| #p::RowError::new(::std::format!("answer index {} out of range for {} choices", __answer, __choices.len())))?;
-                    #p::Result::Ok((__context, __right))
+                    #p::Result::Ok((#example_context, #example))
                 },
             )
         }
@@ -290,6 +327,7 @@ fn expand(input: &Input, spec: &Spec) -> TokenStream {
             });
             let score = spec.score.as_ref().map(|f| {
                 let call = match f {
+                    Func::Method(m) => quote_spanned!(m.span()=> self.#m(target, cleaned)),
                     Func::Path(path) => quote_spanned!(path.span()=> #path(target, cleaned)),
                     Func::Regex(lit) => quote_spanned!(lit.span()=> ::core::compile_error!("`score` takes a function path, not a regex")),
                 };

@@ -9,45 +9,18 @@ use proc_macro2::Span;
 use std::collections::BTreeMap;
 use syn::{Ident, LitInt, LitStr, Path};
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    MultipleChoice,
-    Loglikelihood,
-    Perplexity,
-    NextToken,
-    Generate,
+/// The kinds and their metrics come from evalkit-spec, the table the engine reports from.
+pub use evalkit_spec::{TaskKind as Kind, ALL_METRICS};
+
+/// What the derive knows about a kind beyond the shared table.
+trait KindRoles {
+    fn name(self) -> &'static str;
+    fn roles(self) -> (&'static [&'static str], &'static [&'static str]);
 }
 
-impl Kind {
-    const ALL: &'static [(&'static str, Kind)] = &[
-        ("multiple_choice", Kind::MultipleChoice),
-        ("loglikelihood", Kind::Loglikelihood),
-        ("perplexity", Kind::Perplexity),
-        ("next_token", Kind::NextToken),
-        ("generate", Kind::Generate),
-    ];
-
-    pub fn name(self) -> &'static str {
-        Kind::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map(|(n, _)| *n)
-            .expect("listed")
-    }
-
-    pub fn metrics(self) -> &'static [&'static str] {
-        match self {
-            Kind::MultipleChoice => &["acc", "acc_norm", "acc_bytes", "acc_token_norm"],
-            Kind::Loglikelihood => &["acc", "perplexity"],
-            Kind::Perplexity => &[
-                "token_perplexity",
-                "word_perplexity",
-                "byte_perplexity",
-                "bits_per_byte",
-            ],
-            Kind::NextToken => &["acc"],
-            Kind::Generate => &["exact_match"],
-        }
+impl KindRoles for Kind {
+    fn name(self) -> &'static str {
+        self.as_str()
     }
 
     /// Roles the kind requires and roles it accepts.
@@ -85,6 +58,8 @@ pub struct Spec {
     pub metrics: Vec<String>,
     pub roles: BTreeMap<String, Text>,
     pub choices: Option<ListSrc>,
+    pub contexts: Option<Path>,
+    pub extra_metrics: Option<Path>,
     pub answer: Option<(ListSrc, AnswerMode)>,
     pub delimiter: String,
     pub description: String,
@@ -98,19 +73,6 @@ pub struct Spec {
     pub chunk_size: Option<LitInt>,
     pub limit: Option<LitInt>,
 }
-
-const ALL_METRICS: &[&str] = &[
-    "acc",
-    "acc_norm",
-    "acc_bytes",
-    "acc_token_norm",
-    "perplexity",
-    "token_perplexity",
-    "word_perplexity",
-    "byte_perplexity",
-    "bits_per_byte",
-    "exact_match",
-];
 
 /// Splits `"a {x} {{b}}"` into pieces; errors name the placeholder.
 fn parse_template(cx: &Ctxt, lit: &LitStr, fields: &[Ident]) -> Vec<Piece> {
@@ -174,59 +136,12 @@ fn parse_template(cx: &Ctxt, lit: &LitStr, fields: &[Ident]) -> Vec<Piece> {
     out
 }
 
-fn last_segment(ty: &syn::Type) -> Option<String> {
-    match ty {
-        syn::Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
-        syn::Type::Reference(r) => last_segment(&r.elem),
-        _ => None,
-    }
-}
-
-fn check_answer_type(cx: &Ctxt, field: &syn::Field, mode: AnswerMode) {
-    let seg = last_segment(&field.ty);
-    let ints = ["usize", "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64"];
-    let is = |names: &[&str]| seg.as_deref().is_some_and(|s| names.contains(&s));
-    let ok = match mode {
-        AnswerMode::Auto => {
-            if is(&["String", "str"]) {
-                cx.error_spanned_by(
-                    &field.ty,
-                    "a String answer needs #[eval(answer = letter)] or #[eval(answer = text)]",
-                );
-                return;
-            }
-            is(&ints) || is(&["char", "bool"])
-        }
-        AnswerMode::Index => is(&ints),
-        AnswerMode::Letter => is(&["String", "str", "char"]),
-        AnswerMode::Text => is(&["String", "str"]),
-    };
-    if !ok {
-        let want = match mode {
-            AnswerMode::Auto => "an integer index, a char letter, a bool or a String",
-            AnswerMode::Index => "an integer",
-            AnswerMode::Letter => "a String or char",
-            AnswerMode::Text => "a String",
-        };
-        cx.error_spanned_by(
-            &field.ty,
-            format!("wrong type for #[eval(answer)] field: expected {want}"),
-        );
-    }
-}
-
-fn check_choices_type(cx: &Ctxt, field: &syn::Field) {
-    let ok = match &field.ty {
-        syn::Type::Array(_) | syn::Type::Slice(_) => true,
-        syn::Type::Reference(r) => matches!(&*r.elem, syn::Type::Slice(_)),
-        ty => last_segment(ty).as_deref() == Some("Vec"),
-    };
-    if !ok {
-        cx.error_spanned_by(
-            &field.ty,
-            "wrong type for #[eval(choices)] field: expected a list of strings (Vec<String>, [&str; N], ...)",
-        );
-    }
+/// The field's name spanned at its type, so a type that does not fit the role (a trait
+/// bound of the generated code) is reported at the type.
+fn spanned_at_type(f: &crate::ast::Field) -> Ident {
+    let mut id = f.ident.clone();
+    id.set_span(syn::spanned::Spanned::span(&f.original.ty));
+    id
 }
 
 pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
@@ -245,8 +160,8 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             );
             return None;
         }
-        Some(k) => match Kind::ALL.iter().find(|(n, _)| k == n) {
-            Some((_, kind)) => *kind,
+        Some(k) => match Kind::from_name(&k.to_string()) {
+            Some(kind) => kind,
             None => {
                 cx.error_spanned_by(
                     k,
@@ -257,7 +172,24 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
         },
     };
     let field_names: Vec<Ident> = input.fields.iter().map(|f| f.ident.clone()).collect();
-    let (required, accepted) = kind.roles();
+    // Partial scoring (WinoGrande): one context per choice and a shared continuation.
+    let partial = kind == Kind::MultipleChoice && a.contexts.get().is_some();
+    let (required, accepted): (&[&str], &[&str]) = if partial {
+        (&["continuation"], &["continuation"])
+    } else {
+        kind.roles()
+    };
+    for (attr, span) in [
+        ("contexts", a.contexts.span()),
+        ("extra_metrics", a.extra_metrics.span()),
+    ] {
+        if let (Some(s), true) = (span, kind != Kind::MultipleChoice) {
+            cx.syn_error(syn::Error::new(
+                s,
+                format!("`{attr}` applies to kind multiple_choice only"),
+            ));
+        }
+    }
 
     // Roles: from the container (template or method) and from fields (verbatim or template).
     let mut roles: BTreeMap<String, Text> = BTreeMap::new();
@@ -267,8 +199,9 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             cx.error_spanned_by(
                 id,
                 format!(
-                    "`{role}` does not apply to kind {} (it uses {})",
+                    "`{role}` does not apply to kind {}{} (it uses {})",
                     kind.name(),
+                    if partial { " with `contexts`" } else { "" },
                     accepted.join(", ")
                 ),
             );
@@ -301,7 +234,12 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             add_role(role, id, t);
         }
         if let Some(id) = &f.attrs.choices {
-            if kind != Kind::MultipleChoice {
+            if partial {
+                cx.error_spanned_by(
+                    id,
+                    "`choices` does not apply with `contexts`: in partial scoring the contexts are the choices",
+                );
+            } else if kind != Kind::MultipleChoice {
                 cx.error_spanned_by(id, format!("`choices` does not apply to kind {}", kind.name()));
             } else if choices.is_some() {
                 cx.error_spanned_by(
@@ -309,8 +247,7 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
                     "duplicate role `choices`: it is already given at another field or on the struct",
                 );
             } else {
-                check_choices_type(cx, f.original);
-                choices = Some(ListSrc::Field(f.ident.clone()));
+                choices = Some(ListSrc::Field(spanned_at_type(f)));
             }
         }
         if let Some((id, mode)) = &f.attrs.answer {
@@ -322,8 +259,7 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
                     "duplicate role `answer`: it is already given at another field or on the struct",
                 );
             } else {
-                check_answer_type(cx, f.original, *mode);
-                answer = Some((ListSrc::Field(f.ident.clone()), *mode));
+                answer = Some((ListSrc::Field(spanned_at_type(f)), *mode));
             }
         }
     }
@@ -332,8 +268,14 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             cx.error_spanned_by(struct_ident, format!("kind {} needs a `{r}`: mark a field #[eval({r})] or give #[eval({r} = \"template\")] on the struct", kind.name()));
         }
     }
+    if let (true, Some(p)) = (partial, a.choices.get()) {
+        cx.error_spanned_by(
+            p,
+            "`choices` does not apply with `contexts`: in partial scoring the contexts are the choices",
+        );
+    }
     if kind == Kind::MultipleChoice {
-        if choices.is_none() {
+        if choices.is_none() && !partial {
             cx.error_spanned_by(
                 struct_ident,
                 "kind multiple_choice needs a choices field: mark one #[eval(choices)]",
@@ -350,8 +292,10 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
     let mut metrics = vec![];
     if let Some(list) = a.metrics.get() {
         for m in list {
-            let name = m.to_string();
-            if kind.metrics().contains(&name.as_str()) || (kind == Kind::Generate && a.score.get().is_some()) {
+            let name = m.value();
+            let own = (kind == Kind::Generate && a.score.get().is_some())
+                || (kind == Kind::MultipleChoice && a.extra_metrics.get().is_some());
+            if kind.metrics().contains(&name.as_str()) || own {
                 metrics.push(name);
             } else if ALL_METRICS.contains(&name.as_str()) {
                 cx.error_spanned_by(
@@ -421,6 +365,8 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
         metrics,
         roles,
         choices,
+        contexts: a.contexts.get().cloned(),
+        extra_metrics: a.extra_metrics.get().cloned(),
         answer,
         delimiter: a.delimiter.get().map(LitStr::value).unwrap_or_else(|| " ".into()),
         description: a.description.get().map(LitStr::value).unwrap_or_default(),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 /// One GSM8K problem.
 #[derive(Debug, Clone, Evaluation, Deserialize)]
-#[eval(name = "gsm8k", kind = generate, max_new_tokens = 256, stop("Question:", "</s>", "<|im_end|>"),
+#[eval(name = "gsm8k", kind = generate, max_new_tokens = 256, num_fewshot = 5, stop("Question:", "</s>", "<|im_end|>"),
        prompt = "Question: {question}\nAnswer:", score = score, metrics(exact_match_strict, exact_match_flexible))]
 pub struct Gsm8k {
     /// The problem.
@@ -53,7 +53,9 @@ const SOURCE: &str = "https://github.com/openai/grade-school-math (grade_school_
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> {
     let dir = opts.data_dir.join("gsm8k");
     let rows: Vec<Gsm8k> = read_jsonl(&dir.join("test.jsonl"), "GSM8K test (JSONL)", SOURCE)?;
-    let k = opts.num_fewshot.unwrap_or(5);
+    let k = opts
+        .num_fewshot
+        .unwrap_or(<Gsm8k as evalkit_core::Benchmark>::NUM_FEWSHOT);
     let mut t = evalkit_core::task(rows).named(name);
     if k > 0 {
         let train = dir.join("train.jsonl");

@@ -7,26 +7,28 @@
 use crate::data::read_jsonl;
 use crate::error::{Error, Result};
 use crate::LoadOptions;
-use evalkit_core::fewshot::FewShot;
-use evalkit_core::kinds::{GenItem, Generate, GenerateTask, RowError, TaskKind};
-use evalkit_core::{Benchmark, Evaluation};
+use evalkit_core::Evaluation;
 use serde::Deserialize;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// One HumanEval problem.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Evaluation)]
+#[eval(name = "humaneval", kind = generate, max_new_tokens = 1024,
+       stop("\nclass", "\ndef", "\n#", "\nif", "\nprint"), score = self.run_tests, metrics("pass@1"))]
 pub struct HumanEval {
     /// `HumanEval/N`.
     pub task_id: String,
     /// Signature and docstring.
+    #[eval(prompt)]
     pub prompt: String,
     /// Reference solution (not used for scoring).
     pub canonical_solution: String,
     /// The `check(candidate)` test code.
     pub test: String,
     /// Function under test.
+    #[eval(target)]
     pub entry_point: String,
 }
 
@@ -79,43 +81,16 @@ pub fn passes(python: &str, program: &str, timeout: Duration) -> bool {
     }
 }
 
-impl Generate for HumanEval {
-    fn max_new_tokens() -> usize {
-        1024
-    }
-    fn stop() -> Vec<String> {
-        ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    }
-    fn get(&self) -> Result<GenItem, RowError> {
-        Ok(GenItem {
-            prompt: self.prompt.clone(),
-            target: self.entry_point.clone(),
-        })
-    }
-    fn score(&self, _target: &str, completion: &str) -> Vec<(String, f64)> {
+impl HumanEval {
+    /// pass@1 of a completion: `prompt + completion + test + check(entry_point)` exits 0 in a
+    /// fresh Python process within 3 s.
+    fn run_tests(&self, _entry_point: &str, completion: &str) -> Vec<(String, f64)> {
         let program = format!(
             "{}{}\n\n{}\n\ncheck({})\n",
             self.prompt, completion, self.test, self.entry_point
         );
         let ok = python().is_some_and(|py| passes(&py, &program, Duration::from_secs(3)));
         vec![("pass@1".into(), f64::from(u8::from(ok)))]
-    }
-}
-
-impl Benchmark for HumanEval {
-    const NAME: &'static str = "humaneval";
-    const KIND: TaskKind = TaskKind::Generate;
-    const METRICS: &'static [&'static str] = &["pass@1"];
-    fn example(&self) -> Result<(String, String), RowError> {
-        Ok((self.prompt.clone(), self.canonical_solution.clone()))
-    }
-    fn evaluation(name: String, rows: Vec<Self>, fewshot: Option<FewShot>) -> Box<dyn Evaluation> {
-        let mut t = GenerateTask::new(name, rows);
-        t.fewshot = fewshot;
-        Box::new(t)
     }
 }
 

@@ -114,61 +114,47 @@ pub struct Suite {
     pub num_fewshot: usize,
 }
 
-fn suite(name: &str, kind: TaskKind, metrics: &[&'static str], split: &'static str, rows: usize) -> Suite {
+/// The row of `evalkit list` for a suite whose rows are `B`: its kind, metrics and default
+/// few-shot count come from the benchmark's own definition.
+fn suite<B: evalkit_core::Benchmark>(name: &str, split: &'static str, rows: usize) -> Suite {
     Suite {
         name: name.into(),
-        kind,
-        metrics: metrics.to_vec(),
+        kind: B::KIND,
+        metrics: B::METRICS.to_vec(),
         split,
         rows,
-        num_fewshot: if name == "gsm8k" { 5 } else { 0 },
+        num_fewshot: B::NUM_FEWSHOT,
     }
 }
 
 /// Every suite, with its kind, metrics, split and row count.
 pub fn all() -> Vec<Suite> {
-    use TaskKind::*;
-    let mc = &["acc", "acc_norm"][..];
     let mut v = vec![
-        suite("arc_easy", MultipleChoice, mc, "test", 2376),
-        suite("arc_challenge", MultipleChoice, mc, "test", 1172),
-        suite("piqa", MultipleChoice, mc, "validation", 1838),
-        suite("hellaswag", MultipleChoice, mc, "validation", 10042),
-        suite("winogrande", MultipleChoice, &["acc"], "validation (dev)", 1267),
-        suite("boolq", MultipleChoice, &["acc"], "validation (dev)", 3270),
-        suite("lambada_openai", Loglikelihood, &["acc", "perplexity"], "test", 5153),
-        suite(
-            "wikitext",
-            Perplexity,
-            &["word_perplexity", "byte_perplexity", "bits_per_byte"],
-            "test (62 pages)",
-            62,
-        ),
-        suite("mmlu", MultipleChoice, &["acc"], "test", mmlu::ROWS.iter().sum()),
-        suite("truthfulqa_mc1", MultipleChoice, &["acc"], "validation", 817),
-        suite("truthfulqa_mc2", MultipleChoice, &["acc"], "validation", 817),
-        suite(
-            "gsm8k",
-            Generate,
-            &["exact_match_strict", "exact_match_flexible"],
-            "test",
-            1319,
-        ),
-        suite("humaneval", Generate, &["pass@1"], "test", 164),
+        suite::<arc::Arc>("arc_easy", "test", 2376),
+        suite::<arc::Arc>("arc_challenge", "test", 1172),
+        suite::<piqa::Piqa>("piqa", "validation", 1838),
+        suite::<hellaswag::Hellaswag>("hellaswag", "validation", 10042),
+        suite::<winogrande::Winogrande>("winogrande", "validation (dev)", 1267),
+        suite::<boolq::Boolq>("boolq", "validation (dev)", 3270),
+        suite::<lambada::Lambada>("lambada_openai", "test", 5153),
+        suite::<wikitext::WikiPage>("wikitext", "test (62 pages)", 62),
+        suite::<mmlu::Mmlu>("mmlu", "test", mmlu::ROWS.iter().sum()),
+        suite::<truthfulqa::TruthfulQa>("truthfulqa_mc1", "validation", 817),
+        suite::<truthfulqa::TruthfulQa>("truthfulqa_mc2", "validation", 817),
+        suite::<gsm8k::Gsm8k>("gsm8k", "test", 1319),
+        suite::<humaneval::HumanEval>("humaneval", "test", 164),
     ];
     let rows = synthetic::SyntheticConfig::default().rows;
-    v.push(suite(
+    v.push(suite::<synthetic::Arithmetic>(
         "synthetic_arithmetic",
-        Generate,
-        &["exact_match"],
         "generated",
         rows,
     ));
-    v.push(suite("synthetic_copy", NextToken, &["acc"], "generated", rows));
-    v.push(suite("synthetic_sort", MultipleChoice, mc, "generated", rows));
-    v.push(suite("synthetic_brackets", MultipleChoice, mc, "generated", rows));
+    v.push(suite::<synthetic::Copy>("synthetic_copy", "generated", rows));
+    v.push(suite::<synthetic::Sort>("synthetic_sort", "generated", rows));
+    v.push(suite::<synthetic::Brackets>("synthetic_brackets", "generated", rows));
     for (s, n) in mmlu::SUBJECTS.iter().zip(mmlu::ROWS) {
-        v.push(suite(&format!("mmlu_{s}"), MultipleChoice, &["acc"], "test", n));
+        v.push(suite::<mmlu::Mmlu>(&format!("mmlu_{s}"), "test", n));
     }
     v
 }

@@ -1,18 +1,19 @@
 //! WinoGrande dev (lm-eval `winogrande`) with partial scoring: the option substituted for `_`
 //! ends each choice's context (`sentence[:i] + option`), and the rest of the sentence
-//! (`sentence[i+1:].strip()`) is the one continuation scored after either. The derive has no
-//! partial-scoring form, so this row implements the kind trait by hand.
+//! (`sentence[i+1:].strip()`) is the one continuation scored after either — the derive's
+//! `contexts` + `continuation` form.
 
 use crate::data::{malformed, read_jsonl};
 use crate::error::Result;
 use crate::LoadOptions;
-use evalkit_core::fewshot::FewShot;
-use evalkit_core::kinds::{McItem, MultipleChoice, MultipleChoiceTask, RowError, TaskKind};
-use evalkit_core::{Benchmark, Evaluation};
+use evalkit_core::kinds::{MultipleChoice, RowError};
+use evalkit_core::Evaluation;
 use serde::Deserialize;
 
 /// One WinoGrande sentence.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Evaluation)]
+#[eval(name = "winogrande", kind = multiple_choice, metrics(acc),
+       contexts = Self::contexts, continuation = Self::rest, answer = Self::answer_index)]
 pub struct Winogrande {
     /// The sentence with `_` where an option goes.
     pub sentence: String,
@@ -25,47 +26,36 @@ pub struct Winogrande {
 }
 
 impl Winogrande {
-    fn blank(&self) -> Result<usize, RowError> {
+    fn blank(&self) -> std::result::Result<usize, RowError> {
         self.sentence
             .find('_')
             .ok_or_else(|| RowError::new("field `sentence` has no `_` blank"))
     }
-}
 
-impl MultipleChoice for Winogrande {
-    fn get(&self) -> Result<McItem, RowError> {
-        let i = self.blank()?;
-        let head = &self.sentence[..i];
-        let rest = self.sentence[i + 1..].trim();
-        let answer = match self.answer.as_str() {
-            "1" => 0,
-            "2" => 1,
-            other => {
-                return Err(RowError::new(format!(
-                    "field `answer`: {other:?} is not \"1\" or \"2\""
-                )))
-            }
-        };
-        Ok(McItem::partial(
-            &[format!("{head}{}", self.option1), format!("{head}{}", self.option2)],
-            rest,
-            answer,
-        ))
+    /// `sentence[:i] + option` for each option.
+    fn contexts(&self) -> std::result::Result<Vec<String>, RowError> {
+        let head = &self.sentence[..self.blank()?];
+        Ok(vec![
+            format!("{head}{}", self.option1),
+            format!("{head}{}", self.option2),
+        ])
     }
-}
 
-impl Benchmark for Winogrande {
-    const NAME: &'static str = "winogrande";
-    const KIND: TaskKind = TaskKind::MultipleChoice;
-    const METRICS: &'static [&'static str] = &["acc"];
-    fn example(&self) -> Result<(String, String), RowError> {
-        let item = self.get()?;
-        Ok((item.contexts[item.answer].clone(), item.norm_texts[item.answer].clone()))
+    /// `sentence[i+1:].strip()` (empty without a blank, which `contexts` reports).
+    fn rest(&self) -> String {
+        self.blank()
+            .map(|i| self.sentence[i + 1..].trim().to_string())
+            .unwrap_or_default()
     }
-    fn evaluation(name: String, rows: Vec<Self>, fewshot: Option<FewShot>) -> Box<dyn Evaluation> {
-        let mut t = MultipleChoiceTask::new(name, rows);
-        t.fewshot = fewshot;
-        Box::new(t)
+
+    fn answer_index(&self) -> std::result::Result<usize, RowError> {
+        match self.answer.as_str() {
+            "1" => Ok(0),
+            "2" => Ok(1),
+            other => Err(RowError::new(format!(
+                "field `answer`: {other:?} is not \"1\" or \"2\""
+            ))),
+        }
     }
 }
 

@@ -30,6 +30,8 @@ mod rows;
 pub mod task;
 
 pub use crate::fingerprint::{eval_seed, Fnv};
+/// The five kinds and the metrics each reports (one table, shared with the derive).
+pub use evalkit_spec::TaskKind;
 pub use generate::{GenItem, Generate, GenerateKind, GenerateTask};
 pub use loglikelihood::{LlItem, Loglikelihood, LoglikelihoodKind, LoglikelihoodTask};
 pub use multiple_choice::{McItem, MultipleChoice, MultipleChoiceKind, MultipleChoiceTask};
@@ -40,53 +42,6 @@ pub use outcome::{Intermediate, Outcome};
 pub use perplexity::{Perplexity, PerplexityKind, PerplexityTask, PplItem};
 pub use rows::select_rows;
 pub use task::{Evaluation, Finished, Kind, RowFailure, Task};
-
-use serde::Serialize;
-
-/// The five kinds of evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    /// Choose the most likely continuation.
-    MultipleChoice,
-    /// Log-likelihood of one continuation (LAMBADA style).
-    Loglikelihood,
-    /// Rolling perplexity of whole texts.
-    Perplexity,
-    /// Next-token accuracy.
-    NextToken,
-    /// Generation, scored by a check on the generated text.
-    Generate,
-}
-
-impl TaskKind {
-    /// The kind's name as written in results.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::MultipleChoice => "multiple_choice",
-            TaskKind::Loglikelihood => "loglikelihood",
-            TaskKind::Perplexity => "perplexity",
-            TaskKind::NextToken => "next_token",
-            TaskKind::Generate => "generate",
-        }
-    }
-
-    /// The metrics every evaluation of this kind reports (generation adds its own).
-    pub fn metrics(self) -> &'static [&'static str] {
-        match self {
-            TaskKind::MultipleChoice => &["acc", "acc_norm", "acc_bytes", "acc_token_norm"],
-            TaskKind::Loglikelihood => &["acc", "perplexity"],
-            TaskKind::Perplexity => &[
-                "token_perplexity",
-                "word_perplexity",
-                "byte_perplexity",
-                "bits_per_byte",
-            ],
-            TaskKind::NextToken => &["acc"],
-            TaskKind::Generate => &["exact_match"],
-        }
-    }
-}
 
 /// Why a row cannot be evaluated; the engine adds the evaluation and row index.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -56,11 +56,27 @@ impl McItem {
         }
     }
 
-    /// Partial scoring (WinoGrande): one context per choice, one shared continuation.
+    /// Partial scoring (WinoGrande): one context per choice, one shared continuation
+    /// `" " + continuation`.
+    ///
+    /// ```
+    /// let item = evalkit_core::kinds::McItem::partial(&["The cat", "The dog"], "barked.", 1);
+    /// assert_eq!(item.continuations, vec![" barked.", " barked."]);
+    /// ```
     pub fn partial<S: AsRef<str>>(contexts: &[S], continuation: &str, answer: usize) -> Self {
+        Self::partial_with_delimiter(contexts, continuation, answer, " ")
+    }
+
+    /// Like [`McItem::partial`] with another delimiter between each context and the continuation.
+    pub fn partial_with_delimiter<S: AsRef<str>>(
+        contexts: &[S],
+        continuation: &str,
+        answer: usize,
+        delimiter: &str,
+    ) -> Self {
         McItem {
             contexts: contexts.iter().map(|c| c.as_ref().to_string()).collect(),
-            continuations: vec![format!(" {continuation}"); contexts.len()],
+            continuations: vec![format!("{delimiter}{continuation}"); contexts.len()],
             norm_texts: vec![continuation.to_string(); contexts.len()],
             answer,
         }
