@@ -83,15 +83,63 @@ fn conv1d(w: &Weights, p: &str, inp: i64, out: i64) -> Result<Linear> {
     })
 }
 
+/// Causal self-attention (`h.{i}.attn`): fused q/k/v projection, then the output projection.
+#[derive(Debug)]
+struct Attention {
+    c_attn: Linear,
+    c_proj: Linear,
+    heads: i64,
+    hidden: i64,
+    scale: Option<f64>,
+}
+
+impl Attention {
+    fn forward(&self, x: &Tensor, bias: &Tensor, layer: usize, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let (b, s, _) = x.size3().op("attention input shape")?;
+        let hd = self.hidden / self.heads;
+        let qkv = self.c_attn.forward(x).split(self.hidden, 2);
+        let split = |t: &Tensor| t.view([b, s, self.heads, hd]).transpose(1, 2);
+        let (q, k, v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
+        let (k, v) = match cache {
+            Some(c) => c.update(layer, &k, &v)?,
+            None => (k, v),
+        };
+        let y = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(bias), 0.0, false, self.scale, false)
+            .op("scaled_dot_product_attention")?;
+        Ok(self.c_proj.forward(&y.transpose(1, 2).reshape([b, s, self.hidden])))
+    }
+}
+
+/// The feed-forward layer (`h.{i}.mlp`): `c_proj(gelu_new(c_fc(x)))`.
+#[derive(Debug)]
+struct Mlp {
+    c_fc: Linear,
+    c_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.c_proj.forward(&self.c_fc.forward(x).gelu("tanh"))
+    }
+}
+
+/// One transformer block (`h.{i}`), pre-norm with residuals.
 #[derive(Debug)]
 struct Block {
     ln_1: LayerNorm,
-    c_attn: Linear,
-    attn_c_proj: Linear,
+    attn: Attention,
     ln_2: LayerNorm,
-    c_fc: Linear,
-    mlp_c_proj: Linear,
+    mlp: Mlp,
     span: tracing::Span,
+}
+
+impl Block {
+    /// `x + attn(ln_1(x))`, then `+ mlp(ln_2(·))`.
+    fn forward(&self, x: &Tensor, bias: &Tensor, layer: usize, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let _enter = self.span.enter();
+        let x = x + self.attn.forward(&self.ln_1.forward(x), bias, layer, cache)?;
+        Ok(&x + self.mlp.forward(&self.ln_2.forward(&x)))
+    }
 }
 
 /// A loaded GPT-2 model.
@@ -101,11 +149,8 @@ pub struct Gpt2 {
     wpe: Tensor,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    heads: i64,
-    hidden: i64,
     vocab: i64,
     max_len: usize,
-    scale: f64,
     kind: Kind,
     device: Device,
     path: PathBuf,
@@ -143,35 +188,40 @@ impl Gpt2 {
         };
         let (h, eps) = (c.n_embd, c.layer_norm_epsilon);
         let inner = c.n_inner.unwrap_or(4 * h);
+        let head_dim = (h / c.n_head) as f64;
+        let scale = if c.scale_attn_weights {
+            1.0 / head_dim.sqrt()
+        } else {
+            1.0
+        };
         let blocks = (0..c.n_layer)
             .map(|i| {
                 let p = format!("{root}h.{i}");
                 Ok(Block {
                     ln_1: LayerNorm::load(&w, &format!("{p}.ln_1"), h, eps)?,
-                    c_attn: conv1d(&w, &format!("{p}.attn.c_attn"), h, 3 * h)?,
-                    attn_c_proj: conv1d(&w, &format!("{p}.attn.c_proj"), h, h)?,
+                    attn: Attention {
+                        c_attn: conv1d(&w, &format!("{p}.attn.c_attn"), h, 3 * h)?,
+                        c_proj: conv1d(&w, &format!("{p}.attn.c_proj"), h, h)?,
+                        heads: c.n_head,
+                        hidden: h,
+                        scale: Some(scale),
+                    },
                     ln_2: LayerNorm::load(&w, &format!("{p}.ln_2"), h, eps)?,
-                    c_fc: conv1d(&w, &format!("{p}.mlp.c_fc"), h, inner)?,
-                    mlp_c_proj: conv1d(&w, &format!("{p}.mlp.c_proj"), inner, h)?,
+                    mlp: Mlp {
+                        c_fc: conv1d(&w, &format!("{p}.mlp.c_fc"), h, inner)?,
+                        c_proj: conv1d(&w, &format!("{p}.mlp.c_proj"), inner, h)?,
+                    },
                     span: tracing::trace_span!("gpt2-block", layer = i),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let head_dim = (h / c.n_head) as f64;
         Ok(Gpt2 {
             wte: w.get(&format!("{root}wte.weight"), &[c.vocab_size, h])?,
             wpe: w.get(&format!("{root}wpe.weight"), &[c.n_positions as i64, h])?,
             blocks,
             ln_f: LayerNorm::load(&w, &format!("{root}ln_f"), h, eps)?,
-            heads: c.n_head,
-            hidden: h,
             vocab: c.vocab_size,
             max_len: c.n_positions,
-            scale: if c.scale_attn_weights {
-                1.0 / head_dim.sqrt()
-            } else {
-                1.0
-            },
             kind: dtype.kind(),
             device,
             path: dir.to_path_buf(),
@@ -197,27 +247,12 @@ impl Model for Gpt2 {
         let _guard = tch::no_grad_guard();
         let past = cache.as_ref().map_or(0, |c| c.current_seq_len() as i64);
         let (ids, mask, s) = check_inputs(ids, mask, past, self.vocab, self.device)?;
-        let b = ids.size()[0];
         let pos = positions(&mask, s)?;
         let bias = attention_bias(&mask, s, self.kind)?;
         let mut x = Tensor::f_embedding(&self.wte, &ids, -1, false, false).op("embedding")?
             + Tensor::f_embedding(&self.wpe, &pos, -1, false, false).op("position embedding")?;
-        let hd = self.hidden / self.heads;
         for (i, blk) in self.blocks.iter().enumerate() {
-            let _enter = blk.span.enter();
-            let qkv = blk.c_attn.forward(&blk.ln_1.forward(&x)).split(self.hidden, 2);
-            let split = |t: &Tensor| t.view([b, s, self.heads, hd]).transpose(1, 2);
-            let (q, k, v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
-            let (k, v) = match cache.as_deref_mut() {
-                Some(c) => c.update(i, &k, &v)?,
-                None => (k, v),
-            };
-            let y = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(&bias), 0.0, false, self.scale, false)
-                .op("scaled_dot_product_attention")?;
-            let y = y.transpose(1, 2).reshape([b, s, self.hidden]);
-            x += blk.attn_c_proj.forward(&y);
-            let m = blk.c_fc.forward(&blk.ln_2.forward(&x)).gelu("tanh");
-            x = &x + blk.mlp_c_proj.forward(&m);
+            x = blk.forward(&x, &bias, i, cache.as_deref_mut())?;
         }
         if let Some(c) = cache {
             c.advance(s as usize);

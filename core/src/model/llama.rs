@@ -328,6 +328,24 @@ impl Block {
             span: tracing::trace_span!("llama-block", layer = i),
         })
     }
+
+    /// Pre-norm residual block: `x + attn(norm(x))`, then `+ mlp(norm(·))`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: (&Tensor, &Tensor),
+        bias: &Tensor,
+        layer: usize,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let _enter = self.span.enter();
+        let (cos, sin) = rope;
+        let h = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x), cos, sin, bias, layer, cache)?;
+        let x = x + h;
+        Ok(&x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)))
+    }
 }
 
 /// A loaded Llama-family model.
@@ -417,17 +435,7 @@ impl Model for Llama {
         let bias = attention_bias(&mask, s, self.kind)?;
         let mut x = Tensor::f_embedding(&self.embed_tokens, &ids, -1, false, false).op("embedding")?;
         for (i, block) in self.layers.iter().enumerate() {
-            let _enter = block.span.enter();
-            let h = block.self_attn.forward(
-                &block.input_layernorm.forward(&x),
-                &cos,
-                &sin,
-                &bias,
-                i,
-                cache.as_deref_mut(),
-            )?;
-            x += h;
-            x = &x + block.mlp.forward(&block.post_attention_layernorm.forward(&x));
+            x = block.forward(&x, (&cos, &sin), &bias, i, cache.as_deref_mut())?;
         }
         if let Some(c) = cache {
             c.advance(s as usize);
