@@ -81,11 +81,6 @@ impl Plan {
         let chunks = batches.chunks(s.chunk_size.max(1)).map(<[_]>::to_vec).collect();
         Plan { chunks }
     }
-
-    /// Number of batches.
-    pub fn num_batches(&self) -> usize {
-        self.chunks.iter().map(Vec::len).sum()
-    }
 }
 
 /// The largest batch ≤ `max_batch` that splits `n` items evenly over `dp` replicas, with the
@@ -148,15 +143,6 @@ pub struct Executor<'a> {
 }
 
 impl<'a> Executor<'a> {
-    /// An executor without journal or progress bar.
-    pub fn plain() -> Self {
-        Executor {
-            journal: None,
-            progress: None,
-            stats: ExecStats::default(),
-        }
-    }
-
     /// Runs `plan` over `n` requests; `run_batch` gets the request indices of one batch (padding
     /// included) and the chunk's token counter, and returns one result per index. Results come
     /// back in request order.

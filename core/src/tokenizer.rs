@@ -117,25 +117,10 @@ impl Tokenizer {
         Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
     }
 
-    /// Encodes many texts (in parallel where the crate can), each as [`Tokenizer::encode`].
-    pub fn encode_batch(&self, texts: &[String]) -> Result<Vec<Vec<i64>>> {
-        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let encs = self.inner.encode_batch(inputs, true).map_err(|e| self.err(e))?;
-        Ok(encs
-            .iter()
-            .map(|e| e.get_ids().iter().map(|&i| i64::from(i)).collect())
-            .collect())
-    }
-
     /// Decodes ids to text, dropping special tokens when `skip_special`.
     pub fn decode(&self, ids: &[i64], skip_special: bool) -> Result<String> {
         let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
         self.inner.decode(&ids, skip_special).map_err(|e| self.err(e))
-    }
-
-    /// Decodes many id lists.
-    pub fn decode_batch(&self, ids: &[Vec<i64>], skip_special: bool) -> Result<Vec<String>> {
-        ids.iter().map(|i| self.decode(i, skip_special)).collect()
     }
 
     /// The token an empty context becomes: BOS, else the first EOS.
@@ -143,11 +128,6 @@ impl Tokenizer {
         self.bos
             .or_else(|| self.eos.first().copied())
             .ok_or_else(|| self.err("no BOS or EOS token: cannot form a prefix for an empty context"))
-    }
-
-    /// BOS id, where the checkpoint defines one.
-    pub fn bos_id(&self) -> Option<i64> {
-        self.bos
     }
 
     /// EOS ids (generation stops at any of them).

@@ -26,6 +26,24 @@ pub struct Global {
     /// Output format of tables.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// libtorch CPU threads (default: $OMP_NUM_THREADS, else every core).
+    #[arg(long, global = true, env = "EVALKIT_THREADS", value_parser = clap::value_parser!(i32).range(1..))]
+    pub threads: Option<i32>,
+}
+
+impl Global {
+    /// The thread count: `--threads`, else `OMP_NUM_THREADS` (as PyTorch reads it), else the
+    /// machine's parallelism.
+    pub fn threads(&self) -> i32 {
+        self.threads
+            .or_else(|| {
+                std::env::var("OMP_NUM_THREADS")
+                    .ok()
+                    .and_then(|v| v.trim().parse::<i32>().ok())
+                    .filter(|&n| n > 0)
+            })
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as i32))
+    }
 }
 
 /// How tables are printed.
@@ -132,8 +150,9 @@ pub struct RunArgs {
     /// downloading what is missing.
     #[arg(long)]
     pub hub: bool,
-    /// With --hub: use the cache only, never the network.
-    #[arg(long, requires = "hub", env = "HF_HUB_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
+    /// With --hub: use the cache only, never the network (no effect without --hub, so an
+    /// exported HF_HUB_OFFLINE does not get in the way of other runs).
+    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
     /// Output directory (default: evalkit-results/<model name>).
     #[arg(long)]

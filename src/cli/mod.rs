@@ -17,7 +17,7 @@ use std::process::ExitCode;
 /// Runs the command line.
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
-    tch::set_num_threads(std::thread::available_parallelism().map_or(1, |n| n.get() as i32));
+    tch::set_num_threads(cli.global.threads());
     match cli.command {
         Command::Run(a) => run_tasks(&a, &cli.global),
         Command::List => list(cli.global.format),

@@ -13,7 +13,7 @@ pub mod score;
 
 pub use generate::generate_batch;
 pub use sampling::{choose_token, nucleus};
-pub use score::{can_share, score_batch, score_shared, score_unshared};
+pub use score::{score_batch, score_shared, score_unshared};
 
 use tch::{Device, Tensor};
 

@@ -124,19 +124,15 @@ pub fn score_unshared(
     Ok(out)
 }
 
-/// Whether a request can share its context: the model caches, and no continuation forces a
-/// truncation (which would cut a different context per continuation).
-pub fn can_share(model: &dyn Model, r: &ScoreRequest) -> bool {
-    model.new_cache().is_some() && fits_shared(model.max_len(), r)
-}
-
-/// The length half of [`can_share`]: every continuation non-empty and none forcing truncation.
+/// Whether a request can share its context (given a model that caches): every continuation
+/// non-empty and none forcing a truncation (which would cut a different context per
+/// continuation).
 fn fits_shared(max_len: usize, r: &ScoreRequest) -> bool {
     r.len() <= max_len && r.continuations.iter().all(|c| !c.is_empty())
 }
 
 /// Scores requests with one context pass each and the KV cache reused for every continuation.
-/// Every request must satisfy [`can_share`].
+/// Every request must fit without truncation, and the model must cache.
 pub fn score_shared(
     model: &dyn Model,
     reqs: &[&ScoreRequest],
@@ -248,7 +244,8 @@ pub fn score_shared(
     Ok(out)
 }
 
-/// Scores a batch, sharing contexts where `share` is set and [`can_share`] allows it.
+/// Scores a batch, sharing contexts where `share` is set, the model caches, and a request fits
+/// without truncation.
 pub fn score_batch(
     model: &dyn Model,
     reqs: &[&ScoreRequest],
