@@ -15,7 +15,8 @@ pub trait Benchmark: Sized + 'static {
     const METRICS: &'static [&'static str];
     /// Delimiter between a few-shot example's context and its answer.
     const DELIMITER: &'static str = " ";
-    /// Text before the few-shot examples (lm-eval's `description`).
+    /// Text before the few-shot examples (lm-eval's `description`); it precedes every context
+    /// or prompt, at zero-shot too.
     const DESCRIPTION: &'static str = "";
     /// Default number of few-shot examples.
     const NUM_FEWSHOT: usize = 0;
@@ -116,7 +117,7 @@ impl<T: Benchmark> TaskBuilder<T> {
         description: String,
         own_split: bool,
     ) -> Result<Self, FewShotError> {
-        if k > 0 && matches!(T::KIND, TaskKind::Perplexity | TaskKind::NextToken) {
+        if (k > 0 || !description.is_empty()) && matches!(T::KIND, TaskKind::Perplexity | TaskKind::NextToken) {
             return Err(FewShotError::NotApplicable { kind: T::KIND.as_str() });
         }
         let spec = FewShotSpec {
@@ -198,7 +199,10 @@ mod tests {
         assert!(e.to_string().contains("--num-fewshot 0"), "{e}");
         let own = task(rows()).fewshot_from_rows(1, FewShotSampler::Random(1), "");
         assert!(own.is_err());
-        // k = 0 is no few-shot at all.
+        // k = 0 is no few-shot at all; a description still has nothing to precede.
         assert!(task(rows()).fewshot(&[], 0, FewShotSampler::First, "").is_ok());
+        assert!(task(rows())
+            .fewshot(&[], 0, FewShotSampler::First, "Texts.\n\n")
+            .is_err());
     }
 }

@@ -226,6 +226,15 @@ impl<'a> Evaluator<'a> {
         let o = &self.options;
         let mut config = self.config.clone();
         config.insert("model".into(), json!(self.model.describe()));
+        // What identifies the model as it ran (checkpoint, precision, device, shape); the
+        // per-evaluation `fingerprint`s identify the rows asked, whatever the model.
+        let model_fp = crate::fingerprint::Fnv::default()
+            .str(&self.model.describe())
+            .str(&format!("{:?}", self.model.device()))
+            .row(self.model.max_len())
+            .row(self.model.vocab_size())
+            .finish();
+        config.insert("model_fingerprint".into(), json!(format!("{model_fp:016x}")));
         config.insert("max_len".into(), json!(self.model.max_len()));
         config.insert("device".into(), json!(format!("{:?}", self.model.device())));
         config.insert("batch_size".into(), json!(o.batch_size));

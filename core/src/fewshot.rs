@@ -10,9 +10,13 @@
 //!   (`rm_eval_doc`), with lm-eval's redraw from the pool without the row when duplicates of
 //!   it leave fewer than k.
 //!
-//! Every row's draw is computed once, when the evaluation is built ([`FewShot::new`]), so
-//! subsets, sharding, batching and resuming never change which examples a row gets; under
-//! `--limit n` the first n rows get exactly the draws lm-eval gives them.
+//! Every row's draw is computed once, when the evaluation is built ([`FewShot::new`]), in
+//! dataset order, so subsets, sharding, batching and resuming never change which examples a
+//! row gets; under `--limit n` the first n rows get exactly the draws lm-eval gives them (under
+//! a random `--sample`, row i keeps draw i, where lm-eval would draw in the order of the rows it
+//! picked). Where the pool is the evaluated split, a row's copies are recognised by their
+//! rendered example (lm-eval compares the row dicts: two rows that differ only in fields the
+//! prompt does not show would count as one here).
 
 use crate::pyrandom::PyRandom;
 
@@ -47,7 +51,7 @@ pub enum FewShotError {
         message: String,
     },
     /// Few-shot examples have no meaning for the evaluation's kind.
-    #[error("few-shot examples have no meaning for a {kind} evaluation (it scores whole texts, not answers to a context); pass --num-fewshot 0")]
+    #[error("few-shot examples and descriptions have no meaning for a {kind} evaluation (it scores whole texts, not answers to a context); ask for 0 examples (--num-fewshot 0) and no description")]
     NotApplicable {
         /// The kind's name.
         kind: &'static str,
@@ -73,6 +77,7 @@ pub struct FewShot {
     description: String,
     delimiter: String,
     draws: Draws,
+    num_rows: usize,
 }
 
 /// Everything that decides a few-shot prefix except the pool and the rows.
@@ -154,7 +159,13 @@ impl FewShot {
             description,
             delimiter,
             draws,
+            num_rows,
         })
+    }
+
+    /// Rows of the evaluation the draws were made for.
+    pub fn num_rows(&self) -> usize {
+        self.num_rows
     }
 
     /// Examples per prompt.

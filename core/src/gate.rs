@@ -5,7 +5,18 @@
 //!
 //! ```
 //! use evalkit_core::gate::Bound;
-//! # let outcome = evalkit_core::gate::example_outcome();
+//! # use serde_json::json;
+//! # let acc = vec![1.0, 0.0, 1.0];
+//! # let per_sample = std::collections::BTreeMap::from([("acc".to_string(), acc.clone())]);
+//! # let outcome = evalkit_core::Outcome {
+//! #     name: "demo".into(), kind: evalkit_core::TaskKind::MultipleChoice, n: 3, truncated: 0,
+//! #     metrics: [("acc".to_string(), evalkit_core::metrics::mean_metric(&acc))].into(),
+//! #     per_sample,
+//! #     samples: (0..3).map(|i| json!({"index": i, "continuations": [" yes", " no"], "answer": 0,
+//! #         "prediction": if i == 1 { 1 } else { 0 }})).collect(),
+//! #     intermediates: None, notes: Default::default(), stats: Default::default(),
+//! #     fingerprint: 0, wall_seconds: 0.0,
+//! # };
 //! // `outcome` is what `Evaluator::outcomes()` returns for one evaluation: acc 2/3 here.
 //! assert!(outcome.require("acc", Bound::AtLeast(0.5)).is_ok());
 //! let err = outcome.require("acc", Bound::AtLeast(0.9)).unwrap_err();
@@ -105,12 +116,12 @@ impl Outcome {
             if !wrong.is_empty() {
                 let _ = write!(rows, "\n{} row(s) on the wrong side; the first:", wrong.len());
             }
+            // Per-sample values and records share one order; a generation row holds one value
+            // per generated sample (the driver checks every row reports every metric alike).
+            let per_record = (values.len() / self.samples.len().max(1)).max(1);
             for &i in wrong.iter().take(SHOWN_ROWS) {
-                // Per-sample values and records share one order (generation repeats a
-                // prompt's record once per sample).
-                let per_record = values.len() / self.samples.len().max(1);
-                let sample = self.samples.get(i / per_record.max(1));
-                let _ = write!(rows, "\n  {}", describe_row(sample, values[i]));
+                let sample = self.samples.get(i / per_record);
+                let _ = write!(rows, "\n  {}", describe_row(sample, i % per_record, values[i]));
             }
         }
         Err(GateError::Missed {
@@ -124,8 +135,9 @@ impl Outcome {
     }
 }
 
-/// One line for a row: its dataset index, its value, and what the model answered.
-fn describe_row(sample: Option<&serde_json::Value>, value: f64) -> String {
+/// One line for a row: its dataset index, its value, and what the model answered (for a
+/// generation row, its `generation`-th sample).
+fn describe_row(sample: Option<&serde_json::Value>, generation: usize, value: f64) -> String {
     let Some(s) = sample else {
         return format!("value {value:.4}");
     };
@@ -138,7 +150,15 @@ fn describe_row(sample: Option<&serde_json::Value>, value: f64) -> String {
             None => one_line,
         }
     };
-    let what = if let Some(p) = s.get("prediction") {
+    let what = if s["continuations"].as_array().is_some_and(|c| c.len() == 1) {
+        // One continuation (loglikelihood): whether it was the greedy one, and its score.
+        format!(
+            "continuation {} greedy: {}, loglikelihood {}",
+            short(&s["continuations"][0]),
+            s["is_greedy"][0],
+            s["loglikelihoods"][0]
+        )
+    } else if let Some(p) = s.get("prediction") {
         let conts = &s["continuations"];
         let pick = |k: &serde_json::Value| k.as_u64().map(|k| short(&conts[k as usize]));
         format!(
@@ -149,39 +169,11 @@ fn describe_row(sample: Option<&serde_json::Value>, value: f64) -> String {
             pick(&s["answer"]).unwrap_or_default()
         )
     } else if let Some(g) = s.get("generations") {
-        format!("generated {}, target {}", short(&g[0]), short(&s["target"]))
+        format!("generated {}, target {}", short(&g[generation]), short(&s["target"]))
     } else if let Some(t) = s.get("text") {
         format!("text {}", short(t))
     } else {
         String::new()
     };
     format!("row {index}: value {value:.4}; {what}")
-}
-
-/// An outcome for the module's example (acc 1, 0, 1 on three rows).
-#[doc(hidden)]
-pub fn example_outcome() -> Outcome {
-    use serde_json::json;
-    let acc = vec![1.0, 0.0, 1.0];
-    let samples = (0..3)
-        .map(|i| {
-            json!({"index": i, "continuations": [" yes", " no"], "answer": 0,
-                   "prediction": if i == 1 { 1 } else { 0 }, "metrics": {"acc": acc[i]}})
-        })
-        .collect();
-    let per_sample = std::collections::BTreeMap::from([("acc".to_string(), acc.clone())]);
-    Outcome {
-        name: "demo".into(),
-        kind: crate::TaskKind::MultipleChoice,
-        n: 3,
-        truncated: 0,
-        metrics: crate::kinds::mean_metrics(&per_sample),
-        per_sample,
-        samples,
-        intermediates: None,
-        notes: Default::default(),
-        stats: Default::default(),
-        fingerprint: 0,
-        wall_seconds: 0.0,
-    }
 }

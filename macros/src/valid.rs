@@ -268,6 +268,12 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             cx.error_spanned_by(struct_ident, format!("kind {} needs a `{r}`: mark a field #[eval({r})] or give #[eval({r} = \"template\")] on the struct", kind.name()));
         }
     }
+    if let (true, Some((ListSrc::Field(f), AnswerMode::Text))) = (partial, &answer) {
+        cx.error_spanned_by(
+            f,
+            "`answer = text` does not apply with `contexts`: the choices are whole contexts; give the answer's index (or `answer = Self::method`)",
+        );
+    }
     if let (true, Some(p)) = (partial, a.choices.get()) {
         cx.error_spanned_by(
             p,
@@ -293,8 +299,12 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
     if let Some(list) = a.metrics.get() {
         for m in list {
             let name = m.value();
+            // A `score` defines its own names; `extra_metrics` adds names beside the kind's,
+            // but a standard metric of another kind is still a mistake.
             let own = (kind == Kind::Generate && a.score.get().is_some())
-                || (kind == Kind::MultipleChoice && a.extra_metrics.get().is_some());
+                || (kind == Kind::MultipleChoice
+                    && a.extra_metrics.get().is_some()
+                    && !ALL_METRICS.contains(&name.as_str()));
             if kind.metrics().contains(&name.as_str()) || own {
                 metrics.push(name);
             } else if ALL_METRICS.contains(&name.as_str()) {
@@ -347,6 +357,22 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
                 cx.error_spanned_by(n, "max_new_tokens must be at least 1")
             }
             _ => {}
+        }
+    }
+    if matches!(kind, Kind::Perplexity | Kind::NextToken) {
+        for (attr, span) in [
+            ("description", a.description.span()),
+            ("num_fewshot", a.num_fewshot.span()),
+        ] {
+            if let Some(s) = span {
+                cx.syn_error(syn::Error::new(
+                    s,
+                    format!(
+                        "`{attr}` does not apply to kind {}: it scores whole texts, with no context to prefix",
+                        kind.name()
+                    ),
+                ));
+            }
         }
     }
     if a.delimiter.get().is_some() && kind != Kind::MultipleChoice {

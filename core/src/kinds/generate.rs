@@ -70,6 +70,8 @@ pub type GenerateTask<T> = Task<T, GenerateKind>;
 #[derive(Debug)]
 pub struct GenerateKind {
     params: GenerateParams,
+    /// `max_new_tokens` as the benchmark asks it (before any lowering to fit the model).
+    requested_max_new: usize,
     budget: usize,
     samples_per_prompt: usize,
     seed: u64,
@@ -93,7 +95,8 @@ impl<T: Generate> Kind<T> for GenerateKind {
     fn begin(name: &str, env: &Env<'_>) -> Result<Self> {
         let max_len = env.model.max_len();
         let mut notes = BTreeMap::new();
-        let mut max_new = T::max_new_tokens();
+        let requested_max_new = T::max_new_tokens();
+        let mut max_new = requested_max_new;
         if max_new == 0 {
             return Err(crate::Error::Evaluation {
                 evaluation: name.into(),
@@ -111,6 +114,7 @@ impl<T: Generate> Kind<T> for GenerateKind {
                 stop: T::stop(),
                 sampling: env.options.sampling.unwrap_or(Sampling::Greedy),
             },
+            requested_max_new,
             budget: max_len - max_new,
             samples_per_prompt: env.options.samples_per_prompt.max(1),
             seed: eval_seed(env.options.seed, name),
@@ -118,12 +122,20 @@ impl<T: Generate> Kind<T> for GenerateKind {
         })
     }
 
+    /// The generation settings as the benchmark and the run ask them (not as lowered to fit a
+    /// model), so the fingerprint stays the same across models.
     fn settings(&self, fp: Fnv) -> Fnv {
-        let fp = fp.str(&format!("{:?}", self.params)).row(self.samples_per_prompt);
-        if self.params.sampling == Sampling::Greedy {
-            fp
-        } else {
-            fp.bytes(&self.seed.to_le_bytes())
+        let mut fp = fp.row(self.requested_max_new).row(self.samples_per_prompt);
+        for s in &self.params.stop {
+            fp = fp.str(s);
+        }
+        match self.params.sampling {
+            Sampling::Greedy => fp.str("greedy"),
+            Sampling::Nucleus { temperature, top_p } => fp
+                .str("nucleus")
+                .bytes(&temperature.to_le_bytes())
+                .bytes(&top_p.to_le_bytes())
+                .bytes(&self.seed.to_le_bytes()),
         }
     }
 

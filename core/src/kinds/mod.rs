@@ -37,7 +37,6 @@ pub use loglikelihood::{LlItem, Loglikelihood, LoglikelihoodKind, LoglikelihoodT
 pub use multiple_choice::{McItem, MultipleChoice, MultipleChoiceKind, MultipleChoiceTask};
 pub use next_token::{NextToken, NextTokenKind, NextTokenSample, NextTokenTask};
 pub use options::{Defaults, Env, RunOptions, Subset};
-pub(crate) use outcome::mean_metrics;
 pub use outcome::{Intermediate, Outcome};
 pub use perplexity::{Perplexity, PerplexityKind, PerplexityTask, PplItem};
 pub use rows::select_rows;

@@ -179,6 +179,16 @@ impl<T, K: Kind<T>> Evaluation for Task<T, K> {
     fn evaluate(&self, env: &Env<'_>) -> Result<Outcome> {
         let name = &self.name;
         let prep = prepare(name, self.rows.len(), &self.defaults, env)?;
+        if let Some(f) = self.fewshot.as_ref().filter(|f| f.num_rows() != self.rows.len()) {
+            return Err(Error::Evaluation {
+                evaluation: name.clone(),
+                message: format!(
+                    "its few-shot examples were drawn for {} rows, but it has {}: build them from these rows",
+                    f.num_rows(),
+                    self.rows.len()
+                ),
+            });
+        }
         let mut kind = K::begin(name, env)?;
         let failed = |index: usize, f: RowFailure| match f {
             RowFailure::Row(e) => Error::Row {
@@ -202,10 +212,29 @@ impl<T, K: Kind<T>> Evaluation for Task<T, K> {
         let (responses, stats) = kind.execute(env, name, &requests, prep.batch)?;
         let mut per_sample: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let (mut samples, mut inter, mut truncated) = (vec![], vec![], 0);
+        // Every row must report the same metrics the same number of times, so that per-sample
+        // values line up with rows (means, groups, gates).
+        let mut shape: Option<BTreeMap<String, usize>> = None;
         for (&i, low) in prep.rows.iter().zip(lowered) {
             let f = kind
                 .finish(i, &self.rows[i], low, &requests, &responses, env)
                 .map_err(|f| failed(i, f))?;
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for (k, _) in &f.values {
+                *counts.entry(k.clone()).or_default() += 1;
+            }
+            match &shape {
+                None => shape = Some(counts),
+                Some(first) if *first != counts => {
+                    return Err(failed(
+                        i,
+                        RowFailure::Row(RowError::new(format!(
+                            "the row reports metrics {counts:?}, the first row {first:?}: every row must report the same metrics"
+                        ))),
+                    ))
+                }
+                Some(_) => {}
+            }
             for (k, v) in f.values {
                 per_sample.entry(k).or_default().push(v);
             }

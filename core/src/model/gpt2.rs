@@ -240,7 +240,7 @@ impl Model for Gpt2 {
         self.device
     }
     fn describe(&self) -> String {
-        format!("gpt2:{}", self.path.display())
+        format!("gpt2:{} ({:?})", self.path.display(), self.kind)
     }
 
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {

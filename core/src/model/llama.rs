@@ -423,7 +423,7 @@ impl Model for Llama {
         self.device
     }
     fn describe(&self) -> String {
-        format!("llama:{}", self.path.display())
+        format!("llama:{} ({:?})", self.path.display(), self.kind)
     }
 
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
