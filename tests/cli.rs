@@ -102,6 +102,27 @@ fn run_writes_results_and_gates_set_the_exit_code() {
     let o = evalkit(&g);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("gate failed: arc_easy.acc"));
+    // The failure shows the score with its standard error and the rows that went wrong first;
+    // --max bounds a metric from above (perplexities).
+    assert!(
+        text(&o).contains("must be ≥ 1.01")
+            && text(&o).contains("row(s) on the wrong side")
+            && text(&o).contains("row 0: value"),
+        "{}",
+        text(&o)
+    );
+    let capped = tmp.path().join("capped");
+    let mut c = args.clone();
+    let n = c.len();
+    c[n - 1] = capped.to_str().expect("utf8");
+    c.extend(["--max", "arc_easy.acc=-1", "--min", "arc_easy.acc=0"]);
+    let o = evalkit(&c);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("must be ≤ -1") && !text(&o).contains("must be ≥ 0"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

@@ -38,7 +38,13 @@ pub enum Bound {
 }
 
 impl Bound {
-    fn holds(self, v: f64) -> bool {
+    /// Whether `v` is on the right side.
+    ///
+    /// ```
+    /// use evalkit_core::gate::Bound;
+    /// assert!(Bound::AtLeast(0.5).holds(0.5) && !Bound::AtMost(10.0).holds(12.0));
+    /// ```
+    pub fn holds(self, v: f64) -> bool {
         match self {
             Bound::AtLeast(min) => v >= min,
             Bound::AtMost(max) => v <= max,
@@ -133,6 +139,23 @@ impl Outcome {
             rows,
         })
     }
+}
+
+/// The first rows (at most five) of a `samples_<evaluation>.jsonl` whose own value of `metric`
+/// (its `metrics` field) misses `bound`, one line each, and how many miss it in all — what a
+/// gate over written results shows.
+pub fn wrong_rows(samples: &[serde_json::Value], metric: &str, bound: Bound) -> (usize, Vec<String>) {
+    let wrong: Vec<(&serde_json::Value, f64)> = samples
+        .iter()
+        .filter_map(|s| s["metrics"][metric].as_f64().map(|v| (s, v)))
+        .filter(|&(_, v)| !bound.holds(v))
+        .collect();
+    let lines = wrong
+        .iter()
+        .take(SHOWN_ROWS)
+        .map(|&(s, v)| describe_row(Some(s), 0, v))
+        .collect();
+    (wrong.len(), lines)
 }
 
 /// One line for a row: its dataset index, its value, and what the model answered (for a

@@ -175,6 +175,9 @@ pub struct RunArgs {
     /// Fail (exit 1) unless a metric reaches a value: `task.metric=value`, repeatable.
     #[arg(long = "min", value_name = "TASK.METRIC=VALUE")]
     pub gates: Vec<String>,
+    /// Fail (exit 1) unless a metric stays at or below a value (perplexities), repeatable.
+    #[arg(long = "max", value_name = "TASK.METRIC=VALUE")]
+    pub max_gates: Vec<String>,
 }
 
 /// `evalkit demo`.

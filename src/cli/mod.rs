@@ -112,19 +112,9 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
     }
     let mut gate_failed = false;
     for gate in &s.gates {
-        let v = doc["results"][&gate.task][&gate.metric]
-            .as_f64()
-            .or_else(|| doc["groups"][&gate.task][&gate.metric].as_f64());
-        match v {
-            Some(v) if v >= gate.min => {}
-            Some(v) => {
-                eprintln!("gate failed: {}.{} = {v:.4} < {}", gate.task, gate.metric, gate.min);
-                gate_failed = true;
-            }
-            None => {
-                eprintln!("gate failed: {}.{} was not reported", gate.task, gate.metric);
-                gate_failed = true;
-            }
+        if let Some(why) = gate_failure(gate, &doc, &s.output) {
+            eprintln!("{why}");
+            gate_failed = true;
         }
     }
     Ok(if failed {
@@ -245,4 +235,34 @@ fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `gate` fails on the results `doc` written to `dir` (with the first rows that missed it,
+/// read from the samples file), or `None` when it holds.
+fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String> {
+    let entry = doc["results"].get(&gate.task).or_else(|| doc["groups"].get(&gate.task));
+    let Some((e, v)) = entry.and_then(|e| e[&gate.metric].as_f64().map(|v| (e, v))) else {
+        return Some(format!("gate failed: {}.{} was not reported", gate.task, gate.metric));
+    };
+    if gate.bound.holds(v) {
+        return None;
+    }
+    let se = e[format!("{}_stderr", gate.metric)]
+        .as_f64()
+        .map_or_else(String::new, |se| format!(" ± {se:.4}"));
+    let mut msg = format!(
+        "gate failed: {}.{} = {v:.4}{se} (n = {}) must be {}",
+        gate.task, gate.metric, e["n"], gate.bound
+    );
+    let samples: Vec<Value> = std::fs::read_to_string(dir.join(format!("samples_{}.jsonl", gate.task)))
+        .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .unwrap_or_default();
+    let (n, rows) = evalkit::core::gate::wrong_rows(&samples, &gate.metric, gate.bound);
+    if n > 0 {
+        msg.push_str(&format!("\n{n} row(s) on the wrong side; the first:"));
+        for r in rows {
+            msg.push_str(&format!("\n  {r}"));
+        }
+    }
+    Some(msg)
 }

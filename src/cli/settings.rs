@@ -3,6 +3,7 @@
 
 use super::args::{DtypeArg, ModelArgs, RunArgs};
 use anyhow::{bail, Context, Result};
+use evalkit::core::gate::Bound;
 use evalkit::core::kinds::{RunOptions, Subset};
 use evalkit::core::model::torchscript::{TorchScriptModel, TorchScriptOptions};
 use evalkit::core::request::Sampling;
@@ -64,12 +65,31 @@ fn file_name(p: &Path) -> String {
         .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
 }
 
-/// A score gate: `task.metric >= value`.
+/// A score gate: `task.metric` must be ≥ (`--min`) or ≤ (`--max`) a value.
 #[derive(Debug, Clone)]
 pub struct Gate {
     pub task: String,
     pub metric: String,
-    pub min: f64,
+    pub bound: Bound,
+}
+
+impl Gate {
+    /// Parses `TASK.METRIC=VALUE` of `--min` (`at_least`) or `--max`.
+    fn parse(g: &str, at_least: bool) -> Result<Gate> {
+        let flag = if at_least { "--min" } else { "--max" };
+        let (lhs, v) = g
+            .split_once('=')
+            .with_context(|| format!("{flag} {g}: expected TASK.METRIC=VALUE"))?;
+        let (task, metric) = lhs
+            .split_once('.')
+            .with_context(|| format!("{flag} {g}: expected TASK.METRIC=VALUE"))?;
+        let v: f64 = v.parse().with_context(|| format!("{flag} {g}: {v} is not a number"))?;
+        Ok(Gate {
+            task: task.into(),
+            metric: metric.into(),
+            bound: if at_least { Bound::AtLeast(v) } else { Bound::AtMost(v) },
+        })
+    }
 }
 
 /// Everything `run` needs besides the model.
@@ -117,19 +137,8 @@ pub fn run_settings(a: &RunArgs, model_name: &str) -> Result<RunSettings> {
     let gates = a
         .gates
         .iter()
-        .map(|g| {
-            let (lhs, v) = g
-                .split_once('=')
-                .with_context(|| format!("--min {g}: expected TASK.METRIC=VALUE"))?;
-            let (task, metric) = lhs
-                .split_once('.')
-                .with_context(|| format!("--min {g}: expected TASK.METRIC=VALUE"))?;
-            Ok(Gate {
-                task: task.into(),
-                metric: metric.into(),
-                min: v.parse().with_context(|| format!("--min {g}: {v} is not a number"))?,
-            })
-        })
+        .map(|g| Gate::parse(g, true))
+        .chain(a.max_gates.iter().map(|g| Gate::parse(g, false)))
         .collect::<Result<Vec<_>>>()?;
     let output = a
         .output
