@@ -170,3 +170,106 @@ fn errors_exit_2_and_name_the_problem() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("cuda:7"), "{}", text(&o));
 }
+
+#[test]
+fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
+    let tmp = crate::tempdir!("cli-compare");
+    let data = data_dir();
+    let run = |model: &str, out: &std::path::Path| {
+        let m = model_dir(model);
+        let o = evalkit(&[
+            "run",
+            "-q",
+            "--device",
+            "cpu",
+            "--tasks",
+            "arc_easy,wikitext",
+            "--limit",
+            "40",
+            "--model",
+            m.to_str().expect("utf8"),
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--output",
+            out.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run("stories260K-hf", &a);
+    run("tiny-gpt2-random", &b);
+    let o = evalkit(&[
+        "compare",
+        "--format",
+        "json",
+        a.to_str().expect("utf8"),
+        b.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("json");
+    let acc = lines
+        .iter()
+        .find(|l| l["task"] == "arc_easy" && l["metric"] == "acc")
+        .expect("arc_easy acc");
+    // Discordant pairs counted by hand from the two samples files.
+    let per_row = |dir: &std::path::Path| -> Vec<f64> {
+        std::fs::read_to_string(dir.join("samples_arc_easy.jsonl"))
+            .expect("samples")
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("row")["metrics"]["acc"]
+                    .as_f64()
+                    .expect("acc")
+            })
+            .collect()
+    };
+    let (pa, pb) = (per_row(&a), per_row(&b));
+    let only_a = pa.iter().zip(&pb).filter(|&(&x, &y)| x == 1.0 && y == 0.0).count();
+    let only_b = pa.iter().zip(&pb).filter(|&(&x, &y)| x == 0.0 && y == 1.0).count();
+    let d = &acc["paired"];
+    assert_eq!(d["discordant"], serde_json::json!([only_a, only_b]));
+    // McNemar's exact p by direct summation: 2 · Σ_{j ≤ min} C(m, j) / 2^m, capped at 1.
+    let m = (only_a + only_b) as u32;
+    let choose = |n: u32, k: u32| (0..k).fold(1u128, |c, j| c * u128::from(n - j) / u128::from(j + 1));
+    let tail: u128 = (0..=only_a.min(only_b) as u32).map(|j| choose(m, j)).sum();
+    let want = (2.0 * tail as f64 / 2f64.powi(m as i32)).min(1.0);
+    assert!(
+        (d["mcnemar_p"].as_f64().expect("p") - want).abs() < 1e-12,
+        "{d} vs {want}"
+    );
+    // The interval brackets the difference of the means, from the stated resamples.
+    let diff = pb.iter().sum::<f64>() / 40.0 - pa.iter().sum::<f64>() / 40.0;
+    assert!((acc["diff"].as_f64().expect("diff") - diff).abs() < 1e-12);
+    let (lo, hi) = (d["lo"].as_f64().expect("lo"), d["hi"].as_f64().expect("hi"));
+    assert!(lo <= diff && diff <= hi && lo < hi, "[{lo}, {hi}] around {diff}");
+    assert_eq!((d["resamples"].as_u64(), d["n"].as_u64()), (Some(10_000), Some(40)));
+    assert_eq!(acc["significant"], serde_json::json!(lo > 0.0 || hi < 0.0));
+    // Corpus metrics have no per-row values: no interval.
+    let wpp = lines
+        .iter()
+        .find(|l| l["metric"] == "word_perplexity")
+        .expect("wikitext");
+    assert!(wpp["paired"].is_null());
+
+    // A run that asked a different question on a shared row is refused.
+    let c = tmp.path().join("c");
+    run("stories260K-hf", &c);
+    let path = c.join("samples_arc_easy.jsonl");
+    let changed = std::fs::read_to_string(&path)
+        .expect("samples")
+        .replacen("Question: ", "Question: Really, ", 1);
+    std::fs::write(&path, changed).expect("write");
+    let results = std::fs::read_to_string(c.join("results.json")).expect("results");
+    let fp = serde_json::from_str::<serde_json::Value>(&results).expect("json")["results"]["arc_easy"]["fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_string();
+    std::fs::write(c.join("results.json"), results.replace(&fp, "0123456789abcdef")).expect("write");
+    let o = evalkit(&["compare", a.to_str().expect("utf8"), c.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("asked different questions") && text(&o).contains("row 0"),
+        "{}",
+        text(&o)
+    );
+}

@@ -65,6 +65,7 @@ pub mod evaluator;
 pub mod journal;
 pub mod kinds;
 pub mod metrics;
+pub mod paired;
 pub mod request;
 pub mod schedule;
 

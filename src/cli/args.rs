@@ -82,7 +82,8 @@ pub enum Command {
         /// Output directory (or its results.json).
         path: PathBuf,
     },
-    /// Compare the results of two output directories metric by metric.
+    /// Compare two runs row by row: differences with paired bootstrap intervals and McNemar's
+    /// exact test (refused when the runs asked different questions).
     Compare {
         /// Baseline output directory.
         a: PathBuf,

@@ -3,13 +3,14 @@
 //! reported and the others still run; the exit status then is 2).
 
 mod args;
+mod compare;
 mod settings;
 mod table;
 
 use anyhow::{Context, Result};
 use args::{Cli, Command, Format};
 use clap::Parser;
-use evalkit::core::evaluator::{Evaluator, RECORD_KEYS};
+use evalkit::core::evaluator::Evaluator;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -128,34 +129,7 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
 
 fn compare(a: &Path, b: &Path, format: Format) -> Result<ExitCode> {
     let (ra, rb) = (read_results(a)?, read_results(b)?);
-    let mut rows: Vec<[String; 5]> = vec![];
-    let mut json = vec![];
-    if let Some(map) = ra["results"].as_object() {
-        for (task, m) in map {
-            let Some(obj) = m.as_object() else { continue };
-            for (k, v) in obj {
-                let (Some(x), Some(y)) = (v.as_f64(), rb["results"][task][k].as_f64()) else {
-                    continue;
-                };
-                if k.ends_with("_stderr") || RECORD_KEYS.contains(&k.as_str()) {
-                    continue;
-                }
-                json.push(serde_json::json!({"task": task, "metric": k, "a": x, "b": y, "diff": y - x}));
-                rows.push([
-                    task.clone(),
-                    k.clone(),
-                    format!("{x:.4}"),
-                    format!("{y:.4}"),
-                    format!("{:+.4}", y - x),
-                ]);
-            }
-        }
-    }
-    if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&json)?);
-    } else {
-        table::print_table(&["task", "metric", "a", "b", "b - a"], &rows);
-    }
+    compare::compare(a, b, &ra, &rb, format)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,161 @@
+//! `evalkit compare A B`: two runs paired row by row on the rows both evaluated. Per metric:
+//! the means, the difference, a seeded 95% paired bootstrap interval and, for 0/1 metrics,
+//! McNemar's exact p-value; a difference whose interval excludes zero is marked `*`. Corpus
+//! metrics (perplexities) have no per-row values and show the difference of the aggregates
+//! only. Runs whose rows differ (a row's inputs are not the same text) are refused.
+
+use super::args::Format;
+use super::table;
+use anyhow::{bail, Context, Result};
+use evalkit::core::evaluator::RECORD_KEYS;
+use evalkit::core::paired::{compare as paired, PairedDiff};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Bootstrap resamples and their seed (reported with every interval).
+const RESAMPLES: usize = 10_000;
+const SEED: u64 = 1234;
+
+/// The fields of a sample record that are its inputs (what was asked), by kind.
+const INPUT_FIELDS: &[&str] = &["contexts", "continuations", "answer", "prompt", "target", "text"];
+
+/// Reads `samples_<task>.jsonl` of a run into index → record.
+fn samples(dir: &Path, task: &str) -> Result<BTreeMap<u64, Value>> {
+    let path = dir.join(format!("samples_{task}.jsonl"));
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let v: Value = serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))?;
+            let index = v["index"]
+                .as_u64()
+                .with_context(|| format!("{}:{}: no `index`", path.display(), i + 1))?;
+            Ok((index, v))
+        })
+        .collect()
+}
+
+/// The run directory of a results path (a directory or its results.json).
+fn run_dir(p: &Path) -> &Path {
+    if p.is_dir() {
+        p
+    } else {
+        p.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// One output row: task, metric, and either a paired comparison or the aggregates alone.
+struct Line {
+    task: String,
+    metric: String,
+    a: f64,
+    b: f64,
+    paired: Option<PairedDiff>,
+}
+
+/// Compares two runs (see the module docs).
+pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Result<()> {
+    let mut lines = vec![];
+    let Some(tasks) = ra["results"].as_object() else {
+        bail!("{}: no results", a.display());
+    };
+    for (task, ma) in tasks {
+        let mb = &rb["results"][task];
+        if !mb.is_object() {
+            continue;
+        }
+        let (sa, sb) = (samples(run_dir(a), task)?, samples(run_dir(b), task)?);
+        let common: Vec<u64> = sa.keys().filter(|k| sb.contains_key(k)).copied().collect();
+        if ma["fingerprint"] != mb["fingerprint"] {
+            // Different subsets may still share rows; those must have been asked the same.
+            for k in &common {
+                for f in INPUT_FIELDS {
+                    if sa[k].get(*f) != sb[k].get(*f) {
+                        bail!(
+                            "{task}: the runs asked different questions (fingerprints {} and {}; row {k}'s `{f}` differs), so they cannot be paired",
+                            ma["fingerprint"],
+                            mb["fingerprint"]
+                        );
+                    }
+                }
+            }
+        }
+        let Some(obj) = ma.as_object() else { continue };
+        for (metric, va) in obj {
+            if metric.ends_with("_stderr") || RECORD_KEYS.contains(&metric.as_str()) {
+                continue;
+            }
+            let (Some(x), Some(y)) = (va.as_f64(), mb[metric].as_f64()) else {
+                continue;
+            };
+            let per_row = |s: &BTreeMap<u64, Value>| -> Option<Vec<f64>> {
+                common.iter().map(|k| s[k]["metrics"][metric].as_f64()).collect()
+            };
+            // Only means have per-row values; corpus metrics (stderr null) are ratios of sums.
+            let is_mean = ma[format!("{metric}_stderr")].is_number() || mb[format!("{metric}_stderr")].is_number();
+            let paired = match (is_mean, per_row(&sa), per_row(&sb)) {
+                (true, Some(pa), Some(pb)) => paired(&pa, &pb, RESAMPLES, SEED),
+                _ => None,
+            };
+            lines.push(Line {
+                task: task.clone(),
+                metric: metric.clone(),
+                a: paired.as_ref().map_or(x, |p| p.a),
+                b: paired.as_ref().map_or(y, |p| p.b),
+                paired,
+            });
+        }
+    }
+    if format == Format::Json {
+        let out: Vec<Value> = lines
+            .iter()
+            .map(|l| {
+                json!({"task": l.task, "metric": l.metric, "a": l.a, "b": l.b, "diff": l.b - l.a,
+                       "paired": l.paired, "significant": l.paired.as_ref().map(PairedDiff::significant)})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let rows: Vec<[String; 8]> = lines
+        .iter()
+        .map(|l| {
+            let (ci, p, n, mark) = match &l.paired {
+                Some(d) => (
+                    format!("[{:+.4}, {:+.4}]", d.lo, d.hi),
+                    d.mcnemar_p.map_or_else(String::new, |p| format!("{p:.4}")),
+                    d.n.to_string(),
+                    if d.significant() { "*" } else { "" },
+                ),
+                None => (String::new(), String::new(), String::new(), ""),
+            };
+            [
+                l.task.clone(),
+                l.metric.clone(),
+                format!("{:.4}", l.a),
+                format!("{:.4}", l.b),
+                format!("{:+.4}{mark}", l.b - l.a),
+                ci,
+                p,
+                n,
+            ]
+        })
+        .collect();
+    table::print_table(
+        &[
+            "task",
+            "metric",
+            "a",
+            "b",
+            "b - a",
+            "95% CI (paired bootstrap)",
+            "McNemar p",
+            "rows",
+        ],
+        &rows,
+    );
+    println!("{RESAMPLES} bootstrap resamples, seed {SEED}; * marks an interval that excludes 0");
+    Ok(())
+}
