@@ -173,3 +173,73 @@ fn hub_errors_name_what_is_missing_or_malformed() {
     .expect("local piqa");
     assert_eq!(piqa.evaluations[0].len(), 1838);
 }
+
+/// Lays out `models--<org>--<name>` in a hub cache: `refs/<rev>` naming a commit whose snapshot
+/// holds the files of a shared checkpoint (the cache's real layout: blobs linked from snapshots).
+fn lay_out_model(cache: &Path, id: &str, rev: &str, commit: &str, checkpoint: &Path) {
+    let repo = cache.join(format!("models--{}", id.replace('/', "--")));
+    std::fs::create_dir_all(repo.join("refs")).expect("refs");
+    std::fs::write(repo.join("refs").join(rev), commit).expect("ref");
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).expect("snapshot");
+    std::fs::create_dir_all(repo.join("blobs")).expect("blobs");
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "model.safetensors",
+    ] {
+        let blob = repo.join("blobs").join(format!("{f}.blob"));
+        std::fs::copy(checkpoint.join(f), &blob).expect("copy");
+        std::os::unix::fs::symlink(&blob, snap.join(f)).expect("link");
+    }
+}
+
+#[test]
+fn models_by_hub_id_resolve_through_the_cache_offline() {
+    let tmp = crate::tempdir!("hub-model");
+    let cache = tmp.path().join("hub");
+    let checkpoint = crate::util::model_dir("stories260K-hf");
+    lay_out_model(
+        &cache,
+        "evalkit-test/stories260K",
+        "main",
+        "0123456789abcdef0123456789abcdef01234567",
+        &checkpoint,
+    );
+    let run = |model: &str, out: &Path, offline: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_evalkit"));
+        c.args([
+            "run", "-q", "--device", "cpu", "--tasks", "arc_easy", "--limit", "5", "--model", model,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir())
+        .arg("--output")
+        .arg(out)
+        .env("HF_HUB_CACHE", &cache)
+        .env_remove("HF_HUB_OFFLINE");
+        if offline {
+            c.arg("--offline");
+        }
+        c.output().expect("runs")
+    };
+    let (by_id, by_dir) = (tmp.path().join("by-id"), tmp.path().join("by-dir"));
+    let o = run("evalkit-test/stories260K@main", &by_id, true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(checkpoint.to_str().expect("utf8"), &by_dir, true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The same checkpoint by id and by directory: the same samples.
+    assert_eq!(
+        std::fs::read(by_id.join("samples_arc_easy.jsonl")).expect("samples"),
+        std::fs::read(by_dir.join("samples_arc_easy.jsonl")).expect("samples")
+    );
+    // A revision the cache does not hold, offline: an error naming the file and the cache path.
+    let o = run("evalkit-test/stories260K@v2", &tmp.path().join("missing"), true);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("config.json of model evalkit-test/stories260K at revision v2") && err.contains("offline"),
+        "{err}"
+    );
+}

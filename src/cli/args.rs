@@ -98,7 +98,8 @@ pub enum Command {
 /// The model and how to run it.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json).
+    /// Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json), or a hub
+    /// model `org/name[@revision]` read through the hub cache (downloaded unless --offline).
     #[arg(long, required_unless_present = "torchscript")]
     pub model: Option<PathBuf>,
     /// A TorchScript module instead (needs --tokenizer and --max-len).
@@ -151,8 +152,7 @@ pub struct RunArgs {
     /// downloading what is missing.
     #[arg(long)]
     pub hub: bool,
-    /// With --hub: use the cache only, never the network (no effect without --hub, so an
-    /// exported HF_HUB_OFFLINE does not get in the way of other runs).
+    /// Use the hub cache only, never the network (datasets with --hub, models given by hub id).
     #[arg(long, env = "HF_HUB_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
     /// Output directory (default: evalkit-results/<model name>).

@@ -69,7 +69,11 @@ fn list(format: Format) -> Result<ExitCode> {
 }
 
 fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
-    let opened = settings::open_model(&a.model)?;
+    let hub = evalkit::suites::hub::HubOptions {
+        offline: a.offline || evalkit::suites::hub::HubOptions::default().offline,
+        ..Default::default()
+    };
+    let opened = settings::open_model(&a.model, &hub)?;
     let s = settings::run_settings(a, &opened.name)?;
     let mut ev = Evaluator::new(opened.model.as_ref(), &opened.tokenizer);
     ev.options = s.options.clone();

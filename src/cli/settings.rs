@@ -17,8 +17,9 @@ pub struct OpenedModel {
     pub name: String,
 }
 
-/// Opens the model the arguments name.
-pub fn open_model(a: &ModelArgs) -> Result<OpenedModel> {
+/// Opens the model the arguments name: a checkpoint directory, a hub model id
+/// (`org/name[@revision]`, through the hub cache), or a TorchScript module.
+pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Result<OpenedModel> {
     let device: DeviceSpec = a.device.parse()?;
     let dtype = match a.dtype {
         DtypeArg::F32 => Dtype::F32,
@@ -44,6 +45,15 @@ pub fn open_model(a: &ModelArgs) -> Result<OpenedModel> {
         });
     }
     let dir = a.model.as_ref().context("give --model or --torchscript")?;
+    if !dir.exists() {
+        if let Some((id, rev)) = dir.to_str().and_then(evalkit::suites::hub::parse_model_id) {
+            let snapshot = evalkit::suites::hub::model_snapshot(&id, &rev, hub)
+                .with_context(|| format!("resolving hub model {id}@{rev}"))?;
+            let mut opened = open_checkpoint(&snapshot, device, dtype)?;
+            opened.name = id.replace('/', "--");
+            return Ok(opened);
+        }
+    }
     open_checkpoint(dir, device, dtype)
 }
 

@@ -1,8 +1,9 @@
-//! Loading benchmark rows from the Hugging Face Hub: the parquet files of a dataset revision,
-//! found in (or downloaded into) the standard hub cache layout
-//! (`<cache>/datasets--<org>--<name>/{refs/<revision>, snapshots/<commit>/<file>}`), with an
-//! offline mode that reads the cache only. Rows come back as JSON objects for the suites' serde
-//! structs, so a loader reads the hub exactly as it reads local files.
+//! The Hugging Face Hub: benchmark rows (the parquet files of a dataset revision) and model
+//! checkpoints (`org/name[@revision]`), found in (or downloaded into) the standard hub cache
+//! layout (`<cache>/{datasets,models}--<org>--<name>/{refs/<revision>, snapshots/<commit>/<file>}`),
+//! with an offline mode that reads the cache only. Rows come back as JSON objects for the
+//! suites' serde structs, so a loader reads the hub exactly as it reads local files; a model
+//! comes back as its snapshot directory, which loads like any checkpoint directory.
 
 use crate::data::malformed;
 use crate::error::{Error, Result};
@@ -50,6 +51,12 @@ impl Default for HubOptions {
 /// The local path of one file of `src`: from the cache, else downloaded unless offline.
 pub fn fetch(src: &HubSource, file: &str, opts: &HubOptions) -> Result<PathBuf> {
     let repo = Repo::with_revision(src.repo.clone(), RepoType::Dataset, src.revision.clone());
+    fetch_file(&repo, &src.repo, "dataset", file, opts)
+}
+
+/// One file of a hub repository (dataset or model): the cached copy, else a download unless
+/// offline; errors name the path the cache would hold it at.
+fn fetch_file(repo: &Repo, id: &str, what: &str, file: &str, opts: &HubOptions) -> Result<PathBuf> {
     if let Some(p) = Cache::new(opts.cache_dir.clone()).repo(repo.clone()).get(file) {
         return Ok(p);
     }
@@ -59,17 +66,18 @@ pub fn fetch(src: &HubSource, file: &str, opts: &HubOptions) -> Result<PathBuf> 
         .join("snapshots")
         .join("<commit>")
         .join(file);
+    let page = match what {
+        "dataset" => format!("https://huggingface.co/datasets/{id}"),
+        _ => format!("https://huggingface.co/{id}"),
+    };
     if opts.offline {
         return Err(Error::MissingFile {
             path: expected,
             what: format!(
-                "{file} of dataset {} at revision {} (offline: the hub cache has no copy)",
-                src.repo, src.revision
+                "{file} of {what} {id} at revision {} (offline: the hub cache has no copy)",
+                repo.revision()
             ),
-            source_hint: format!(
-                "https://huggingface.co/datasets/{} (run once online, or unset HF_HUB_OFFLINE)",
-                src.repo
-            ),
+            source_hint: format!("{page} (run once online, or unset HF_HUB_OFFLINE)"),
         });
     }
     let api = hf_hub::api::sync::ApiBuilder::new()
@@ -77,14 +85,68 @@ pub fn fetch(src: &HubSource, file: &str, opts: &HubOptions) -> Result<PathBuf> 
         .with_progress(false)
         .build()
         .map_err(|e| Error::Setting {
-            task: src.repo.clone(),
+            task: id.into(),
             message: format!("cannot reach the hub: {e}"),
         })?;
-    api.repo(repo).get(file).map_err(|e| Error::MissingFile {
+    api.repo(repo.clone()).get(file).map_err(|e| Error::MissingFile {
         path: expected,
-        what: format!("{file} of dataset {} at revision {} ({e})", src.repo, src.revision),
-        source_hint: format!("https://huggingface.co/datasets/{}", src.repo),
+        what: format!("{file} of {what} {id} at revision {} ({e})", repo.revision()),
+        source_hint: page,
     })
+}
+
+/// `org/name[@revision]` → (`org/name`, revision, `main` by default), when `s` has that shape
+/// (one `/`, names of letters, digits, `-`, `_`, `.`).
+///
+/// ```
+/// use evalkit_suites::hub::parse_model_id;
+/// assert_eq!(parse_model_id("Qwen/Qwen2-0.5B@v1"), Some(("Qwen/Qwen2-0.5B".into(), "v1".into())));
+/// assert_eq!(parse_model_id("org/name"), Some(("org/name".into(), "main".into())));
+/// assert_eq!(parse_model_id("./checkpoints/run"), None);
+/// ```
+pub fn parse_model_id(s: &str) -> Option<(String, String)> {
+    let (id, rev) = s.split_once('@').unwrap_or((s, "main"));
+    let (org, name) = id.split_once('/')?;
+    let ok = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    (ok(org) && ok(name) && !rev.is_empty()).then(|| (id.to_string(), rev.to_string()))
+}
+
+/// The checkpoint directory of hub model `id` at `revision`: its snapshot in the cache, holding
+/// `config.json`, `tokenizer.json`, the optional `tokenizer_config.json` and
+/// `generation_config.json`, and `model.safetensors` or `model.safetensors.index.json` with
+/// every shard it names — downloaded first where missing, unless offline.
+pub fn model_snapshot(id: &str, revision: &str, opts: &HubOptions) -> Result<PathBuf> {
+    let repo = Repo::with_revision(id.to_string(), RepoType::Model, revision.to_string());
+    let get = |file: &str| fetch_file(&repo, id, "model", file, opts);
+    let config = get("config.json")?;
+    get("tokenizer.json")?;
+    for optional in ["tokenizer_config.json", "generation_config.json"] {
+        // Absent from some repositories; a checkpoint loads without them.
+        let _ = get(optional);
+    }
+    if get("model.safetensors").is_err() {
+        let index = get("model.safetensors.index.json")?;
+        let text = std::fs::read_to_string(&index).map_err(|e| evalkit_core::Error::io("reading", &index, e))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| malformed(&index, 0, "weight_map", e.to_string()))?;
+        let mut shards: Vec<&str> = v["weight_map"]
+            .as_object()
+            .ok_or_else(|| malformed(&index, 0, "weight_map", "missing or not an object"))?
+            .values()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            get(shard)?;
+        }
+    }
+    Ok(config.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
 /// Every row of a parquet file as a JSON object.
