@@ -13,7 +13,7 @@
 //! #     metrics: [("acc".to_string(), evalkit_core::metrics::mean_metric(&acc))].into(),
 //! #     per_sample,
 //! #     samples: (0..3).map(|i| json!({"index": i, "continuations": [" yes", " no"], "answer": 0,
-//! #         "prediction": if i == 1 { 1 } else { 0 }})).collect(),
+//! #         "prediction": if i == 1 { 1 } else { 0 }, "metrics": {"acc": acc[i]}})).collect(),
 //! #     intermediates: None, notes: Default::default(), stats: Default::default(),
 //! #     fingerprint: 0, wall_seconds: 0.0,
 //! # };
@@ -104,7 +104,8 @@ fn fmt_metric(m: &Metric) -> String {
 
 impl Outcome {
     /// Checks that `metric` is within `bound`; returns the score when it is. The error lists
-    /// the first rows whose own value of the metric is on the wrong side of the bound.
+    /// the first rows whose own value of the metric (as their sample record holds it: a
+    /// generation row's mean over its samples) is on the wrong side of the bound.
     pub fn require(&self, metric: &str, bound: Bound) -> Result<Metric, GateError> {
         let Some(&score) = self.metrics.get(metric) else {
             return Err(GateError::Unknown {
@@ -116,19 +117,13 @@ impl Outcome {
         if bound.holds(score.value) {
             return Ok(score);
         }
+        let (wrong, lines) = wrong_rows(&self.samples, metric, bound);
         let mut rows = String::new();
-        if let Some(values) = self.per_sample.get(metric) {
-            let wrong: Vec<usize> = (0..values.len()).filter(|&i| !bound.holds(values[i])).collect();
-            if !wrong.is_empty() {
-                let _ = write!(rows, "\n{} row(s) on the wrong side; the first:", wrong.len());
-            }
-            // Per-sample values and records share one order; a generation row holds one value
-            // per generated sample (the driver checks every row reports every metric alike).
-            let per_record = (values.len() / self.samples.len().max(1)).max(1);
-            for &i in wrong.iter().take(SHOWN_ROWS) {
-                let sample = self.samples.get(i / per_record);
-                let _ = write!(rows, "\n  {}", describe_row(sample, i % per_record, values[i]));
-            }
+        if wrong > 0 {
+            let _ = write!(rows, "\n{wrong} row(s) on the wrong side; the first:");
+        }
+        for line in lines {
+            let _ = write!(rows, "\n  {line}");
         }
         Err(GateError::Missed {
             evaluation: self.name.clone(),
@@ -153,17 +148,14 @@ pub fn wrong_rows(samples: &[serde_json::Value], metric: &str, bound: Bound) -> 
     let lines = wrong
         .iter()
         .take(SHOWN_ROWS)
-        .map(|&(s, v)| describe_row(Some(s), 0, v))
+        .map(|&(s, v)| describe_row(s, v))
         .collect();
     (wrong.len(), lines)
 }
 
 /// One line for a row: its dataset index, its value, and what the model answered (for a
-/// generation row, its `generation`-th sample).
-fn describe_row(sample: Option<&serde_json::Value>, generation: usize, value: f64) -> String {
-    let Some(s) = sample else {
-        return format!("value {value:.4}");
-    };
+/// generation row, its first sample).
+fn describe_row(s: &serde_json::Value, value: f64) -> String {
     let index = s["index"].as_u64().map_or("?".into(), |i| i.to_string());
     let short = |v: &serde_json::Value| {
         let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
@@ -192,7 +184,7 @@ fn describe_row(sample: Option<&serde_json::Value>, generation: usize, value: f6
             pick(&s["answer"]).unwrap_or_default()
         )
     } else if let Some(g) = s.get("generations") {
-        format!("generated {}, target {}", short(&g[generation]), short(&s["target"]))
+        format!("generated {}, target {}", short(&g[0]), short(&s["target"]))
     } else if let Some(t) = s.get("text") {
         format!("text {}", short(t))
     } else {

@@ -1,7 +1,7 @@
 //! The resume journal: one JSON-lines file per evaluation recording each finished chunk's
-//! results and cost (tokens, seconds), so a killed run loses no finished work. The first line holds a fingerprint of
-//! everything the results depend on (model, requests, batching); a journal whose fingerprint
-//! differs is discarded. Each chunk is appended and synced before the run moves on; a torn last
+//! results and cost (tokens, seconds), so a killed run loses no finished work. The first line
+//! holds a fingerprint of everything the results depend on (model, requests, batching); a
+//! journal whose fingerprint differs is discarded. Each chunk is appended and synced before the run moves on; a torn last
 //! line (a kill mid-write) is ignored and that chunk recomputed.
 
 use crate::error::{Error, Result};
