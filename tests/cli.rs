@@ -4,14 +4,16 @@
 use crate::util::{data_dir, model_dir};
 use std::process::{Command, Output};
 
-fn evalkit(args: &[&str]) -> Output {
+/// Runs the `evalkit` binary with `args`.
+pub fn evalkit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_evalkit"))
         .args(args)
         .output()
         .expect("runs")
 }
 
-fn text(o: &Output) -> String {
+/// Its stdout and stderr together.
+pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -85,7 +87,7 @@ fn run_writes_results_and_gates_set_the_exit_code() {
     assert!(doc["versions"]["libtorch"].is_string());
     let shown = evalkit(&["show", out.to_str().expect("utf8")]);
     assert!(text(&shown).contains("synthetic_brackets"));
-    let report = text(&evalkit(&["report", out.to_str().expect("utf8")]));
+    let report = text(&evalkit(&["report", "--format", "md", out.to_str().expect("utf8")]));
     assert!(
         report.starts_with("## evalkit results") && report.contains("| arc_easy | acc | "),
         "{report}"

@@ -26,3 +26,6 @@ mod hub;
 
 // The command-line tool.
 mod cli;
+
+// `evalkit report`: the HTML page in headless Chromium, its charts, its numbers.
+mod report;

@@ -45,7 +45,7 @@ pub struct Evaluator<'a> {
     groups: Vec<Group>,
     /// How every evaluation runs.
     pub options: RunOptions,
-    /// Show a progress bar per evaluation (on a terminal).
+    /// Show a progress bar per evaluation (on a terminal): rows done, rows/s, tokens/s, ETA.
     pub progress: bool,
     /// Extra configuration recorded in results.json (e.g. the training step, the model path).
     pub config: Map<String, Value>,
@@ -95,20 +95,7 @@ impl<'a> Evaluator<'a> {
         self.tokenizer.check_fits(self.model.vocab_size())?;
         let mut out = vec![];
         for e in &self.evaluations {
-            let bar = if self.progress {
-                let b = indicatif::ProgressBar::new(0);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg:>24} [{bar:30}] {pos}/{len} chunks {elapsed_precise}",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
-                );
-                b.set_message(e.name().to_string());
-                Some(b)
-            } else {
-                None
-            };
+            let bar = self.progress.then(|| crate::Progress::new(e.name()));
             let env = Env {
                 model: self.model,
                 tokenizer: self.tokenizer,

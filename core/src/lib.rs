@@ -66,11 +66,13 @@ pub mod journal;
 pub mod kinds;
 pub mod metrics;
 pub mod paired;
+pub mod progress;
 pub mod request;
 pub mod schedule;
 
 pub use evaluator::Evaluator;
 pub use kinds::{Evaluation, Outcome, RunOptions, TaskKind};
+pub use progress::Progress;
 pub mod benchmark;
 pub mod builtins;
 pub mod fewshot;

@@ -137,7 +137,7 @@ pub struct Executor<'a> {
     /// Where finished chunks are recorded (none: nothing is journaled).
     pub journal: Option<&'a mut Journal>,
     /// Progress display, advanced per chunk.
-    pub progress: Option<&'a indicatif::ProgressBar>,
+    pub progress: Option<&'a crate::Progress>,
     /// What was computed and what was resumed.
     pub stats: ExecStats,
 }
@@ -153,13 +153,14 @@ impl<'a> Executor<'a> {
     {
         let mut out: Vec<Option<R>> = vec![None; n];
         if let Some(p) = self.progress {
-            p.set_length(plan.chunks.len() as u64);
+            p.set_requests(n);
         }
         for (c, chunk) in plan.chunks.iter().enumerate() {
             let resumed: Option<crate::journal::Chunk<R>> = match self.journal.as_deref() {
                 Some(j) => j.get(c)?,
                 None => None,
             };
+            let mut computed_tokens = 0;
             let results = match resumed {
                 Some((r, work)) => {
                     self.stats.chunks_resumed += 1;
@@ -197,16 +198,17 @@ impl<'a> Executor<'a> {
                     }
                     self.stats.chunks_computed += 1;
                     self.stats.work += work;
+                    computed_tokens = work.tokens.forwarded;
                     results
                 }
             };
+            if let Some(p) = self.progress {
+                p.advance(results.len(), computed_tokens);
+            }
             for (i, r) in results {
                 if let Some(slot) = out.get_mut(i) {
                     *slot = Some(r);
                 }
-            }
-            if let Some(p) = self.progress {
-                p.inc(1);
             }
         }
         out.into_iter()

@@ -53,6 +53,10 @@ pub enum Format {
     Text,
     /// JSON.
     Json,
+    /// Markdown (`show`, `report`).
+    Md,
+    /// HTML (`report`; its default).
+    Html,
 }
 
 /// Where a model runs.
@@ -77,10 +81,18 @@ pub enum Command {
         /// Output directory (or its results.json).
         path: PathBuf,
     },
-    /// Write a Markdown report of an output directory's results (for a PR or a model card).
+    /// Write an HTML report of one or more runs (report.html with charts and sample tables,
+    /// PNG charts in charts/), or Markdown with `--format md` (for a PR or a model card).
     Report {
-        /// Output directory (or its results.json).
-        path: PathBuf,
+        /// Run output directories (or their results.json).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Where report.html and charts/ go (default: the run's directory when there is one).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Sample rows shown per task and run (the worst first).
+        #[arg(long, default_value_t = 200)]
+        rows: usize,
     },
     /// Compare two runs row by row: differences with paired bootstrap intervals and McNemar's
     /// exact test (refused when the runs asked different questions).
@@ -179,6 +191,10 @@ pub struct RunArgs {
     /// Fail (exit 1) unless a metric stays at or below a value (perplexities), repeatable.
     #[arg(long = "max", value_name = "TASK.METRIC=VALUE")]
     pub max_gates: Vec<String>,
+    /// The training step of the checkpoint, recorded as `config.step` (report plots such runs
+    /// against it).
+    #[arg(long)]
+    pub step: Option<u64>,
 }
 
 /// `evalkit demo`.

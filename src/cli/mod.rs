@@ -4,6 +4,7 @@
 
 mod args;
 mod compare;
+mod report;
 mod settings;
 mod table;
 
@@ -26,10 +27,7 @@ pub fn run() -> Result<ExitCode> {
             table::print_results(&read_results(&path)?, cli.global.format);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { path } => {
-            print!("{}", table::markdown_report(&read_results(&path)?));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Report { paths, output, rows } => write_report(&paths, output, rows, &cli.global),
         Command::Compare { a, b } => compare(&a, &b, cli.global.format),
         Command::Demo(d) => demo(&d, &cli.global),
     }
@@ -103,6 +101,9 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
         .insert("data_dir".into(), s.suite_options.data_dir.display().to_string().into());
     ev.config
         .insert("num_fewshot".into(), serde_json::json!(s.suite_options.num_fewshot));
+    if let Some(step) = a.step {
+        ev.at_step(step);
+    }
     let start = std::time::Instant::now();
     let doc = ev
         .run(&s.output)
@@ -129,6 +130,31 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn write_report(paths: &[PathBuf], output: Option<PathBuf>, rows: usize, g: &args::Global) -> Result<ExitCode> {
+    let runs = report::read_runs(paths)?;
+    match g.format {
+        Format::Md => print!("{}", report::markdown(&runs)),
+        Format::Json => anyhow::bail!("report writes HTML (the default) or Markdown (--format md), not JSON"),
+        Format::Text | Format::Html => {
+            let out = match (output, runs.as_slice()) {
+                (Some(o), _) => o,
+                (None, [one]) => one.dir.clone(),
+                (None, _) => anyhow::bail!("a report of several runs needs --output DIR"),
+            };
+            let written = report::write_html(&runs, &out, rows)?;
+            if !g.quiet {
+                eprintln!(
+                    "wrote {} and {} charts in {}",
+                    written.html.display(),
+                    written.pngs.len(),
+                    out.join("charts").display()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn compare(a: &Path, b: &Path, format: Format) -> Result<ExitCode> {

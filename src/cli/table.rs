@@ -1,16 +1,17 @@
-//! Printing results: an aligned text table or JSON.
+//! Printing results: an aligned text table, JSON or Markdown.
 
 use super::args::Format;
 use evalkit::core::evaluator::RECORD_KEYS;
 use serde_json::Value;
 
-/// Prints `results.json`'s results (and groups) as a table of task, metric, value, stderr.
+/// Prints `results.json`'s results (and groups) as a table of task, metric, value, stderr
+/// (JSON prints the document, Markdown the report).
 pub fn print_results(doc: &Value, format: Format) {
-    if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default());
-        return;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default()),
+        Format::Md => print!("{}", markdown_report(doc)),
+        Format::Text | Format::Html => print_table(&["task", "metric", "value", "stderr", "n"], &result_rows(doc)),
     }
-    print_table(&["task", "metric", "value", "stderr", "n"], &result_rows(doc));
 }
 
 /// A Markdown report: the model and settings, then one table row per task and metric.

@@ -94,6 +94,6 @@ pub struct Env<'a> {
     pub options: &'a RunOptions,
     /// Where chunk journals go (`None`: no journal, nothing resumes).
     pub journal_dir: Option<&'a Path>,
-    /// Progress bar to advance per chunk.
-    pub progress: Option<&'a indicatif::ProgressBar>,
+    /// Progress display to advance per chunk.
+    pub progress: Option<&'a crate::Progress>,
 }

@@ -189,6 +189,9 @@ impl<T, K: Kind<T>> Evaluation for Task<T, K> {
                 ),
             });
         }
+        if let Some(p) = env.progress {
+            p.set_rows(prep.rows.len());
+        }
         let mut kind = K::begin(name, env)?;
         let failed = |index: usize, f: RowFailure| match f {
             RowFailure::Row(e) => Error::Row {

@@ -1,0 +1,341 @@
+//! The report's charts, drawn once with plotters onto any backend: an SVG string for the page
+//! and a PNG file beside it, so both show the same picture.
+
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use std::path::{Path, PathBuf};
+
+/// The family name the charts ask for; [`register_font`] gives it a face.
+const FAMILY: &str = "sans-serif";
+const WIDTH: u32 = 960;
+
+/// One bar: a run's score on a task, with its standard error when it has one.
+#[derive(Debug, Clone)]
+pub struct Bar {
+    /// The task (a label on the vertical axis).
+    pub task: String,
+    /// Which run (its colour).
+    pub run: usize,
+    /// The score.
+    pub value: f64,
+    /// Standard error: the bar's 95% interval is ±1.96 of it.
+    pub stderr: Option<f64>,
+}
+
+/// One point of a score-against-step line.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// The training step.
+    pub step: f64,
+    /// The score.
+    pub value: f64,
+    /// Standard error.
+    pub stderr: Option<f64>,
+}
+
+/// A chart to draw.
+#[derive(Debug, Clone)]
+pub enum Chart {
+    /// Every task's score on one metric, one bar per run, with 95% intervals.
+    Bars {
+        /// The metric (the title).
+        metric: String,
+        /// Run labels (the legend), indexed by [`Bar::run`].
+        runs: Vec<String>,
+        /// The bars, grouped by task in order.
+        bars: Vec<Bar>,
+    },
+    /// One metric against the training step, one line per task.
+    Steps {
+        /// The metric (the title).
+        metric: String,
+        /// (task, its points in step order).
+        lines: Vec<(String, Vec<Point>)>,
+    },
+}
+
+/// Where one chart went: its inline SVG and the PNG file written beside the report.
+pub struct Drawn {
+    /// The chart as an SVG document, for the page.
+    pub svg: String,
+    /// The PNG file, relative to the report's folder.
+    pub png: PathBuf,
+}
+
+/// Gives the charts' font family a face: `$EVALKIT_FONT`, else the first of the usual system
+/// sans-serif fonts found. plotters measures every label with it, in the SVG too.
+pub fn register_font() -> anyhow::Result<()> {
+    const CANDIDATES: &[&str] = &[
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
+        "/System/Library/Fonts/Supplemental/Arial.ttf",
+        "/Library/Fonts/Arial.ttf",
+    ];
+    let explicit = std::env::var_os("EVALKIT_FONT").map(PathBuf::from);
+    let path = match &explicit {
+        Some(p) => p.clone(),
+        None => CANDIDATES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the report's charts need a TrueType font and none was found (looked for {}); \
+                     install one (Debian: fonts-dejavu-core) or set EVALKIT_FONT=path/to/font.ttf",
+                    CANDIDATES.join(", ")
+                )
+            })?,
+    };
+    let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading the font {}: {e}", path.display()))?;
+    // plotters keeps fonts for the life of the process; this runs once per report.
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font(FAMILY, FontStyle::Normal, bytes)
+        .map_err(|_| anyhow::anyhow!("{} is not a TrueType font plotters can read", path.display()))
+}
+
+impl Chart {
+    /// The chart's height in pixels (bars grow it; lines don't).
+    fn height(&self) -> u32 {
+        match self {
+            Chart::Bars { bars, runs, .. } => 90 + 22 * bars.len() as u32 + 18 * runs.len() as u32,
+            Chart::Steps { .. } => 420,
+        }
+    }
+
+    /// Draws the chart as SVG and as `dir/file.png`; returns the SVG and the PNG's path
+    /// relative to `dir`.
+    pub fn draw(&self, dir: &Path, file: &str) -> anyhow::Result<Drawn> {
+        let size = (WIDTH, self.height());
+        let mut svg = String::new();
+        self.draw_on(SVGBackend::with_string(&mut svg, size).into_drawing_area())?;
+        let png = PathBuf::from("charts").join(format!("{file}.png"));
+        let full = dir.join(&png);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let area = BitMapBackend::new(&full, size).into_drawing_area();
+        self.draw_on(area)?;
+        Ok(Drawn { svg, png })
+    }
+
+    fn draw_on<B: DrawingBackend>(&self, root: DrawingArea<B, plotters::coord::Shift>) -> anyhow::Result<()>
+    where
+        B::ErrorType: 'static,
+    {
+        root.fill(&WHITE).map_err(plot_error)?;
+        match self {
+            Chart::Bars { metric, runs, bars } => draw_bars(&root, metric, runs, bars)?,
+            Chart::Steps { metric, lines } => draw_steps(&root, metric, lines)?,
+        }
+        root.present().map_err(plot_error)
+    }
+}
+
+fn plot_error<E: std::error::Error + Send + Sync + 'static>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+    anyhow::anyhow!("drawing a chart: {e}")
+}
+
+/// The interval a score's bar shows: value ± 1.96 standard errors.
+fn interval(value: f64, stderr: Option<f64>) -> (f64, f64) {
+    match stderr.filter(|s| s.is_finite()) {
+        Some(s) => (value - 1.96 * s, value + 1.96 * s),
+        None => (value, value),
+    }
+}
+
+/// An axis tick: plain for everyday magnitudes, in scientific notation for the huge or tiny
+/// (perplexities of untrained models).
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a < 1e-12 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{v:.1e}")
+    } else {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    }
+}
+
+/// An axis range that holds every value (and zero, for bars), with a little room.
+fn span(values: impl Iterator<Item = f64>, with_zero: bool) -> (f64, f64) {
+    let (mut lo, mut hi) = if with_zero { (0.0, 0.0) } else { (f64::MAX, f64::MIN) };
+    for v in values.filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if lo > hi {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.08).max(1e-9);
+    (if with_zero && lo >= 0.0 { 0.0 } else { lo - pad }, hi + pad)
+}
+
+fn draw_bars<B: DrawingBackend>(
+    root: &DrawingArea<B, plotters::coord::Shift>,
+    metric: &str,
+    runs: &[String],
+    bars: &[Bar],
+) -> anyhow::Result<()>
+where
+    B::ErrorType: 'static,
+{
+    let (lo, hi) = span(
+        bars.iter().flat_map(|b| {
+            let (l, h) = interval(b.value, b.stderr);
+            [l, h]
+        }),
+        true,
+    );
+    let labels: Vec<String> = bars
+        .iter()
+        .map(|b| {
+            if runs.len() > 1 {
+                format!("{} · {}", b.task, runs[b.run])
+            } else {
+                b.task.clone()
+            }
+        })
+        .collect();
+    let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(4).min(48) as u32 * 7 + 16;
+    let legend_height = if runs.len() > 1 { 18 * runs.len() as u32 } else { 0 };
+    let (top, body) = root.split_vertically(legend_height + 34);
+    top.titled(&format!("{metric} (bars: score; lines: 95% interval)"), (FAMILY, 17))
+        .map_err(plot_error)?;
+    if runs.len() > 1 {
+        for (i, r) in runs.iter().enumerate() {
+            let y = 30 + 18 * i as i32;
+            top.draw(&Rectangle::new([(12, y), (24, y + 12)], Palette99::pick(i).filled()))
+                .map_err(plot_error)?;
+            top.draw(&Text::new(r.clone(), (30, y), (FAMILY, 13)))
+                .map_err(plot_error)?;
+        }
+    }
+    let n = bars.len().max(1);
+    let mut chart = ChartBuilder::on(&body)
+        .margin(8)
+        .margin_right(70)
+        .x_label_area_size(28)
+        .y_label_area_size(label_width)
+        // plotters' integer ranges hold their end: 0..n-1 is n segments (one bar gets an empty
+        // segment above it; an empty range would not draw).
+        .build_cartesian_2d(lo..hi, (0..(n - 1).max(1)).into_segmented())
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n)
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) if *i < n => labels[n - 1 - *i].clone(),
+            SegmentValue::CenterOf(_) => String::new(),
+            SegmentValue::Exact(_) | SegmentValue::Last => String::new(),
+        })
+        .label_style((FAMILY, 12))
+        .draw()
+        .map_err(plot_error)?;
+    // The first bar at the top: bar `k` sits in segment `n - 1 - k`.
+    for (k, b) in bars.iter().enumerate() {
+        let i = n - 1 - k;
+        let colour = Palette99::pick(b.run);
+        let mut rect = Rectangle::new(
+            [
+                (0.0_f64.max(lo), SegmentValue::Exact(i)),
+                (b.value, SegmentValue::Exact(i + 1)),
+            ],
+            colour.mix(0.8).filled(),
+        );
+        rect.set_margin(4, 4, 0, 0);
+        chart.draw_series(std::iter::once(rect)).map_err(plot_error)?;
+        let (l, h) = interval(b.value, b.stderr);
+        if b.stderr.is_some() {
+            chart
+                .draw_series(std::iter::once(ErrorBar::new_horizontal(
+                    SegmentValue::CenterOf(i),
+                    l,
+                    b.value,
+                    h,
+                    BLACK.stroke_width(1),
+                    8,
+                )))
+                .map_err(plot_error)?;
+        }
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{:.4}", b.value),
+                (h.max(b.value), SegmentValue::CenterOf(i)),
+                (FAMILY, 11),
+            )))
+            .map_err(plot_error)?;
+    }
+    Ok(())
+}
+
+fn draw_steps<B: DrawingBackend>(
+    root: &DrawingArea<B, plotters::coord::Shift>,
+    metric: &str,
+    lines: &[(String, Vec<Point>)],
+) -> anyhow::Result<()>
+where
+    B::ErrorType: 'static,
+{
+    let points = || lines.iter().flat_map(|(_, p)| p.iter());
+    let (x0, x1) = span(points().map(|p| p.step), false);
+    let (y0, y1) = span(
+        points().flat_map(|p| {
+            let (l, h) = interval(p.value, p.stderr);
+            [l, h]
+        }),
+        false,
+    );
+    let mut chart = ChartBuilder::on(root)
+        .caption(format!("{metric} against the training step"), (FAMILY, 17))
+        .margin(10)
+        .x_label_area_size(34)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| tick(*v))
+        .y_desc(metric)
+        .label_style((FAMILY, 12))
+        .draw()
+        .map_err(plot_error)?;
+    for (i, (task, pts)) in lines.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.step, p.value)),
+                colour.stroke_width(2),
+            ))
+            .map_err(plot_error)?
+            .label(task.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+        chart
+            .draw_series(pts.iter().map(|p| Circle::new((p.step, p.value), 3, colour.filled())))
+            .map_err(plot_error)?;
+        chart
+            .draw_series(pts.iter().filter(|p| p.stderr.is_some()).map(|p| {
+                let (l, h) = interval(p.value, p.stderr);
+                ErrorBar::new_vertical(p.step, l, p.value, h, colour.stroke_width(1), 8)
+            }))
+            .map_err(plot_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FAMILY, 12))
+        .draw()
+        .map_err(plot_error)?;
+    Ok(())
+}
