@@ -61,6 +61,7 @@ pub use error::{Error, Result};
 pub use model::{load_checkpoint, KvCache, LoadOptions, Model};
 pub use tokenizer::Tokenizer;
 pub mod batch;
+pub mod chat;
 pub mod evaluator;
 pub mod journal;
 pub mod kinds;
