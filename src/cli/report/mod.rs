@@ -33,7 +33,11 @@ pub fn read_runs(paths: &[PathBuf]) -> Result<Vec<Run>> {
         let (dir, file) = if p.is_dir() {
             (p.clone(), p.join("results.json"))
         } else {
-            (p.parent().map(Path::to_path_buf).unwrap_or_default(), p.clone())
+            let parent = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            (parent.to_path_buf(), p.clone())
         };
         let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
         let doc: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
