@@ -36,6 +36,18 @@ pub struct Line {
     pub answer: bool,
 }
 
+impl Line {
+    /// An output line that is no choice (a generation, counts, predictions).
+    fn plain(text: String, loglikelihood: Option<String>) -> Self {
+        Line {
+            text,
+            loglikelihood,
+            predicted: false,
+            answer: false,
+        }
+    }
+}
+
 /// Whether a smaller value of `metric` is better (perplexities, bits per byte).
 pub fn lower_is_better(metric: &str) -> bool {
     metric.ends_with("perplexity") || metric == "bits_per_byte"
@@ -169,12 +181,7 @@ pub fn row(s: &Value) -> Row {
             .map(|(i, g)| {
                 let finish = text(&s["finish"][i]);
                 let got = extracted.and_then(|e| e.get(i)).map(text).unwrap_or_default();
-                Line {
-                    text: format!("{}\n→ extracted: {got:?} (stopped: {finish})", text(g)),
-                    loglikelihood: None,
-                    predicted: false,
-                    answer: false,
-                }
+                Line::plain(format!("{}\n→ extracted: {got:?} (stopped: {finish})", text(g)), None)
             })
             .collect();
         return Row {
@@ -189,25 +196,21 @@ pub fn row(s: &Value) -> Row {
     // Whole-text kinds: perplexity (log-likelihood and counts) and next-token (predictions).
     let mut lines = vec![];
     if let Some(ll) = s["loglikelihood"].as_f64() {
-        lines.push(Line {
-            text: format!(
+        lines.push(Line::plain(
+            format!(
                 "{} tokens, {} words, {} bytes",
                 text(&s["tokens"]),
                 text(&s["words"]),
                 text(&s["bytes"])
             ),
-            loglikelihood: Some(format!("{ll:.4}")),
-            predicted: false,
-            answer: false,
-        });
+            Some(format!("{ll:.4}")),
+        ));
     }
     if let Some(p) = s["predictions"].as_array() {
-        lines.push(Line {
-            text: format!("predicted: {}", p.iter().map(text).collect::<Vec<_>>().join(" · ")),
-            loglikelihood: None,
-            predicted: false,
-            answer: false,
-        });
+        lines.push(Line::plain(
+            format!("predicted: {}", p.iter().map(text).collect::<Vec<_>>().join(" · ")),
+            None,
+        ));
     }
     Row {
         index,
