@@ -186,6 +186,23 @@ impl FewShot {
         }
     }
 
+    /// Text before the examples (lm-eval's `description`).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Between an example's context and its answer (lm-eval's target delimiter).
+    pub fn delimiter(&self) -> &str {
+        &self.delimiter
+    }
+
+    /// Row `index`'s examples as (context, answer), in prompt order.
+    pub fn examples(&self, index: usize) -> impl Iterator<Item = (&str, &str)> {
+        self.chosen(index)
+            .iter()
+            .map(|&i| (self.examples[i].0.as_str(), self.examples[i].1.as_str()))
+    }
+
     /// The text that precedes row `index`'s context: the description, then its examples.
     pub fn prefix(&self, index: usize) -> String {
         let mut out = self.description.clone();

@@ -15,6 +15,8 @@ pub struct Tokenizer {
     path: PathBuf,
     bos: Option<i64>,
     eos: Vec<i64>,
+    /// The prefix token's text: a string that starts with it gets no special tokens.
+    prefix_text: Option<String>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -85,16 +87,25 @@ impl Tokenizer {
             .map(|e| e.to_vec())
             .or_else(|| lookup(&tcfg.eos_token).map(|e| vec![e]))
             .unwrap_or_default();
-        Ok(Tokenizer { inner, path, bos, eos })
+        Ok(Tokenizer::new(inner, path, bos, eos))
     }
 
     /// Wraps an already-built `tokenizers::Tokenizer`.
     pub fn from_parts(inner: tokenizers::Tokenizer, bos: Option<i64>, eos: Vec<i64>) -> Self {
+        Tokenizer::new(inner, PathBuf::from("<in memory>"), bos, eos)
+    }
+
+    fn new(inner: tokenizers::Tokenizer, path: PathBuf, bos: Option<i64>, eos: Vec<i64>) -> Self {
+        let prefix = bos.or_else(|| eos.first().copied());
+        let prefix_text = prefix
+            .and_then(|p| inner.decode(&[p as u32], false).ok())
+            .filter(|t| !t.is_empty());
         Tokenizer {
             inner,
-            path: PathBuf::from("<in memory>"),
+            path,
             bos,
             eos,
+            prefix_text,
         }
     }
 
@@ -105,9 +116,12 @@ impl Tokenizer {
         }
     }
 
-    /// Encodes with the tokenizer's own special-token rule (its post-processor).
+    /// Encodes with the tokenizer's own special-token rule (its post-processor), except that a
+    /// text already starting with the prefix token's text (a chat template's `<s>` or
+    /// `<|begin_of_text|>`) gets none (lm-eval's `tok_encode`).
     pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
-        let enc = self.inner.encode(text, true).map_err(|e| self.err(e))?;
+        let special = !self.prefix_text.as_deref().is_some_and(|p| text.starts_with(p));
+        let enc = self.inner.encode(text, special).map_err(|e| self.err(e))?;
         Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
     }
 

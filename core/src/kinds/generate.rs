@@ -11,6 +11,7 @@
 //! per-sample values and intermediates follow that order.
 
 use super::execute::{execute, name_error};
+use super::prompt::Prompt;
 use super::task::{Finished, Kind, RowFailure, Task};
 use super::{Env, RowError, TaskKind};
 use crate::error::Result;
@@ -143,13 +144,13 @@ impl<T: Generate> Kind<T> for GenerateKind {
         &mut self,
         index: usize,
         row: &T,
-        prefix: &str,
+        prompt: &Prompt<'_>,
         env: &Env<'_>,
         fp: &mut Fnv,
         requests: &mut Vec<GenerateRequest>,
     ) -> std::result::Result<GenRow, RowFailure> {
         let mut item = row.get()?;
-        item.prompt.insert_str(0, prefix);
+        item.prompt = prompt.context(&item.prompt)?;
         *fp = fp.str(&item.prompt).str(&item.target);
         let mut ids = env.tokenizer.encode(&item.prompt)?;
         if ids.is_empty() {

@@ -3,6 +3,7 @@
 
 use super::execute::score_requests;
 use super::pairs::{lower_pairs, pair_tokens, read_pairs, Slots};
+use super::prompt::Prompt;
 use super::task::{Finished, Kind, RowFailure, Task};
 use super::{Env, RowError, TaskKind};
 use crate::error::Result;
@@ -49,13 +50,13 @@ impl<T: Loglikelihood> Kind<T> for LoglikelihoodKind {
         &mut self,
         _: usize,
         row: &T,
-        prefix: &str,
+        prompt: &Prompt<'_>,
         env: &Env<'_>,
         fp: &mut Fnv,
         requests: &mut Vec<ScoreRequest>,
     ) -> std::result::Result<Self::Lowered, RowFailure> {
         let mut item = row.get()?;
-        item.context.insert_str(0, prefix);
+        item.context = prompt.context(&item.context)?;
         // The same fields as a one-choice multiple-choice item (the choice is its own norm text).
         *fp = fp
             .str(&item.context)

@@ -7,6 +7,7 @@
 
 use super::execute::score_requests;
 use super::pairs::{lower_pairs, pair_tokens, read_pairs, Slots};
+use super::prompt::Prompt;
 use super::task::{Finished, Kind, RowFailure, Task};
 use super::{Env, RowError, TaskKind};
 use crate::error::Result;
@@ -27,6 +28,9 @@ pub struct McItem {
     pub norm_texts: Vec<String>,
     /// Index of the correct choice.
     pub answer: usize,
+    /// The target delimiter each continuation starts with (dropped after a chat-rendered
+    /// context, as lm-eval drops it).
+    pub delimiter: String,
 }
 
 impl McItem {
@@ -53,6 +57,7 @@ impl McItem {
             continuations: choices.iter().map(|c| format!("{delimiter}{}", c.as_ref())).collect(),
             norm_texts: choices.iter().map(|c| c.as_ref().to_string()).collect(),
             answer,
+            delimiter: delimiter.into(),
         }
     }
 
@@ -79,6 +84,7 @@ impl McItem {
             continuations: vec![format!("{delimiter}{continuation}"); contexts.len()],
             norm_texts: vec![continuation.to_string(); contexts.len()],
             answer,
+            delimiter: delimiter.into(),
         }
     }
 }
@@ -116,14 +122,17 @@ impl<T: MultipleChoice> Kind<T> for MultipleChoiceKind {
         &mut self,
         _: usize,
         row: &T,
-        prefix: &str,
+        prompt: &Prompt<'_>,
         env: &Env<'_>,
         fp: &mut Fnv,
         requests: &mut Vec<ScoreRequest>,
     ) -> std::result::Result<Self::Lowered, RowFailure> {
         let mut item = row.get()?;
         for c in &mut item.contexts {
-            c.insert_str(0, prefix);
+            *c = prompt.context(c)?;
+        }
+        for c in &mut item.continuations {
+            *c = prompt.continuation(c, &item.delimiter).to_string();
         }
         let n = item.continuations.len();
         if n == 0 {

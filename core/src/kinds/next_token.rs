@@ -5,6 +5,7 @@
 //! are never predictions. Texts longer than the model keep their end (counted as truncated).
 
 use super::execute::score_requests;
+use super::prompt::Prompt;
 use super::task::{Finished, Kind, RowFailure, Task};
 use super::{Env, RowError, TaskKind};
 use crate::error::Result;
@@ -76,7 +77,7 @@ impl<T: NextToken> Kind<T> for NextTokenKind {
         &mut self,
         _: usize,
         row: &T,
-        _prefix: &str,
+        _prompt: &Prompt<'_>,
         env: &Env<'_>,
         fp: &mut Fnv,
         requests: &mut Vec<ScoreRequest>,

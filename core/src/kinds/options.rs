@@ -1,6 +1,7 @@
 //! How an evaluation runs: which rows ([`Subset`]), the benchmark author's [`Defaults`], the
 //! run's [`RunOptions`], and the [`Env`] (model, tokenizer, journal, progress) it runs in.
 
+use super::prompt::ChatOptions;
 use crate::model::Model;
 use crate::request::Sampling;
 use crate::schedule::BatchSettings;
@@ -55,6 +56,11 @@ pub struct RunOptions {
     pub sampling: Option<Sampling>,
     /// Generations per prompt (consecutive p0,p0,…,p1,…).
     pub samples_per_prompt: usize,
+    /// Text of the system message (lm-eval's `--system_instruction`), joined with each
+    /// evaluation's description (see [`super::prompt`]).
+    pub system_instruction: Option<String>,
+    /// Render every context through this chat template (lm-eval's `--apply_chat_template`).
+    pub chat: Option<ChatOptions>,
 }
 
 impl Default for RunOptions {
@@ -69,6 +75,8 @@ impl Default for RunOptions {
             return_intermediates: false,
             sampling: None,
             samples_per_prompt: 1,
+            system_instruction: None,
+            chat: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! texts: `token_perplexity`, `word_perplexity`, `byte_perplexity`, `bits_per_byte`.
 
 use super::execute::score_requests;
+use super::prompt::Prompt;
 use super::task::{Finished, Kind, RowFailure, Task};
 use super::{Env, RowError, TaskKind};
 use crate::error::Result;
@@ -115,7 +116,7 @@ impl<T: Perplexity> Kind<T> for PerplexityKind {
         &mut self,
         _: usize,
         row: &T,
-        _prefix: &str,
+        _prompt: &Prompt<'_>,
         env: &Env<'_>,
         fp: &mut Fnv,
         requests: &mut Vec<ScoreRequest>,

@@ -7,6 +7,7 @@
 //! finish each row in dataset order, aggregate.
 
 use super::outcome::{mean_metrics, pad_intermediates};
+use super::prompt::{Prompt, Prompter};
 use super::rows::prepare;
 use super::{Defaults, Env, Outcome, RowError, TaskKind};
 use crate::error::{Error, Result};
@@ -93,13 +94,14 @@ pub trait Kind<T>: Sized {
         fingerprint
     }
 
-    /// Lowers row `index` (its few-shot `prefix` goes before its context or prompt) to
-    /// requests appended to `requests`, feeding its rendered inputs to `fingerprint`.
+    /// Lowers row `index` to requests appended to `requests`, feeding its rendered inputs to
+    /// `fingerprint`; `prompt` turns the row's own context or prompt into the model's input
+    /// (description, system instruction, few-shot examples, chat template).
     fn lower(
         &mut self,
         index: usize,
         row: &T,
-        prefix: &str,
+        prompt: &Prompt<'_>,
         env: &Env<'_>,
         fingerprint: &mut Fnv,
         requests: &mut Vec<Self::Request>,
@@ -202,13 +204,17 @@ impl<T, K: Kind<T>> Evaluation for Task<T, K> {
             RowFailure::Engine(e) => e,
         };
         let mut fingerprint = kind.settings(data_fingerprint(name, K::KIND));
+        let prompter = Prompter::new(
+            self.fewshot.as_ref(),
+            env.options.system_instruction.as_deref(),
+            env.options.chat.as_ref(),
+        );
         let mut requests = vec![];
         let mut lowered = Vec::with_capacity(prep.rows.len());
         for &i in &prep.rows {
-            let prefix = self.fewshot.as_ref().map(|f| f.prefix(i)).unwrap_or_default();
             fingerprint = fingerprint.row(i);
             let low = kind
-                .lower(i, &self.rows[i], &prefix, env, &mut fingerprint, &mut requests)
+                .lower(i, &self.rows[i], &prompter.row(i), env, &mut fingerprint, &mut requests)
                 .map_err(|f| failed(i, f))?;
             lowered.push(low);
         }
@@ -254,7 +260,22 @@ impl<T, K: Kind<T>> Evaluation for Task<T, K> {
             per_sample,
             samples,
             intermediates: env.options.return_intermediates.then(|| pad_intermediates(inter)),
-            notes: kind.notes(),
+            notes: {
+                let mut notes = kind.notes();
+                if let Some(n) = prompter.notes() {
+                    notes.insert("chat_template".into(), n);
+                }
+                let o = env.options;
+                if matches!(K::KIND, TaskKind::Perplexity | TaskKind::NextToken)
+                    && (o.chat.is_some() || o.system_instruction.is_some())
+                {
+                    notes.insert(
+                        "chat_template".into(),
+                        serde_json::json!("not applied: this kind scores whole texts (as lm-eval's loglikelihood_rolling)"),
+                    );
+                }
+                notes
+            },
             stats,
             fingerprint: fingerprint.finish(),
             wall_seconds: 0.0,
