@@ -27,5 +27,8 @@ mod hub;
 // The command-line tool.
 mod cli;
 
+// Chat templates applied as lm-eval applies them, on a ChatML checkpoint made by the test.
+mod chat;
+
 // `evalkit report`: the HTML page in headless Chromium, its charts, its numbers.
 mod report;

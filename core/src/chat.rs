@@ -6,7 +6,6 @@
 //! variables transformers passes: `messages`, `add_generation_prompt`, `tools`, `documents`
 //! and the tokenizer's special tokens (`bos_token`, `eos_token`, ...).
 
-use crate::fingerprint::Fnv;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, ErrorKind};
 use serde::Serialize;
@@ -202,7 +201,17 @@ impl ChatTemplate {
                         available: vec!["default".into()],
                     })
                 }
-                _ => return Err(ChatError::Missing(dir.into())),
+                _ => {
+                    let files = template_files(dir);
+                    return Err(match name {
+                        Some(n) if !files.is_empty() => ChatError::UnknownName {
+                            path: dir.into(),
+                            name: n.into(),
+                            available: files,
+                        },
+                        _ => ChatError::Missing(dir.into()),
+                    });
+                }
             },
         };
         ChatTemplate::new(&source, special, &origin.display().to_string())
@@ -228,15 +237,40 @@ impl ChatTemplate {
             .map_err(|e| template_error(&self.origin, &e))
     }
 
-    /// A hash of the template's text (recorded with results).
+    /// The SHA-256 of the template's text, in hex (recorded with results; lm-eval records the
+    /// same as `chat_template_sha`).
     pub fn hash(&self) -> String {
-        format!("{:016x}", Fnv::default().str(&self.source).finish())
+        use sha2::Digest;
+        sha2::Sha256::digest(self.source.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Where it came from (the checkpoint's file).
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// The special tokens it renders with.
     pub fn special_tokens(&self) -> &BTreeMap<String, String> {
         &self.special_tokens
     }
+}
+
+/// The names of the templates saved as files: `default` for chat_template.jinja, then those in
+/// additional_chat_templates/.
+fn template_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("additional_chat_templates"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".jinja").map(String::from))
+        .collect();
+    names.sort();
+    if dir.join("chat_template.jinja").is_file() {
+        names.insert(0, "default".into());
+    }
+    names
 }
 
 /// The named special tokens of a `tokenizer_config.json` (`bos_token`, `eos_token`,

@@ -232,6 +232,13 @@ impl<'a> Evaluator<'a> {
         config.insert("share_prefix".into(), json!(o.share_prefix));
         config.insert("sampling".into(), json!(o.sampling));
         config.insert("samples_per_prompt".into(), json!(o.samples_per_prompt));
+        config.insert("system_instruction".into(), json!(o.system_instruction));
+        config.insert(
+            "chat_template".into(),
+            o.chat.as_ref().map_or(Value::Null, |c| {
+                json!({"origin": c.template.origin(), "hash": c.template.hash(), "fewshot_as_multiturn": c.fewshot_as_multiturn})
+            }),
+        );
         json!({
             "results": results,
             "groups": groups,

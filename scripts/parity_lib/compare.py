@@ -51,6 +51,11 @@ class Check:
     n_failing: int = 0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    chat: str = ""  # the chat mode (plan.CHAT_MODES)
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} [{self.chat}]" if self.chat else self.task
 
     @property
     def ok(self) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import plan as P
 from .compare import Check, compare, fmt_dev
+from .checkpoints import is_generated, model_dir
 from .data import Cache
 from .runners import (Failed, env, max_length, read_evalkit_samples, read_lmeval_samples,
                       run_evalkit, run_lmeval)
@@ -49,13 +50,13 @@ def say(msg: str = "") -> None:
 
 
 def header() -> str:
-    return (f"{'model':<17} {'task':<28} {'k':>1}  {'rows':>7}  {'max dev':>8}  {'ll>tol':>6}  "
+    return (f"{'model':<18} {'task':<28} {'k':>1}  {'rows':>7}  {'max dev':>8}  {'ll>tol':>6}  "
             f"{'decis.':>6}  {'strings':>7}  {'gens':>4}  {'counts':>6}  result")
 
 
 def line(c: Check) -> str:
     if c.error:
-        return f"{c.model:<17} {c.task:<28} {c.k:>1}  {'-':>7}  {'-':>8}  {'-':>6}  {'-':>6}  {'-':>7}  {'-':>4}  {'-':>6}  ERROR"
+        return f"{c.model:<18} {c.label:<28} {c.k:>1}  {'-':>7}  {'-':>8}  {'-':>6}  {'-':>6}  {'-':>7}  {'-':>4}  {'-':>6}  ERROR"
     gens = str(c.generations) if c.kind == GEN else "-"
     counts = str(c.counts) if c.kind == ROLLING else "-"
     dev = "-" if c.kind == GEN else fmt_dev(c.max_dev)
@@ -63,13 +64,13 @@ def line(c: Check) -> str:
     verdict = "ok" if c.ok else "FAIL"
     if c.ties and c.ok:
         verdict += f" ({c.ties} tie{'s' * (c.ties > 1)})"
-    return (f"{c.model:<17} {c.task:<28} {c.k:>1}  {f'{c.compared}/{c.rows}':>7}  {dev:>8}  {ll:>6}  "
+    return (f"{c.model:<18} {c.label:<28} {c.k:>1}  {f'{c.compared}/{c.rows}':>7}  {dev:>8}  {ll:>6}  "
             f"{c.decisions:>6}  {c.strings:>7}  {gens:>4}  {counts:>6}  {verdict}")
 
 
 def run_model(model: str, items: list[P.Item], shared: Path, work: Path, binary: str,
               args: argparse.Namespace, cache: Cache) -> list[Check]:
-    mdir = shared / "models" / model
+    mdir = model_dir(model, shared, work)
     data = shared / "data"
     tasks_dir = work / "lmeval-tasks"
     environ = env(args.threads, work)
@@ -78,9 +79,8 @@ def run_model(model: str, items: list[P.Item], shared: Path, work: Path, binary:
     for it in items:
         s = suite(it.task)
         names[it], rows = write_task(tasks_dir, work / "lmeval-data", data, cache, s, it.k, it.rows)
-        checks[it] = Check(model, it.task, it.k, len(rows), s.kind)
+        checks[it] = Check(model, it.task, it.k, len(rows), s.kind, chat=it.chat)
 
-    # lm-eval: one process for all of this model's tasks.
     max_gen = None
     if any(suite(it.task).kind == GEN for it in items):
         L = max_length(mdir)
@@ -93,50 +93,62 @@ def run_model(model: str, items: list[P.Item], shared: Path, work: Path, binary:
                     checks[it].notes.append(f"{GSM8K_MAX_NEW} new tokens leave no room for a prompt in max length {L}: "
                                             f"both sides generate at most {max_gen} (lm-eval: --gen_kwargs "
                                             f"max_gen_toks={max_gen})")
-    lm_out = work / "lmeval-out" / model
-    lm_names = sorted(set(names.values()))
-    say(f"[{model}] lm-eval 0.4.13: {len(lm_names)} tasks (log {work / f'lmeval-{model}.log'})")
-    try:
-        dt = run_lmeval(mdir, lm_names, tasks_dir, lm_out, work / f"lmeval-{model}.log", environ, max_gen)
-        say(f"[{model}] lm-eval done in {dt:.0f} s")
-    except Failed as e:
-        if len(lm_names) == 1:
-            for c in checks.values():
-                c.error = f"lm-eval failed: {e}"
-        else:
+
+    # lm-eval: one process per chat mode for all of this model's tasks.
+    lm_outs: dict[P.Item, Path] = {}
+    for mode in sorted({it.chat for it in items}):
+        its = [it for it in items if it.chat == mode]
+        flags = P.CHAT_MODES[mode][0]
+        tag = f"{model}{'-' + mode if mode else ''}"
+        lm_out = work / "lmeval-out" / tag
+        for it in its:
+            lm_outs[it] = lm_out
+        lm_names = sorted({names[it] for it in its})
+        say(f"[{tag}] lm-eval 0.4.13: {len(lm_names)} tasks (log {work / f'lmeval-{tag}.log'})")
+        try:
+            dt = run_lmeval(mdir, lm_names, tasks_dir, lm_out, work / f"lmeval-{tag}.log", environ, max_gen, flags)
+            say(f"[{tag}] lm-eval done in {dt:.0f} s")
+        except Failed as e:
+            if len(lm_names) == 1:
+                for it in its:
+                    checks[it].error = f"lm-eval failed: {e}"
+                continue
             # One failing task stops the whole process: run each task alone to tell which.
-            say(f"[{model}] lm-eval failed; running its {len(lm_names)} tasks one by one")
+            say(f"[{tag}] lm-eval failed; running its {len(lm_names)} tasks one by one")
             for n in lm_names:
                 try:
-                    run_lmeval(mdir, [n], tasks_dir, lm_out / n, work / f"lmeval-{model}-{n}.log", environ, max_gen)
+                    run_lmeval(mdir, [n], tasks_dir, lm_out / n, work / f"lmeval-{tag}-{n}.log", environ, max_gen,
+                               flags)
                 except Failed as e1:
-                    for it, c in checks.items():
+                    for it in its:
                         if names[it] == n:
-                            c.error = f"lm-eval failed: {e1}"
+                            checks[it].error = f"lm-eval failed: {e1}"
 
-    # evalkit: one run per (k, rows).
-    groups: dict[tuple[int, int], list[P.Item]] = defaultdict(list)
+    # evalkit: one run per (k, rows, chat mode).
+    groups: dict[tuple[int, int, str], list[P.Item]] = defaultdict(list)
     for it in items:  # also where lm-eval failed: whether evalkit fails too is worth telling
-        groups[(it.k, checks[it].rows)].append(it)
+        groups[(it.k, checks[it].rows, it.chat)].append(it)
     ek_dirs: dict[P.Item, Path] = {}
     t_ek = 0.0
     runs = 0
-    for (k, rows), its in sorted(groups.items(), key=lambda g: g[0]):
+    for (k, rows, mode), its in sorted(groups.items(), key=lambda g: g[0]):
         tasks = sorted({it.task for it in its})
+        group = f"k{k}-n{rows}{'-' + mode if mode else ''}"
+        extra = [*args.evalkit_arg, *P.CHAT_MODES[mode][1]]
         # One failing task stops the whole run: then each task alone, to tell which.
         for batch in [tasks] if len(tasks) == 1 else [tasks, *([t] for t in tasks)]:
-            out = work / "evalkit-out" / model / f"k{k}-n{rows}" / ("all" if batch is tasks else batch[0])
-            tag = f"k{k}-n{rows}" + ("" if batch is tasks else f"-{batch[0]}")
+            out = work / "evalkit-out" / model / group / ("all" if batch is tasks else batch[0])
+            tag = group + ("" if batch is tasks else f"-{batch[0]}")
             runs += 1
             try:
                 t_ek += run_evalkit(binary, mdir, batch, rows, k, data, out, work / f"evalkit-{model}-{tag}.log",
-                                    environ, args.evalkit_arg)
+                                    environ, extra)
                 for it in its:
                     if it.task in batch:
                         ek_dirs[it] = out
             except Failed as e:
                 if batch is tasks and len(tasks) > 1:
-                    say(f"[{model}] evalkit failed on {','.join(tasks)} (k={k}); running them one by one")
+                    say(f"[{model}] evalkit failed on {','.join(tasks)} ({group}); running them one by one")
                     continue
                 for it in its:
                     if it.task in batch:
@@ -150,7 +162,7 @@ def run_model(model: str, items: list[P.Item], shared: Path, work: Path, binary:
         if c.error:
             continue
         try:
-            compare(c, read_lmeval_samples(lm_out, names[it]), read_evalkit_samples(ek_dirs[it], it.task))
+            compare(c, read_lmeval_samples(lm_outs[it], names[it]), read_evalkit_samples(ek_dirs[it], it.task))
         except Failed as e:
             c.error = str(e)
         except (KeyError, ValueError, TypeError, IndexError) as e:
@@ -174,7 +186,7 @@ def main(argv: list[str]) -> int:
         chosen = []
         for m in args.models.split(","):
             own = [it for it in items if it.model == m]
-            chosen += own or [P.Item(m, it.task, it.k, it.rows) for it in template]
+            chosen += own or [P.Item(m, it.task, it.k, it.rows, it.chat) for it in template]
         items = chosen
     if args.tasks:
         wanted = args.tasks.split(",")
@@ -191,9 +203,9 @@ def main(argv: list[str]) -> int:
         ks = {int(k) for k in args.num_fewshot.split(",")}
         items = [it for it in items if it.k in ks]
     if args.rows:
-        items = [P.Item(it.model, it.task, it.k, args.rows) for it in items]
+        items = [P.Item(it.model, it.task, it.k, args.rows, it.chat) for it in items]
     for m in sorted({it.model for it in items}):
-        if not (shared / "models" / m / "config.json").is_file():
+        if not is_generated(m) and not (shared / "models" / m / "config.json").is_file():
             say(f"parity: no checkpoint {shared / 'models' / m}")
             return 2
     if not items:
@@ -226,16 +238,16 @@ def main(argv: list[str]) -> int:
     bad = [c for c in checks if not c.ok]
     for c in checks:
         for n in c.notes:
-            say(f"note: {c.model} {c.task} k={c.k}: {n}")
+            say(f"note: {c.model} {c.label} k={c.k}: {n}")
     shown_errors = set()
     for c in bad:
         say()
         if c.error in shown_errors:
-            say(f"=== {c.model} {c.task} k={c.k}: the same failure as above")
+            say(f"=== {c.model} {c.label} k={c.k}: the same failure as above")
             continue
         if c.error:
             shown_errors.add(c.error)
-        say(f"=== {c.model} {c.task} k={c.k}: "
+        say(f"=== {c.model} {c.label} k={c.k}: "
             + (c.error if c.error else f"{c.n_failing} of {c.rows} rows differ; the first {len(c.failing)}:"))
         for idx, lines in c.failing:
             say(f"--- row {idx}")

@@ -1,4 +1,4 @@
-"""What a run compares: (model, task, few-shot k, rows) for the full and the quick mode.
+"""What a run compares: (model, task, few-shot k, rows, chat mode) for the full and the quick mode.
 
 Rows are always the first ``rows`` of the task's file (lm-eval ``doc_id`` 0..rows-1). The
 counts keep a full run well under 20 minutes and ``--quick`` at about two minutes on two CPU
@@ -10,6 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MODELS = ("stories260K-hf", "tiny-gpt2-random")
+CHAT_MODEL = "stories260K-chatml"  # made by checkpoints.py from stories260K-hf
+SYSTEM = "You are a careful assistant. Answer the question."
+
+# Prompt settings of a chat mode, for each side: lm-eval's CLI flags, evalkit's.
+CHAT_MODES = {
+    "": ([], []),
+    "chat": (["--apply_chat_template"], ["--apply-chat-template"]),
+    "chat-1turn": (["--apply_chat_template", "--fewshot_as_multiturn", "false"],
+                   ["--apply-chat-template", "--fewshot-as-multiturn", "false"]),
+    "chat+system": (["--apply_chat_template", "--system_instruction", SYSTEM],
+                    ["--apply-chat-template", "--system-instruction", SYSTEM]),
+    "system": (["--system_instruction", SYSTEM], ["--system-instruction", SYSTEM]),
+}
 MMLU_FULL = ("mmlu_abstract_algebra", "mmlu_anatomy", "mmlu_high_school_geography")
 
 
@@ -19,6 +32,7 @@ class Item:
     task: str
     k: int
     rows: int
+    chat: str = ""  # a key of CHAT_MODES
 
 
 def full() -> list[Item]:
@@ -34,7 +48,24 @@ def full() -> list[Item]:
         for k in (0, 5):
             out += [Item(m, t, k, 100) for t in MMLU_FULL]
         out += [Item(m, "gsm8k", k, 30) for k in (0, 5)]
-    return out
+    return out + chat_full()
+
+
+def chat_full() -> list[Item]:
+    m = CHAT_MODEL
+    return [
+        Item(m, "arc_easy", 0, 200, "chat"),
+        Item(m, "arc_easy", 5, 50, "chat"),
+        Item(m, "arc_easy", 0, 50, "chat+system"),
+        Item(m, "arc_easy", 0, 50, "system"),
+        Item(m, "mmlu_anatomy", 5, 50, "chat"),
+        Item(m, "mmlu_anatomy", 5, 50, "chat-1turn"),
+        Item(m, "mmlu_anatomy", 0, 50, "chat+system"),
+        Item(m, "lambada_openai", 0, 50, "chat"),
+        Item(m, "gsm8k", 0, 30, "chat"),
+        Item(m, "gsm8k", 5, 30, "chat"),
+        Item(m, "gsm8k", 5, 10, "chat-1turn"),
+    ]
 
 
 def quick() -> list[Item]:
@@ -51,4 +82,9 @@ def quick() -> list[Item]:
         if m == MODELS[0]:
             # lm-eval's default sampler (random.Random(1234).sample per row) stays guarded.
             out.append(Item(m, "gsm8k", 5, 10))
-    return out
+    m = CHAT_MODEL
+    return out + [
+        Item(m, "arc_easy", 0, 20, "chat"),
+        Item(m, "mmlu_anatomy", 5, 10, "chat+system"),
+        Item(m, "gsm8k", 5, 5, "chat"),
+    ]

@@ -58,7 +58,7 @@ def max_length(model: Path) -> int:
 
 
 def run_lmeval(model: Path, tasks: list[str], include: Path, out: Path, log: Path,
-               environ: dict, max_gen_toks: int | None) -> float:
+               environ: dict, max_gen_toks: int | None, extra: list[str] = ()) -> float:
     cmd = [
         sys.executable, "-m", "lm_eval", "run",
         "--model", "hf",
@@ -75,6 +75,7 @@ def run_lmeval(model: Path, tasks: list[str], include: Path, out: Path, log: Pat
     ]
     if max_gen_toks is not None:
         cmd += ["--gen_kwargs", f"max_gen_toks={max_gen_toks}"]
+    cmd += extra
     return _run(cmd, log, environ)
 
 

@@ -195,6 +195,18 @@ pub struct RunArgs {
     /// against it).
     #[arg(long)]
     pub step: Option<u64>,
+    /// Render every prompt through the checkpoint's chat template (lm-eval's
+    /// `--apply_chat_template`); NAME picks one of several named templates.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    pub apply_chat_template: Option<String>,
+    /// The system message's text (joined with each task's description).
+    #[arg(long, value_name = "TEXT")]
+    pub system_instruction: Option<String>,
+    /// Few-shot examples as user/assistant turns (the default with --apply-chat-template) or,
+    /// with `false`, joined into one user message.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub fewshot_as_multiturn: Option<bool>,
 }
 
 /// `evalkit demo`.

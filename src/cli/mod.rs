@@ -72,7 +72,7 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
         ..Default::default()
     };
     let opened = settings::open_model(&a.model, &hub)?;
-    let s = settings::run_settings(a, &opened.name)?;
+    let s = settings::run_settings(a, &opened)?;
     let mut ev = Evaluator::new(opened.model.as_ref(), &opened.tokenizer);
     ev.options = s.options.clone();
     ev.progress = !g.quiet;

@@ -3,8 +3,9 @@
 
 use super::args::{DtypeArg, ModelArgs, RunArgs};
 use anyhow::{bail, Context, Result};
+use evalkit::core::chat::ChatTemplate;
 use evalkit::core::gate::Bound;
-use evalkit::core::kinds::{RunOptions, Subset};
+use evalkit::core::kinds::{ChatOptions, RunOptions, Subset};
 use evalkit::core::model::torchscript::{TorchScriptModel, TorchScriptOptions};
 use evalkit::core::request::Sampling;
 use evalkit::core::{DeviceSpec, Dtype, LoadOptions, Model, Tokenizer};
@@ -15,6 +16,8 @@ pub struct OpenedModel {
     pub model: Box<dyn Model>,
     pub tokenizer: Tokenizer,
     pub name: String,
+    /// The folder of the tokenizer files (and of the chat template).
+    pub dir: PathBuf,
 }
 
 /// Opens the model the arguments name: a checkpoint directory, a hub model id
@@ -42,6 +45,7 @@ pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resu
             model: Box::new(model),
             tokenizer,
             name: file_name(ts),
+            dir: tok_dir.clone(),
         });
     }
     let dir = a.model.as_ref().context("give --model or --torchscript")?;
@@ -67,6 +71,7 @@ pub fn open_checkpoint(dir: &Path, device: DeviceSpec, dtype: Dtype) -> Result<O
         model,
         tokenizer,
         name: file_name(dir),
+        dir: dir.to_path_buf(),
     })
 }
 
@@ -111,7 +116,29 @@ pub struct RunSettings {
     pub gates: Vec<Gate>,
 }
 
-pub fn run_settings(a: &RunArgs, model_name: &str) -> Result<RunSettings> {
+/// The chat settings the arguments ask for (lm-eval's rules: multi-turn few-shot by default
+/// under a template; multi-turn without one is an error).
+fn chat_options(a: &RunArgs, checkpoint: &Path) -> Result<Option<ChatOptions>> {
+    let Some(name) = &a.apply_chat_template else {
+        if a.fewshot_as_multiturn == Some(true) {
+            bail!("--fewshot-as-multiturn needs --apply-chat-template");
+        }
+        return Ok(None);
+    };
+    let name = Some(name.as_str()).filter(|n| !n.is_empty());
+    let template = ChatTemplate::from_dir(checkpoint, name).with_context(|| {
+        format!(
+            "--apply-chat-template: reading the template of {}",
+            checkpoint.display()
+        )
+    })?;
+    let mut chat = ChatOptions::new(template);
+    chat.fewshot_as_multiturn = a.fewshot_as_multiturn.unwrap_or(true);
+    Ok(Some(chat))
+}
+
+pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
+    let model_name = &model.name;
     if a.tasks.iter().any(|t| t.trim().is_empty()) {
         bail!("--tasks has an empty name");
     }
@@ -133,6 +160,8 @@ pub fn run_settings(a: &RunArgs, model_name: &str) -> Result<RunSettings> {
         share_prefix: !a.no_share_prefix,
         sampling,
         samples_per_prompt: a.samples_per_prompt.max(1),
+        system_instruction: a.system_instruction.clone(),
+        chat: chat_options(a, &model.dir)?,
         ..RunOptions::default()
     };
     let mut suite_options = evalkit::suites::LoadOptions::new(evalkit::suites::data::data_dir(a.data_dir.as_deref()));

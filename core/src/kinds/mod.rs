@@ -39,8 +39,8 @@ pub use multiple_choice::{McItem, MultipleChoice, MultipleChoiceKind, MultipleCh
 pub use next_token::{NextToken, NextTokenKind, NextTokenSample, NextTokenTask};
 pub use options::{Defaults, Env, RunOptions, Subset};
 pub use outcome::{Intermediate, Outcome};
-pub use prompt::{ChatOptions, Prompt, Prompter};
 pub use perplexity::{Perplexity, PerplexityKind, PerplexityTask, PplItem};
+pub use prompt::{ChatOptions, Prompt, Prompter};
 pub use rows::select_rows;
 pub use task::{Evaluation, Finished, Kind, RowFailure, Task};
 

@@ -128,8 +128,18 @@ impl<T: MultipleChoice> Kind<T> for MultipleChoiceKind {
         requests: &mut Vec<ScoreRequest>,
     ) -> std::result::Result<Self::Lowered, RowFailure> {
         let mut item = row.get()?;
+        // Choices usually share one context: render each distinct one once.
+        let mut rendered: Vec<(String, String)> = vec![];
         for c in &mut item.contexts {
-            *c = prompt.context(c)?;
+            let full = match rendered.iter().find(|(raw, _)| raw == c) {
+                Some((_, full)) => full.clone(),
+                None => {
+                    let full = prompt.context(c)?;
+                    rendered.push((std::mem::take(c), full.clone()));
+                    full
+                }
+            };
+            *c = full;
         }
         for c in &mut item.continuations {
             *c = prompt.continuation(c, &item.delimiter).to_string();

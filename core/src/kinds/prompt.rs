@@ -52,8 +52,10 @@ pub struct Prompter<'a> {
     fewshot: Option<&'a FewShot>,
     system_instruction: Option<&'a str>,
     chat: Option<&'a ChatOptions>,
-    /// Rows whose system message the template refused (rendered without it).
+    /// Rows whose system message the template refused (rendered without it), and the last
+    /// such row (a row may render several contexts).
     without_system: Cell<usize>,
+    last_without: Cell<Option<usize>>,
     refusal: std::cell::RefCell<Option<String>>,
 }
 
@@ -86,12 +88,17 @@ fn messages(turns: &[Turn<'_>]) -> Vec<Message> {
 impl<'a> Prompter<'a> {
     /// The prompts of an evaluation with `fewshot` (description and examples, if any) under the
     /// run's `system_instruction` and `chat` template.
-    pub fn new(fewshot: Option<&'a FewShot>, system_instruction: Option<&'a str>, chat: Option<&'a ChatOptions>) -> Self {
+    pub fn new(
+        fewshot: Option<&'a FewShot>,
+        system_instruction: Option<&'a str>,
+        chat: Option<&'a ChatOptions>,
+    ) -> Self {
         Prompter {
             fewshot,
             system_instruction,
             chat,
             without_system: Cell::new(0),
+            last_without: Cell::new(None),
             refusal: Default::default(),
         }
     }
@@ -118,9 +125,7 @@ impl<'a> Prompter<'a> {
     }
 
     fn context(&self, index: usize, text: &str) -> Result<String, RowError> {
-        let (description, delimiter) = self
-            .fewshot
-            .map_or(("", " "), |f| (f.description(), f.delimiter()));
+        let (description, delimiter) = self.fewshot.map_or(("", " "), |f| (f.description(), f.delimiter()));
         let system = maybe_delimit(self.system_instruction.unwrap_or(""), description, "\n\n");
         let mut turns = vec![];
         if !system.is_empty() {
@@ -169,7 +174,9 @@ impl<'a> Prompter<'a> {
             Err(ChatError::Template { message, .. }) if has_system => {
                 let rest: Vec<Message> = msgs.into_iter().filter(|m| m.role != "system").collect();
                 let s = render(&rest).map_err(|e| RowError::new(e.to_string()))?;
-                self.without_system.set(self.without_system.get() + 1);
+                if self.last_without.replace(Some(index)) != Some(index) {
+                    self.without_system.set(self.without_system.get() + 1);
+                }
                 self.refusal.borrow_mut().get_or_insert(message);
                 Ok(s)
             }
@@ -215,7 +222,10 @@ mod tests {
                           {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
     fn fewshot(k: usize, description: &str) -> FewShot {
-        let pool = vec![("Q: 1+1?\nA:".to_string(), "2".to_string()), ("Q: 2+2?\nA:".to_string(), "4".to_string())];
+        let pool = vec![
+            ("Q: 1+1?\nA:".to_string(), "2".to_string()),
+            ("Q: 2+2?\nA:".to_string(), "4".to_string()),
+        ];
         let spec = FewShotSpec {
             k,
             sampler: FewShotSampler::First,
@@ -239,7 +249,11 @@ mod tests {
         // lm-eval joins the system instruction and description with "\n\n", and nothing
         // follows the system text in plain text.
         let p = Prompter::new(Some(&f), Some("Be brief."), None);
-        assert!(p.row(0).context("x").unwrap().starts_with("Be brief.\n\nMath.\n\nQ: 1+1?"));
+        assert!(p
+            .row(0)
+            .context("x")
+            .unwrap()
+            .starts_with("Be brief.\n\nMath.\n\nQ: 1+1?"));
         let none = fewshot(0, "");
         let p = Prompter::new(Some(&none), Some("Be brief."), None);
         assert_eq!(p.row(0).context("Q").unwrap(), "Be brief.Q");

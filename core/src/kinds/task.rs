@@ -271,7 +271,9 @@ impl<T, K: Kind<T>> Evaluation for Task<T, K> {
                 {
                     notes.insert(
                         "chat_template".into(),
-                        serde_json::json!("not applied: this kind scores whole texts (as lm-eval's loglikelihood_rolling)"),
+                        serde_json::json!(
+                            "not applied: this kind scores whole texts (as lm-eval's loglikelihood_rolling)"
+                        ),
                     );
                 }
                 notes
