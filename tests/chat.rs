@@ -11,7 +11,9 @@ use tch::Tensor;
 
 const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/core/tests/fixtures/chat-templates");
 
-/// stories260K-hf with ChatML's two tokens (ids 512, 513) and `template` as chat_template.jinja.
+/// stories260K-hf with ChatML's two tokens (ids 512, 513) and `template` as chat_template.jinja;
+/// `<|im_end|>`'s embedding row (the head is tied) is 1.05 × the row of `.` (id 426), so the
+/// model ends its turn where it would end a sentence.
 fn chatml_checkpoint(dir: &Path, template: &str) {
     let src = model_dir("stories260K-hf");
     std::fs::create_dir_all(dir).expect("mkdir");
@@ -22,8 +24,9 @@ fn chatml_checkpoint(dir: &Path, template: &str) {
         .map(|(name, t)| {
             if name == "model.embed_tokens.weight" {
                 tch::manual_seed(0);
-                let extra = Tensor::randn([2, t.size()[1]], (t.kind(), t.device())) * t.std(true);
-                (name, Tensor::cat(&[t, extra], 0))
+                let start = Tensor::randn([1, t.size()[1]], (t.kind(), t.device())) * t.std(true);
+                let end = t.get(426).unsqueeze(0) * 1.05;
+                (name, Tensor::cat(&[t, start, end], 0))
             } else {
                 (name, t)
             }
@@ -140,6 +143,12 @@ fn prompts_follow_lm_eval_and_results_record_the_template() {
         prompt.ends_with("Answer:<|im_end|>\n<|im_start|>assistant\n"),
         "{prompt}"
     );
+    // The turn ends at <|im_end|>, an EOS of generation_config.json, not written in the text.
+    let gens = samples(&out, "gsm8k");
+    assert!(gens.iter().any(|g| g["finish"][0] == "eos"), "{gens:?}");
+    assert!(gens
+        .iter()
+        .all(|g| !g["generations"][0].as_str().unwrap_or("").contains("<|im_end|>")));
 
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");

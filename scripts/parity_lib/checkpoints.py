@@ -3,7 +3,8 @@
 ``stories260K-chatml``: stories260K-hf made an instruct model the way people make one with
 transformers — ``<|im_start|>`` and ``<|im_end|>`` added as special tokens, the embeddings
 resized (new rows drawn by transformers' mean resizing under ``torch.manual_seed(0)``; the
-head is tied), Qwen2's ChatML template (as committed in
+head is tied), then ``<|im_end|>``'s row set to 1.05 × the row of ``.`` so that the model ends its
+turn where it would end a sentence (generation must stop there), Qwen2's ChatML template (as committed in
 core/tests/fixtures/chat-templates/qwen2.jinja) as its chat template, and ``<|im_end|>``
 added to generation_config.json's EOS list — saved with ``save_pretrained`` (transformers 5
 writes the template to chat_template.jinja).
@@ -46,6 +47,9 @@ def make_chatml(src: Path, out: Path) -> None:
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     torch.manual_seed(0)
     model.resize_token_embeddings(len(tok))
+    emb = model.get_input_embeddings().weight
+    with torch.no_grad():
+        emb[tok.convert_tokens_to_ids("<|im_end|>")] = 1.05 * emb[tok.convert_tokens_to_ids(".")]
     tok.chat_template = CHATML_TEMPLATE.read_text(encoding="utf-8")
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.eos_token_id = [tok.eos_token_id, im_end]
