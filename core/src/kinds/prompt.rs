@@ -88,6 +88,23 @@ fn messages(turns: &[Turn<'_>]) -> Vec<Message> {
 impl<'a> Prompter<'a> {
     /// The prompts of an evaluation with `fewshot` (description and examples, if any) under the
     /// run's `system_instruction` and `chat` template.
+    ///
+    /// ```
+    /// use evalkit_core::chat::ChatTemplate;
+    /// use evalkit_core::kinds::{ChatOptions, Prompter};
+    /// let template = ChatTemplate::new(
+    ///     "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}\
+    ///      {% if add_generation_prompt %}[assistant] {% endif %}",
+    ///     Default::default(),
+    ///     "example",
+    /// )?;
+    /// let chat = ChatOptions::new(template);
+    /// let p = Prompter::new(None, Some("Be brief."), Some(&chat));
+    /// let row = p.row(0);
+    /// assert_eq!(row.context("Q: 2+2?\nA:")?, "[system] Be brief.\n[user] Q: 2+2?\nA:\n[assistant] ");
+    /// assert_eq!(row.continuation(" 4", " "), "4");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(
         fewshot: Option<&'a FewShot>,
         system_instruction: Option<&'a str>,
