@@ -55,7 +55,6 @@ def chat_full() -> list[Item]:
     m = CHAT_MODEL
     return [
         Item(m, "arc_easy", 0, 200, "chat"),
-        Item(m, "arc_easy", 5, 50, "chat"),
         Item(m, "arc_easy", 0, 50, "chat+system"),
         Item(m, "arc_easy", 0, 50, "system"),
         Item(m, "mmlu_anatomy", 5, 50, "chat"),

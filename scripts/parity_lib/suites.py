@@ -86,8 +86,9 @@ def suite(name: str) -> Suite:
     raise SystemExit(f"parity: no parity definition for task {name!r}")
 
 
-def lmeval_task_name(task: str, k: int) -> str:
-    return f"parity_{task}_{k}shot"
+def lmeval_task_name(task: str, k: int, rows: int) -> str:
+    # The rows are in the name: a plan may hold one (task, k) at two row counts (chat modes).
+    return f"parity_{task}_{k}shot_n{rows}"
 
 
 def lmeval_tasks_dir() -> Path:
@@ -113,7 +114,7 @@ def write_task(out_dir: Path, data_dir: Path, shared_data: Path, cache: D.Cache,
     if s.fewshot_split:
         pool = cache.rows((s.name, "fewshot"), lambda: s.fewshot_rows(shared_data))
         files[s.fewshot_split] = str(D.write_jsonl(data_dir / f"{s.name}.{s.fewshot_split}.jsonl", pool))
-    name = lmeval_task_name(s.name, k)
+    name = lmeval_task_name(s.name, k, len(rows_used))
     lines = [
         f"# Parity task: lm-eval 0.4.13's {s.base_yaml} over the first {len(rows_used)} rows",
         "# of evalkit's data (written by scripts/parity; see scripts/parity_lib/suites.py).",

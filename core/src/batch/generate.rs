@@ -13,8 +13,8 @@ use tch::{Device, Tensor};
 /// Generates a continuation for each prompt (prompts must already fit `max_len − max_new_tokens`).
 /// `counts` gets the tokens run through the body (prompts without their padding, then every
 /// row's token at each decoding step) and the positions the head was applied to.
-pub fn generate_batch(
-    model: &dyn Model,
+pub fn generate_batch<M: Model + ?Sized>(
+    model: &M,
     tok: &Tokenizer,
     reqs: &[&GenerateRequest],
     params: &GenerateParams,

@@ -20,8 +20,8 @@ const HEAD_CHUNK: usize = 512;
 /// Applies the head at `(row, pos)` of `hidden`, returns (target log-probs, argmax) per position.
 /// The log-prob is `logit[target] − logsumexp(logits)`, the same as log_softmax without
 /// materialising it; a non-finite logsumexp (a NaN or +inf logit) is an error.
-fn score_positions(
-    model: &dyn Model,
+fn score_positions<M: Model + ?Sized>(
+    model: &M,
     hidden: &Tensor,
     rows: &[i64],
     pos: &[i64],
@@ -54,8 +54,8 @@ fn score_positions(
 
 /// Scores every continuation of every request, each (context, continuation) pair as its own
 /// row. Returns one score list per request, in continuation order.
-pub fn score_unshared(
-    model: &dyn Model,
+pub fn score_unshared<M: Model + ?Sized>(
+    model: &M,
     reqs: &[&ScoreRequest],
     counts: &mut TokenCounts,
 ) -> Result<Vec<Vec<ContinuationScore>>> {
@@ -133,8 +133,8 @@ fn fits_shared(max_len: usize, r: &ScoreRequest) -> bool {
 
 /// Scores requests with one context pass each and the KV cache reused for every continuation.
 /// Every request must fit without truncation, and the model must cache.
-pub fn score_shared(
-    model: &dyn Model,
+pub fn score_shared<M: Model + ?Sized>(
+    model: &M,
     reqs: &[&ScoreRequest],
     counts: &mut TokenCounts,
 ) -> Result<Vec<Vec<ContinuationScore>>> {
@@ -246,8 +246,8 @@ pub fn score_shared(
 
 /// Scores a batch, sharing contexts where `share` is set, the model caches, and a request fits
 /// without truncation.
-pub fn score_batch(
-    model: &dyn Model,
+pub fn score_batch<M: Model + ?Sized>(
+    model: &M,
     reqs: &[&ScoreRequest],
     share: bool,
     counts: &mut TokenCounts,

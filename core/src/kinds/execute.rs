@@ -65,7 +65,7 @@ pub(crate) fn score_requests(
     }
     execute(env, name, key, &plan, reqs.len(), |items, counts| {
         let batch: Vec<&ScoreRequest> = items.iter().map(|&i| &reqs[i]).collect();
-        crate::batch::score_batch(env.model, &batch, share, counts).map_err(|e| name_error(name, e))
+        env.model.score(&batch, share, counts).map_err(|e| name_error(name, e))
     })
 }
 

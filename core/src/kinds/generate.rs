@@ -191,7 +191,8 @@ impl<T: Generate> Kind<T> for GenerateKind {
             });
         execute(env, name, key, &plan, requests.len(), |idx, counts| {
             let batch: Vec<&GenerateRequest> = idx.iter().map(|&i| &requests[i]).collect();
-            crate::batch::generate_batch(env.model, env.tokenizer, &batch, &self.params, counts)
+            env.model
+                .generate(env.tokenizer, &batch, &self.params, counts)
                 .map_err(|e| name_error(name, e))
         })
     }

@@ -12,8 +12,11 @@ pub mod weights;
 
 pub use cache::KvCache;
 
+use crate::batch::TokenCounts;
 use crate::device::{DeviceSpec, Dtype};
 use crate::error::{read_json, Error, Result};
+use crate::request::{ContinuationScore, GenerateParams, GenerateRequest, Generation, ScoreRequest};
+use crate::tokenizer::Tokenizer;
 use std::path::Path;
 use tch::{Device, Tensor};
 
@@ -43,6 +46,30 @@ pub trait Model {
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         self.head(&self.hidden_states(ids, mask, None)?)
     }
+    /// Scores a batch of requests — the request-level interface every scoring kind runs
+    /// through. The default runs [`Model::hidden_states`] and [`Model::head`] on libtorch
+    /// ([`crate::batch::score_batch`], contexts shared through the KV cache where `share` is
+    /// set); a model that is not a tensor program (one served over HTTP) implements this and
+    /// [`Model::generate`] instead.
+    fn score(
+        &self,
+        reqs: &[&ScoreRequest],
+        share: bool,
+        counts: &mut TokenCounts,
+    ) -> Result<Vec<Vec<ContinuationScore>>> {
+        crate::batch::score_batch(self, reqs, share, counts)
+    }
+    /// Generates a continuation of each prompt (the request-level interface of generation;
+    /// the default is [`crate::batch::generate_batch`] on libtorch).
+    fn generate(
+        &self,
+        tok: &Tokenizer,
+        reqs: &[&GenerateRequest],
+        params: &GenerateParams,
+        counts: &mut TokenCounts,
+    ) -> Result<Vec<Generation>> {
+        crate::batch::generate_batch(self, tok, reqs, params, counts)
+    }
 }
 
 impl<M: Model + ?Sized> Model for Box<M> {
@@ -69,6 +96,23 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         (**self).forward(ids, mask)
+    }
+    fn score(
+        &self,
+        reqs: &[&ScoreRequest],
+        share: bool,
+        counts: &mut TokenCounts,
+    ) -> Result<Vec<Vec<ContinuationScore>>> {
+        (**self).score(reqs, share, counts)
+    }
+    fn generate(
+        &self,
+        tok: &Tokenizer,
+        reqs: &[&GenerateRequest],
+        params: &GenerateParams,
+        counts: &mut TokenCounts,
+    ) -> Result<Vec<Generation>> {
+        (**self).generate(tok, reqs, params, counts)
     }
 }
 
