@@ -27,6 +27,9 @@ mod hub;
 // The command-line tool.
 mod cli;
 
+// A model served by a real engine (llama.cpp's server) through its OpenAI-compatible API.
+mod served;
+
 // Chat templates applied as lm-eval applies them, on a ChatML checkpoint made by the test.
 mod chat;
 

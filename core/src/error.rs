@@ -83,6 +83,14 @@ pub enum Error {
         /// Where (batch, row).
         what: String,
     },
+    /// A served model's endpoint failed or answered something unusable.
+    #[error("{url}: {message}")]
+    Served {
+        /// The endpoint.
+        url: String,
+        /// What went wrong (the server's message for a 4xx).
+        message: String,
+    },
     /// A dataset or a row of it cannot be evaluated.
     #[error("evaluation `{evaluation}`, row {row}: {message}")]
     Row {

@@ -110,16 +110,29 @@ pub enum Command {
 /// The model and how to run it.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json), or a hub
-    /// model `org/name[@revision]` read through the hub cache (downloaded unless --offline).
+    /// Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json), a hub
+    /// model `org/name[@revision]` read through the hub cache (downloaded unless --offline), or
+    /// `openai-compatible:http://HOST:PORT/v1`, a model served by vLLM, SGLang, TGI or
+    /// llama.cpp's server (needs --tokenizer).
     #[arg(long, required_unless_present = "torchscript")]
     pub model: Option<PathBuf>,
     /// A TorchScript module instead (needs --tokenizer and --max-len).
     #[arg(long, requires_all = ["tokenizer", "max_len"])]
     pub torchscript: Option<PathBuf>,
-    /// Directory with tokenizer.json (for --torchscript).
+    /// Directory with tokenizer.json (for --torchscript and a served model; its config.json
+    /// gives a served model's max length unless --max-len does).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// The served model's id (default: the first the endpoint lists).
+    #[arg(long)]
+    pub served_model: Option<String>,
+    /// Requests in flight at once to a served model.
+    #[arg(long, default_value_t = 8)]
+    pub in_flight: usize,
+    /// Retries of a request to a served model after a connection error or a 5xx (backoff from
+    /// 0.5 s, doubling); then the run stops, and a rerun resumes from its journal.
+    #[arg(long, default_value_t = 5)]
+    pub retries: usize,
     /// Longest sequence the TorchScript module accepts.
     #[arg(long)]
     pub max_len: Option<usize>,

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use evalkit::core::chat::ChatTemplate;
 use evalkit::core::gate::Bound;
 use evalkit::core::kinds::{ChatOptions, RunOptions, Subset};
+use evalkit::core::model::served::Served;
 use evalkit::core::model::torchscript::{TorchScriptModel, TorchScriptOptions};
 use evalkit::core::request::Sampling;
 use evalkit::core::{DeviceSpec, Dtype, LoadOptions, Model, Tokenizer};
@@ -49,6 +50,9 @@ pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resu
         });
     }
     let dir = a.model.as_ref().context("give --model or --torchscript")?;
+    if let Some(url) = dir.to_str().and_then(|d| d.strip_prefix("openai-compatible:")) {
+        return open_served(a, url);
+    }
     if !dir.exists() {
         if let Some((id, rev)) = dir.to_str().and_then(evalkit::suites::hub::parse_model_id) {
             let snapshot = evalkit::suites::hub::model_snapshot(&id, &rev, hub)
@@ -59,6 +63,35 @@ pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resu
         }
     }
     open_checkpoint(dir, device, dtype)
+}
+
+/// Connects to a served model; its tokenizer (and max length) come from --tokenizer.
+fn open_served(a: &ModelArgs, url: &str) -> Result<OpenedModel> {
+    let tok_dir = a
+        .tokenizer
+        .as_ref()
+        .context("a served model needs --tokenizer DIR (the served model's tokenizer.json)")?;
+    let max_len = match a.max_len {
+        Some(n) => n,
+        None => evalkit::core::model::read_max_len(tok_dir).with_context(|| {
+            format!(
+                "the served model's max length: give --max-len, or a config.json in {}",
+                tok_dir.display()
+            )
+        })?,
+    };
+    let mut opts = Served::options(url, max_len);
+    opts.model = a.served_model.clone();
+    opts.in_flight = a.in_flight.max(1);
+    opts.retries = a.retries;
+    let model = Served::connect(opts, Tokenizer::from_dir(tok_dir)?)?;
+    let name = model.model_id().rsplit('/').next().unwrap_or("served").to_string();
+    Ok(OpenedModel {
+        model: Box::new(model),
+        tokenizer: Tokenizer::from_dir(tok_dir)?,
+        name,
+        dir: tok_dir.clone(),
+    })
 }
 
 /// Opens a Hugging Face checkpoint directory.

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod gpt2;
 pub mod llama;
 pub mod mask;
+pub mod served;
 pub mod torchscript;
 pub mod weights;
 
@@ -128,6 +129,28 @@ pub struct LoadOptions {
 #[derive(serde::Deserialize)]
 struct ModelType {
     model_type: Option<String>,
+}
+
+/// The context length a checkpoint's `config.json` declares: `max_position_embeddings`,
+/// `n_positions` or `n_ctx` (the keys lm-eval reads), for a model evalkit does not load itself
+/// (one served by an engine).
+///
+/// ```no_run
+/// assert_eq!(evalkit_core::model::read_max_len("models/stories260K-hf".as_ref())?, 512);
+/// # Ok::<(), evalkit_core::Error>(())
+/// ```
+pub fn read_max_len(dir: &Path) -> Result<usize> {
+    let path = dir.join("config.json");
+    let config: serde_json::Value = read_json(&path)?;
+    ["max_position_embeddings", "n_positions", "n_ctx"]
+        .iter()
+        .find_map(|k| config[k].as_u64())
+        .map(|n| n as usize)
+        .ok_or_else(|| Error::Config {
+            path,
+            field: "max_position_embeddings".into(),
+            message: "no context length (max_position_embeddings, n_positions or n_ctx)".into(),
+        })
 }
 
 /// Opens a Hugging Face checkpoint directory (`config.json` + safetensors), choosing the

@@ -1,0 +1,409 @@
+//! A model served by an engine with an OpenAI-compatible API (vLLM, SGLang, TGI, llama.cpp's
+//! server): [`Served`] implements the request-level half of [`Model`] — [`Model::score`] and
+//! [`Model::generate`] — over `POST /v1/completions`, so every kind, suite, journal and report
+//! works on it unchanged. The local tokenizer lowers rows to tokens as for a checkpoint; the
+//! engine gets their text.
+//!
+//! * **Scoring**: one request per (context, continuation) with `echo: true`, `logprobs: 1`,
+//!   `max_tokens: 1`, `temperature: 0` (lm-eval's `local-completions`); the continuation's log-
+//!   likelihood is the sum of the echoed prompt's token log-probs at its positions, greedy where
+//!   each of them is the largest in its `top_logprobs`. The engine must tokenize the text into
+//!   the same number of tokens as the local tokenizer, or the run stops with an error saying so.
+//! * **Generation**: the prompt's text with `max_tokens`, the stop strings and greedy or the
+//!   run's temperature/top-p (with the sample's seed); the text comes back cut at a stop string.
+//! * **Transport**: up to `in_flight` requests at once; connection errors and 5xx responses are
+//!   retried with exponential backoff, a 4xx is an error with the server's message. A run that
+//!   loses its server fails after the retries; its finished chunks are in the journal and a
+//!   rerun resumes from them.
+
+use super::Model;
+use crate::batch::TokenCounts;
+use crate::error::{Error, Result};
+use crate::request::{ContinuationScore, GenerateParams, GenerateRequest, Generation, Sampling, ScoreRequest};
+use crate::tokenizer::Tokenizer;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tch::{Device, Tensor};
+
+/// How to reach a served model.
+#[derive(Debug, Clone)]
+pub struct ServedOptions {
+    /// The API's base URL, e.g. `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    /// The served model's id (`None`: the first of `GET /models`).
+    pub model: Option<String>,
+    /// Longest sequence (prompt + continuation or generation) the engine accepts.
+    pub max_len: usize,
+    /// Requests in flight at once.
+    pub in_flight: usize,
+    /// Retries of a request after a connection error or a 5xx response.
+    pub retries: usize,
+    /// First backoff (doubled on each retry).
+    pub backoff: Duration,
+    /// Timeout of one request.
+    pub timeout: Duration,
+}
+
+impl ServedOptions {
+    /// Defaults for `base_url`: the first served model, 8 in flight, 5 retries from 0.5 s,
+    /// 600 s per request.
+    pub fn new(base_url: impl Into<String>, max_len: usize) -> Self {
+        ServedOptions {
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            model: None,
+            max_len,
+            in_flight: 8,
+            retries: 5,
+            backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A model behind an OpenAI-compatible completions endpoint.
+pub struct Served {
+    opts: ServedOptions,
+    tokenizer: Tokenizer,
+    model: String,
+    engine: String,
+    vocab_size: usize,
+    bos: Option<i64>,
+    agent: ureq::Agent,
+}
+
+fn served_error(url: &str, message: impl std::fmt::Display) -> Error {
+    Error::Served {
+        url: url.into(),
+        message: message.to_string(),
+    }
+}
+
+impl Served {
+    /// [`ServedOptions::new`].
+    pub fn options(base_url: &str, max_len: usize) -> ServedOptions {
+        ServedOptions::new(base_url, max_len)
+    }
+
+    /// Connects to `opts.base_url`: reads the served models (`GET /models`), picks
+    /// `opts.model` (an error lists the ids when it is not served) and the engine's name and
+    /// version where it reports them. `tokenizer` must be the served model's.
+    pub fn connect(opts: ServedOptions, tokenizer: Tokenizer) -> Result<Self> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout(opts.timeout)
+            .build();
+        let mut s = Served {
+            model: String::new(),
+            engine: String::new(),
+            vocab_size: tokenizer.vocab_size(),
+            bos: tokenizer
+                .prefix_token()
+                .ok()
+                .filter(|&p| Some(p) == tokenizer.encode("a").ok().and_then(|e| e.first().copied())),
+            agent,
+            opts,
+            tokenizer,
+        };
+        let (models, server) = s.get("/models")?;
+        let ids: Vec<String> = models["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str().map(String::from))
+            .collect();
+        s.model = match &s.opts.model {
+            Some(m) if ids.contains(m) => m.clone(),
+            Some(m) => {
+                return Err(served_error(
+                    &s.opts.base_url,
+                    format!("model {m:?} is not served; it serves {ids:?}"),
+                ))
+            }
+            None => ids
+                .first()
+                .cloned()
+                .ok_or_else(|| served_error(&s.opts.base_url, "GET /models lists no model"))?,
+        };
+        // vLLM answers GET /version; others name themselves in the Server header at most.
+        let root = s.opts.base_url.trim_end_matches("/v1").to_string();
+        let version = s
+            .agent
+            .get(&format!("{root}/version"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<Value>().ok())
+            .and_then(|v| v["version"].as_str().map(String::from));
+        s.engine = match (server, version) {
+            (Some(sv), Some(v)) => format!("{sv} {v}"),
+            (None, Some(v)) => v,
+            (Some(sv), None) => sv,
+            (None, None) => "unknown".into(),
+        };
+        Ok(s)
+    }
+
+    /// The served model's id.
+    pub fn model_id(&self) -> &str {
+        &self.model
+    }
+
+    /// The engine as it names itself (Server header, version endpoint), or `unknown`.
+    pub fn engine(&self) -> &str {
+        &self.engine
+    }
+
+    fn get(&self, path: &str) -> Result<(Value, Option<String>)> {
+        let url = format!("{}{path}", self.opts.base_url);
+        self.with_retries(&url, || self.agent.get(&url).call().map_err(Box::new))
+    }
+
+    fn post(&self, body: &Value) -> Result<Value> {
+        let url = format!("{}/completions", self.opts.base_url);
+        self.with_retries(&url, || self.agent.post(&url).send_json(body.clone()).map_err(Box::new))
+            .map(|(v, _)| v)
+    }
+
+    fn with_retries(
+        &self,
+        url: &str,
+        call: impl Fn() -> std::result::Result<ureq::Response, Box<ureq::Error>>,
+    ) -> Result<(Value, Option<String>)> {
+        let mut wait = self.opts.backoff;
+        let mut attempt = 0;
+        loop {
+            let failure = match call().map_err(|e| *e) {
+                Ok(r) => {
+                    let server = r.header("server").map(String::from);
+                    let v = r
+                        .into_json::<Value>()
+                        .map_err(|e| served_error(url, format!("the response is not JSON: {e}")))?;
+                    return Ok((v, server));
+                }
+                Err(ureq::Error::Status(code, r)) if code < 500 => {
+                    let body = r.into_string().unwrap_or_default();
+                    return Err(served_error(url, format!("HTTP {code}: {}", body.trim())));
+                }
+                Err(ureq::Error::Status(code, r)) => {
+                    format!("HTTP {code}: {}", r.into_string().unwrap_or_default().trim())
+                }
+                Err(ureq::Error::Transport(t)) => t.to_string(),
+            };
+            if attempt >= self.opts.retries {
+                return Err(served_error(
+                    url,
+                    format!(
+                        "{failure} (after {} retries; finished chunks are kept: rerun to resume)",
+                        attempt
+                    ),
+                ));
+            }
+            tracing::warn!("{url}: {failure}; retrying in {wait:?}");
+            std::thread::sleep(wait);
+            wait *= 2;
+            attempt += 1;
+        }
+    }
+
+    /// Runs `f` on every item with up to `in_flight` at once; results in item order.
+    fn pooled<T: Sync, R: Send>(&self, items: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
+        let next = AtomicUsize::new(0);
+        let mut out: Vec<Option<Result<R>>> = (0..items.len()).map(|_| None).collect();
+        let slots = std::sync::Mutex::new(&mut out);
+        std::thread::scope(|s| {
+            for _ in 0..self.opts.in_flight.clamp(1, items.len().max(1)) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    let failed = r.is_err();
+                    slots.lock().expect("no panics while holding")[i] = Some(r);
+                    if failed {
+                        next.store(items.len(), Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        // The first failure is the error; without one every item ran.
+        if let Some(i) = out.iter().position(|r| matches!(r, Some(Err(_)))) {
+            return Err(out.swap_remove(i).and_then(Result::err).expect("an error"));
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.and_then(Result::ok).expect("every item ran"))
+            .collect())
+    }
+
+    /// The text the engine gets for `ids`: without the leading BOS the engine adds itself.
+    fn text(&self, ids: &[i64]) -> Result<(String, usize)> {
+        let skip = usize::from(self.bos.is_some() && ids.first() == self.bos.as_ref());
+        Ok((self.tokenizer.decode(&ids[skip..], false)?, skip))
+    }
+
+    fn score_one(&self, context: &[i64], continuation: &[i64]) -> Result<ContinuationScore> {
+        let url = &self.opts.base_url;
+        // The model's input is the context and all but the last continuation token (as on
+        // libtorch, at most max_len); the engine gets the last one too, to score it.
+        let over = (context.len() + continuation.len()).saturating_sub(self.opts.max_len + 1);
+        if over >= context.len() {
+            return Err(served_error(
+                url,
+                format!(
+                    "a continuation of {} tokens leaves no context in max length {}",
+                    continuation.len(),
+                    self.opts.max_len
+                ),
+            ));
+        }
+        let ids: Vec<i64> = context[over..].iter().chain(continuation).copied().collect();
+        let truncated = over > 0;
+        let (prompt, skip) = self.text(&ids)?;
+        let body = json!({
+            "model": self.model, "prompt": prompt, "temperature": 0, "max_tokens": 1,
+            "logprobs": 1, "echo": true, "seed": 1234,
+        });
+        let v = self.post(&body)?;
+        let lp = &v["choices"][0]["logprobs"];
+        let logprobs = lp["token_logprobs"]
+            .as_array()
+            .ok_or_else(|| served_error(url, "the response has no logprobs.token_logprobs: the engine does not return prompt log-probs (llama.cpp: --logits_all true)"))?;
+        let top = lp["top_logprobs"].as_array().cloned().unwrap_or_default();
+        // The engine echoes the prompt's tokens (without its BOS) and one generated token.
+        let expected = ids.len() - skip + 1;
+        if logprobs.len() != expected {
+            return Err(served_error(
+                url,
+                format!(
+                    "the engine tokenized the text into {} tokens, the local tokenizer into {}: --tokenizer is not the served model's",
+                    logprobs.len().saturating_sub(1),
+                    ids.len() - skip
+                ),
+            ));
+        }
+        // Where the continuation starts among the echoed tokens (the first has no log-prob).
+        let first = context.len() - over - skip;
+        if first == 0 {
+            return Err(served_error(
+                url,
+                "the engine gives no log-prob for the first token after its BOS, and the continuation starts there (a rolling-perplexity window: use an engine that returns prompt_logprobs)",
+            ));
+        }
+        let mut token_logprobs = Vec::with_capacity(continuation.len());
+        let mut argmax = Vec::with_capacity(continuation.len());
+        for (j, &t) in continuation.iter().enumerate() {
+            let l = logprobs[first + j]
+                .as_f64()
+                .ok_or_else(|| served_error(url, format!("token {} has no log-prob", first + j)))?;
+            let best = top
+                .get(first + j)
+                .and_then(Value::as_object)
+                .map_or(l, |m| m.values().filter_map(Value::as_f64).fold(l, f64::max));
+            token_logprobs.push(l as f32);
+            argmax.push(if l >= best { t } else { -1 });
+        }
+        Ok(ContinuationScore {
+            token_logprobs,
+            argmax,
+            truncated,
+        })
+    }
+
+    fn generate_one(&self, r: &GenerateRequest, params: &GenerateParams) -> Result<Generation> {
+        let (prompt, _) = self.text(&r.prompt)?;
+        let mut body = json!({
+            "model": self.model, "prompt": prompt, "max_tokens": params.max_new_tokens,
+            "stop": params.stop, "seed": r.seed % (1 << 31),
+        });
+        match params.sampling {
+            Sampling::Greedy => body["temperature"] = json!(0),
+            Sampling::Nucleus { temperature, top_p } => {
+                body["temperature"] = json!(temperature);
+                body["top_p"] = json!(top_p);
+            }
+        }
+        let v = self.post(&body)?;
+        let choice = &v["choices"][0];
+        let text = choice["text"]
+            .as_str()
+            .ok_or_else(|| served_error(&self.opts.base_url, "the response has no choices[0].text"))?
+            .to_string();
+        let finish = match choice["finish_reason"].as_str() {
+            Some("length") => "length",
+            _ => "stop",
+        };
+        Ok(Generation {
+            tokens: self.tokenizer.encode_plain(&text)?,
+            text,
+            finish: finish.into(),
+        })
+    }
+}
+
+impl Model for Served {
+    fn max_len(&self) -> usize {
+        self.opts.max_len
+    }
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+    fn describe(&self) -> String {
+        format!(
+            "openai-compatible:{} (model {}, engine {})",
+            self.opts.base_url, self.model, self.engine
+        )
+    }
+    fn hidden_states(&self, _: &Tensor, _: &Tensor, _: Option<&mut super::KvCache>) -> Result<Tensor> {
+        Err(Error::Unsupported(
+            "a served model runs requests, not tensors (hidden_states)".into(),
+        ))
+    }
+    fn head(&self, _: &Tensor) -> Result<Tensor> {
+        Err(Error::Unsupported(
+            "a served model runs requests, not tensors (head)".into(),
+        ))
+    }
+    fn new_cache(&self) -> Option<super::KvCache> {
+        None
+    }
+    fn score(
+        &self,
+        reqs: &[&ScoreRequest],
+        _share: bool,
+        counts: &mut TokenCounts,
+    ) -> Result<Vec<Vec<ContinuationScore>>> {
+        let pairs: Vec<(usize, &[i64], &[i64])> = reqs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                r.continuations
+                    .iter()
+                    .map(move |c| (i, r.context.as_slice(), c.as_slice()))
+            })
+            .collect();
+        let scores = self.pooled(&pairs, |&(_, ctx, cont)| self.score_one(ctx, cont))?;
+        let mut out: Vec<Vec<ContinuationScore>> = vec![vec![]; reqs.len()];
+        for (&(i, ctx, cont), s) in pairs.iter().zip(scores) {
+            counts.forwarded += ctx.len() + cont.len();
+            counts.scored += cont.len();
+            out[i].push(s);
+        }
+        Ok(out)
+    }
+    fn generate(
+        &self,
+        _tok: &Tokenizer,
+        reqs: &[&GenerateRequest],
+        params: &GenerateParams,
+        counts: &mut TokenCounts,
+    ) -> Result<Vec<Generation>> {
+        let gens = self.pooled(reqs, |r| self.generate_one(r, params))?;
+        for (r, g) in reqs.iter().zip(&gens) {
+            counts.forwarded += r.prompt.len() + g.tokens.len();
+            counts.scored += g.tokens.len();
+        }
+        Ok(gens)
+    }
+}

@@ -1,0 +1,278 @@
+//! `--model openai-compatible:URL`: evalkit against a real engine, llama.cpp's server as
+//! `llama-cpp-python[server]==0.3.36` packages it, serving stories260K-hf converted to GGUF by
+//! the converter in that package's sdist (scripts/install-llama-server builds both, cached; the
+//! test starts the server on 127.0.0.1 and stops it). It checks that scores come back per
+//! continuation for every scoring kind and generation, that a server killed mid-run and
+//! restarted gives a run that resumes to the same samples, and the errors: nothing at the URL, a
+//! tokenizer that is not the served model's.
+//!
+//! Without the server installed the test notes the skip, unless EVALKIT_REQUIRE_SERVED is set
+//! (as .ci/run sets it), when it fails.
+
+use crate::cli::{evalkit, text};
+use crate::util::{data_dir, model_dir};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The engine's Python and the GGUF, where scripts/install-llama-server put them.
+fn installed() -> Option<(PathBuf, PathBuf)> {
+    let cache = PathBuf::from(std::env::var_os("HOME")?).join(".cache/evalkit");
+    let python = std::env::var_os("EVALKIT_LLAMA_PYTHON").map_or(cache.join("llama-venv/bin/python"), PathBuf::from);
+    let gguf =
+        std::env::var_os("EVALKIT_SERVED_GGUF").map_or(cache.join("served/stories260K-hf-f32.gguf"), PathBuf::from);
+    (python.is_file() && gguf.is_file()).then_some((python, gguf))
+}
+
+/// A llama.cpp server on a free port of 127.0.0.1, stopped when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(python: &Path, gguf: &Path, port: u16, log: &Path) -> Server {
+        let log = std::fs::File::create(log).expect("log");
+        let child = Command::new(python)
+            // 1024: a 512-token window of rolling perplexity and the one token echo asks for.
+            .args(["-m", "llama_cpp.server", "--host", "127.0.0.1", "--n_ctx", "1024"])
+            .arg("--model")
+            .arg(gguf)
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("the server starts");
+        let s = Server { child, port };
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the server did not listen within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("openai-compatible:http://127.0.0.1:{}/v1", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn run(url: &str, tokenizer: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let data = data_dir();
+    let mut args = vec!["run", "-q", "--model", url, "--output", out.to_str().unwrap()];
+    args.extend([
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    args.extend(extra);
+    evalkit(&args)
+}
+
+fn samples(out: &Path, task: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join(format!("samples_{task}.jsonl")))
+        .expect("samples")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
+#[test]
+fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
+    let Some((python, gguf)) = installed() else {
+        assert!(
+            std::env::var_os("EVALKIT_REQUIRE_SERVED").is_none(),
+            "EVALKIT_REQUIRE_SERVED is set but scripts/install-llama-server has not installed the server"
+        );
+        eprintln!("note: served-model test skipped (run scripts/install-llama-server)");
+        return;
+    };
+    let tmp = crate::tempdir!("served");
+    let tok = model_dir("stories260K-hf");
+    let port = free_port();
+    let mut server = Server::start(&python, &gguf, port, &tmp.path().join("server.log"));
+    let url = server.url();
+
+    // Every scoring kind and generation, against the local libtorch run of the same weights:
+    // the same rows, prompts and token counts; log-likelihoods close (llama.cpp's float32
+    // kernels are not libtorch's) and the same greedy flags.
+    let tasks = ["--tasks", "arc_easy,lambada_openai,gsm8k", "--limit", "4"];
+    let served = tmp.path().join("served");
+    let o = run(&url, &tok, &served, &tasks);
+    assert!(o.status.success(), "{}", text(&o));
+    let local = tmp.path().join("local");
+    let (t, d) = (tok.to_str().unwrap(), data_dir());
+    let mut args = vec![
+        "run",
+        "-q",
+        "--device",
+        "cpu",
+        "--model",
+        t,
+        "--output",
+        local.to_str().unwrap(),
+    ];
+    args.extend(["--data-dir", d.to_str().unwrap()]);
+    args.extend(tasks);
+    assert!(evalkit(&args).status.success());
+    for task in ["arc_easy", "lambada_openai"] {
+        let (a, b) = (samples(&served, task), samples(&local, task));
+        assert_eq!(a.len(), 4);
+        for (a, b) in a.iter().zip(&b) {
+            for key in ["contexts", "continuations", "num_tokens", "is_greedy", "text", "tokens"] {
+                assert_eq!(a.get(key), b.get(key), "{task} row {}: {key}", a["index"]);
+            }
+            let lls = |s: &serde_json::Value| -> Vec<f64> {
+                match s.get("loglikelihoods") {
+                    Some(v) => v.as_array().expect("lls").iter().filter_map(|x| x.as_f64()).collect(),
+                    None => vec![s["loglikelihood"].as_f64().expect("ll")],
+                }
+            };
+            for (x, y) in lls(a).iter().zip(lls(b)) {
+                assert!(
+                    (x - y).abs() <= 2e-3 * (1.0 + y.abs()),
+                    "{task} row {}: served {x}, local {y}",
+                    a["index"]
+                );
+            }
+        }
+    }
+    let gens = samples(&served, "gsm8k");
+    assert!(
+        gens.iter()
+            .all(|g| !g["generations"][0].as_str().unwrap_or("").is_empty()),
+        "{gens:?}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(served.join("results.json")).expect("results")).expect("json");
+    let model = results["config"]["model"].as_str().expect("model");
+    assert!(
+        model.starts_with(&format!("openai-compatible:http://127.0.0.1:{port}/v1 (model ")),
+        "{model}"
+    );
+    assert!(
+        model.contains("stories260K-hf-f32.gguf") && model.contains("engine uvicorn"),
+        "{model}"
+    );
+
+    // Killed mid-run: the run stops with a message and keeps its chunks; with the server back,
+    // the rerun resumes them and ends with the samples of a run that was never interrupted.
+    let whole = tmp.path().join("whole");
+    let resumed = tmp.path().join("resumed");
+    let args = [
+        "--tasks",
+        "arc_easy",
+        "--limit",
+        "60",
+        "--batch-size",
+        "1",
+        "--chunk-size",
+        "1",
+        "--in-flight",
+        "1",
+        "--retries",
+        "0",
+    ];
+    assert!(run(&url, &tok, &whole, &args).status.success());
+    let child = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args(["run", "-q", "--model", &url, "--output", resumed.to_str().unwrap()])
+        .args([
+            "--tokenizer",
+            tok.to_str().unwrap(),
+            "--data-dir",
+            data_dir().to_str().unwrap(),
+        ])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let journal = resumed.join(".journal").join("arc_easy.journal.jsonl");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&journal).map_or(0, |j| j.lines().count()) < 6 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no chunks journaled within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill();
+    let killed = child.wait_with_output().expect("waits");
+    assert!(!killed.status.success(), "the run must fail without its server");
+    let msg = text(&killed);
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("rerun to resume"),
+        "{msg}"
+    );
+    let _server = Server::start(&python, &gguf, port, &tmp.path().join("server2.log"));
+    let o = run(&url, &tok, &resumed, &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(resumed.join("results.json")).expect("results")).expect("json");
+    assert!(
+        r["results"]["arc_easy"]["chunks_resumed"].as_u64().unwrap_or(0) >= 5,
+        "{r}"
+    );
+    let strip = |mut v: Vec<serde_json::Value>| {
+        for s in &mut v {
+            s.as_object_mut().expect("object").remove("index");
+        }
+        v
+    };
+    let (a, b) = (strip(samples(&whole, "arc_easy")), strip(samples(&resumed, "arc_easy")));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["loglikelihoods"], y["loglikelihoods"]);
+        assert_eq!(x["contexts"], y["contexts"]);
+    }
+    assert_eq!(a.len(), b.len());
+
+    // Nothing listening; a tokenizer that is not the served model's.
+    let nothing = format!("openai-compatible:http://127.0.0.1:{}/v1", free_port());
+    let o = run(
+        &nothing,
+        &tok,
+        &tmp.path().join("x"),
+        &["--tasks", "arc_easy", "--limit", "2", "--retries", "0"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("/v1/models") && text(&o).contains("Connection refused"),
+        "{}",
+        text(&o)
+    );
+    let gpt2 = model_dir("tiny-gpt2-random");
+    let o = run(
+        &url,
+        &gpt2,
+        &tmp.path().join("y"),
+        &["--tasks", "arc_easy", "--limit", "2"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--tokenizer is not the served model's"),
+        "{}",
+        text(&o)
+    );
+}
