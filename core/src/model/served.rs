@@ -268,9 +268,11 @@ impl Served {
             .as_array()
             .ok_or_else(|| served_error(url, "the response has no logprobs.token_logprobs: the engine does not return prompt log-probs (llama.cpp: --logits_all true)"))?;
         let top = lp["top_logprobs"].as_array().cloned().unwrap_or_default();
-        // The engine echoes the prompt's tokens (without its BOS) and one generated token.
+        // The engine echoes the prompt's tokens (without its BOS) and one generated token. A
+        // left-truncated context starts inside a word, which the engine may split otherwise
+        // (the continuation, at the end, is then found from the end).
         let expected = ids.len() - skip + 1;
-        if logprobs.len() != expected {
+        if logprobs.len() != expected && (!truncated || logprobs.len() < continuation.len() + 2) {
             return Err(served_error(
                 url,
                 format!(
@@ -281,7 +283,7 @@ impl Served {
             ));
         }
         // Where the continuation starts among the echoed tokens (the first has no log-prob).
-        let first = context.len() - over - skip;
+        let first = logprobs.len() - 1 - continuation.len();
         if first == 0 {
             return Err(served_error(
                 url,
