@@ -4,7 +4,9 @@
 //! test starts the server on 127.0.0.1 and stops it). It checks that scores come back per
 //! continuation for every scoring kind and generation, that a server killed mid-run and
 //! restarted gives a run that resumes to the same samples, and the errors: nothing at the URL, a
-//! tokenizer that is not the served model's.
+//! tokenizer that is not the served model's, an engine that returns no prompt log-probs (a
+//! stand-in server in the test). Per-sample parity with lm-eval's `local-completions` against
+//! the same server is scripts/parity's.
 //!
 //! Without the server installed the test notes the skip, unless EVALKIT_REQUIRE_SERVED is set
 //! (as .ci/run sets it), when it fails.
@@ -275,4 +277,60 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
         "{}",
         text(&o)
     );
+}
+
+/// An engine that answers `/models` but returns completions without prompt log-probs (as
+/// llama.cpp's server does without `logits_all`): a clear error, not a score.
+#[test]
+fn an_engine_without_prompt_logprobs_is_an_error() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut request = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                request.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let answer = if request.starts_with("GET /v1/models") {
+                r#"{"object":"list","data":[{"id":"fake","object":"model"}]}"#
+            } else if request.starts_with("POST /v1/completions") {
+                r#"{"choices":[{"index":0,"text":"x","finish_reason":"length"}]}"#
+            } else {
+                r#"{"error":"not found"}"#
+            };
+            let status = if answer.contains("error") {
+                "404 Not Found"
+            } else {
+                "200 OK"
+            };
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    let tmp = crate::tempdir!("served-nologprobs");
+    let url = format!("openai-compatible:http://127.0.0.1:{port}/v1");
+    let o = run(
+        &url,
+        &model_dir("stories260K-hf"),
+        tmp.path(),
+        &["--tasks", "arc_easy", "--limit", "2"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("does not return prompt log-probs"), "{}", text(&o));
 }

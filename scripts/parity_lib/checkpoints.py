@@ -18,14 +18,65 @@ REPO = Path(__file__).resolve().parents[2]
 CHATML_TEMPLATE = REPO / "core" / "tests" / "fixtures" / "chat-templates" / "qwen2.jinja"
 
 GENERATED = {"stories260K-chatml": "stories260K-hf"}
+# Served by llama.cpp's server (scripts/install-llama-server: llama-cpp-python[server]==0.3.36
+# and a GGUF of the checkpoint); both sides reach it over HTTP, with the checkpoint's tokenizer.
+SERVED = {"stories260K-served": "stories260K-hf"}
 
 
 def is_generated(name: str) -> bool:
-    return name in GENERATED
+    return name in GENERATED or name in SERVED
+
+
+class Server:
+    """llama.cpp's server on a free port of 127.0.0.1 for the duration of a `with`."""
+
+    def __init__(self, log: Path):
+        import os
+        import socket
+        import subprocess
+
+        out = subprocess.run([str(REPO / "scripts" / "install-llama-server")], check=True, capture_output=True,
+                             text=True).stdout.split()
+        paths = dict(kv.split("=", 1) for kv in out)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.gguf = paths["EVALKIT_SERVED_GGUF"]
+        self.log = log.open("w")
+        # n_ctx 1024: a 512-token window and the token echo asks for.
+        self.proc = subprocess.Popen([paths["EVALKIT_LLAMA_PYTHON"], "-m", "llama_cpp.server", "--host", "127.0.0.1",
+                                      "--port", str(self.port), "--n_ctx", "1024", "--model", self.gguf],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> "Server":
+        import socket
+        import time
+
+        t0 = time.monotonic()
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() - t0 > 60 or self.proc.poll() is not None:
+                    raise SystemExit(f"parity: llama.cpp's server did not start (log {self.log.name})")
+                time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+        self.log.close()
 
 
 def model_dir(name: str, shared: Path, work: Path) -> Path:
-    """The checkpoint folder of `name`: shared/models/<name>, or made under the work dir."""
+    """The checkpoint folder of `name`: shared/models/<name>, or made under the work dir (for
+    a served model, the checkpoint it serves: its tokenizer and max length)."""
+    if name in SERVED:
+        return shared / "models" / SERVED[name]
     if name not in GENERATED:
         return shared / "models" / name
     out = work / "models" / name

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import plan as P
 from .compare import Check, compare, fmt_dev
-from .checkpoints import is_generated, model_dir
+from .checkpoints import SERVED, Server, is_generated, model_dir
 from .data import Cache
 from .runners import (Failed, env, max_length, read_evalkit_samples, read_lmeval_samples,
                       run_evalkit, run_lmeval)
@@ -70,6 +70,14 @@ def line(c: Check) -> str:
 
 def run_model(model: str, items: list[P.Item], shared: Path, work: Path, binary: str,
               args: argparse.Namespace, cache: Cache) -> list[Check]:
+    if model in SERVED:
+        with Server(work / f"server-{model}.log") as server:
+            return run_model_on(model, items, shared, work, binary, args, cache, server)
+    return run_model_on(model, items, shared, work, binary, args, cache, None)
+
+
+def run_model_on(model: str, items: list[P.Item], shared: Path, work: Path, binary: str,
+                 args: argparse.Namespace, cache: Cache, server) -> list[Check]:
     mdir = model_dir(model, shared, work)
     data = shared / "data"
     tasks_dir = work / "lmeval-tasks"
@@ -106,7 +114,8 @@ def run_model(model: str, items: list[P.Item], shared: Path, work: Path, binary:
         lm_names = sorted({names[it] for it in its})
         say(f"[{tag}] lm-eval 0.4.13: {len(lm_names)} tasks (log {work / f'lmeval-{tag}.log'})")
         try:
-            dt = run_lmeval(mdir, lm_names, tasks_dir, lm_out, work / f"lmeval-{tag}.log", environ, max_gen, flags)
+            dt = run_lmeval(mdir, lm_names, tasks_dir, lm_out, work / f"lmeval-{tag}.log", environ, max_gen, flags,
+                            server)
             say(f"[{tag}] lm-eval done in {dt:.0f} s")
         except Failed as e:
             if len(lm_names) == 1:
@@ -118,7 +127,7 @@ def run_model(model: str, items: list[P.Item], shared: Path, work: Path, binary:
             for n in lm_names:
                 try:
                     run_lmeval(mdir, [n], tasks_dir, lm_out / n, work / f"lmeval-{tag}-{n}.log", environ, max_gen,
-                               flags)
+                               flags, server)
                 except Failed as e1:
                     for it in its:
                         if names[it] == n:
@@ -142,7 +151,7 @@ def run_model(model: str, items: list[P.Item], shared: Path, work: Path, binary:
             runs += 1
             try:
                 t_ek += run_evalkit(binary, mdir, batch, rows, k, data, out, work / f"evalkit-{model}-{tag}.log",
-                                    environ, extra)
+                                    environ, extra, server)
                 for it in its:
                     if it.task in batch:
                         ek_dirs[it] = out

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 MODELS = ("stories260K-hf", "tiny-gpt2-random")
 CHAT_MODEL = "stories260K-chatml"  # made by checkpoints.py from stories260K-hf
+SERVED_MODEL = "stories260K-served"  # llama.cpp's server (checkpoints.Server)
 SYSTEM = "You are a careful assistant. Answer the question."
 
 # Prompt settings of a chat mode, for each side: lm-eval's CLI flags, evalkit's.
@@ -48,7 +49,12 @@ def full() -> list[Item]:
         for k in (0, 5):
             out += [Item(m, t, k, 100) for t in MMLU_FULL]
         out += [Item(m, "gsm8k", k, 30) for k in (0, 5)]
-    return out + chat_full()
+    return out + chat_full() + served(200, 30)
+
+
+def served(rows: int, gen_rows: int) -> list[Item]:
+    m = SERVED_MODEL
+    return [Item(m, t, 0, rows) for t in ("arc_easy", "hellaswag", "lambada_openai")] + [Item(m, "gsm8k", 0, gen_rows)]
 
 
 def chat_full() -> list[Item]:
@@ -86,4 +92,4 @@ def quick() -> list[Item]:
         Item(m, "arc_easy", 0, 20, "chat"),
         Item(m, "mmlu_anatomy", 5, 10, "chat+system"),
         Item(m, "gsm8k", 5, 5, "chat"),
-    ]
+    ] + served(10, 3)

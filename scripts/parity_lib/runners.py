@@ -58,11 +58,19 @@ def max_length(model: Path) -> int:
 
 
 def run_lmeval(model: Path, tasks: list[str], include: Path, out: Path, log: Path,
-               environ: dict, max_gen_toks: int | None, extra: list[str] = ()) -> float:
+               environ: dict, max_gen_toks: int | None, extra: list[str] = (), served=None) -> float:
+    """lm-eval's HF model on `model`, or with `served` (checkpoints.Server) its
+    `local-completions` model against that server, text prompts (llama.cpp's server takes no
+    token ids) and `model`'s tokenizer."""
+    if served is None:
+        lm = ["--model", "hf", "--model_args", f"pretrained={model},dtype=float32,logits_cache=False"]
+    else:
+        lm = ["--model", "local-completions", "--model_args",
+              f"base_url={served.base_url}/completions,model={served.gguf},tokenizer_backend=huggingface,"
+              f"tokenizer={model},tokenized_requests=False,max_length={max_length(model)}"]
     cmd = [
         sys.executable, "-m", "lm_eval", "run",
-        "--model", "hf",
-        "--model_args", f"pretrained={model},dtype=float32,logits_cache=False",
+        *lm,
         "--device", "cpu",
         "--batch_size", "1",
         "--tasks", ",".join(tasks),
@@ -88,10 +96,12 @@ def read_lmeval_samples(out: Path, task: str) -> list[dict]:
 
 
 def run_evalkit(binary: str, model: Path, tasks: list[str], limit: int, k: int, data: Path,
-                out: Path, log: Path, environ: dict, extra: list[str]) -> float:
+                out: Path, log: Path, environ: dict, extra: list[str], served=None) -> float:
+    target = ["--model", str(model)] if served is None else [
+        "--model", f"openai-compatible:{served.base_url}", "--tokenizer", str(model)]
     cmd = [
         binary, "run",
-        "--model", str(model),
+        *target,
         "--tasks", ",".join(tasks),
         "--limit", str(limit),
         "--num-fewshot", str(k),
