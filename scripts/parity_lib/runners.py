@@ -97,8 +97,11 @@ def read_lmeval_samples(out: Path, task: str) -> list[dict]:
 
 def run_evalkit(binary: str, model: Path, tasks: list[str], limit: int, k: int, data: Path,
                 out: Path, log: Path, environ: dict, extra: list[str], served=None) -> float:
+    # One request at a time, as lm-eval's local-completions sends them (num_concurrent=1):
+    # llama.cpp's server reuses the previous prompt's cache, so its float rounding (and a
+    # greedy generation at a near-tie) depends on the order requests arrive in.
     target = ["--model", str(model)] if served is None else [
-        "--model", f"openai-compatible:{served.base_url}", "--tokenizer", str(model)]
+        "--model", f"openai-compatible:{served.base_url}", "--tokenizer", str(model), "--in-flight", "1"]
     cmd = [
         binary, "run",
         *target,

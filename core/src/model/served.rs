@@ -268,22 +268,23 @@ impl Served {
             .as_array()
             .ok_or_else(|| served_error(url, "the response has no logprobs.token_logprobs: the engine does not return prompt log-probs (llama.cpp: --logits_all true)"))?;
         let top = lp["top_logprobs"].as_array().cloned().unwrap_or_default();
-        // The engine echoes the prompt's tokens (without its BOS) and one generated token. A
-        // left-truncated context starts inside a word, which the engine may split otherwise
-        // (the continuation, at the end, is then found from the end).
-        let expected = ids.len() - skip + 1;
-        if logprobs.len() != expected && (!truncated || logprobs.len() < continuation.len() + 2) {
+        // The engine echoes the prompt's tokens (without its BOS) and the one generated token,
+        // unless that was EOS (llama.cpp's server leaves it out: finish_reason "stop").
+        let generated = usize::from(v["choices"][0]["finish_reason"].as_str() != Some("stop"));
+        let echoed = logprobs.len().saturating_sub(generated);
+        // A left-truncated context starts inside a word, which the engine may split otherwise;
+        // the continuation, at the end, is then found from the end.
+        if echoed != ids.len() - skip && (!truncated || echoed < continuation.len() + 1) {
             return Err(served_error(
                 url,
                 format!(
-                    "the engine tokenized the text into {} tokens, the local tokenizer into {}: --tokenizer is not the served model's",
-                    logprobs.len().saturating_sub(1),
+                    "the engine tokenized the text into {echoed} tokens, the local tokenizer into {}: --tokenizer is not the served model's",
                     ids.len() - skip
                 ),
             ));
         }
         // Where the continuation starts among the echoed tokens (the first has no log-prob).
-        let first = logprobs.len() - 1 - continuation.len();
+        let first = echoed - continuation.len();
         if first == 0 {
             return Err(served_error(
                 url,
