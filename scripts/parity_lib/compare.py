@@ -275,7 +275,10 @@ def compare_gen(c: Check, lms: dict[str, dict], ek: dict) -> None:
         c.fail_row(first["doc_id"], lines)
 
 
-def compare(c: Check, lm_samples: list[dict], ek_samples: list[dict]) -> None:
+def compare(c: Check, lm_samples: list[dict], ek_samples: list[dict], skip_truncated: bool = False) -> None:
+    """Compares every row; with `skip_truncated`, rows evalkit left-truncated to the model's
+    length are counted but not compared (lm-eval's local-completions sends them whole)."""
+    skipped = []
     ek_by = {int(s["index"]): s for s in ek_samples}
     lm_by: dict[int, dict[str, dict]] = {}
     for s in lm_samples:
@@ -287,6 +290,9 @@ def compare(c: Check, lm_samples: list[dict], ek_samples: list[dict]) -> None:
             c.fail_row(idx, [f"row missing from {'lm-eval' if lms is None else 'evalkit'}"])
             continue
         c.compared += 1
+        if skip_truncated and ek.get("truncated"):
+            skipped.append(idx)
+            continue
         if c.kind == GEN:
             compare_gen(c, lms, ek)
         else:
@@ -295,6 +301,9 @@ def compare(c: Check, lm_samples: list[dict], ek_samples: list[dict]) -> None:
                 compare_rolling(c, lm, ek)
             else:
                 compare_mc(c, lm, ek, loglikelihood_only=(c.kind == LL))
+    if skipped:
+        c.notes.append(f"rows {skipped} are longer than the model: evalkit left-truncates them (as lm-eval's HF model "
+                       f"does), lm-eval's local-completions sends them whole; not compared")
     extra = sorted(set(ek_by) - set(range(c.rows)))
     if extra:
         c.notes.append(f"evalkit logged {len(extra)} rows beyond the first {c.rows} (e.g. {extra[:3]})")

@@ -171,7 +171,8 @@ def run_model_on(model: str, items: list[P.Item], shared: Path, work: Path, bina
         if c.error:
             continue
         try:
-            compare(c, read_lmeval_samples(lm_outs[it], names[it]), read_evalkit_samples(ek_dirs[it], it.task))
+            compare(c, read_lmeval_samples(lm_outs[it], names[it]), read_evalkit_samples(ek_dirs[it], it.task),
+                    skip_truncated=model in SERVED)
         except Failed as e:
             c.error = str(e)
         except (KeyError, ValueError, TypeError, IndexError) as e:

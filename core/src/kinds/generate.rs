@@ -237,6 +237,7 @@ impl<T: Generate> Kind<T> for GenerateKind {
             "finish": outs.iter().map(|o| &o.finish).collect::<Vec<_>>(),
             "target": low.item.target,
             "extracted": extracted,
+            "truncated": low.truncated,
             "metrics": metrics,
         });
         Ok(Finished {

@@ -103,6 +103,7 @@ impl<T: Loglikelihood> Kind<T> for LoglikelihoodKind {
             "num_tokens": s.num_tokens,
             "answer": 0,
             "prediction": 0,
+            "truncated": s.truncated,
             "metrics": {"acc": acc, "loglikelihood": ll},
         });
         Ok(Finished {

@@ -211,6 +211,7 @@ impl<T: MultipleChoice> Kind<T> for MultipleChoiceKind {
             "num_tokens": s.num_tokens,
             "answer": item.answer,
             "prediction": pred,
+            "truncated": s.truncated,
             "metrics": m.iter().map(|&(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         });
         Ok(Finished {
