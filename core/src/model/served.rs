@@ -88,6 +88,15 @@ impl Served {
     /// Connects to `opts.base_url`: reads the served models (`GET /models`), picks
     /// `opts.model` (an error lists the ids when it is not served) and the engine's name and
     /// version where it reports them. `tokenizer` must be the served model's.
+    ///
+    /// ```no_run
+    /// use evalkit_core::model::served::{Served, ServedOptions};
+    /// use evalkit_core::{Model, Tokenizer};
+    /// let tokenizer = Tokenizer::from_dir("models/Llama-3.1-70B-Instruct".as_ref())?;
+    /// let model = Served::connect(ServedOptions::new("http://127.0.0.1:8000/v1", 8192), tokenizer)?;
+    /// println!("{}", model.describe()); // openai-compatible:http://127.0.0.1:8000/v1 (model …, engine …)
+    /// # Ok::<(), evalkit_core::Error>(())
+    /// ```
     pub fn connect(opts: ServedOptions, tokenizer: Tokenizer) -> Result<Self> {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(10))
@@ -97,6 +106,7 @@ impl Served {
             model: String::new(),
             engine: String::new(),
             vocab_size: tokenizer.vocab_size(),
+            // The BOS the local tokenizer adds; the engine adds its own, so the text leaves it out.
             bos: tokenizer
                 .prefix_token()
                 .ok()
