@@ -279,16 +279,15 @@ impl Served {
             .ok_or_else(|| served_error(url, "the response has no logprobs.token_logprobs: the engine does not return prompt log-probs (llama.cpp: --logits_all true)"))?;
         let top = lp["top_logprobs"].as_array().cloned().unwrap_or_default();
         // The engine echoes the prompt's tokens (without its BOS) and the one generated token,
-        // unless that was EOS (llama.cpp's server leaves it out): the generated token is the one
-        // whose text starts at the end of the prompt.
-        let prompt_chars = prompt.chars().count() as u64;
-        let generated = match lp["text_offset"]
-            .as_array()
-            .and_then(|o| o.last())
-            .and_then(Value::as_u64)
-        {
-            Some(last) => usize::from(last >= prompt_chars && logprobs.len() > 1),
-            None => usize::from(logprobs.len() == ids.len() - skip + 1),
+        // unless that was EOS (llama.cpp's server leaves it out). Without truncation the count
+        // tells; a truncated prompt may be re-split, and then the echoed text tells (the prompt
+        // alone when nothing was generated).
+        let local = ids.len() - skip;
+        let generated = if !truncated && (logprobs.len() == local || logprobs.len() == local + 1) {
+            logprobs.len() - local
+        } else {
+            let text = v["choices"][0]["text"].as_str().unwrap_or_default();
+            usize::from(text.len() > prompt.len())
         };
         let echoed = logprobs.len().saturating_sub(generated);
         // A left-truncated context starts inside a word, which the engine may split otherwise;
