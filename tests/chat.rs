@@ -5,7 +5,7 @@
 //! `--apply_chat_template` on a transformers-made twin of this checkpoint is scripts/parity's.
 
 use crate::cli::{evalkit, text};
-use crate::util::{data_dir, model_dir};
+use crate::util::{data_dir, model_dir, samples};
 use std::path::Path;
 use tch::Tensor;
 
@@ -62,14 +62,6 @@ fn chatml_checkpoint(dir: &Path, template: &str) {
 
 fn qwen2() -> String {
     std::fs::read_to_string(Path::new(TEMPLATES).join("qwen2.jinja")).expect("fixture")
-}
-
-fn samples(out: &Path, task: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out.join(format!("samples_{task}.jsonl")))
-        .expect("samples")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect()
 }
 
 fn run(model: &Path, out: &Path, extra: &[&str]) -> std::process::Output {

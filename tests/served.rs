@@ -12,7 +12,7 @@
 //! (as .ci/run sets it), when it fails.
 
 use crate::cli::{evalkit, text};
-use crate::util::{data_dir, model_dir};
+use crate::util::{data_dir, model_dir, samples};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -91,14 +91,6 @@ fn run(url: &str, tokenizer: &Path, out: &Path, extra: &[&str]) -> std::process:
     ]);
     args.extend(extra);
     evalkit(&args)
-}
-
-fn samples(out: &Path, task: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out.join(format!("samples_{task}.jsonl")))
-        .expect("samples")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect()
 }
 
 #[test]

@@ -25,6 +25,15 @@ pub fn data_dir() -> PathBuf {
     shared().join("data")
 }
 
+/// The records of `samples_<task>.jsonl` in a run's output directory.
+pub fn samples(out: &std::path::Path, task: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join(format!("samples_{task}.jsonl")))
+        .expect("samples")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
 /// One libtorch thread: the CI machine has two cores and OpenMP threads fight otherwise.
 pub fn init() {
     tch::set_num_threads(1);
