@@ -27,6 +27,9 @@ mod hub;
 // The command-line tool.
 mod cli;
 
+// Data-parallel runs over processes: --shards, torchrun's variables, merge.
+mod shards;
+
 // A model served by a real engine (llama.cpp's server) through its OpenAI-compatible API.
 mod served;
 

@@ -109,6 +109,32 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An evaluation of a data-parallel run still waits for other shards' work (a shard that
+    /// finished its own share returns this when it is not the last; merging reports it for
+    /// shards that have not finished).
+    #[error(
+        "evaluation `{evaluation}` waits for shard(s) {} of {world}: rerun each (it resumes from its journal in {}), then the last to finish, or `evalkit merge`, writes the results",
+        ranks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        journal.display()
+    )]
+    ShardsPending {
+        /// The evaluation.
+        evaluation: String,
+        /// Ranks whose share is not fully journaled.
+        ranks: Vec<usize>,
+        /// Shards in the run.
+        world: usize,
+        /// The journal folder of the run.
+        journal: PathBuf,
+    },
+    /// A shard was started with settings other than the run it joins.
+    #[error("{path}: {message}")]
+    Shards {
+        /// The run's shard record (`.journal/shards.json`).
+        path: PathBuf,
+        /// What differs, and what to do.
+        message: String,
+    },
     /// A request that the model cannot serve (an unsupported device, dtype or operation).
     #[error("unsupported: {0}")]
     Unsupported(String),

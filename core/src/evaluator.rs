@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::kinds::{Env, Evaluation, Outcome, RunOptions};
 use crate::metrics::{mean_metric, Metric};
 use crate::model::Model;
+use crate::shard::{self, Share};
 use crate::tokenizer::Tokenizer;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -27,6 +28,21 @@ pub const RECORD_KEYS: &[&str] = &[
     "seconds",
     "wall_seconds",
 ];
+
+/// How [`Evaluator::run_share`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    /// The results were written (the whole run, the last shard, or a merge): the document.
+    Results(Value),
+    /// This shard's share is journaled; `ranks` are still running, and the last of them to
+    /// finish writes the results.
+    Waiting {
+        /// Ranks whose share is not done.
+        ranks: Vec<usize>,
+    },
+    /// Every share is done and another shard is merging them.
+    Merging,
+}
 
 /// A named group of evaluations reported as the micro-average over their rows (MMLU).
 #[derive(Debug, Clone)]
@@ -91,27 +107,27 @@ impl<'a> Evaluator<'a> {
     }
 
     fn run_all(&self, journal_dir: Option<&Path>) -> Result<Vec<Outcome>> {
+        self.evaluations.iter().map(|e| self.run_one(e.as_ref(), journal_dir)).collect()
+    }
+
+    fn run_one(&self, e: &(dyn Evaluation + 'a), journal_dir: Option<&Path>) -> Result<Outcome> {
         let _guard = tch::no_grad_guard();
         self.tokenizer.check_fits(self.model.vocab_size())?;
-        let mut out = vec![];
-        for e in &self.evaluations {
-            let bar = self.progress.then(|| crate::Progress::new(e.name()));
-            let env = Env {
-                model: self.model,
-                tokenizer: self.tokenizer,
-                options: &self.options,
-                journal_dir,
-                progress: bar.as_ref(),
-            };
-            let start = std::time::Instant::now();
-            let mut outcome = e.evaluate(&env)?;
-            outcome.wall_seconds = start.elapsed().as_secs_f64();
-            if let Some(b) = bar {
-                b.finish();
-            }
-            out.push(outcome);
+        let bar = self.progress.then(|| crate::Progress::new(e.name()));
+        let env = Env {
+            model: self.model,
+            tokenizer: self.tokenizer,
+            options: &self.options,
+            journal_dir,
+            progress: bar.as_ref(),
+        };
+        let start = std::time::Instant::now();
+        let mut outcome = e.evaluate(&env)?;
+        outcome.wall_seconds = start.elapsed().as_secs_f64();
+        if let Some(b) = bar {
+            b.finish();
         }
-        Ok(out)
+        Ok(outcome)
     }
 
     /// Runs every evaluation (no files written) and returns name → metric → value.
@@ -135,11 +151,113 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Runs every evaluation, resuming from `dir`'s journal, and writes `results.json` and
-    /// `samples_<name>.jsonl` there. Returns the results document.
+    /// `samples_<name>.jsonl` there. Returns the results document. In a sharded run
+    /// ([`RunOptions::share`]) a shard that is not the last to finish returns
+    /// [`Error::ShardsPending`]; [`Evaluator::run_share`] tells that case apart.
     pub fn run(&self, dir: &Path) -> Result<Value> {
+        match self.run_share(dir)? {
+            RunEnd::Results(doc) => Ok(doc),
+            RunEnd::Waiting { ranks } => Err(Error::ShardsPending {
+                evaluation: self.names().join(", "),
+                ranks,
+                world: self.options.share.world(),
+                journal: dir.join(".journal"),
+            }),
+            RunEnd::Merging => Err(Error::Shards {
+                path: dir.join(".journal").join("merge.lock"),
+                message: "another shard is merging the run".into(),
+            }),
+        }
+    }
+
+    /// Runs this process's part of the run into `dir` (see [`crate::shard`]): the whole run,
+    /// a shard's share (the last shard to finish merges every share and writes the results),
+    /// or only the merge. A training loop calls it on every rank with the same evaluations
+    /// and its rank's [`Share`]; the rank that gets [`RunEnd::Results`] holds the results.
+    ///
+    /// ```
+    /// # use evalkit_core::kinds::{LlItem, Loglikelihood, LoglikelihoodTask, RowError};
+    /// # use evalkit_core::model::{KvCache, Model};
+    /// # use evalkit_core::{Evaluator, Tokenizer};
+    /// # use tch::{Device, Kind, Tensor};
+    /// # struct Uniform;
+    /// # impl Model for Uniform {
+    /// #     fn max_len(&self) -> usize { 32 }
+    /// #     fn vocab_size(&self) -> usize { 4 }
+    /// #     fn device(&self) -> Device { Device::Cpu }
+    /// #     fn describe(&self) -> String { "uniform".into() }
+    /// #     fn hidden_states(&self, ids: &Tensor, _: &Tensor, cache: Option<&mut KvCache>) -> evalkit_core::Result<Tensor> {
+    /// #         if let Some(c) = cache { c.advance(ids.size()[1] as usize) }
+    /// #         Ok(ids.zeros_like().to_kind(Kind::Float).unsqueeze(-1))
+    /// #     }
+    /// #     fn head(&self, h: &Tensor) -> evalkit_core::Result<Tensor> { Ok(h.matmul(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)))) }
+    /// #     fn new_cache(&self) -> Option<KvCache> { Some(KvCache::new(0, 64)) }
+    /// # }
+    /// # struct Row;
+    /// # impl Loglikelihood for Row {
+    /// #     fn get(&self) -> Result<LlItem, RowError> { Ok(LlItem { context: "a".into(), continuation: " b c".into() }) }
+    /// # }
+    /// # let vocab = ["<s>", "a", "b", "c"].iter().enumerate().map(|(i, w)| (w.to_string(), i as u32)).collect();
+    /// # let wl = tokenizers::models::wordlevel::WordLevel::builder().vocab(vocab).unk_token("<s>".into()).build().unwrap();
+    /// # let mut t = tokenizers::Tokenizer::new(wl);
+    /// # t.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
+    /// # let tokenizer = Tokenizer::from_parts(t, Some(0), vec![0]);
+    /// use evalkit_core::evaluator::RunEnd;
+    /// use evalkit_core::shard::Share;
+    /// let dir = std::env::temp_dir().join(format!("evalkit-doc-share-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// // Two ranks of a training job (here one after the other, in one process).
+    /// let mut ends = vec![];
+    /// for rank in 0..2 {
+    ///     let mut ev = Evaluator::new(&Uniform, &tokenizer);
+    ///     ev.add(Box::new(LoglikelihoodTask::new("demo", (0..8).map(|_| Row).collect())));
+    ///     ev.options.batch_size = Some(1);
+    ///     ev.options.share = Share::rank(rank, 2)?;
+    ///     ends.push(ev.run_share(&dir)?);
+    /// }
+    /// assert!(matches!(&ends[0], RunEnd::Waiting { ranks } if ranks == &[1]));
+    /// let RunEnd::Results(doc) = &ends[1] else { panic!("rank 1 finished last") };
+    /// assert_eq!(doc["results"]["demo"]["n"], 8);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), evalkit_core::Error>(())
+    /// ```
+    pub fn run_share(&self, dir: &Path) -> Result<RunEnd> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating output directory", dir, e))?;
         let journal_dir = dir.join(".journal");
-        let outcomes = self.run_all(Some(&journal_dir))?;
+        let outcomes = match self.options.share {
+            Share::Whole => self.run_all(Some(&journal_dir))?,
+            Share::Rank { rank, world } => {
+                shard::claim(&journal_dir, &self.shard_settings())?;
+                // This rank's share of every evaluation; an evaluation whose other shares are
+                // already journaled is finished at once.
+                let mut outcomes = vec![];
+                for e in &self.evaluations {
+                    outcomes.push(match self.run_one(e.as_ref(), Some(&journal_dir)) {
+                        Ok(o) => Some(o),
+                        Err(Error::ShardsPending { .. }) => None,
+                        Err(other) => return Err(other),
+                    });
+                }
+                shard::mark_done(&journal_dir, rank, world)?;
+                let ranks = shard::not_done(&journal_dir, world);
+                if !ranks.is_empty() {
+                    return Ok(RunEnd::Waiting { ranks });
+                }
+                if !shard::try_lock(&journal_dir)? {
+                    return Ok(RunEnd::Merging);
+                }
+                // Every share is journaled: gather what was still pending.
+                self.evaluations
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(e, o)| o.map_or_else(|| self.run_one(e.as_ref(), Some(&journal_dir)), Ok))
+                    .collect::<Result<Vec<_>>>()?
+            }
+            Share::Merge { .. } => {
+                shard::claim(&journal_dir, &self.shard_settings())?;
+                self.run_all(Some(&journal_dir))?
+            }
+        };
         for o in &outcomes {
             let mut body = String::new();
             for s in &o.samples {
@@ -158,7 +276,23 @@ impl<'a> Evaluator<'a> {
         if journal_dir.exists() {
             std::fs::remove_dir_all(&journal_dir).map_err(|e| Error::io("removing journal", &journal_dir, e))?;
         }
-        Ok(doc)
+        Ok(RunEnd::Results(doc))
+    }
+
+    /// What every shard of a run must share (recorded in `.journal/shards.json`): the results'
+    /// config but the device (each shard takes its own), with the evaluations and the number
+    /// of shards (the CLI's `command` and `cwd` in the config let `evalkit merge` rebuild the
+    /// run; they are not compared).
+    fn shard_settings(&self) -> Value {
+        let mut config = match self.results_document(&[]).get_mut("config").map(Value::take) {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        config.remove("device");
+        config.remove("model_fingerprint");
+        config.insert("evaluations".into(), json!(self.names()));
+        config.insert("shards".into(), json!(self.options.share.world()));
+        Value::Object(config)
     }
 
     /// The results document of a set of outcomes (DESIGN.md section 2).
@@ -233,6 +367,9 @@ impl<'a> Evaluator<'a> {
         config.insert("sampling".into(), json!(o.sampling));
         config.insert("samples_per_prompt".into(), json!(o.samples_per_prompt));
         config.insert("system_instruction".into(), json!(o.system_instruction));
+        if o.share.world() > 1 {
+            config.insert("shards".into(), json!(o.share.world()));
+        }
         config.insert(
             "chat_template".into(),
             o.chat.as_ref().map_or(Value::Null, |c| {

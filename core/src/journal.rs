@@ -17,9 +17,8 @@ pub type Chunk<R> = (Vec<(usize, R)>, Work);
 /// Finished chunks of one evaluation, backed by a file.
 #[derive(Debug)]
 pub struct Journal {
-    path: PathBuf,
     file: std::fs::File,
-    chunks: HashMap<usize, (serde_json::Value, Work)>,
+    recorded: Recorded,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -35,21 +34,25 @@ struct Entry {
     work: Work,
 }
 
-impl Journal {
-    /// Opens (or starts) the journal at `path` for a run with `fingerprint`.
-    pub fn open(path: &Path, fingerprint: &str) -> Result<Self> {
-        let io = |e| Error::io("opening journal", path, e);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
+/// The chunks a journal file records, read without opening it for writing (how the shard
+/// that merges a data-parallel run reads the other shards' journals).
+#[derive(Debug, Default)]
+pub struct Recorded {
+    path: PathBuf,
+    chunks: HashMap<usize, (serde_json::Value, Work)>,
+}
+
+impl Recorded {
+    /// The chunks recorded at `path` for a run with `fingerprint`: none when the file is
+    /// missing or was written for other settings; a torn last line is left out.
+    pub fn read(path: &Path, fingerprint: &str) -> Result<Self> {
         let mut chunks = HashMap::new();
-        let mut valid = false;
         if path.exists() {
-            let text = std::fs::read_to_string(path).map_err(io)?;
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading journal", path, e))?;
             let mut lines = text.split_inclusive('\n');
-            if let Some(first) = lines.next() {
-                valid = serde_json::from_str::<Header>(first).is_ok_and(|h| h.fingerprint == fingerprint);
-            }
+            let valid = lines
+                .next()
+                .is_some_and(|first| serde_json::from_str::<Header>(first).is_ok_and(|h| h.fingerprint == fingerprint));
             if valid {
                 // Only complete lines count: a line without its newline was torn by a kill.
                 for line in lines.filter(|l| l.ends_with('\n')) {
@@ -59,47 +62,8 @@ impl Journal {
                 }
             }
         }
-        let file = if valid {
-            // Rewrite without a torn tail so appends start on a fresh line.
-            let mut f = std::fs::File::create(path).map_err(io)?;
-            let mut body = serde_json::to_string(&Header {
-                fingerprint: fingerprint.into(),
-            })
-            .expect("header serializes");
-            body.push('\n');
-            let mut keys: Vec<_> = chunks.keys().copied().collect();
-            keys.sort_unstable();
-            for k in keys {
-                body.push_str(
-                    &serde_json::to_string(&Entry {
-                        chunk: k,
-                        results: chunks[&k].0.clone(),
-                        work: chunks[&k].1,
-                    })
-                    .expect("entry serializes"),
-                );
-                body.push('\n');
-            }
-            f.write_all(body.as_bytes()).map_err(io)?;
-            f.sync_data().map_err(io)?;
-            f
-        } else {
-            let mut f = std::fs::File::create(path).map_err(io)?;
-            writeln!(
-                f,
-                "{}",
-                serde_json::to_string(&Header {
-                    fingerprint: fingerprint.into()
-                })
-                .expect("header serializes")
-            )
-            .map_err(io)?;
-            f.sync_data().map_err(io)?;
-            f
-        };
-        Ok(Journal {
+        Ok(Recorded {
             path: path.to_path_buf(),
-            file,
             chunks,
         })
     }
@@ -129,11 +93,61 @@ impl Journal {
             })
             .transpose()
     }
+}
+
+impl Journal {
+    /// Opens (or starts) the journal at `path` for a run with `fingerprint`.
+    pub fn open(path: &Path, fingerprint: &str) -> Result<Self> {
+        let io = |e| Error::io("opening journal", path, e);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let recorded = Recorded::read(path, fingerprint)?;
+        // Rewritten without a torn tail (or for these settings) so appends start on a fresh line.
+        let mut f = std::fs::File::create(path).map_err(io)?;
+        let mut body = serde_json::to_string(&Header {
+            fingerprint: fingerprint.into(),
+        })
+        .expect("header serializes");
+        body.push('\n');
+        let mut keys: Vec<_> = recorded.chunks.keys().copied().collect();
+        keys.sort_unstable();
+        for k in keys {
+            let (results, work) = &recorded.chunks[&k];
+            body.push_str(
+                &serde_json::to_string(&Entry {
+                    chunk: k,
+                    results: results.clone(),
+                    work: *work,
+                })
+                .expect("entry serializes"),
+            );
+            body.push('\n');
+        }
+        f.write_all(body.as_bytes()).map_err(io)?;
+        f.sync_data().map_err(io)?;
+        Ok(Journal { file: f, recorded })
+    }
+
+    /// Number of chunks recorded.
+    pub fn len(&self) -> usize {
+        self.recorded.len()
+    }
+
+    /// True when no chunk is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.recorded.is_empty()
+    }
+
+    /// The recorded results of chunk `c` and what computing it cost, if any.
+    pub fn get<R: DeserializeOwned>(&self, c: usize) -> Result<Option<Chunk<R>>> {
+        self.recorded.get(c)
+    }
 
     /// Records the results of chunk `c` and its cost durably.
     pub fn put<R: Serialize>(&mut self, c: usize, results: &[(usize, R)], work: Work) -> Result<()> {
         let value = serde_json::to_value(results).map_err(|e| Error::Parse {
-            path: self.path.clone(),
+            path: self.recorded.path.clone(),
             line: None,
             message: e.to_string(),
         })?;
@@ -143,15 +157,16 @@ impl Journal {
             work,
         })
         .expect("entry serializes");
-        let io = |e| Error::io("writing journal", &self.path, e);
+        let io = |e| Error::io("writing journal", &self.recorded.path, e);
         self.file.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
         self.file.sync_data().map_err(io)?;
-        self.chunks.insert(c, (value, work));
+        self.recorded.chunks.insert(c, (value, work));
         Ok(())
     }
 
     /// Deletes the journal file (after the results are safely written).
     pub fn remove(self) -> Result<()> {
-        std::fs::remove_file(&self.path).map_err(|e| Error::io("removing journal", &self.path, e))
+        let path = &self.recorded.path;
+        std::fs::remove_file(path).map_err(|e| Error::io("removing journal", path, e))
     }
 }

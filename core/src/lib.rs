@@ -70,6 +70,7 @@ pub mod paired;
 pub mod progress;
 pub mod request;
 pub mod schedule;
+pub mod shard;
 
 pub use evaluator::Evaluator;
 pub use kinds::{Evaluation, Outcome, RunOptions, TaskKind};

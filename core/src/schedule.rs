@@ -81,6 +81,50 @@ impl Plan {
         let chunks = batches.chunks(s.chunk_size.max(1)).map(<[_]>::to_vec).collect();
         Plan { chunks }
     }
+
+    /// Shard `rank`'s share of this plan in a run over `world` processes: whole batches (so
+    /// every request is computed in the batch it has in a single process), dealt out
+    /// deterministically and balanced by tokens — each batch, costliest first, goes to the
+    /// shard with the fewest tokens so far (a batch costs its slots × its longest request, as
+    /// padded) — then, in plan order, regrouped into chunks of `chunk_size` batches.
+    ///
+    /// ```
+    /// use evalkit_core::schedule::{BatchSettings, Plan};
+    /// let s = BatchSettings { batch_size: 1, batch_unit: 1, chunk_size: 1 };
+    /// let lengths = [9, 1, 5, 4];
+    /// let plan = Plan::new(&lengths, s);
+    /// let items = |p: &Plan| -> Vec<usize> { p.chunks.iter().flatten().flatten().map(|s| s.item).collect() };
+    /// assert_eq!(items(&plan.share(&lengths, 0, 2, 1)), vec![0, 1]); // 9 + 1 tokens
+    /// assert_eq!(items(&plan.share(&lengths, 1, 2, 1)), vec![2, 3]); // 5 + 4 tokens
+    /// ```
+    pub fn share(&self, lengths: &[usize], rank: usize, world: usize, chunk_size: usize) -> Plan {
+        let batches: Vec<&Vec<Slot>> = self.chunks.iter().flatten().collect();
+        let cost = |b: &[Slot]| b.len() * b.iter().map(|s| lengths.get(s.item).copied().unwrap_or(0)).max().unwrap_or(0);
+        let mut order: Vec<usize> = (0..batches.len()).collect();
+        order.sort_by(|&a, &b| cost(batches[b]).cmp(&cost(batches[a])).then(a.cmp(&b)));
+        let world = world.max(1);
+        let mut load = vec![0usize; world];
+        let mut owner = vec![0usize; batches.len()];
+        for b in order {
+            let r = (0..world).min_by_key(|&r| (load[r], r)).expect("world ≥ 1");
+            load[r] += cost(batches[b]);
+            owner[b] = r;
+        }
+        let mine: Vec<Vec<Slot>> = batches
+            .iter()
+            .zip(&owner)
+            .filter(|(_, &o)| o == rank)
+            .map(|(b, _)| (*b).clone())
+            .collect();
+        Plan {
+            chunks: mine.chunks(chunk_size.max(1)).map(<[_]>::to_vec).collect(),
+        }
+    }
+
+    /// Requests the plan computes (padding excluded).
+    pub fn requests(&self) -> usize {
+        self.chunks.iter().flatten().flatten().filter(|s| !s.padding).count()
+    }
 }
 
 /// The largest batch ≤ `max_batch` that splits `n` items evenly over `dp` replicas, with the
@@ -146,14 +190,28 @@ impl<'a> Executor<'a> {
     /// Runs `plan` over `n` requests; `run_batch` gets the request indices of one batch (padding
     /// included) and the chunk's token counter, and returns one result per index. Results come
     /// back in request order.
-    pub fn run<R, F>(&mut self, plan: &Plan, n: usize, mut run_batch: F) -> Result<Vec<R>>
+    pub fn run<R, F>(&mut self, plan: &Plan, n: usize, run_batch: F) -> Result<Vec<R>>
+    where
+        R: Serialize + DeserializeOwned + Clone,
+        F: FnMut(&[usize], &mut TokenCounts) -> Result<Vec<R>>,
+    {
+        self.run_share(plan, n, run_batch)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.ok_or_else(|| Error::Unsupported(format!("request {i} was never scheduled"))))
+            .collect()
+    }
+
+    /// Runs a plan that may cover only some of the `n` requests (a shard's share, see
+    /// [`Plan::share`]); the others come back as `None`.
+    pub fn run_share<R, F>(&mut self, plan: &Plan, n: usize, mut run_batch: F) -> Result<Vec<Option<R>>>
     where
         R: Serialize + DeserializeOwned + Clone,
         F: FnMut(&[usize], &mut TokenCounts) -> Result<Vec<R>>,
     {
         let mut out: Vec<Option<R>> = vec![None; n];
         if let Some(p) = self.progress {
-            p.set_requests(n);
+            p.set_requests(plan.requests());
         }
         for (c, chunk) in plan.chunks.iter().enumerate() {
             let resumed: Option<crate::journal::Chunk<R>> = match self.journal.as_deref() {
@@ -211,9 +269,6 @@ impl<'a> Executor<'a> {
                 }
             }
         }
-        out.into_iter()
-            .enumerate()
-            .map(|(i, r)| r.ok_or_else(|| Error::Unsupported(format!("request {i} was never scheduled"))))
-            .collect()
+        Ok(out)
     }
 }

@@ -102,13 +102,20 @@ pub enum Command {
         /// Other output directory.
         b: PathBuf,
     },
+    /// Write the results of a sharded run whose shards have all finished (the last shard to
+    /// finish does this itself; merge after a shard was rerun by hand, or when the merging
+    /// shard died).
+    Merge {
+        /// The run's output directory (holds `.journal/shards.json`).
+        dir: PathBuf,
+    },
     /// Score the shared test checkpoints on the synthetic suites (and real benchmark subsets
     /// when the data is present).
     Demo(DemoArgs),
 }
 
 /// The model and how to run it.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json), a hub
     /// model `org/name[@revision]` read through the hub cache (downloaded unless --offline), or
@@ -139,7 +146,8 @@ pub struct ModelArgs {
     /// The TorchScript module's forward takes (ids, mask).
     #[arg(long)]
     pub takes_mask: bool,
-    /// cpu, cuda, cuda:N or auto.
+    /// cpu, cuda, cuda:N or auto; a sharded run takes a list (`cuda:0,cuda:1`, one per shard
+    /// by local rank) or gives `cuda` the index of its local rank.
     #[arg(long, default_value = "auto", env = "EVALKIT_DEVICE")]
     pub device: String,
     /// Precision of weights and activations (log-softmax is always f32).
@@ -148,7 +156,7 @@ pub struct ModelArgs {
 }
 
 /// `evalkit run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -215,6 +223,11 @@ pub struct RunArgs {
     /// The system message's text (joined with each task's description).
     #[arg(long, value_name = "TEXT")]
     pub system_instruction: Option<String>,
+    /// Data-parallel over N worker processes on this machine, each computing a token-balanced
+    /// share of every evaluation (with `--device cuda:0,cuda:1,...`, one device each). Under
+    /// torchrun or Slurm's srun every launched process is a shard already.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub shards: u16,
     /// Few-shot examples as user/assistant turns (the default with --apply-chat-template) or,
     /// with `false`, joined into one user message.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",

@@ -6,12 +6,14 @@ mod args;
 mod compare;
 mod report;
 mod settings;
+mod shards;
 mod table;
 
 use anyhow::{Context, Result};
 use args::{Cli, Command, Format};
 use clap::Parser;
-use evalkit::core::evaluator::Evaluator;
+use evalkit::core::evaluator::{Evaluator, RunEnd};
+use evalkit::core::shard::Share;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +31,7 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Report { paths, output, rows } => write_report(&paths, output, rows, &cli.global),
         Command::Compare { a, b } => compare(&a, &b, cli.global.format),
+        Command::Merge { dir } => merge(&dir, &cli.global),
         Command::Demo(d) => demo(&d, &cli.global),
     }
 }
@@ -66,16 +69,69 @@ fn list(format: Format) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `evalkit run`: the whole run in this process, `--shards N` workers, or (launched by
+/// `--shards`, torchrun or Slurm) one shard of a run.
 fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
+    let launch = shards::launch()?;
+    let shards = usize::from(a.shards);
+    match &launch {
+        None if shards > 1 => {
+            let served = a.model.model.as_ref().and_then(|m| m.to_str()).is_some_and(|m| m.starts_with("openai-compatible:"));
+            if served && a.output.is_none() {
+                anyhow::bail!("a sharded run of a served model needs --output DIR");
+            }
+            let output = settings::output_dir(a, &settings::model_name(&a.model));
+            let doc = shards::spawn(a, shards, g.threads, &output)?;
+            return finish(&doc, a, g, &output);
+        }
+        Some(l) if shards > 1 && shards != l.world => anyhow::bail!(
+            "--shards {shards}, but {} started {} processes (drop --shards under a launcher)",
+            l.launcher,
+            l.world
+        ),
+        _ => {}
+    }
+    let share = match &launch {
+        Some(l) => Share::rank(l.rank, l.world)?,
+        None => Share::Whole,
+    };
+    let device = shards::device_for(&a.model.device, launch.as_ref().map(|l| l.local_rank))?;
+    run_process(a, g, share, &device, launch.as_ref())
+}
+
+/// `evalkit merge DIR`: the recorded run, computing nothing, on the CPU.
+fn merge(dir: &Path, g: &args::Global) -> Result<ExitCode> {
+    let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let rec = shards::recorded(&dir)?;
+    std::env::set_current_dir(&rec.cwd)
+        .with_context(|| format!("entering {}, where the run was started", rec.cwd.display()))?;
+    let mut a = rec.args;
+    a.output = Some(dir);
+    run_process(&a, g, Share::Merge { world: rec.world }, "cpu", None)
+}
+
+/// Runs this process's part: loads the model and the tasks, runs, prints and gates the
+/// results where this process wrote them.
+fn run_process(
+    a: &args::RunArgs,
+    g: &args::Global,
+    share: Share,
+    device: &str,
+    launch: Option<&evalkit::core::shard::Launch>,
+) -> Result<ExitCode> {
     let hub = evalkit::suites::hub::HubOptions {
         offline: a.offline || evalkit::suites::hub::HubOptions::default().offline,
         ..Default::default()
     };
-    let opened = settings::open_model(&a.model, &hub)?;
+    let mut model_args = a.model.clone();
+    model_args.device = device.to_string();
+    let opened = settings::open_model(&model_args, &hub)?;
     let s = settings::run_settings(a, &opened)?;
     let mut ev = Evaluator::new(opened.model.as_ref(), &opened.tokenizer);
     ev.options = s.options.clone();
-    ev.progress = !g.quiet;
+    ev.options.share = share;
+    // One progress display per machine: the first shard's.
+    ev.progress = !g.quiet && launch.is_none_or(|l| l.local_rank == 0) && !matches!(share, Share::Merge { .. });
     let mut failed = false;
     for t in &s.tasks {
         match evalkit::suites::load(t, &s.suite_options) {
@@ -96,40 +152,71 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
     if ev.names().is_empty() {
         anyhow::bail!("no task could be loaded");
     }
+    if failed && share != Share::Whole {
+        anyhow::bail!("a sharded run needs every task: fix the tasks above, then start the shards again");
+    }
     ev.config.insert("model_name".into(), opened.name.clone().into());
     ev.config
         .insert("data_dir".into(), s.suite_options.data_dir.display().to_string().into());
     ev.config
         .insert("num_fewshot".into(), serde_json::json!(s.suite_options.num_fewshot));
+    if share != Share::Whole {
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        let cwd = std::env::current_dir().context("reading the current directory")?;
+        ev.config.insert("command".into(), serde_json::json!(command));
+        ev.config.insert("cwd".into(), serde_json::json!(cwd));
+    }
     if let Some(step) = a.step {
         ev.at_step(step);
     }
     let start = std::time::Instant::now();
-    let doc = ev
-        .run(&s.output)
+    let end = ev
+        .run_share(&s.output)
         .with_context(|| format!("running into {}", s.output.display()))?;
-    table::print_results(&doc, g.format);
+    let who = launch.map_or_else(String::new, |l| format!("shard {} of {}: ", l.rank, l.world));
+    let doc = match end {
+        RunEnd::Results(doc) => doc,
+        RunEnd::Waiting { ranks } => {
+            let ranks: Vec<String> = ranks.iter().map(ToString::to_string).collect();
+            eprintln!(
+                "{who}share done in {:.1} s; shard(s) {} still running (the last to finish writes {})",
+                start.elapsed().as_secs_f64(),
+                ranks.join(", "),
+                s.output.join("results.json").display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        RunEnd::Merging => {
+            eprintln!("{who}share done; another shard is writing the results");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     if !g.quiet {
         eprintln!(
-            "wrote {} ({:.1} s)",
+            "{who}wrote {} ({:.1} s)",
             s.output.join("results.json").display(),
             start.elapsed().as_secs_f64()
         );
     }
+    if shards::is_worker() {
+        // The process that started the workers prints the table and checks the gates.
+        return Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS });
+    }
+    let code = finish(&doc, a, g, &s.output)?;
+    Ok(if failed { ExitCode::from(2) } else { code })
+}
+
+/// Prints the results and checks the run's gates: exit 1 when one fails.
+fn finish(doc: &Value, a: &args::RunArgs, g: &args::Global, output: &Path) -> Result<ExitCode> {
+    table::print_results(doc, g.format);
     let mut gate_failed = false;
-    for gate in &s.gates {
-        if let Some(why) = gate_failure(gate, &doc, &s.output) {
+    for gate in &settings::gates(a)? {
+        if let Some(why) = gate_failure(gate, doc, output) {
             eprintln!("{why}");
             gate_failed = true;
         }
     }
-    Ok(if failed {
-        ExitCode::from(2)
-    } else if gate_failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if gate_failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn write_report(paths: &[PathBuf], output: Option<PathBuf>, rows: usize, g: &args::Global) -> Result<ExitCode> {

@@ -146,7 +146,6 @@ pub struct RunSettings {
     pub options: RunOptions,
     pub suite_options: evalkit::suites::LoadOptions,
     pub output: PathBuf,
-    pub gates: Vec<Gate>,
 }
 
 /// The chat settings the arguments ask for (lm-eval's rules: multi-turn few-shot by default
@@ -168,6 +167,36 @@ fn chat_options(a: &RunArgs, checkpoint: &Path) -> Result<Option<ChatOptions>> {
     let mut chat = ChatOptions::new(template);
     chat.fewshot_as_multiturn = a.fewshot_as_multiturn.unwrap_or(true);
     Ok(Some(chat))
+}
+
+/// The score gates of `--min` and `--max`.
+pub fn gates(a: &RunArgs) -> Result<Vec<Gate>> {
+    a.gates
+        .iter()
+        .map(|g| Gate::parse(g, true))
+        .chain(a.max_gates.iter().map(|g| Gate::parse(g, false)))
+        .collect()
+}
+
+/// `--output`, else `evalkit-results/<model name>`.
+pub fn output_dir(a: &RunArgs, model_name: &str) -> PathBuf {
+    a.output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("evalkit-results").join(model_name))
+}
+
+/// The name a model's results go under, before it is opened: the checkpoint's folder name
+/// (a hub id with `/` as `--`; a served model's id is known only once connected, so a served
+/// sharded run needs `--output`).
+pub fn model_name(a: &ModelArgs) -> String {
+    match (&a.torchscript, &a.model) {
+        (Some(ts), _) => file_name(ts),
+        (None, Some(m)) => match m.to_str().and_then(evalkit::suites::hub::parse_model_id) {
+            Some((id, _)) if !m.exists() => id.replace('/', "--"),
+            _ => file_name(m),
+        },
+        (None, None) => "model".into(),
+    }
 }
 
 pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
@@ -206,21 +235,12 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
             ..Default::default()
         });
     }
-    let gates = a
-        .gates
-        .iter()
-        .map(|g| Gate::parse(g, true))
-        .chain(a.max_gates.iter().map(|g| Gate::parse(g, false)))
-        .collect::<Result<Vec<_>>>()?;
-    let output = a
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("evalkit-results").join(model_name));
+    gates(a)?;
+    let output = output_dir(a, model_name);
     Ok(RunSettings {
         tasks: a.tasks.clone(),
         options,
         suite_options,
         output,
-        gates,
     })
 }

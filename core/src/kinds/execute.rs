@@ -7,43 +7,122 @@ use super::Env;
 use crate::batch::TokenCounts;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fnv;
-use crate::journal::Journal;
+use crate::journal::{Journal, Recorded};
+use crate::shard::{rank_dir, Share};
 use crate::request::{ContinuationScore, ScoreRequest};
 use crate::schedule::{BatchSettings, ExecStats, Executor, Plan};
 use serde::{de::DeserializeOwned, Serialize};
 
-/// Runs `plan` through the executor with the evaluation's journal (when the env has a
-/// journal folder); `key` must cover everything the results depend on but the model and the
-/// plan, which are added here.
+/// Plans requests of `lengths` with `batch` and runs the plan through the executor with the
+/// evaluation's journal (when the env has a journal folder); `key` must cover everything the
+/// results depend on but the model and the plan, which are added here. In a sharded run
+/// ([`Share`]) this process computes its rank's share and gathers the other ranks' shares
+/// from their journals; while one is incomplete the result is [`Error::ShardsPending`].
 pub(crate) fn execute<R, F>(
     env: &Env<'_>,
     name: &str,
     key: Fnv,
-    plan: &Plan,
-    n: usize,
+    lengths: &[usize],
+    batch: BatchSettings,
     run_batch: F,
 ) -> Result<(Vec<R>, ExecStats)>
 where
     R: Serialize + DeserializeOwned + Clone,
     F: FnMut(&[usize], &mut TokenCounts) -> Result<Vec<R>>,
 {
-    let fp = format!(
-        "{:016x}",
-        key.str(&env.model.describe())
-            .str(&format!("{:?}", plan.chunks))
-            .finish()
-    );
-    let mut journal = match env.journal_dir {
-        Some(dir) => Some(Journal::open(&dir.join(format!("{name}.journal.jsonl")), &fp)?),
-        None => None,
+    let plan = Plan::new(lengths, batch);
+    let n = lengths.len();
+    let key = key.str(&env.model.describe());
+    let file = format!("{name}.journal.jsonl");
+    let (rank, world) = match env.options.share {
+        Share::Whole => {
+            let fp = format!("{:016x}", key.str(&format!("{:?}", plan.chunks)).finish());
+            let mut journal = match env.journal_dir {
+                Some(dir) => Some(Journal::open(&dir.join(&file), &fp)?),
+                None => None,
+            };
+            let mut ex = Executor {
+                journal: journal.as_mut(),
+                progress: env.progress,
+                stats: ExecStats::default(),
+            };
+            let out = ex.run(&plan, n, run_batch)?;
+            return Ok((out, ex.stats));
+        }
+        Share::Rank { rank, world } => (Some(rank), world),
+        Share::Merge { world } => (None, world),
     };
-    let mut ex = Executor {
-        journal: journal.as_mut(),
-        progress: env.progress,
-        stats: ExecStats::default(),
+    let dir = env.journal_dir.ok_or_else(|| Error::Evaluation {
+        evaluation: name.into(),
+        message: "a sharded run journals into its output directory: run it with Evaluator::run".into(),
+    })?;
+    let shares: Vec<Plan> = (0..world)
+        .map(|r| plan.share(lengths, r, world, batch.chunk_size))
+        .collect();
+    let fingerprint = |r: usize| {
+        format!(
+            "{:016x}",
+            key.str(&format!("shard {r} of {world}"))
+                .str(&format!("{:?}", shares[r].chunks))
+                .finish()
+        )
     };
-    let out = ex.run(plan, n, run_batch)?;
-    Ok((out, ex.stats))
+    let path = |r: usize| rank_dir(dir, r, world).join(&file);
+    let (mut out, mut stats): (Vec<Option<R>>, ExecStats) = match rank {
+        Some(r) => {
+            let mut journal = Journal::open(&path(r), &fingerprint(r))?;
+            let mut ex = Executor {
+                journal: Some(&mut journal),
+                progress: env.progress,
+                stats: ExecStats::default(),
+            };
+            (ex.run_share(&shares[r], n, run_batch)?, ex.stats)
+        }
+        None => (vec![None; n], ExecStats::default()),
+    };
+    let mut pending = vec![];
+    for r in (0..world).filter(|&r| Some(r) != rank) {
+        let recorded = Recorded::read(&path(r), &fingerprint(r))?;
+        let mut chunks = vec![];
+        for c in 0..shares[r].chunks.len() {
+            match recorded.get::<R>(c)? {
+                Some(chunk) => chunks.push(chunk),
+                None => break,
+            }
+        }
+        if chunks.len() < shares[r].chunks.len() {
+            pending.push(r);
+            continue;
+        }
+        for (results, work) in chunks {
+            stats.chunks_resumed += 1;
+            stats.work += work;
+            for (i, v) in results {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(v);
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        return Err(Error::ShardsPending {
+            evaluation: name.into(),
+            ranks: pending,
+            world,
+            journal: dir.to_path_buf(),
+        });
+    }
+    let out = out
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.ok_or_else(|| Error::Evaluation {
+                evaluation: name.into(),
+                message: format!("request {i} is in no shard's journal"),
+            })
+        })
+        .collect::<Result<Vec<R>>>()?;
+    Ok((out, stats))
 }
 
 /// Scores requests, longest first, sharing contexts through the KV cache when `share` is set.
@@ -55,7 +134,6 @@ pub(crate) fn score_requests(
     share: bool,
 ) -> Result<(Vec<Vec<ContinuationScore>>, ExecStats)> {
     let lengths: Vec<usize> = reqs.iter().map(|r| r.len()).collect();
-    let plan = Plan::new(&lengths, batch);
     let mut key = Fnv::default().str(name).str(if share { "shared" } else { "unshared" });
     for r in reqs {
         key = key.ints(&r.context);
@@ -63,7 +141,7 @@ pub(crate) fn score_requests(
             key = key.ints(c);
         }
     }
-    execute(env, name, key, &plan, reqs.len(), |items, counts| {
+    execute(env, name, key, &lengths, batch, |items, counts| {
         let batch: Vec<&ScoreRequest> = items.iter().map(|&i| &reqs[i]).collect();
         env.model.score(&batch, share, counts).map_err(|e| name_error(name, e))
     })

@@ -17,7 +17,7 @@ use super::{Env, RowError, TaskKind};
 use crate::error::Result;
 use crate::fingerprint::{eval_seed, Fnv};
 use crate::request::{GenerateParams, GenerateRequest, Generation, Sampling};
-use crate::schedule::{BatchSettings, ExecStats, Plan};
+use crate::schedule::{BatchSettings, ExecStats};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -183,13 +183,12 @@ impl<T: Generate> Kind<T> for GenerateKind {
         batch: BatchSettings,
     ) -> Result<(Vec<Generation>, ExecStats)> {
         let lengths: Vec<usize> = requests.iter().map(|r| r.prompt.len()).collect();
-        let plan = Plan::new(&lengths, batch);
         let key = requests
             .iter()
             .fold(Fnv::default().str(name).str(&format!("{:?}", self.params)), |h, r| {
                 h.ints(&r.prompt).bytes(&r.seed.to_le_bytes())
             });
-        execute(env, name, key, &plan, requests.len(), |idx, counts| {
+        execute(env, name, key, &lengths, batch, |idx, counts| {
             let batch: Vec<&GenerateRequest> = idx.iter().map(|&i| &requests[i]).collect();
             env.model
                 .generate(env.tokenizer, &batch, &self.params, counts)

@@ -5,6 +5,7 @@ use super::prompt::ChatOptions;
 use crate::model::Model;
 use crate::request::Sampling;
 use crate::schedule::BatchSettings;
+use crate::shard::Share;
 use crate::tokenizer::Tokenizer;
 use serde::Serialize;
 use std::path::Path;
@@ -61,6 +62,8 @@ pub struct RunOptions {
     pub system_instruction: Option<String>,
     /// Render every context through this chat template (lm-eval's `--apply_chat_template`).
     pub chat: Option<ChatOptions>,
+    /// This process's share of a data-parallel run (see [`crate::shard`]).
+    pub share: Share,
 }
 
 impl Default for RunOptions {
@@ -77,6 +80,7 @@ impl Default for RunOptions {
             samples_per_prompt: 1,
             system_instruction: None,
             chat: None,
+            share: Share::Whole,
         }
     }
 }

@@ -1,0 +1,169 @@
+//! Data-parallel runs from the command line: `--shards N` starts N copies of this command as
+//! worker processes (torchrun's variables set, so each is one shard), a launched process
+//! takes its device by local rank, and `evalkit merge DIR` rebuilds a run from its shard
+//! record to write the results. What a shard computes and how shares merge is
+//! `evalkit_core::shard`.
+
+use super::args::{Cli, Command, RunArgs};
+use anyhow::{bail, Context, Result};
+use evalkit::core::shard::Launch;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Set in the workers `--shards` starts: they leave the table and the gates to it.
+pub const WORKER_VAR: &str = "EVALKIT_SHARD_WORKER";
+
+/// How the process was launched: by a cluster launcher with more than one process, or not.
+pub fn launch() -> Result<Option<Launch>> {
+    Ok(Launch::from_env()?.filter(|l| l.world > 1))
+}
+
+/// True in a worker that `--shards` started.
+pub fn is_worker() -> bool {
+    std::env::var_os(WORKER_VAR).is_some()
+}
+
+/// The device a shard at `local_rank` takes from `--device`: the list's entry at its local
+/// rank (cycling), with `cuda` (and `auto` where CUDA is present) given the local rank's
+/// index; without a launcher, a list is an error.
+///
+/// ```text
+/// cuda:0,cuda:1 at local rank 1 → cuda:1      cuda at local rank 3 → cuda:3      cpu → cpu
+/// ```
+pub fn device_for(devices: &str, local_rank: Option<usize>) -> Result<String> {
+    let list: Vec<&str> = devices.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    let Some(local) = local_rank else {
+        if list.len() > 1 {
+            bail!("--device {devices}: a list of devices needs --shards N (or a launcher such as torchrun)");
+        }
+        return Ok(devices.to_string());
+    };
+    let Some(&picked) = list.get(local % list.len().max(1)) else {
+        bail!("--device is empty");
+    };
+    Ok(match picked {
+        "cuda" => format!("cuda:{local}"),
+        "auto" if tch::Cuda::is_available() => format!("cuda:{}", local % tch::Cuda::device_count().max(1) as usize),
+        "auto" => "cpu".into(),
+        other => other.to_string(),
+    })
+}
+
+/// Starts `shards` workers running this same command, waits for them, and returns the run's
+/// results (written by the last worker to finish). A worker that fails is named with the
+/// command that reruns it alone.
+pub fn spawn(a: &RunArgs, shards: usize, threads: Option<i32>, output: &Path) -> Result<Value> {
+    let exe = std::env::current_exe().context("finding this program to start the shards")?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let devices: Vec<&str> = a.model.device.split(',').collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut children = vec![];
+    for rank in 0..shards {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(&args)
+            .env("RANK", rank.to_string())
+            .env("WORLD_SIZE", shards.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("LOCAL_WORLD_SIZE", shards.to_string())
+            .env(WORKER_VAR, "1");
+        // CPU shards split the cores unless the threads were set.
+        if threads.is_none() && devices.iter().all(|d| *d == "cpu" || (*d == "auto" && !tch::Cuda::is_available())) {
+            cmd.env("EVALKIT_THREADS", (cores / shards).max(1).to_string());
+        }
+        children.push((rank, cmd.spawn().with_context(|| format!("starting shard {rank} of {shards}"))?));
+    }
+    let mut failed = vec![];
+    for (rank, mut child) in children {
+        let status = child.wait().with_context(|| format!("waiting for shard {rank}"))?;
+        if !status.success() {
+            failed.push(format!("shard {rank} ({status})"));
+        }
+    }
+    if !failed.is_empty() {
+        let rerun: Vec<String> = std::env::args().skip(1).map(|s| shell_quote(&s)).collect();
+        bail!(
+            "{} of {shards} failed; each finished chunk is journaled in {}. Rerun a failed shard alone with\n  RANK=R WORLD_SIZE={shards} evalkit {}\n(the last shard to finish writes the results; `evalkit merge {}` writes them when every shard is done)",
+            failed.join(", "),
+            output.join(".journal").display(),
+            rerun.join(" "),
+            output.display()
+        );
+    }
+    let path = output.join("results.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("every shard finished, but {} is missing", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What `evalkit merge DIR` reruns: the recorded command of the run in `dir` (parsed again),
+/// the directory it ran in, and the number of shards.
+pub struct Recorded {
+    pub args: RunArgs,
+    pub cwd: PathBuf,
+    pub world: usize,
+}
+
+/// Reads `dir/.journal/shards.json`.
+pub fn recorded(dir: &Path) -> Result<Recorded> {
+    let path = dir.join(".journal").join("shards.json");
+    if !path.is_file() {
+        if dir.join("results.json").is_file() {
+            bail!("{} holds results and no shard journals: nothing to merge", dir.display());
+        }
+        bail!("{} is missing: {} is not the output of a sharded run", path.display(), dir.display());
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let command: Vec<String> = serde_json::from_value(v["command"].clone()).with_context(|| {
+        format!(
+            "{}: no `command` (the run was not started by the evalkit CLI; merge it with Evaluator::run_share and Share::Merge)",
+            path.display()
+        )
+    })?;
+    let world = v["shards"]
+        .as_u64()
+        .with_context(|| format!("{}: no `shards` count", path.display()))? as usize;
+    let cwd = v["cwd"]
+        .as_str()
+        .map(PathBuf::from)
+        .with_context(|| format!("{}: no `cwd`", path.display()))?;
+    let cli = <Cli as clap::Parser>::try_parse_from(std::iter::once("evalkit".to_string()).chain(command))
+        .with_context(|| format!("{}: the recorded command no longer parses", path.display()))?;
+    let Command::Run(args) = cli.command else {
+        bail!("{}: the recorded command is not `evalkit run`", path.display());
+    };
+    Ok(Recorded {
+        args: *args,
+        cwd,
+        world,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_by_local_rank() {
+        assert_eq!(device_for("cuda:0,cuda:1", Some(1)).unwrap(), "cuda:1");
+        assert_eq!(device_for("cuda:0,cuda:1", Some(2)).unwrap(), "cuda:0");
+        assert_eq!(device_for("cuda", Some(3)).unwrap(), "cuda:3");
+        assert_eq!(device_for("cpu", Some(3)).unwrap(), "cpu");
+        assert_eq!(device_for("cuda:1", None).unwrap(), "cuda:1");
+        assert!(device_for("cuda:0,cuda:1", None).unwrap_err().to_string().contains("--shards"));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("--tasks=arc_easy,piqa"), "--tasks=arc_easy,piqa");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}

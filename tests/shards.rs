@@ -1,0 +1,257 @@
+//! Data-parallel runs, as real processes: `--shards 3` on one machine, shards launched one by
+//! one with torchrun's variables (one killed with SIGKILL and rerun alone, one started with
+//! other settings and refused, a dead merger's work finished by `evalkit merge`), and torchrun
+//! itself with `--no-python`. Each run's samples and results must be those of one process
+//! (values to 1e-5 relative, everything else equal).
+
+use crate::util::{data_dir, model_dir};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// One task of each kind that scores, and generation.
+const TASKS: &[&str] = &["arc_easy", "lambada_openai", "wikitext", "gsm8k"];
+/// Scoring only (fast enough to run many chunks).
+const SCORING: &[&str] = &["arc_easy", "hellaswag"];
+
+/// `evalkit run` of `tasks` on stories260K with `extra` arguments, into `out`.
+fn evalkit(out: &Path, tasks: &[&str], limit: usize, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_evalkit"));
+    c.args(["run", "-q", "--threads", "1", "--device", "cpu", "--tasks"])
+        .arg(tasks.join(","))
+        .args(["--limit", &limit.to_string(), "--batch-size", "2", "--chunk-size", "1"])
+        .arg("--model")
+        .arg(model_dir("stories260K-hf"))
+        .arg("--data-dir")
+        .arg(data_dir())
+        .arg("--output")
+        .arg(out)
+        .args(extra)
+        .env_remove("RANK")
+        .env_remove("WORLD_SIZE")
+        .env_remove("SLURM_PROCID")
+        .env_remove("SLURM_NTASKS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// The same command as shard `rank` of `world`, launched as torchrun launches it.
+fn shard(out: &Path, tasks: &[&str], limit: usize, rank: usize, world: usize, extra: &[&str]) -> Command {
+    let mut c = evalkit(out, tasks, limit, extra);
+    c.env("RANK", rank.to_string())
+        .env("WORLD_SIZE", world.to_string())
+        .env("LOCAL_RANK", rank.to_string());
+    c
+}
+
+fn ok(o: Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "failed: {err}\n{}", String::from_utf8_lossy(&o.stdout));
+    err
+}
+
+fn read(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("json")
+}
+
+/// Equal, numbers to 1e-5 relative.
+fn close(a: &Value, b: &Value, at: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().expect("f64"), y.as_f64().expect("f64"));
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(y.abs()).max(1e-30), "{at}: {x} vs {y}");
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}: lengths");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                close(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            let keys = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(x), keys(y), "{at}: keys");
+            for (k, v) in x {
+                close(v, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+/// The run in `b` has the samples and the results of the one-process run in `a` (up to the
+/// counters of chunks and seconds, which describe how it ran).
+fn same_run(a: &Path, b: &Path, tasks: &[&str]) {
+    for &t in tasks {
+        let f = format!("samples_{t}.jsonl");
+        let (x, y) = (crate::util::samples(a, t), crate::util::samples(b, t));
+        assert!(!x.is_empty(), "{f}");
+        close(&Value::Array(x), &Value::Array(y), &f);
+    }
+    let strip = |mut v: Value| {
+        for (_, r) in v["results"].as_object_mut().expect("results").iter_mut() {
+            for k in ["chunks_computed", "chunks_resumed", "seconds", "wall_seconds"] {
+                r.as_object_mut().expect("entry").remove(k);
+            }
+        }
+        json_pick(v)
+    };
+    let (x, y) = (strip(read(&a.join("results.json"))), strip(read(&b.join("results.json"))));
+    close(&x, &y, "results.json");
+    assert!(!b.join(".journal").exists(), "the journals go once the results are written");
+}
+
+fn json_pick(v: Value) -> Value {
+    serde_json::json!({"results": v["results"], "groups": v["groups"]})
+}
+
+fn reference(root: &Path, tasks: &[&str], limit: usize) -> PathBuf {
+    let dir = root.join("one-process");
+    ok(evalkit(&dir, tasks, limit, &[]).output().expect("runs"));
+    dir
+}
+
+#[test]
+fn three_local_shards_give_the_samples_of_one_process() {
+    let tmp = crate::tempdir!("shards-local");
+    let one = reference(tmp.path(), TASKS, 24);
+    let three = tmp.path().join("three");
+    let o = evalkit(&three, TASKS, 24, &["--shards", "3"]).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    ok(o);
+    // The process that started the workers prints the table once.
+    assert_eq!(stdout.matches("lambada_openai  perplexity").count(), 1, "{stdout}");
+    same_run(&one, &three, TASKS);
+    let r = read(&three.join("results.json"));
+    assert_eq!(r["config"]["shards"], 3);
+    // (same_run compared tokens_forwarded too: the shares add up to the one process's work.)
+}
+
+fn journaled(out: &Path, rank: usize, world: usize) -> usize {
+    let dir = out.join(".journal").join(format!("rank-{rank}-of-{world}"));
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|t| t.lines().count().saturating_sub(1))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_killed_shard_rerun_alone_completes_the_run() {
+    let tmp = crate::tempdir!("shards-killed");
+    let limit = 120;
+    let one = reference(tmp.path(), SCORING, limit);
+    let out = tmp.path().join("sharded");
+    for rank in [0, 2] {
+        let err = ok(shard(&out, SCORING, limit, rank, 3, &[]).output().expect("runs"));
+        assert!(err.contains("still running"), "{err}");
+    }
+    assert!(!out.join("results.json").exists(), "shard 1 has not run");
+
+    let mut child = shard(&out, SCORING, limit, 1, 3, &[]).stdout(Stdio::null()).spawn().expect("starts");
+    let start = Instant::now();
+    while journaled(&out, 1, 3) < 4 {
+        assert!(child.try_wait().expect("alive").is_none(), "shard 1 finished before it could be killed");
+        assert!(start.elapsed() < Duration::from_secs(120), "shard 1 journaled nothing in time");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(!out.join("results.json").exists(), "killed before the end");
+
+    // Merging now names the shard whose share is missing.
+    let m = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args(["-q", "merge"])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&m.stderr);
+    assert!(!m.status.success() && err.contains("waits for shard(s) 1 of 3"), "{err}");
+
+    // A shard with other settings is refused, naming what differs.
+    let bad = shard(&out, SCORING, limit, 1, 3, &["--seed", "7"]).output().expect("runs");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "{err}");
+    assert!(err.contains("seed 7 here, 1234 in the run") && err.contains("shards.json"), "{err}");
+
+    // Rerun alone, shard 1 resumes its journal, finishes last and writes the results.
+    let o = shard(&out, SCORING, limit, 1, 3, &[]).output().expect("reruns");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    ok(o);
+    assert!(stdout.contains("arc_easy"), "the merging shard prints the table: {stdout}");
+    same_run(&one, &out, SCORING);
+}
+
+#[test]
+fn merge_writes_the_results_a_dead_merger_left() {
+    let tmp = crate::tempdir!("shards-merge");
+    let one = reference(tmp.path(), TASKS, 12);
+    let out = tmp.path().join("sharded");
+    ok(shard(&out, TASKS, 12, 0, 2, &[]).output().expect("runs"));
+    // The shard that would merge finds the lock of one that died while merging.
+    std::fs::write(out.join(".journal").join("merge.lock"), "").expect("lock");
+    let err = ok(shard(&out, TASKS, 12, 1, 2, &[]).output().expect("runs"));
+    assert!(err.contains("another shard is writing the results"), "{err}");
+    assert!(!out.join("results.json").exists());
+    let m = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args(["-q", "merge"])
+        .arg(&out)
+        .current_dir(tmp.path())
+        .output()
+        .expect("runs");
+    ok(m);
+    same_run(&one, &out, TASKS);
+    let again = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args(["-q", "merge"])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to merge"));
+}
+
+/// torchrun: `$EVALKIT_TORCHRUN`, else the parity venv's (scripts/parity --setup), else PATH.
+fn torchrun() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("EVALKIT_TORCHRUN") {
+        return Some(p.into());
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let venv = home.join(".cache/evalkit/parity-venv/bin/torchrun");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join("torchrun"))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn torchrun_no_python_launch_gives_the_samples_of_one_process() {
+    let Some(torchrun) = torchrun() else {
+        assert!(
+            std::env::var_os("EVALKIT_REQUIRE_TORCHRUN").is_none(),
+            "EVALKIT_REQUIRE_TORCHRUN is set but torchrun was not found"
+        );
+        eprintln!("skipped: no torchrun (set EVALKIT_TORCHRUN, or run scripts/parity --setup)");
+        return;
+    };
+    let tmp = crate::tempdir!("shards-torchrun");
+    let one = reference(tmp.path(), TASKS, 12);
+    let out = tmp.path().join("torchrun");
+    let run = evalkit(&out, TASKS, 12, &[]);
+    let mut c = Command::new(&torchrun);
+    c.args(["--standalone", "--nnodes", "1", "--nproc-per-node", "3", "--no-python"])
+        .arg(run.get_program())
+        .args(run.get_args())
+        .env("OMP_NUM_THREADS", "1");
+    ok(c.output().expect("torchrun runs"));
+    same_run(&one, &out, TASKS);
+    assert_eq!(read(&out.join("results.json"))["config"]["shards"], 3);
+}
