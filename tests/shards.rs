@@ -48,7 +48,11 @@ fn shard(out: &Path, tasks: &[&str], limit: usize, rank: usize, world: usize, ex
 
 fn ok(o: Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "failed: {err}\n{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        o.status.success(),
+        "failed: {err}\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     err
 }
 
@@ -62,7 +66,10 @@ fn close(a: &Value, b: &Value, at: &str) {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             let (x, y) = (x.as_f64().expect("f64"), y.as_f64().expect("f64"));
-            assert!((x - y).abs() <= 1e-5 * x.abs().max(y.abs()).max(1e-30), "{at}: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= 1e-5 * x.abs().max(y.abs()).max(1e-30),
+                "{at}: {x} vs {y}"
+            );
         }
         (Value::Array(x), Value::Array(y)) => {
             assert_eq!(x.len(), y.len(), "{at}: lengths");
@@ -98,9 +105,15 @@ fn same_run(a: &Path, b: &Path, tasks: &[&str]) {
         }
         json_pick(v)
     };
-    let (x, y) = (strip(read(&a.join("results.json"))), strip(read(&b.join("results.json"))));
+    let (x, y) = (
+        strip(read(&a.join("results.json"))),
+        strip(read(&b.join("results.json"))),
+    );
     close(&x, &y, "results.json");
-    assert!(!b.join(".journal").exists(), "the journals go once the results are written");
+    assert!(
+        !b.join(".journal").exists(),
+        "the journals go once the results are written"
+    );
 }
 
 fn json_pick(v: Value) -> Value {
@@ -154,11 +167,20 @@ fn a_killed_shard_rerun_alone_completes_the_run() {
     }
     assert!(!out.join("results.json").exists(), "shard 1 has not run");
 
-    let mut child = shard(&out, SCORING, limit, 1, 3, &[]).stdout(Stdio::null()).spawn().expect("starts");
+    let mut child = shard(&out, SCORING, limit, 1, 3, &[])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starts");
     let start = Instant::now();
     while journaled(&out, 1, 3) < 4 {
-        assert!(child.try_wait().expect("alive").is_none(), "shard 1 finished before it could be killed");
-        assert!(start.elapsed() < Duration::from_secs(120), "shard 1 journaled nothing in time");
+        assert!(
+            child.try_wait().expect("alive").is_none(),
+            "shard 1 finished before it could be killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "shard 1 journaled nothing in time"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().expect("SIGKILL");
@@ -172,19 +194,30 @@ fn a_killed_shard_rerun_alone_completes_the_run() {
         .output()
         .expect("runs");
     let err = String::from_utf8_lossy(&m.stderr);
-    assert!(!m.status.success() && err.contains("waits for shard(s) 1 of 3"), "{err}");
+    assert!(
+        !m.status.success() && err.contains("waits for shard(s) 1 of 3"),
+        "{err}"
+    );
 
     // A shard with other settings is refused, naming what differs.
-    let bad = shard(&out, SCORING, limit, 1, 3, &["--seed", "7"]).output().expect("runs");
+    let bad = shard(&out, SCORING, limit, 1, 3, &["--seed", "7"])
+        .output()
+        .expect("runs");
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success(), "{err}");
-    assert!(err.contains("seed 7 here, 1234 in the run") && err.contains("shards.json"), "{err}");
+    assert!(
+        err.contains("seed 7 here, 1234 in the run") && err.contains("shards.json"),
+        "{err}"
+    );
 
     // Rerun alone, shard 1 resumes its journal, finishes last and writes the results.
     let o = shard(&out, SCORING, limit, 1, 3, &[]).output().expect("reruns");
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     ok(o);
-    assert!(stdout.contains("arc_easy"), "the merging shard prints the table: {stdout}");
+    assert!(
+        stdout.contains("arc_easy"),
+        "the merging shard prints the table: {stdout}"
+    );
     same_run(&one, &out, SCORING);
 }
 

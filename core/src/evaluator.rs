@@ -9,6 +9,7 @@ use crate::kinds::{Env, Evaluation, Outcome, RunOptions};
 use crate::metrics::{mean_metric, Metric};
 use crate::model::Model;
 use crate::shard::{self, Share};
+use crate::throughput::RawThroughput;
 use crate::tokenizer::Tokenizer;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -27,6 +28,8 @@ pub const RECORD_KEYS: &[&str] = &[
     "tokens_scored",
     "seconds",
     "wall_seconds",
+    "floor_seconds",
+    "efficiency",
 ];
 
 /// How [`Evaluator::run_share`] ended.
@@ -65,6 +68,10 @@ pub struct Evaluator<'a> {
     pub progress: bool,
     /// Extra configuration recorded in results.json (e.g. the training step, the model path).
     pub config: Map<String, Value>,
+    /// The model's raw speed, measured in this process ([`RawThroughput::measure`]): with it
+    /// each evaluation reports its forward-pass floor (`floor_seconds`) and `efficiency`
+    /// (floor ÷ its wall seconds; `null` when chunks were resumed).
+    pub raw_throughput: Option<RawThroughput>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -78,6 +85,7 @@ impl<'a> Evaluator<'a> {
             options: RunOptions::default(),
             progress: false,
             config: Map::new(),
+            raw_throughput: None,
         }
     }
 
@@ -107,7 +115,10 @@ impl<'a> Evaluator<'a> {
     }
 
     fn run_all(&self, journal_dir: Option<&Path>) -> Result<Vec<Outcome>> {
-        self.evaluations.iter().map(|e| self.run_one(e.as_ref(), journal_dir)).collect()
+        self.evaluations
+            .iter()
+            .map(|e| self.run_one(e.as_ref(), journal_dir))
+            .collect()
     }
 
     fn run_one(&self, e: &(dyn Evaluation + 'a), journal_dir: Option<&Path>) -> Result<Outcome> {
@@ -314,6 +325,12 @@ impl<'a> Evaluator<'a> {
             m.insert("tokens_scored".into(), json!(o.stats.work.tokens.scored));
             m.insert("seconds".into(), json!(o.stats.work.seconds));
             m.insert("wall_seconds".into(), json!(o.wall_seconds));
+            if let Some(raw) = &self.raw_throughput {
+                let floor = raw.floor_seconds(o.stats.work.tokens.forwarded, o.stats.work.tokens.scored);
+                m.insert("floor_seconds".into(), json!(floor));
+                let measured = o.stats.chunks_resumed == 0 && o.wall_seconds > 0.0;
+                m.insert("efficiency".into(), json!(measured.then(|| floor / o.wall_seconds)));
+            }
             if !o.notes.is_empty() {
                 m.insert("notes".into(), json!(o.notes));
             }
@@ -367,6 +384,9 @@ impl<'a> Evaluator<'a> {
         config.insert("sampling".into(), json!(o.sampling));
         config.insert("samples_per_prompt".into(), json!(o.samples_per_prompt));
         config.insert("system_instruction".into(), json!(o.system_instruction));
+        if let Some(raw) = &self.raw_throughput {
+            config.insert("raw_throughput".into(), json!(raw));
+        }
         if o.share.world() > 1 {
             config.insert("shards".into(), json!(o.share.world()));
         }

@@ -99,7 +99,13 @@ impl Plan {
     /// ```
     pub fn share(&self, lengths: &[usize], rank: usize, world: usize, chunk_size: usize) -> Plan {
         let batches: Vec<&Vec<Slot>> = self.chunks.iter().flatten().collect();
-        let cost = |b: &[Slot]| b.len() * b.iter().map(|s| lengths.get(s.item).copied().unwrap_or(0)).max().unwrap_or(0);
+        let cost = |b: &[Slot]| {
+            b.len()
+                * b.iter()
+                    .map(|s| lengths.get(s.item).copied().unwrap_or(0))
+                    .max()
+                    .unwrap_or(0)
+        };
         let mut order: Vec<usize> = (0..batches.len()).collect();
         order.sort_by(|&a, &b| cost(batches[b]).cmp(&cost(batches[a])).then(a.cmp(&b)));
         let world = world.max(1);

@@ -53,7 +53,9 @@ impl Share {
     /// ```
     pub fn rank(rank: usize, world: usize) -> Result<Share> {
         match (rank, world) {
-            (_, 0) => Err(Error::Unsupported("a run needs at least one shard (world size 0)".into())),
+            (_, 0) => Err(Error::Unsupported(
+                "a run needs at least one shard (world size 0)".into(),
+            )),
             (r, w) if r >= w => Err(Error::Unsupported(format!("rank {r} is not below the world size {w}"))),
             (_, 1) => Ok(Share::Whole),
             (rank, world) => Ok(Share::Rank { rank, world }),
@@ -268,6 +270,9 @@ mod tests {
             "WORLD_SIZE" => Some("2".into()),
             _ => None,
         };
-        assert!(Launch::from_vars(outside).unwrap_err().to_string().contains("not below"));
+        assert!(Launch::from_vars(outside)
+            .unwrap_err()
+            .to_string()
+            .contains("not below"));
     }
 }

@@ -223,6 +223,10 @@ pub struct RunArgs {
     /// The system message's text (joined with each task's description).
     #[arg(long, value_name = "TEXT")]
     pub system_instruction: Option<String>,
+    /// Measure the model's raw forward speed first (a few seconds) and report each task's
+    /// forward-pass floor and efficiency (floor ÷ its seconds).
+    #[arg(long)]
+    pub floor: bool,
     /// Data-parallel over N worker processes on this machine, each computing a token-balanced
     /// share of every evaluation (with `--device cuda:0,cuda:1,...`, one device each). Under
     /// torchrun or Slurm's srun every launched process is a shard already.

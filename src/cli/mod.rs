@@ -14,6 +14,7 @@ use args::{Cli, Command, Format};
 use clap::Parser;
 use evalkit::core::evaluator::{Evaluator, RunEnd};
 use evalkit::core::shard::Share;
+use evalkit::core::throughput::RawThroughput;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,7 +77,12 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
     let shards = usize::from(a.shards);
     match &launch {
         None if shards > 1 => {
-            let served = a.model.model.as_ref().and_then(|m| m.to_str()).is_some_and(|m| m.starts_with("openai-compatible:"));
+            let served = a
+                .model
+                .model
+                .as_ref()
+                .and_then(|m| m.to_str())
+                .is_some_and(|m| m.starts_with("openai-compatible:"));
             if served && a.output.is_none() {
                 anyhow::bail!("a sharded run of a served model needs --output DIR");
             }
@@ -169,6 +175,20 @@ fn run_process(
     if let Some(step) = a.step {
         ev.at_step(step);
     }
+    if a.floor {
+        let raw = RawThroughput::measure(opened.model.as_ref(), std::time::Duration::from_secs(10))
+            .context("measuring the model's raw speed (--floor)")?;
+        if g.verbose {
+            eprintln!(
+                "raw speed: body {:.0} tokens/s (batch {} × {}), head {:.3} ms per position",
+                raw.body_tokens_per_second,
+                raw.body_batch,
+                raw.body_seq,
+                raw.head_seconds_per_position * 1e3
+            );
+        }
+        ev.raw_throughput = Some(raw);
+    }
     let start = std::time::Instant::now();
     let end = ev
         .run_share(&s.output)
@@ -216,7 +236,11 @@ fn finish(doc: &Value, a: &args::RunArgs, g: &args::Global, output: &Path) -> Re
             gate_failed = true;
         }
     }
-    Ok(if gate_failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if gate_failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn write_report(paths: &[PathBuf], output: Option<PathBuf>, rows: usize, g: &args::Global) -> Result<ExitCode> {

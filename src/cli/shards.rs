@@ -67,10 +67,18 @@ pub fn spawn(a: &RunArgs, shards: usize, threads: Option<i32>, output: &Path) ->
             .env("LOCAL_WORLD_SIZE", shards.to_string())
             .env(WORKER_VAR, "1");
         // CPU shards split the cores unless the threads were set.
-        if threads.is_none() && devices.iter().all(|d| *d == "cpu" || (*d == "auto" && !tch::Cuda::is_available())) {
+        if threads.is_none()
+            && devices
+                .iter()
+                .all(|d| *d == "cpu" || (*d == "auto" && !tch::Cuda::is_available()))
+        {
             cmd.env("EVALKIT_THREADS", (cores / shards).max(1).to_string());
         }
-        children.push((rank, cmd.spawn().with_context(|| format!("starting shard {rank} of {shards}"))?));
+        children.push((
+            rank,
+            cmd.spawn()
+                .with_context(|| format!("starting shard {rank} of {shards}"))?,
+        ));
     }
     let mut failed = vec![];
     for (rank, mut child) in children {
@@ -116,9 +124,16 @@ pub fn recorded(dir: &Path) -> Result<Recorded> {
     let path = dir.join(".journal").join("shards.json");
     if !path.is_file() {
         if dir.join("results.json").is_file() {
-            bail!("{} holds results and no shard journals: nothing to merge", dir.display());
+            bail!(
+                "{} holds results and no shard journals: nothing to merge",
+                dir.display()
+            );
         }
-        bail!("{} is missing: {} is not the output of a sharded run", path.display(), dir.display());
+        bail!(
+            "{} is missing: {} is not the output of a sharded run",
+            path.display(),
+            dir.display()
+        );
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let v: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
@@ -158,7 +173,10 @@ mod tests {
         assert_eq!(device_for("cuda", Some(3)).unwrap(), "cuda:3");
         assert_eq!(device_for("cpu", Some(3)).unwrap(), "cpu");
         assert_eq!(device_for("cuda:1", None).unwrap(), "cuda:1");
-        assert!(device_for("cuda:0,cuda:1", None).unwrap_err().to_string().contains("--shards"));
+        assert!(device_for("cuda:0,cuda:1", None)
+            .unwrap_err()
+            .to_string()
+            .contains("--shards"));
     }
 
     #[test]

@@ -8,9 +8,9 @@ use crate::batch::TokenCounts;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fnv;
 use crate::journal::{Journal, Recorded};
-use crate::shard::{rank_dir, Share};
 use crate::request::{ContinuationScore, ScoreRequest};
 use crate::schedule::{BatchSettings, ExecStats, Executor, Plan};
+use crate::shard::{rank_dir, Share};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Plans requests of `lengths` with `batch` and runs the plan through the executor with the

@@ -1,0 +1,123 @@
+//! The forward-pass floor: what an evaluation's work would cost on the model at its raw speed.
+//!
+//! [`RawThroughput::measure`] times the model itself, in this process, on random tokens: the
+//! body at several batch shapes (the best tokens per second is kept) and the output head with
+//! the log-softmax normaliser at a block of positions (seconds per position). An evaluation
+//! needs `tokens_forwarded` tokens through the body and `tokens_scored` positions through the
+//! head (the counts with prefix sharing and the head only where a score is read), so its floor
+//! is `forwarded / body rate + scored × head cost`, and its efficiency is floor ÷ the
+//! seconds it took. Generation decodes one token per step and so runs below the body's
+//! batched rate: its efficiency reads lower by nature.
+
+use crate::error::{Result, TorchContext};
+use crate::model::Model;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use tch::{Kind, Tensor};
+
+/// The raw speed of a model's body and head (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RawThroughput {
+    /// Tokens per second through the body at the best shape measured.
+    pub body_tokens_per_second: f64,
+    /// That shape: rows per batch.
+    pub body_batch: usize,
+    /// That shape: tokens per row.
+    pub body_seq: usize,
+    /// Seconds per position of the head and its logsumexp.
+    pub head_seconds_per_position: f64,
+    /// How long the measurement took.
+    pub seconds: f64,
+}
+
+impl RawThroughput {
+    /// The floor of work that forwards `forwarded` tokens and scores `scored` positions.
+    ///
+    /// ```
+    /// use evalkit_core::throughput::RawThroughput;
+    /// let raw = RawThroughput { body_tokens_per_second: 1000.0, body_batch: 8, body_seq: 128, head_seconds_per_position: 1e-3, seconds: 1.0 };
+    /// assert!((raw.floor_seconds(2000, 500) - 2.5).abs() < 1e-12);
+    /// ```
+    pub fn floor_seconds(&self, forwarded: usize, scored: usize) -> f64 {
+        forwarded as f64 / self.body_tokens_per_second + scored as f64 * self.head_seconds_per_position
+    }
+
+    /// Measures `model` within about `budget` of timing: body shapes from small to large
+    /// (sequences of 64, 128 and 256 tokens where the model takes them, 4 to 64 rows), each
+    /// timed after a warm-up pass, stopping where a shape would not fit in what is left of
+    /// the budget; then the head on 512 positions.
+    pub fn measure<M: Model + ?Sized>(model: &M, budget: Duration) -> Result<RawThroughput> {
+        let _guard = tch::no_grad_guard();
+        let dev = model.device();
+        let vocab = model.vocab_size().max(2) as i64;
+        let start = Instant::now();
+        let mut best: Option<(f64, usize, usize)> = None;
+        let (mut hidden_size, mut hidden_kind) = (0, Kind::Float);
+        let seqs: Vec<usize> = [64usize, 128, 256]
+            .into_iter()
+            .filter(|&s| s <= model.max_len())
+            .collect();
+        let seqs = if seqs.is_empty() {
+            vec![model.max_len().max(1)]
+        } else {
+            seqs
+        };
+        let mut shapes: Vec<(usize, usize)> = seqs
+            .iter()
+            .flat_map(|&s| [4usize, 8, 16, 32, 64].map(|b| (b, s)))
+            .collect();
+        shapes.sort_by_key(|&(b, s)| (b * s, s));
+        for (b, s) in shapes {
+            let expected = best.map_or(0.0, |(tps, _, _)| 2.0 * (b * s) as f64 / tps);
+            if best.is_some() && start.elapsed().as_secs_f64() + expected > budget.as_secs_f64() {
+                continue;
+            }
+            let ids = Tensor::randint(vocab, [b as i64, s as i64], (Kind::Int64, dev));
+            let mask = Tensor::ones([b as i64, s as i64], (Kind::Int64, dev));
+            let h = model.hidden_states(&ids, &mask, None)?; // warm-up
+            hidden_size = h.size().last().copied().unwrap_or(0);
+            hidden_kind = h.kind();
+            let (mut reps, t0) = (0, Instant::now());
+            // At least one timed pass, and enough for a tenth of a second.
+            while reps == 0 || t0.elapsed() < Duration::from_millis(100) {
+                let h = model.hidden_states(&ids, &mask, None)?;
+                sync(&h)?;
+                reps += 1;
+            }
+            let tps = (reps * b * s) as f64 / t0.elapsed().as_secs_f64();
+            if best.is_none_or(|(t, _, _)| tps > t) {
+                best = Some((tps, b, s));
+            }
+        }
+        let (body_tokens_per_second, body_batch, body_seq) = best.expect("at least one shape is timed");
+        let p = 512i64;
+        let h = Tensor::randn([p, hidden_size.max(1)], (hidden_kind, dev));
+        let lse = model.head(&h)?.f_logsumexp([-1], false).op("logsumexp")?; // warm-up
+        sync(&lse)?;
+        let (mut reps, t0) = (0, Instant::now());
+        while reps == 0 || t0.elapsed() < Duration::from_millis(100) {
+            let lse = model.head(&h)?.f_logsumexp([-1], false).op("logsumexp")?;
+            sync(&lse)?;
+            reps += 1;
+        }
+        Ok(RawThroughput {
+            body_tokens_per_second,
+            body_batch,
+            body_seq,
+            head_seconds_per_position: t0.elapsed().as_secs_f64() / (reps as f64 * p as f64),
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Waits for the device to finish `t` (reads one value back).
+fn sync(t: &Tensor) -> Result<()> {
+    let _ = t
+        .f_flatten(0, -1)
+        .op("flatten")?
+        .f_get(0)
+        .op("reading back")?
+        .f_double_value(&[])
+        .op("reading back")?;
+    Ok(())
+}
