@@ -142,6 +142,16 @@ fn three_local_shards_give_the_samples_of_one_process() {
     // (same_run compared tokens_forwarded too: the shares add up to the one process's work.)
 }
 
+/// `evalkit merge out`, from another directory than the run's (it enters the run's own).
+fn merge(out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args(["-q", "merge"])
+        .arg(out)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("runs")
+}
+
 fn journaled(out: &Path, rank: usize, world: usize) -> usize {
     let dir = out.join(".journal").join(format!("rank-{rank}-of-{world}"));
     std::fs::read_dir(dir)
@@ -188,11 +198,7 @@ fn a_killed_shard_rerun_alone_completes_the_run() {
     assert!(!out.join("results.json").exists(), "killed before the end");
 
     // Merging now names the shard whose share is missing.
-    let m = Command::new(env!("CARGO_BIN_EXE_evalkit"))
-        .args(["-q", "merge"])
-        .arg(&out)
-        .output()
-        .expect("runs");
+    let m = merge(&out);
     let err = String::from_utf8_lossy(&m.stderr);
     assert!(
         !m.status.success() && err.contains("waits for shard(s) 1 of 3"),
@@ -232,19 +238,11 @@ fn merge_writes_the_results_a_dead_merger_left() {
     let err = ok(shard(&out, TASKS, 12, 1, 2, &[]).output().expect("runs"));
     assert!(err.contains("another shard is writing the results"), "{err}");
     assert!(!out.join("results.json").exists());
-    let m = Command::new(env!("CARGO_BIN_EXE_evalkit"))
-        .args(["-q", "merge"])
-        .arg(&out)
-        .current_dir(tmp.path())
-        .output()
-        .expect("runs");
-    ok(m);
+    ok(merge(&out));
     same_run(&one, &out, TASKS);
-    let again = Command::new(env!("CARGO_BIN_EXE_evalkit"))
-        .args(["-q", "merge"])
-        .arg(&out)
-        .output()
-        .expect("runs");
+    // The results record the shards' command, not the merge's.
+    assert_eq!(read(&out.join("results.json"))["config"]["command"][0], "run");
+    let again = merge(&out);
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to merge"));
 }
 

@@ -102,7 +102,8 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
         None => Share::Whole,
     };
     let device = shards::device_for(&a.model.device, launch.as_ref().map(|l| l.local_rank))?;
-    run_process(a, g, share, &device, launch.as_ref())
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    run_process(a, g, share, &device, launch.as_ref(), command)
 }
 
 /// `evalkit merge DIR`: the recorded run, computing nothing, on the CPU.
@@ -113,17 +114,19 @@ fn merge(dir: &Path, g: &args::Global) -> Result<ExitCode> {
         .with_context(|| format!("entering {}, where the run was started", rec.cwd.display()))?;
     let mut a = rec.args;
     a.output = Some(dir);
-    run_process(&a, g, Share::Merge { world: rec.world }, "cpu", None)
+    run_process(&a, g, Share::Merge { world: rec.world }, "cpu", None, rec.command)
 }
 
 /// Runs this process's part: loads the model and the tasks, runs, prints and gates the
-/// results where this process wrote them.
+/// results where this process wrote them. `command` (the `run` arguments) is recorded for a
+/// sharded run, so that `evalkit merge` can rebuild it.
 fn run_process(
     a: &args::RunArgs,
     g: &args::Global,
     share: Share,
     device: &str,
     launch: Option<&evalkit::core::shard::Launch>,
+    command: Vec<String>,
 ) -> Result<ExitCode> {
     let hub = evalkit::suites::hub::HubOptions {
         offline: a.offline || evalkit::suites::hub::HubOptions::default().offline,
@@ -167,7 +170,6 @@ fn run_process(
     ev.config
         .insert("num_fewshot".into(), serde_json::json!(s.suite_options.num_fewshot));
     if share != Share::Whole {
-        let command: Vec<String> = std::env::args().skip(1).collect();
         let cwd = std::env::current_dir().context("reading the current directory")?;
         ev.config.insert("command".into(), serde_json::json!(command));
         ev.config.insert("cwd".into(), serde_json::json!(cwd));

@@ -115,6 +115,8 @@ fn shell_quote(s: &str) -> String {
 /// the directory it ran in, and the number of shards.
 pub struct Recorded {
     pub args: RunArgs,
+    /// The command's arguments as the shards recorded them.
+    pub command: Vec<String>,
     pub cwd: PathBuf,
     pub world: usize,
 }
@@ -150,13 +152,14 @@ pub fn recorded(dir: &Path) -> Result<Recorded> {
         .as_str()
         .map(PathBuf::from)
         .with_context(|| format!("{}: no `cwd`", path.display()))?;
-    let cli = <Cli as clap::Parser>::try_parse_from(std::iter::once("evalkit".to_string()).chain(command))
+    let cli = <Cli as clap::Parser>::try_parse_from(std::iter::once("evalkit".to_string()).chain(command.clone()))
         .with_context(|| format!("{}: the recorded command no longer parses", path.display()))?;
     let Command::Run(args) = cli.command else {
         bail!("{}: the recorded command is not `evalkit run`", path.display());
     };
     Ok(Recorded {
         args: *args,
+        command,
         cwd,
         world,
     })
