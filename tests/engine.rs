@@ -393,6 +393,51 @@ fn multiple_choice_shared_context_equals_separate_scoring_and_backend() {
             }
         }
         crate::assert_close!(lls(&shared), direct, 1e-4);
+        // The same through the KV-cache path (a model that does not pack rows): equal scores,
+        // equal token counts.
+        let cached = run(
+            &task,
+            &CacheOnly(model.as_ref()),
+            &tok,
+            &RunOptions {
+                share_prefix: true,
+                ..opts(5)
+            },
+        );
+        crate::assert_close!(lls(&cached), lls(&shared), 1e-4);
+        assert_eq!(cached.stats.work.tokens, shared.stats.work.tokens);
+    }
+}
+
+/// A model as it is but without packed rows: sharing goes through its KV cache.
+struct CacheOnly<'a>(&'a dyn Model);
+
+impl Model for CacheOnly<'_> {
+    fn max_len(&self) -> usize {
+        self.0.max_len()
+    }
+    fn vocab_size(&self) -> usize {
+        self.0.vocab_size()
+    }
+    fn device(&self) -> tch::Device {
+        self.0.device()
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn hidden_states(
+        &self,
+        ids: &tch::Tensor,
+        mask: &tch::Tensor,
+        cache: Option<&mut evalkit::core::KvCache>,
+    ) -> evalkit::core::Result<tch::Tensor> {
+        self.0.hidden_states(ids, mask, cache)
+    }
+    fn head(&self, hidden: &tch::Tensor) -> evalkit::core::Result<tch::Tensor> {
+        self.0.head(hidden)
+    }
+    fn new_cache(&self) -> Option<evalkit::core::KvCache> {
+        self.0.new_cache()
     }
 }
 

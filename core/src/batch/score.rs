@@ -3,12 +3,17 @@
 //! * without sharing, each (context + continuation) row is left-truncated to `max_len + 1`
 //!   tokens, its last token dropped, and right-padded; the output head is applied only at the
 //!   scored positions;
-//! * with a shared context, contexts are left-padded and run once with a KV cache; the last
-//!   context position scores every continuation's first token; the cache is copied to one row
-//!   per continuation, which then runs `continuation[..len-1]` to score the rest. Contexts,
-//!   and then continuations, run in groups of similar length, so that padding never exceeds
-//!   a quarter of the real tokens of a pass (it more than doubled the work of HellaSwag's
-//!   endings at batch 16).
+//! * with a shared context and a model that packs rows ([`Model::packs`]: the Llama family,
+//!   GPT-2), a context and all its continuations run as one row of one pass, each
+//!   continuation at the positions after the context and attending only the context and
+//!   itself (a tree attention mask): [`score_packed`];
+//! * with a shared context and a model that only caches, contexts are left-padded and run once
+//!   with a KV cache; the last context position scores every continuation's first token; the
+//!   cache is copied to one row per continuation, which then runs `continuation[..len-1]` to
+//!   score the rest: [`score_shared`].
+//!
+//! Rows run in groups of similar length, so that padding never exceeds a quarter of a pass's
+//! real tokens (it more than doubled the work of HellaSwag's endings at batch 16).
 
 use super::{int_tensor, TokenCounts};
 use crate::error::{Error, Result, TorchContext};
@@ -277,6 +282,82 @@ pub fn score_shared<M: Model + ?Sized>(
     Ok(out)
 }
 
+/// Scores requests with each context and all its continuations packed into one row of one
+/// pass: the context, then each continuation but its last token, each continuation at the
+/// positions that follow the context and attending only the context and itself. The last
+/// context position scores every continuation's first token; the rest are scored in their
+/// own segment. Every request must fit without truncation, and the model must pack
+/// ([`Model::packs`]).
+pub fn score_packed<M: Model + ?Sized>(
+    model: &M,
+    reqs: &[&ScoreRequest],
+    counts: &mut TokenCounts,
+) -> Result<Vec<Vec<ContinuationScore>>> {
+    let _guard = tch::no_grad_guard();
+    let dev = model.device();
+    let rows: Vec<usize> = reqs
+        .iter()
+        .map(|r| r.context.len() + r.continuations.iter().map(|c| c.len() - 1).sum::<usize>())
+        .collect();
+    let width = rows.iter().copied().max().unwrap_or(0);
+    let (mut ids, mut pos, mut seg) = (vec![], vec![], vec![]);
+    let (mut r, mut p, mut t) = (vec![], vec![], vec![]);
+    for (b, req) in reqs.iter().enumerate() {
+        let l = req.context.len();
+        let mut row_ids = req.context.clone();
+        let mut row_pos: Vec<i64> = (0..l as i64).collect();
+        let mut row_seg = vec![0i64; l];
+        for (j, c) in req.continuations.iter().enumerate() {
+            r.push(b as i64);
+            p.push(l as i64 - 1);
+            t.push(c[0]);
+            for (k, &tok) in c.iter().enumerate().skip(1) {
+                r.push(b as i64);
+                p.push(row_ids.len() as i64 + k as i64 - 1);
+                t.push(tok);
+            }
+            row_ids.extend_from_slice(&c[..c.len() - 1]);
+            row_pos.extend((0..c.len() as i64 - 1).map(|k| l as i64 + k));
+            row_seg.extend(std::iter::repeat_n(j as i64 + 1, c.len() - 1));
+        }
+        counts.forwarded += row_ids.len();
+        row_ids.resize(width, 0);
+        row_pos.resize(width, 0);
+        row_seg.resize(width, -1); // padding
+        ids.push(row_ids);
+        pos.push(row_pos);
+        seg.push(row_seg);
+    }
+    counts.scored += t.len();
+    // Query q attends key k where k ≤ q, k is real, and k is in the context or in q's own
+    // segment; every query attends itself (so a padding row is never fully masked).
+    let seg = int_tensor(&seg, dev);
+    let (sq, sk) = (seg.unsqueeze(2), seg.unsqueeze(1));
+    let idx = Tensor::f_arange(width as i64, (tch::Kind::Int64, dev)).op("arange")?;
+    let causal = idx.view([1, -1]).le_tensor(&idx.view([-1, 1])).unsqueeze(0);
+    let same = sk.eq(0).logical_or(&sk.eq_tensor(&sq)).logical_and(&sk.ge(0));
+    let diagonal = idx.view([1, -1]).eq_tensor(&idx.view([-1, 1])).unsqueeze(0);
+    let allowed = causal.logical_and(&same).logical_or(&diagonal).unsqueeze(1);
+    let hidden = model.hidden_states_packed(&int_tensor(&ids, dev), &int_tensor(&pos, dev), &allowed)?;
+    let (lp, am) = score_positions(model, &hidden, &r, &p, &t)?;
+    // Scores come back per continuation: first token, then the rest, continuation by continuation.
+    let mut off = 0;
+    let mut out = Vec::with_capacity(reqs.len());
+    for req in reqs {
+        let mut scores = vec![];
+        for c in &req.continuations {
+            scores.push(ContinuationScore {
+                token_logprobs: lp[off..off + c.len()].to_vec(),
+                argmax: am[off..off + c.len()].to_vec(),
+                truncated: false,
+            });
+            off += c.len();
+        }
+        out.push(scores);
+    }
+    Ok(out)
+}
+
 /// Scores a batch, sharing contexts where `share` is set, the model caches, and a request fits
 /// without truncation.
 pub fn score_batch<M: Model + ?Sized>(
@@ -285,17 +366,35 @@ pub fn score_batch<M: Model + ?Sized>(
     share: bool,
     counts: &mut TokenCounts,
 ) -> Result<Vec<Vec<ContinuationScore>>> {
-    // Whether the model caches at all is asked once per batch, not once per request.
-    let share = share && model.new_cache().is_some();
+    // Whether the model packs or caches at all is asked once per batch, not once per request.
+    let packs = share && model.packs();
+    let share = share && (packs || model.new_cache().is_some());
     let max_len = model.max_len();
     let (shared, alone): (Vec<usize>, Vec<usize>) =
         (0..reqs.len()).partition(|&i| share && fits_shared(max_len, reqs[i]));
     let mut out: Vec<Option<Vec<ContinuationScore>>> = vec![None; reqs.len()];
-    // Contexts of similar length run together (padding stays bounded).
-    let ctx_lens: Vec<usize> = shared.iter().map(|&i| reqs[i].context.len()).collect();
-    for group in padding_groups(&ctx_lens) {
+    // Rows of similar length run together (padding stays bounded): packed rows (a context
+    // and its continuations), else contexts.
+    let lens: Vec<usize> = shared
+        .iter()
+        .map(|&i| {
+            let r = reqs[i];
+            r.context.len()
+                + if packs {
+                    r.continuations.iter().map(|c| c.len() - 1).sum()
+                } else {
+                    0
+                }
+        })
+        .collect();
+    for group in padding_groups(&lens) {
         let sub: Vec<&ScoreRequest> = group.iter().map(|&g| reqs[shared[g]]).collect();
-        for (&g, s) in group.iter().zip(score_shared(model, &sub, counts)?) {
+        let scores = if packs {
+            score_packed(model, &sub, counts)?
+        } else {
+            score_shared(model, &sub, counts)?
+        };
+        for (&g, s) in group.iter().zip(scores) {
             out[shared[g]] = Some(s);
         }
     }

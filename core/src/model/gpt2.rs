@@ -7,7 +7,7 @@
 //! Positions come from the padding mask, so a padded row sees the positions it would have alone.
 
 use super::cache::KvCache;
-use super::mask::{attention_bias, check_inputs, positions};
+use super::mask::{attention_bias, check_inputs, packed_inputs, positions};
 use super::weights::Weights;
 use super::{IdOrList, Linear, Model};
 use crate::device::Dtype;
@@ -229,6 +229,19 @@ impl Gpt2 {
     }
 }
 
+impl Gpt2 {
+    /// The blocks on `ids` at positions `pos` with the additive attention `bias`, then the
+    /// final norm.
+    fn body(&self, ids: &Tensor, pos: &Tensor, bias: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let mut x = Tensor::f_embedding(&self.wte, ids, -1, false, false).op("embedding")?
+            + Tensor::f_embedding(&self.wpe, pos, -1, false, false).op("position embedding")?;
+        for (i, blk) in self.blocks.iter().enumerate() {
+            x = blk.forward(&x, bias, i, cache.as_deref_mut())?;
+        }
+        Ok(self.ln_f.forward(&x))
+    }
+}
+
 impl Model for Gpt2 {
     fn max_len(&self) -> usize {
         self.max_len
@@ -249,15 +262,27 @@ impl Model for Gpt2 {
         let (ids, mask, s) = check_inputs(ids, mask, past, self.vocab, self.device)?;
         let pos = positions(&mask, s)?;
         let bias = attention_bias(&mask, s, self.kind)?;
-        let mut x = Tensor::f_embedding(&self.wte, &ids, -1, false, false).op("embedding")?
-            + Tensor::f_embedding(&self.wpe, &pos, -1, false, false).op("position embedding")?;
-        for (i, blk) in self.blocks.iter().enumerate() {
-            x = blk.forward(&x, &bias, i, cache.as_deref_mut())?;
-        }
+        let x = self.body(&ids, &pos, &bias, cache.as_deref_mut())?;
         if let Some(c) = cache {
             c.advance(s as usize);
         }
-        Ok(self.ln_f.forward(&x))
+        Ok(x)
+    }
+
+    fn packs(&self) -> bool {
+        true
+    }
+
+    fn hidden_states_packed(&self, ids: &Tensor, positions: &Tensor, allowed: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let (ids, pos, bias) = packed_inputs(ids, positions, allowed, self.vocab, self.device, self.kind)?;
+        if pos.max().int64_value(&[]) >= self.max_len as i64 {
+            return Err(Error::Unsupported(format!(
+                "a position beyond the model's {} learned positions",
+                self.max_len
+            )));
+        }
+        self.body(&ids, &pos, &bias, None)
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {

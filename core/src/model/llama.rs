@@ -8,7 +8,7 @@
 //! before the weight multiply, as transformers' `LlamaRMSNorm` does.
 
 use super::cache::KvCache;
-use super::mask::{attention_bias, check_inputs, positions};
+use super::mask::{attention_bias, check_inputs, packed_inputs, positions};
 use super::weights::Weights;
 use super::{IdOrList, Linear, Model};
 use crate::device::Dtype;
@@ -404,6 +404,17 @@ impl Llama {
         &self.config
     }
 
+    /// The decoder on `ids` at positions `pos` with the additive attention `bias`, then the
+    /// final norm.
+    fn body(&self, ids: &Tensor, pos: &Tensor, bias: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let (cos, sin) = self.rope(pos);
+        let mut x = Tensor::f_embedding(&self.embed_tokens, ids, -1, false, false).op("embedding")?;
+        for (i, block) in self.layers.iter().enumerate() {
+            x = block.forward(&x, (&cos, &sin), bias, i, cache.as_deref_mut())?;
+        }
+        Ok(self.norm.forward(&x))
+    }
+
     /// cos and sin `(batch, 1, seq, head_dim)` for position ids `(batch, seq)`.
     fn rope(&self, pos: &Tensor) -> (Tensor, Tensor) {
         let freqs = pos.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.view([1, 1, -1]);
@@ -431,16 +442,22 @@ impl Model for Llama {
         let past = cache.as_ref().map_or(0, |c| c.current_seq_len() as i64);
         let (ids, mask, s) = check_inputs(ids, mask, past, self.config.vocab, self.device)?;
         let pos = positions(&mask, s)?;
-        let (cos, sin) = self.rope(&pos);
         let bias = attention_bias(&mask, s, self.kind)?;
-        let mut x = Tensor::f_embedding(&self.embed_tokens, &ids, -1, false, false).op("embedding")?;
-        for (i, block) in self.layers.iter().enumerate() {
-            x = block.forward(&x, (&cos, &sin), &bias, i, cache.as_deref_mut())?;
-        }
+        let x = self.body(&ids, &pos, &bias, cache.as_deref_mut())?;
         if let Some(c) = cache {
             c.advance(s as usize);
         }
-        Ok(self.norm.forward(&x))
+        Ok(x)
+    }
+
+    fn packs(&self) -> bool {
+        true
+    }
+
+    fn hidden_states_packed(&self, ids: &Tensor, positions: &Tensor, allowed: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let (ids, pos, bias) = packed_inputs(ids, positions, allowed, self.config.vocab, self.device, self.kind)?;
+        self.body(&ids, &pos, &bias, None)
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -27,13 +27,61 @@ pub fn check_inputs(
             mask.size()[1]
         )));
     }
+    check_ids(&ids, vocab)?;
+    Ok((ids, mask, s))
+}
+
+/// Checks that every id of `ids` is in `0..vocab`.
+pub fn check_ids(ids: &Tensor, vocab: i64) -> Result<()> {
     let max_id = ids.max().int64_value(&[]);
     if max_id >= vocab || ids.min().int64_value(&[]) < 0 {
         return Err(Error::Unsupported(format!(
             "token id {max_id} outside vocabulary of {vocab}"
         )));
     }
-    Ok((ids, mask, s))
+    Ok(())
+}
+
+/// Checks packed inputs (see [`crate::Model::hidden_states_packed`]) and moves them to
+/// `device`: `ids` and `positions` `(batch, seq)`, `allowed` `(batch, 1, seq, seq)`. Returns
+/// (ids, positions, additive bias in `kind`).
+pub fn packed_inputs(
+    ids: &Tensor,
+    positions: &Tensor,
+    allowed: &Tensor,
+    vocab: i64,
+    device: Device,
+    kind: Kind,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b, s) = ids.size2().op("input ids shape")?;
+    if positions.size() != [b, s] || allowed.size() != [b, 1, s, s] {
+        return Err(Error::Unsupported(format!(
+            "packed rows: ids {:?}, positions {:?}, allowed {:?} (expected [{b}, {s}] and [{b}, 1, {s}, {s}])",
+            ids.size(),
+            positions.size(),
+            allowed.size()
+        )));
+    }
+    let ids = ids.to_device(device);
+    check_ids(&ids, vocab)?;
+    Ok((
+        ids,
+        positions.to_device(device),
+        bias(&allowed.to_device(device), kind)?,
+    ))
+}
+
+/// The additive bias of a boolean `allowed` tensor: 0 where allowed, a large negative number
+/// elsewhere.
+fn bias(allowed: &Tensor, kind: Kind) -> Result<Tensor> {
+    let dev = allowed.device();
+    let neg = match kind {
+        Kind::Half => -6.0e4,
+        _ => -1.0e9,
+    };
+    let zeros = Tensor::f_zeros([1], (kind, dev)).op("zeros")?;
+    let negs = Tensor::f_full([1], neg, (kind, dev)).op("full")?;
+    zeros.f_where_self(allowed, &negs).op("building attention bias")
 }
 
 /// Position ids of the `q_len` newest tokens, given the padding mask of all `past + q_len`
@@ -68,11 +116,5 @@ pub fn attention_bias(mask: &Tensor, q_len: i64, kind: Kind) -> Result<Tensor> {
         .unsqueeze(0)
         .logical_and(&keys)
         .logical_or(&diagonal);
-    let neg = match kind {
-        Kind::Half => -6.0e4,
-        _ => -1.0e9,
-    };
-    let zeros = Tensor::f_zeros([1], (kind, dev)).op("zeros")?;
-    let negs = Tensor::f_full([1], neg, (kind, dev)).op("full")?;
-    zeros.f_where_self(&allowed, &negs).op("building attention bias")
+    bias(&allowed, kind)
 }

@@ -43,6 +43,21 @@ pub trait Model {
     fn head(&self, hidden: &Tensor) -> Result<Tensor>;
     /// An empty KV cache, or `None` when the model cannot cache (the engine then recomputes).
     fn new_cache(&self) -> Option<KvCache>;
+    /// Whether [`Model::hidden_states_packed`] is implemented.
+    fn packs(&self) -> bool {
+        false
+    }
+    /// Runs the body on packed rows: token `t` of a row at position `positions[t]`, attending
+    /// the tokens `u` where `allowed` (`(batch, 1, seq, seq)`, bool) is true — how a context and
+    /// all its continuations run in one pass, each continuation seeing the context and itself
+    /// (a tree of prefixes). Without it ([`Model::packs`] false) the engine copies the
+    /// context's KV cache to one row per continuation.
+    fn hidden_states_packed(&self, _ids: &Tensor, _positions: &Tensor, _allowed: &Tensor) -> Result<Tensor> {
+        Err(Error::Unsupported(format!(
+            "{} does not run packed rows",
+            self.describe()
+        )))
+    }
     /// Full forward: `(batch, seq, vocab)` float32 logits.
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         self.head(&self.hidden_states(ids, mask, None)?)
@@ -94,6 +109,12 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn new_cache(&self) -> Option<KvCache> {
         (**self).new_cache()
+    }
+    fn packs(&self) -> bool {
+        (**self).packs()
+    }
+    fn hidden_states_packed(&self, ids: &Tensor, positions: &Tensor, allowed: &Tensor) -> Result<Tensor> {
+        (**self).hidden_states_packed(ids, positions, allowed)
     }
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         (**self).forward(ids, mask)
