@@ -177,7 +177,8 @@ fn run_process(
     if let Some(step) = a.step {
         ev.at_step(step);
     }
-    if a.floor {
+    // (A merge computes nothing: no floor to measure.)
+    if a.floor && !matches!(share, Share::Merge { .. }) {
         let raw = RawThroughput::measure(opened.model.as_ref(), std::time::Duration::from_secs(10))
             .context("measuring the model's raw speed (--floor)")?;
         if g.verbose {
