@@ -99,7 +99,14 @@ fn same_run(a: &Path, b: &Path, tasks: &[&str]) {
     }
     let strip = |mut v: Value| {
         for (_, r) in v["results"].as_object_mut().expect("results").iter_mut() {
-            for k in ["chunks_computed", "chunks_resumed", "seconds", "wall_seconds"] {
+            for k in [
+                "chunks_computed",
+                "chunks_resumed",
+                "seconds",
+                "wall_seconds",
+                "floor_seconds",
+                "efficiency",
+            ] {
                 r.as_object_mut().expect("entry").remove(k);
             }
         }
@@ -131,7 +138,10 @@ fn three_local_shards_give_the_samples_of_one_process() {
     let tmp = crate::tempdir!("shards-local");
     let one = reference(tmp.path(), TASKS, 24);
     let three = tmp.path().join("three");
-    let o = evalkit(&three, TASKS, 24, &["--shards", "3"]).output().expect("runs");
+    // (--floor: each shard measures its own speed; that must not read as other settings.)
+    let o = evalkit(&three, TASKS, 24, &["--shards", "3", "--floor"])
+        .output()
+        .expect("runs");
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     ok(o);
     // The process that started the workers prints the table once.
@@ -139,6 +149,7 @@ fn three_local_shards_give_the_samples_of_one_process() {
     same_run(&one, &three, TASKS);
     let r = read(&three.join("results.json"));
     assert_eq!(r["config"]["shards"], 3);
+    assert!(r["results"]["arc_easy"]["floor_seconds"].as_f64() > Some(0.0), "{r}");
     // (same_run compared tokens_forwarded too: the shares add up to the one process's work.)
 }
 

@@ -176,7 +176,10 @@ impl<'a> Evaluator<'a> {
             }),
             RunEnd::Merging => Err(Error::Shards {
                 path: dir.join(".journal").join("merge.lock"),
-                message: "another shard is merging the run".into(),
+                message: format!(
+                    "another shard is merging the run; if none is (it died), remove this lock or run `evalkit merge {}`",
+                    dir.display()
+                ),
             }),
         }
     }
@@ -257,12 +260,21 @@ impl<'a> Evaluator<'a> {
                 if !shard::try_lock(&journal_dir)? {
                     return Ok(RunEnd::Merging);
                 }
-                // Every share is journaled: gather what was still pending.
-                self.evaluations
+                // Every share is journaled: gather what was still pending. A merge that fails
+                // leaves no lock behind, so a rerun (or `evalkit merge`) can merge.
+                let gathered = self
+                    .evaluations
                     .iter()
                     .zip(outcomes)
                     .map(|(e, o)| o.map_or_else(|| self.run_one(e.as_ref(), Some(&journal_dir)), Ok))
-                    .collect::<Result<Vec<_>>>()?
+                    .collect::<Result<Vec<_>>>();
+                match gathered {
+                    Ok(o) => o,
+                    Err(e) => {
+                        shard::unlock(&journal_dir);
+                        return Err(e);
+                    }
+                }
             }
             Share::Merge { .. } => {
                 shard::claim(&journal_dir, &self.shard_settings())?;
@@ -299,8 +311,10 @@ impl<'a> Evaluator<'a> {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
+        // What each process has for itself: its device, and its own speed (--floor).
         config.remove("device");
         config.remove("model_fingerprint");
+        config.remove("raw_throughput");
         config.insert("evaluations".into(), json!(self.names()));
         config.insert("shards".into(), json!(self.options.share.world()));
         Value::Object(config)

@@ -36,10 +36,11 @@ struct Entry {
 
 /// The chunks a journal file records, read without opening it for writing (how the shard
 /// that merges a data-parallel run reads the other shards' journals).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Recorded {
     path: PathBuf,
     chunks: HashMap<usize, (serde_json::Value, Work)>,
+    foreign: bool,
 }
 
 impl Recorded {
@@ -47,12 +48,14 @@ impl Recorded {
     /// missing or was written for other settings; a torn last line is left out.
     pub fn read(path: &Path, fingerprint: &str) -> Result<Self> {
         let mut chunks = HashMap::new();
+        let mut foreign = false;
         if path.exists() {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading journal", path, e))?;
             let mut lines = text.split_inclusive('\n');
             let valid = lines
                 .next()
                 .is_some_and(|first| serde_json::from_str::<Header>(first).is_ok_and(|h| h.fingerprint == fingerprint));
+            foreign = !valid;
             if valid {
                 // Only complete lines count: a line without its newline was torn by a kill.
                 for line in lines.filter(|l| l.ends_with('\n')) {
@@ -65,7 +68,13 @@ impl Recorded {
         Ok(Recorded {
             path: path.to_path_buf(),
             chunks,
+            foreign,
         })
+    }
+
+    /// True when the file exists but was written for other settings (its chunks are ignored).
+    pub fn is_foreign(&self) -> bool {
+        self.foreign
     }
 
     /// Number of chunks recorded.
@@ -103,8 +112,8 @@ impl Journal {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let recorded = Recorded::read(path, fingerprint)?;
-        // Rewritten without a torn tail (or for these settings) so appends start on a fresh line.
-        let mut f = std::fs::File::create(path).map_err(io)?;
+        // Rewritten (atomically) without a torn tail, or for these settings, so appends start
+        // on a fresh line and a kill meanwhile loses nothing.
         let mut body = serde_json::to_string(&Header {
             fingerprint: fingerprint.into(),
         })
@@ -124,8 +133,8 @@ impl Journal {
             );
             body.push('\n');
         }
-        f.write_all(body.as_bytes()).map_err(io)?;
-        f.sync_data().map_err(io)?;
+        crate::evaluator::write_atomic(path, body.as_bytes())?;
+        let f = std::fs::OpenOptions::new().append(true).open(path).map_err(io)?;
         Ok(Journal { file: f, recorded })
     }
 

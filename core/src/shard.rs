@@ -190,7 +190,7 @@ pub fn claim(journal: &Path, settings: &Value) -> Result<()> {
 /// shards that run the same thing.
 const NOT_COMPARED: &[&str] = &["command", "cwd"];
 
-/// The top-level keys whose values differ, as `key: this shard's value, the run's value`.
+/// The top-level keys whose values differ, as `KEY THIS here, RUN'S in the run`.
 fn differences(run: &Value, this: &Value) -> Vec<String> {
     let empty = serde_json::Map::new();
     let (a, b) = (run.as_object().unwrap_or(&empty), this.as_object().unwrap_or(&empty));
@@ -208,8 +208,9 @@ fn differences(run: &Value, this: &Value) -> Vec<String> {
 
 /// Marks rank `rank`'s share of every evaluation as journaled.
 pub fn mark_done(journal: &Path, rank: usize, world: usize) -> Result<()> {
-    let path = rank_dir(journal, rank, world).join("done");
-    crate::evaluator::write_atomic(&path, b"done\n")
+    let dir = rank_dir(journal, rank, world);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating journal folder", &dir, e))?;
+    crate::evaluator::write_atomic(&dir.join("done"), b"done\n")
 }
 
 /// Ranks that have not marked their share done.
@@ -227,6 +228,12 @@ pub fn try_lock(journal: &Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(Error::io("creating", &path, e)),
     }
+}
+
+/// Releases the run's merge lock (after a merge failed; a merge that succeeds removes the
+/// whole journal folder).
+pub fn unlock(journal: &Path) {
+    let _ = std::fs::remove_file(journal.join("merge.lock"));
 }
 
 #[cfg(test)]

@@ -224,7 +224,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "TEXT")]
     pub system_instruction: Option<String>,
     /// Measure the model's raw forward speed first (a few seconds) and report each task's
-    /// forward-pass floor and efficiency (floor ÷ its seconds).
+    /// forward-pass floor and efficiency (floor ÷ its wall seconds).
     #[arg(long)]
     pub floor: bool,
     /// Data-parallel over N worker processes on this machine, each computing a token-balanced

@@ -210,7 +210,10 @@ fn run_process(
             return Ok(ExitCode::SUCCESS);
         }
         RunEnd::Merging => {
-            eprintln!("{who}share done; another shard is writing the results");
+            eprintln!(
+                "{who}share done; another shard is writing the results (if none is, run `evalkit merge {}`)",
+                s.output.display()
+            );
             return Ok(ExitCode::SUCCESS);
         }
     };

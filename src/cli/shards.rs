@@ -42,6 +42,7 @@ pub fn device_for(devices: &str, local_rank: Option<usize>) -> Result<String> {
         bail!("--device is empty");
     };
     Ok(match picked {
+        "cuda" if tch::Cuda::device_count() > 0 => format!("cuda:{}", local % tch::Cuda::device_count() as usize),
         "cuda" => format!("cuda:{local}"),
         "auto" if tch::Cuda::is_available() => format!("cuda:{}", local % tch::Cuda::device_count().max(1) as usize),
         "auto" => "cpu".into(),
@@ -74,11 +75,16 @@ pub fn spawn(a: &RunArgs, shards: usize, threads: Option<i32>, output: &Path) ->
         {
             cmd.env("EVALKIT_THREADS", (cores / shards).max(1).to_string());
         }
-        children.push((
-            rank,
-            cmd.spawn()
-                .with_context(|| format!("starting shard {rank} of {shards}"))?,
-        ));
+        match cmd.spawn() {
+            Ok(child) => children.push((rank, child)),
+            Err(e) => {
+                for (_, mut c) in children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                return Err(e).with_context(|| format!("starting shard {rank} of {shards}"));
+            }
+        }
     }
     let mut failed = vec![];
     for (rank, mut child) in children {
@@ -99,7 +105,13 @@ pub fn spawn(a: &RunArgs, shards: usize, threads: Option<i32>, output: &Path) ->
     }
     let path = output.join("results.json");
     let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("every shard finished, but {} is missing", path.display()))?;
+        .with_context(|| {
+            format!(
+                "every shard finished, but {} is missing (a merge failed or is still running; `evalkit merge {}` writes it)",
+                path.display(),
+                output.display()
+            )
+        })?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 

@@ -374,28 +374,32 @@ pub fn score_batch<M: Model + ?Sized>(
         (0..reqs.len()).partition(|&i| share && fits_shared(max_len, reqs[i]));
     let mut out: Vec<Option<Vec<ContinuationScore>>> = vec![None; reqs.len()];
     // Rows of similar length run together (padding stays bounded): packed rows (a context
-    // and its continuations), else contexts.
-    let lens: Vec<usize> = shared
-        .iter()
-        .map(|&i| {
-            let r = reqs[i];
-            r.context.len()
-                + if packs {
-                    r.continuations.iter().map(|c| c.len() - 1).sum()
+    // and its continuations), else contexts. A packed row longer than the model's max length
+    // goes through the KV cache instead (attention over a row grows with its length squared).
+    let packed_len = |r: &ScoreRequest| r.context.len() + r.continuations.iter().map(|c| c.len() - 1).sum::<usize>();
+    let (packed, cached): (Vec<usize>, Vec<usize>) =
+        shared.iter().partition(|&&i| packs && packed_len(reqs[i]) <= max_len);
+    for (items, pack) in [(packed, true), (cached, false)] {
+        let lens: Vec<usize> = items
+            .iter()
+            .map(|&i| {
+                if pack {
+                    packed_len(reqs[i])
                 } else {
-                    0
+                    reqs[i].context.len()
                 }
-        })
-        .collect();
-    for group in padding_groups(&lens) {
-        let sub: Vec<&ScoreRequest> = group.iter().map(|&g| reqs[shared[g]]).collect();
-        let scores = if packs {
-            score_packed(model, &sub, counts)?
-        } else {
-            score_shared(model, &sub, counts)?
-        };
-        for (&g, s) in group.iter().zip(scores) {
-            out[shared[g]] = Some(s);
+            })
+            .collect();
+        for group in padding_groups(&lens) {
+            let sub: Vec<&ScoreRequest> = group.iter().map(|&g| reqs[items[g]]).collect();
+            let scores = if pack {
+                score_packed(model, &sub, counts)?
+            } else {
+                score_shared(model, &sub, counts)?
+            };
+            for (&g, s) in group.iter().zip(scores) {
+                out[items[g]] = Some(s);
+            }
         }
     }
     if !alone.is_empty() {

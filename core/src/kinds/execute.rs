@@ -54,7 +54,7 @@ where
     };
     let dir = env.journal_dir.ok_or_else(|| Error::Evaluation {
         evaluation: name.into(),
-        message: "a sharded run journals into its output directory: run it with Evaluator::run".into(),
+        message: "a sharded run journals into its output directory: run it with Evaluator::run_share".into(),
     })?;
     let shares: Vec<Plan> = (0..world)
         .map(|r| plan.share(lengths, r, world, batch.chunk_size))
@@ -83,6 +83,14 @@ where
     let mut pending = vec![];
     for r in (0..world).filter(|&r| Some(r) != rank) {
         let recorded = Recorded::read(&path(r), &fingerprint(r))?;
+        if recorded.is_foreign() {
+            return Err(Error::Shards {
+                path: path(r),
+                message: format!(
+                    "shard {r} journaled other requests or batches for `{name}` than this shard plans (other data, tokenizer or settings): rerun shard {r} with the run's command, or remove the output's .journal folder to start the run again"
+                ),
+            });
+        }
         let mut chunks = vec![];
         for c in 0..shares[r].chunks.len() {
             match recorded.get::<R>(c)? {
