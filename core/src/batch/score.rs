@@ -329,15 +329,7 @@ pub fn score_packed<M: Model + ?Sized>(
         seg.push(row_seg);
     }
     counts.scored += t.len();
-    // Query q attends key k where k ≤ q, k is real, and k is in the context or in q's own
-    // segment; every query attends itself (so a padding row is never fully masked).
-    let seg = int_tensor(&seg, dev);
-    let (sq, sk) = (seg.unsqueeze(2), seg.unsqueeze(1));
-    let idx = Tensor::f_arange(width as i64, (tch::Kind::Int64, dev)).op("arange")?;
-    let causal = idx.view([1, -1]).le_tensor(&idx.view([-1, 1])).unsqueeze(0);
-    let same = sk.eq(0).logical_or(&sk.eq_tensor(&sq)).logical_and(&sk.ge(0));
-    let diagonal = idx.view([1, -1]).eq_tensor(&idx.view([-1, 1])).unsqueeze(0);
-    let allowed = causal.logical_and(&same).logical_or(&diagonal).unsqueeze(1);
+    let allowed = crate::model::mask::tree_allowed(&int_tensor(&seg, dev))?;
     let hidden = model.hidden_states_packed(&int_tensor(&ids, dev), &int_tensor(&pos, dev), &allowed)?;
     let (lp, am) = score_positions(model, &hidden, &r, &p, &t)?;
     // Scores come back per continuation: first token, then the rest, continuation by continuation.

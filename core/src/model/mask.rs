@@ -42,6 +42,33 @@ pub fn check_ids(ids: &Tensor, vocab: i64) -> Result<()> {
     Ok(())
 }
 
+/// Which keys each query of packed rows may attend (see [`crate::Model::hidden_states_packed`]),
+/// from each token's segment (`(batch, seq)`: 0 for the shared context, `j + 1` for
+/// continuation `j`, −1 for padding): query `q` attends key `k` where `k ≤ q`, `k` is real,
+/// and `k` is in the context or in `q`'s own segment; every query attends itself, so no row
+/// is fully masked (a padding query's output is never read). Returns `(batch, 1, seq, seq)`
+/// bools.
+///
+/// ```
+/// use evalkit_core::model::mask::tree_allowed;
+/// // context of 2, continuation 1 of 2 tokens, continuation 2 of 1, one padding position
+/// let seg = tch::Tensor::from_slice(&[0i64, 0, 1, 1, 2, -1]).view([1, 6]);
+/// let a = tree_allowed(&seg).unwrap();
+/// let row = |q: i64| -> Vec<bool> { (0..6).map(|k| a.int64_value(&[0, 0, q, k]) != 0).collect() };
+/// assert_eq!(row(3), [true, true, true, true, false, false]); // context + its own segment
+/// assert_eq!(row(4), [true, true, false, false, true, false]); // not continuation 1
+/// assert_eq!(row(5), [true, true, false, false, false, true]); // padding (never read)
+/// ```
+pub fn tree_allowed(seg: &Tensor) -> Result<Tensor> {
+    let (_, width) = seg.size2().op("segment shape")?;
+    let (sq, sk) = (seg.unsqueeze(2), seg.unsqueeze(1));
+    let idx = Tensor::f_arange(width, (Kind::Int64, seg.device())).op("arange")?;
+    let causal = idx.view([1, -1]).le_tensor(&idx.view([-1, 1])).unsqueeze(0);
+    let visible = sk.eq(0).logical_or(&sk.eq_tensor(&sq)).logical_and(&sk.ge(0));
+    let diagonal = idx.view([1, -1]).eq_tensor(&idx.view([-1, 1])).unsqueeze(0);
+    Ok(causal.logical_and(&visible).logical_or(&diagonal).unsqueeze(1))
+}
+
 /// Checks packed inputs (see [`crate::Model::hidden_states_packed`]) and moves them to
 /// `device`: `ids` and `positions` `(batch, seq)`, `allowed` `(batch, 1, seq, seq)`. Returns
 /// (ids, positions, additive bias in `kind`).
