@@ -82,22 +82,23 @@ impl Plan {
         Plan { chunks }
     }
 
-    /// Shard `rank`'s share of this plan in a run over `world` processes: whole batches (so
-    /// every request is computed in the batch it has in a single process), dealt out
-    /// deterministically and balanced by tokens — each batch, costliest first, goes to the
-    /// shard with the fewest tokens so far (a batch costs its slots × its longest request, as
-    /// padded) — then, in plan order, regrouped into chunks of `chunk_size` batches.
+    /// Every shard's share of this plan in a run over `world` processes (indexed by rank):
+    /// whole batches (so every request is computed in the batch it has in a single process),
+    /// dealt out once, deterministically and balanced by tokens — each batch, costliest first,
+    /// goes to the shard with the fewest tokens so far (a batch costs its slots × its longest
+    /// request, as padded) — then, in plan order, regrouped into chunks of `chunk_size`
+    /// batches.
     ///
     /// ```
     /// use evalkit_core::schedule::{BatchSettings, Plan};
     /// let s = BatchSettings { batch_size: 1, batch_unit: 1, chunk_size: 1 };
     /// let lengths = [9, 1, 5, 4];
-    /// let plan = Plan::new(&lengths, s);
+    /// let shares = Plan::new(&lengths, s).shares(&lengths, 2, 1);
     /// let items = |p: &Plan| -> Vec<usize> { p.chunks.iter().flatten().flatten().map(|s| s.item).collect() };
-    /// assert_eq!(items(&plan.share(&lengths, 0, 2, 1)), vec![0, 1]); // 9 + 1 tokens
-    /// assert_eq!(items(&plan.share(&lengths, 1, 2, 1)), vec![2, 3]); // 5 + 4 tokens
+    /// assert_eq!(items(&shares[0]), vec![0, 1]); // 9 + 1 tokens
+    /// assert_eq!(items(&shares[1]), vec![2, 3]); // 5 + 4 tokens
     /// ```
-    pub fn share(&self, lengths: &[usize], rank: usize, world: usize, chunk_size: usize) -> Plan {
+    pub fn shares(&self, lengths: &[usize], world: usize, chunk_size: usize) -> Vec<Plan> {
         let batches: Vec<&Vec<Slot>> = self.chunks.iter().flatten().collect();
         let cost = |b: &[Slot]| {
             b.len()
@@ -116,15 +117,19 @@ impl Plan {
             load[r] += cost(batches[b]);
             owner[b] = r;
         }
-        let mine: Vec<Vec<Slot>> = batches
-            .iter()
-            .zip(&owner)
-            .filter(|(_, &o)| o == rank)
-            .map(|(b, _)| (*b).clone())
-            .collect();
-        Plan {
-            chunks: mine.chunks(chunk_size.max(1)).map(<[_]>::to_vec).collect(),
-        }
+        (0..world)
+            .map(|rank| {
+                let mine: Vec<Vec<Slot>> = batches
+                    .iter()
+                    .zip(&owner)
+                    .filter(|(_, &o)| o == rank)
+                    .map(|(b, _)| (*b).clone())
+                    .collect();
+                Plan {
+                    chunks: mine.chunks(chunk_size.max(1)).map(<[_]>::to_vec).collect(),
+                }
+            })
+            .collect()
     }
 
     /// Requests the plan computes (padding excluded).
@@ -209,7 +214,7 @@ impl<'a> Executor<'a> {
     }
 
     /// Runs a plan that may cover only some of the `n` requests (a shard's share, see
-    /// [`Plan::share`]); the others come back as `None`.
+    /// [`Plan::shares`]); the others come back as `None`.
     pub fn run_share<R, F>(&mut self, plan: &Plan, n: usize, mut run_batch: F) -> Result<Vec<Option<R>>>
     where
         R: Serialize + DeserializeOwned + Clone,

@@ -5,7 +5,7 @@
 //!
 //! - Which share a process computes is its [`Share`] (in [`crate::RunOptions::share`]): every
 //!   process lowers every row the same way and builds the same plan of batches, then computes
-//!   only the batches [`crate::schedule::Plan::share`] deals to its rank (whole batches,
+//!   only the batches [`crate::schedule::Plan::shares`] deals to its rank (whole batches,
 //!   balanced by tokens), so every request is computed in the batch it has in one process.
 //! - `<output>/.journal/shards.json` records the settings of the run; a shard started with
 //!   others is refused ([`claim`]).

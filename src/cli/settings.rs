@@ -45,7 +45,7 @@ pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resu
         return Ok(OpenedModel {
             model: Box::new(model),
             tokenizer,
-            name: file_name(ts),
+            name: model_name(a),
             dir: tok_dir.clone(),
         });
     }
@@ -58,7 +58,7 @@ pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resu
             let snapshot = evalkit::suites::hub::model_snapshot(&id, &rev, hub)
                 .with_context(|| format!("resolving hub model {id}@{rev}"))?;
             let mut opened = open_checkpoint(&snapshot, device, dtype)?;
-            opened.name = id.replace('/', "--");
+            opened.name = model_name(a);
             return Ok(opened);
         }
     }
@@ -185,9 +185,10 @@ pub fn output_dir(a: &RunArgs, model_name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("evalkit-results").join(model_name))
 }
 
-/// The name a model's results go under, before it is opened: the checkpoint's folder name
-/// (a hub id with `/` as `--`; a served model's id is known only once connected, so a served
-/// sharded run needs `--output`).
+/// The name a model's results go under, known before it is opened (so the process that starts
+/// shards finds their output): the checkpoint's or module's file name, a hub id with `/` as
+/// `--` (a served model's id is known only once connected, so a served sharded run needs
+/// `--output`).
 pub fn model_name(a: &ModelArgs) -> String {
     match (&a.torchscript, &a.model) {
         (Some(ts), _) => file_name(ts),
@@ -235,7 +236,7 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
             ..Default::default()
         });
     }
-    gates(a)?;
+    gates(a)?; // a malformed gate fails before the run, not after it
     let output = output_dir(a, model_name);
     Ok(RunSettings {
         tasks: a.tasks.clone(),

@@ -282,6 +282,11 @@ pub fn score_shared<M: Model + ?Sized>(
     Ok(out)
 }
 
+/// Length of a request's packed row: its context, then each continuation but its last token.
+fn packed_len(r: &ScoreRequest) -> usize {
+    r.context.len() + r.continuations.iter().map(|c| c.len() - 1).sum::<usize>()
+}
+
 /// Scores requests with each context and all its continuations packed into one row of one
 /// pass: the context, then each continuation but its last token, each continuation at the
 /// positions that follow the context and attending only the context and itself. The last
@@ -295,11 +300,7 @@ pub fn score_packed<M: Model + ?Sized>(
 ) -> Result<Vec<Vec<ContinuationScore>>> {
     let _guard = tch::no_grad_guard();
     let dev = model.device();
-    let rows: Vec<usize> = reqs
-        .iter()
-        .map(|r| r.context.len() + r.continuations.iter().map(|c| c.len() - 1).sum::<usize>())
-        .collect();
-    let width = rows.iter().copied().max().unwrap_or(0);
+    let width = reqs.iter().map(|r| packed_len(r)).max().unwrap_or(0);
     let (mut ids, mut pos, mut seg) = (vec![], vec![], vec![]);
     let (mut r, mut p, mut t) = (vec![], vec![], vec![]);
     for (b, req) in reqs.iter().enumerate() {
@@ -368,7 +369,6 @@ pub fn score_batch<M: Model + ?Sized>(
     // Rows of similar length run together (padding stays bounded): packed rows (a context
     // and its continuations), else contexts. A packed row longer than the model's max length
     // goes through the KV cache instead (attention over a row grows with its length squared).
-    let packed_len = |r: &ScoreRequest| r.context.len() + r.continuations.iter().map(|c| c.len() - 1).sum::<usize>();
     let (packed, cached): (Vec<usize>, Vec<usize>) =
         shared.iter().partition(|&&i| packs && packed_len(reqs[i]) <= max_len);
     for (items, pack) in [(packed, true), (cached, false)] {

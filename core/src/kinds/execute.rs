@@ -56,9 +56,7 @@ where
         evaluation: name.into(),
         message: "a sharded run journals into its output directory: run it with Evaluator::run_share".into(),
     })?;
-    let shares: Vec<Plan> = (0..world)
-        .map(|r| plan.share(lengths, r, world, batch.chunk_size))
-        .collect();
+    let shares = plan.shares(lengths, world, batch.chunk_size);
     let fingerprint = |r: usize| {
         format!(
             "{:016x}",
