@@ -3,21 +3,22 @@
 //! * without sharing, each (context + continuation) row is left-truncated to `max_len + 1`
 //!   tokens, its last token dropped, and right-padded; the output head is applied only at the
 //!   scored positions;
-//! * with a shared context and a model that packs rows ([`Model::packs`]: the Llama family,
-//!   GPT-2), a context and all its continuations run as one row of one pass, each
-//!   continuation at the positions after the context and attending only the context and
-//!   itself (a tree attention mask): [`score_packed`];
+//! * with a shared context and a model that packs ([`Model::packs`]: the Llama family, GPT-2),
+//!   the batch's contexts and all their continuations run as one packed pass
+//!   ([`crate::model::PackedBatch`]): no padding through the layers, each continuation at the
+//!   positions after its context and attending only the context and itself: [`score_packed`];
 //! * with a shared context and a model that only caches, contexts are left-padded and run once
 //!   with a KV cache; the last context position scores every continuation's first token; the
 //!   cache is copied to one row per continuation, which then runs `continuation[..len-1]` to
 //!   score the rest: [`score_shared`].
 //!
-//! Rows run in groups of similar length, so that padding never exceeds a quarter of a pass's
-//! real tokens (it more than doubled the work of HellaSwag's endings at batch 16).
+//! Padded passes run their rows in groups of similar length, so that padding never exceeds a
+//! quarter of a pass's real tokens (it more than doubled the work of HellaSwag's endings at
+//! batch 16).
 
 use super::{int_tensor, TokenCounts};
 use crate::error::{Error, Result, TorchContext};
-use crate::model::Model;
+use crate::model::{Model, PackedBatch, PackedRequest};
 use crate::request::{ContinuationScore, ScoreRequest};
 use tch::{Device, Tensor};
 
@@ -168,7 +169,7 @@ pub fn score_unshared<M: Model + ?Sized>(
 /// non-empty and none forcing a truncation (which would cut a different context per
 /// continuation).
 fn fits_shared(max_len: usize, r: &ScoreRequest) -> bool {
-    r.len() <= max_len && r.continuations.iter().all(|c| !c.is_empty())
+    !r.context.is_empty() && r.len() <= max_len && r.continuations.iter().all(|c| !c.is_empty())
 }
 
 /// Scores requests with one context pass each and the KV cache reused for every continuation.
@@ -282,16 +283,10 @@ pub fn score_shared<M: Model + ?Sized>(
     Ok(out)
 }
 
-/// Length of a request's packed row: its context, then each continuation but its last token.
-fn packed_len(r: &ScoreRequest) -> usize {
-    r.context.len() + r.continuations.iter().map(|c| c.len() - 1).sum::<usize>()
-}
-
-/// Scores requests with each context and all its continuations packed into one row of one
-/// pass: the context, then each continuation but its last token, each continuation at the
-/// positions that follow the context and attending only the context and itself. The last
-/// context position scores every continuation's first token; the rest are scored in their
-/// own segment. Every request must fit without truncation, and the model must pack
+/// Scores requests as one packed batch ([`PackedBatch`]): each context once, then each
+/// continuation but its last token, attending the context and itself. The last context
+/// position scores every continuation's first token; the rest are scored in their own
+/// segment. Every request must fit without truncation, and the model must pack
 /// ([`Model::packs`]).
 pub fn score_packed<M: Model + ?Sized>(
     model: &M,
@@ -299,40 +294,40 @@ pub fn score_packed<M: Model + ?Sized>(
     counts: &mut TokenCounts,
 ) -> Result<Vec<Vec<ContinuationScore>>> {
     let _guard = tch::no_grad_guard();
-    let dev = model.device();
-    let width = reqs.iter().map(|r| packed_len(r)).max().unwrap_or(0);
-    let (mut ids, mut pos, mut seg) = (vec![], vec![], vec![]);
-    let (mut r, mut p, mut t) = (vec![], vec![], vec![]);
-    for (b, req) in reqs.iter().enumerate() {
-        let l = req.context.len();
-        let mut row_ids = req.context.clone();
-        let mut row_pos: Vec<i64> = (0..l as i64).collect();
-        let mut row_seg = vec![0i64; l];
-        for (j, c) in req.continuations.iter().enumerate() {
-            r.push(b as i64);
-            p.push(l as i64 - 1);
+    let segments: Vec<Vec<&[i64]>> = reqs
+        .iter()
+        .map(|r| r.continuations.iter().map(|c| &c[..c.len() - 1]).collect())
+        .collect();
+    let packed: Vec<PackedRequest<'_>> = reqs
+        .iter()
+        .zip(&segments)
+        .map(|(r, s)| PackedRequest {
+            context: &r.context,
+            segments: s,
+        })
+        .collect();
+    let batch = PackedBatch::new(&packed, model.device())?;
+    // Scored positions in the batch's token order: request by request, the context, then
+    // each segment.
+    let (mut pos, mut t) = (vec![], vec![]);
+    let mut off = 0;
+    for req in reqs {
+        let last = (off + req.context.len() - 1) as i64;
+        off += req.context.len();
+        for c in &req.continuations {
+            pos.push(last);
             t.push(c[0]);
             for (k, &tok) in c.iter().enumerate().skip(1) {
-                r.push(b as i64);
-                p.push(row_ids.len() as i64 + k as i64 - 1);
+                pos.push((off + k - 1) as i64);
                 t.push(tok);
             }
-            row_ids.extend_from_slice(&c[..c.len() - 1]);
-            row_pos.extend((0..c.len() as i64 - 1).map(|k| l as i64 + k));
-            row_seg.extend(std::iter::repeat_n(j as i64 + 1, c.len() - 1));
+            off += c.len() - 1;
         }
-        counts.forwarded += row_ids.len();
-        row_ids.resize(width, 0);
-        row_pos.resize(width, 0);
-        row_seg.resize(width, -1); // padding
-        ids.push(row_ids);
-        pos.push(row_pos);
-        seg.push(row_seg);
     }
+    counts.forwarded += batch.tokens();
     counts.scored += t.len();
-    let allowed = crate::model::mask::tree_allowed(&int_tensor(&seg, dev))?;
-    let hidden = model.hidden_states_packed(&int_tensor(&ids, dev), &int_tensor(&pos, dev), &allowed)?;
-    let (lp, am) = score_positions(model, &hidden, &r, &p, &t)?;
+    let hidden = model.hidden_states_packed(&batch)?;
+    let (lp, am) = score_positions(model, &hidden, &vec![0; pos.len()], &pos, &t)?;
     // Scores come back per continuation: first token, then the rest, continuation by continuation.
     let mut off = 0;
     let mut out = Vec::with_capacity(reqs.len());
@@ -366,31 +361,19 @@ pub fn score_batch<M: Model + ?Sized>(
     let (shared, alone): (Vec<usize>, Vec<usize>) =
         (0..reqs.len()).partition(|&i| share && fits_shared(max_len, reqs[i]));
     let mut out: Vec<Option<Vec<ContinuationScore>>> = vec![None; reqs.len()];
-    // Rows of similar length run together (padding stays bounded): packed rows (a context
-    // and its continuations), else contexts. A packed row longer than the model's max length
-    // goes through the KV cache instead (attention over a row grows with its length squared).
-    let (packed, cached): (Vec<usize>, Vec<usize>) =
-        shared.iter().partition(|&&i| packs && packed_len(reqs[i]) <= max_len);
-    for (items, pack) in [(packed, true), (cached, false)] {
-        let lens: Vec<usize> = items
-            .iter()
-            .map(|&i| {
-                if pack {
-                    packed_len(reqs[i])
-                } else {
-                    reqs[i].context.len()
-                }
-            })
-            .collect();
+    if packs && !shared.is_empty() {
+        // One packed pass: no padding through the layers, attention only where the tree needs it.
+        let sub: Vec<&ScoreRequest> = shared.iter().map(|&i| reqs[i]).collect();
+        for (&i, s) in shared.iter().zip(score_packed(model, &sub, counts)?) {
+            out[i] = Some(s);
+        }
+    } else if !shared.is_empty() {
+        // Contexts of similar length run together (padding stays bounded).
+        let lens: Vec<usize> = shared.iter().map(|&i| reqs[i].context.len()).collect();
         for group in padding_groups(&lens) {
-            let sub: Vec<&ScoreRequest> = group.iter().map(|&g| reqs[items[g]]).collect();
-            let scores = if pack {
-                score_packed(model, &sub, counts)?
-            } else {
-                score_shared(model, &sub, counts)?
-            };
-            for (&g, s) in group.iter().zip(scores) {
-                out[items[g]] = Some(s);
+            let sub: Vec<&ScoreRequest> = group.iter().map(|&g| reqs[shared[g]]).collect();
+            for (&g, s) in group.iter().zip(score_shared(model, &sub, counts)?) {
+                out[shared[g]] = Some(s);
             }
         }
     }

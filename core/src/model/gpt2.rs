@@ -7,9 +7,9 @@
 //! Positions come from the padding mask, so a padded row sees the positions it would have alone.
 
 use super::cache::KvCache;
-use super::mask::{attention_bias, check_inputs, packed_inputs, positions};
+use super::mask::{attention_bias, check_ids, check_inputs, positions};
 use super::weights::Weights;
-use super::{IdOrList, Linear, Model};
+use super::{Attend, IdOrList, Linear, Model, PackedBatch};
 use crate::device::Dtype;
 use crate::error::{read_json, Error, Result, TorchContext};
 use std::path::{Path, PathBuf};
@@ -94,18 +94,21 @@ struct Attention {
 }
 
 impl Attention {
-    fn forward(&self, x: &Tensor, bias: &Tensor, layer: usize, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, attend: Attend<'_>, layer: usize, cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (b, s, _) = x.size3().op("attention input shape")?;
         let hd = self.hidden / self.heads;
         let qkv = self.c_attn.forward(x).split(self.hidden, 2);
         let split = |t: &Tensor| t.view([b, s, self.heads, hd]).transpose(1, 2);
         let (q, k, v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
+        let bias = match attend {
+            Attend::Packed(p) => return Ok(self.c_proj.forward(&p.attend(&q, &k, &v, self.scale)?)),
+            Attend::Dense(bias) => bias,
+        };
         let (k, v) = match cache {
             Some(c) => c.update(layer, &k, &v)?,
             None => (k, v),
         };
-        let y = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(bias), 0.0, false, self.scale, false)
-            .op("scaled_dot_product_attention")?;
+        let y = super::mask::sdpa(&q, &k, &v, Some(bias), false, self.scale)?;
         Ok(self.c_proj.forward(&y.transpose(1, 2).reshape([b, s, self.hidden])))
     }
 }
@@ -135,9 +138,9 @@ struct Block {
 
 impl Block {
     /// `x + attn(ln_1(x))`, then `+ mlp(ln_2(·))`.
-    fn forward(&self, x: &Tensor, bias: &Tensor, layer: usize, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, attend: Attend<'_>, layer: usize, cache: Option<&mut KvCache>) -> Result<Tensor> {
         let _enter = self.span.enter();
-        let x = x + self.attn.forward(&self.ln_1.forward(x), bias, layer, cache)?;
+        let x = x + self.attn.forward(&self.ln_1.forward(x), attend, layer, cache)?;
         Ok(&x + self.mlp.forward(&self.ln_2.forward(&x)))
     }
 }
@@ -230,13 +233,13 @@ impl Gpt2 {
 }
 
 impl Gpt2 {
-    /// The blocks on `ids` at positions `pos` with the additive attention `bias`, then the
-    /// final norm.
-    fn body(&self, ids: &Tensor, pos: &Tensor, bias: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    /// The blocks on `ids` at positions `pos` with attention as `attend` says, then the final
+    /// norm.
+    fn body(&self, ids: &Tensor, pos: &Tensor, attend: Attend<'_>, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let mut x = Tensor::f_embedding(&self.wte, ids, -1, false, false).op("embedding")?
             + Tensor::f_embedding(&self.wpe, pos, -1, false, false).op("position embedding")?;
         for (i, blk) in self.blocks.iter().enumerate() {
-            x = blk.forward(&x, bias, i, cache.as_deref_mut())?;
+            x = blk.forward(&x, attend, i, cache.as_deref_mut())?;
         }
         Ok(self.ln_f.forward(&x))
     }
@@ -262,7 +265,7 @@ impl Model for Gpt2 {
         let (ids, mask, s) = check_inputs(ids, mask, past, self.vocab, self.device)?;
         let pos = positions(&mask, s)?;
         let bias = attention_bias(&mask, s, self.kind)?;
-        let x = self.body(&ids, &pos, &bias, cache.as_deref_mut())?;
+        let x = self.body(&ids, &pos, Attend::Dense(&bias), cache.as_deref_mut())?;
         if let Some(c) = cache {
             c.advance(s as usize);
         }
@@ -273,16 +276,16 @@ impl Model for Gpt2 {
         true
     }
 
-    fn hidden_states_packed(&self, ids: &Tensor, positions: &Tensor, allowed: &Tensor) -> Result<Tensor> {
+    fn hidden_states_packed(&self, batch: &PackedBatch) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        let (ids, pos, bias) = packed_inputs(ids, positions, allowed, self.vocab, self.device, self.kind)?;
-        if pos.max().int64_value(&[]) >= self.max_len as i64 {
+        check_ids(batch.ids(), self.vocab)?;
+        if batch.positions().max().int64_value(&[]) >= self.max_len as i64 {
             return Err(Error::Unsupported(format!(
                 "a position beyond the model's {} learned positions",
                 self.max_len
             )));
         }
-        self.body(&ids, &pos, &bias, None)
+        self.body(batch.ids(), batch.positions(), Attend::Packed(batch), None)
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {

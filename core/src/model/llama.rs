@@ -8,9 +8,9 @@
 //! before the weight multiply, as transformers' `LlamaRMSNorm` does.
 
 use super::cache::KvCache;
-use super::mask::{attention_bias, check_inputs, packed_inputs, positions};
+use super::mask::{attention_bias, check_ids, check_inputs, positions};
 use super::weights::Weights;
-use super::{IdOrList, Linear, Model};
+use super::{Attend, IdOrList, Linear, Model, PackedBatch};
 use crate::device::Dtype;
 use crate::error::{read_json, Error, Result, TorchContext};
 use std::path::{Path, PathBuf};
@@ -247,7 +247,7 @@ impl Attention {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        bias: &Tensor,
+        attend: Attend<'_>,
         layer: usize,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
@@ -269,6 +269,10 @@ impl Attention {
             .transpose(1, 2);
         let q = &q * cos + rotate_half(&q) * sin;
         let k = &k * cos + rotate_half(&k) * sin;
+        let bias = match attend {
+            Attend::Packed(p) => return Ok(self.o_proj.forward(&p.attend(&q, &k, &v, None)?)),
+            Attend::Dense(bias) => bias,
+        };
         let (k, v) = match cache {
             Some(c) => c.update(layer, &k, &v)?,
             None => (k, v),
@@ -334,7 +338,7 @@ impl Block {
         &self,
         x: &Tensor,
         rope: (&Tensor, &Tensor),
-        bias: &Tensor,
+        attend: Attend<'_>,
         layer: usize,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
@@ -342,7 +346,7 @@ impl Block {
         let (cos, sin) = rope;
         let h = self
             .self_attn
-            .forward(&self.input_layernorm.forward(x), cos, sin, bias, layer, cache)?;
+            .forward(&self.input_layernorm.forward(x), cos, sin, attend, layer, cache)?;
         let x = x + h;
         Ok(&x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)))
     }
@@ -404,13 +408,13 @@ impl Llama {
         &self.config
     }
 
-    /// The decoder on `ids` at positions `pos` with the additive attention `bias`, then the
-    /// final norm.
-    fn body(&self, ids: &Tensor, pos: &Tensor, bias: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    /// The decoder on `ids` at positions `pos` with attention as `attend` says, then the final
+    /// norm.
+    fn body(&self, ids: &Tensor, pos: &Tensor, attend: Attend<'_>, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (cos, sin) = self.rope(pos);
         let mut x = Tensor::f_embedding(&self.embed_tokens, ids, -1, false, false).op("embedding")?;
         for (i, block) in self.layers.iter().enumerate() {
-            x = block.forward(&x, (&cos, &sin), bias, i, cache.as_deref_mut())?;
+            x = block.forward(&x, (&cos, &sin), attend, i, cache.as_deref_mut())?;
         }
         Ok(self.norm.forward(&x))
     }
@@ -443,7 +447,7 @@ impl Model for Llama {
         let (ids, mask, s) = check_inputs(ids, mask, past, self.config.vocab, self.device)?;
         let pos = positions(&mask, s)?;
         let bias = attention_bias(&mask, s, self.kind)?;
-        let x = self.body(&ids, &pos, &bias, cache.as_deref_mut())?;
+        let x = self.body(&ids, &pos, Attend::Dense(&bias), cache.as_deref_mut())?;
         if let Some(c) = cache {
             c.advance(s as usize);
         }
@@ -454,10 +458,10 @@ impl Model for Llama {
         true
     }
 
-    fn hidden_states_packed(&self, ids: &Tensor, positions: &Tensor, allowed: &Tensor) -> Result<Tensor> {
+    fn hidden_states_packed(&self, batch: &PackedBatch) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        let (ids, pos, bias) = packed_inputs(ids, positions, allowed, self.config.vocab, self.device, self.kind)?;
-        self.body(&ids, &pos, &bias, None)
+        check_ids(batch.ids(), self.config.vocab)?;
+        self.body(batch.ids(), batch.positions(), Attend::Packed(batch), None)
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -42,72 +42,14 @@ pub fn check_ids(ids: &Tensor, vocab: i64) -> Result<()> {
     Ok(())
 }
 
-/// Which keys each query of packed rows may attend (see [`crate::Model::hidden_states_packed`]),
-/// from each token's segment (`(batch, seq)`: 0 for the shared context, `j + 1` for
-/// continuation `j`, −1 for padding): query `q` attends key `k` where `k ≤ q`, `k` is real,
-/// and `k` is in the context or in `q`'s own segment; every query attends itself, so no row
-/// is fully masked (a padding query's output is never read). Returns `(batch, 1, seq, seq)`
-/// bools.
-///
-/// ```
-/// use evalkit_core::model::mask::tree_allowed;
-/// // context of 2, continuation 1 of 2 tokens, continuation 2 of 1, one padding position
-/// let seg = tch::Tensor::from_slice(&[0i64, 0, 1, 1, 2, -1]).view([1, 6]);
-/// let a = tree_allowed(&seg).unwrap();
-/// let row = |q: i64| -> Vec<bool> { (0..6).map(|k| a.int64_value(&[0, 0, q, k]) != 0).collect() };
-/// assert_eq!(row(3), [true, true, true, true, false, false]); // context + its own segment
-/// assert_eq!(row(4), [true, true, false, false, true, false]); // not continuation 1
-/// assert_eq!(row(5), [true, true, false, false, false, true]); // padding (never read)
-/// ```
-pub fn tree_allowed(seg: &Tensor) -> Result<Tensor> {
-    let (_, width) = seg.size2().op("segment shape")?;
-    let (sq, sk) = (seg.unsqueeze(2), seg.unsqueeze(1));
-    let idx = Tensor::f_arange(width, (Kind::Int64, seg.device())).op("arange")?;
-    let causal = idx.view([1, -1]).le_tensor(&idx.view([-1, 1])).unsqueeze(0);
-    let visible = sk.eq(0).logical_or(&sk.eq_tensor(&sq)).logical_and(&sk.ge(0));
-    let diagonal = idx.view([1, -1]).eq_tensor(&idx.view([-1, 1])).unsqueeze(0);
-    Ok(causal.logical_and(&visible).logical_or(&diagonal).unsqueeze(1))
-}
-
-/// Checks packed inputs (see [`crate::Model::hidden_states_packed`]) and moves them to
-/// `device`: `ids` and `positions` `(batch, seq)`, `allowed` `(batch, 1, seq, seq)`. Returns
-/// (ids, positions, additive bias in `kind`).
-pub fn packed_inputs(
-    ids: &Tensor,
-    positions: &Tensor,
-    allowed: &Tensor,
-    vocab: i64,
-    device: Device,
-    kind: Kind,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    let (b, s) = ids.size2().op("input ids shape")?;
-    if positions.size() != [b, s] || allowed.size() != [b, 1, s, s] {
-        return Err(Error::Unsupported(format!(
-            "packed rows: ids {:?}, positions {:?}, allowed {:?} (expected [{b}, {s}] and [{b}, 1, {s}, {s}])",
-            ids.size(),
-            positions.size(),
-            allowed.size()
-        )));
-    }
-    let ids = ids.to_device(device);
-    check_ids(&ids, vocab)?;
-    Ok((
-        ids,
-        positions.to_device(device),
-        bias(&allowed.to_device(device), kind)?,
-    ))
-}
-
-/// The additive bias of a boolean `allowed` tensor: 0 where allowed, a large negative number
-/// elsewhere.
-fn bias(allowed: &Tensor, kind: Kind) -> Result<Tensor> {
+/// The additive bias of a boolean `allowed` tensor in `kind`: 0 where allowed, −∞ elsewhere.
+/// Every row must allow at least one key (a fully masked row would give NaN); −∞ rather than
+/// a large finite number keeps the attention kernel's rescaling off the slow underflow path
+/// of `exp`.
+pub(crate) fn bias(allowed: &Tensor, kind: Kind) -> Result<Tensor> {
     let dev = allowed.device();
-    let neg = match kind {
-        Kind::Half => -6.0e4,
-        _ => -1.0e9,
-    };
     let zeros = Tensor::f_zeros([1], (kind, dev)).op("zeros")?;
-    let negs = Tensor::f_full([1], neg, (kind, dev)).op("full")?;
+    let negs = Tensor::f_full([1], f64::NEG_INFINITY, (kind, dev)).op("full")?;
     zeros.f_where_self(allowed, &negs).op("building attention bias")
 }
 
@@ -122,7 +64,7 @@ pub fn positions(mask: &Tensor, q_len: i64) -> Result<Tensor> {
 
 /// The additive attention bias `(batch, 1, q_len, past + q_len)` in `kind`: 0 where query `i`
 /// (absolute position `past + i`) may attend key `j` — `j <= past + i` and key `j` is a real
-/// token — and a large negative number elsewhere. Each query may always attend its own
+/// token — and −∞ elsewhere. Each query may always attend its own
 /// position, so the row of a padding query is never fully masked (a fully masked row would
 /// give NaN, and 0 × NaN poisons real rows through the values of later layers).
 pub fn attention_bias(mask: &Tensor, q_len: i64, kind: Kind) -> Result<Tensor> {
@@ -144,4 +86,18 @@ pub fn attention_bias(mask: &Tensor, q_len: i64, kind: Kind) -> Result<Tensor> {
         .logical_and(&keys)
         .logical_or(&diagonal);
     bias(&allowed, kind)
+}
+
+/// Scaled dot-product attention of `q` `(batch, heads, queries, dim)` over `k`, `v`
+/// `(batch, heads, keys, dim)`, under an additive `bias` or, when `causal`, the causal mask
+/// alone; `scale` defaults to `1/sqrt(dim)`.
+pub(crate) fn sdpa(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    causal: bool,
+    scale: Option<f64>,
+) -> Result<Tensor> {
+    Tensor::f_scaled_dot_product_attention(q, k, v, bias, 0.0, causal, scale, false).op("scaled_dot_product_attention")
 }

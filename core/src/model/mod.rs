@@ -7,11 +7,13 @@ pub mod cache;
 pub mod gpt2;
 pub mod llama;
 pub mod mask;
+pub mod packed;
 pub mod served;
 pub mod torchscript;
 pub mod weights;
 
 pub use cache::KvCache;
+pub use packed::{PackedBatch, PackedRequest};
 
 use crate::batch::TokenCounts;
 use crate::device::{DeviceSpec, Dtype};
@@ -47,14 +49,14 @@ pub trait Model {
     fn packs(&self) -> bool {
         false
     }
-    /// Runs the body on packed rows: token `t` of a row at position `positions[t]`, attending
-    /// the tokens `u` where `allowed` (`(batch, 1, seq, seq)`, bool) is true — how a context and
-    /// all its continuations run in one pass, each continuation seeing the context and itself
-    /// (a tree of prefixes). Without it ([`Model::packs`] false) the engine copies the
+    /// Runs the body on a packed batch: every context with all its continuations in one row,
+    /// each continuation at the positions after its context and attending only the context
+    /// and itself (a tree of prefixes, [`PackedBatch::attend`]); returns `(1, tokens, hidden)`
+    /// in the batch's token order. Without it ([`Model::packs`] false) the engine copies the
     /// context's KV cache to one row per continuation.
-    fn hidden_states_packed(&self, _ids: &Tensor, _positions: &Tensor, _allowed: &Tensor) -> Result<Tensor> {
+    fn hidden_states_packed(&self, _batch: &PackedBatch) -> Result<Tensor> {
         Err(Error::Unsupported(format!(
-            "{} does not run packed rows",
+            "{} does not run packed batches",
             self.describe()
         )))
     }
@@ -113,8 +115,8 @@ impl<M: Model + ?Sized> Model for Box<M> {
     fn packs(&self) -> bool {
         (**self).packs()
     }
-    fn hidden_states_packed(&self, ids: &Tensor, positions: &Tensor, allowed: &Tensor) -> Result<Tensor> {
-        (**self).hidden_states_packed(ids, positions, allowed)
+    fn hidden_states_packed(&self, batch: &PackedBatch) -> Result<Tensor> {
+        (**self).hidden_states_packed(batch)
     }
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         (**self).forward(ids, mask)
@@ -136,6 +138,16 @@ impl<M: Model + ?Sized> Model for Box<M> {
     ) -> Result<Vec<Generation>> {
         (**self).generate(tok, reqs, params, counts)
     }
+}
+
+/// What a decoder layer's attention sees: dense rows under an additive bias (with the KV
+/// cache, if any, alongside), or a packed batch's tree of prefixes.
+#[derive(Clone, Copy)]
+pub(crate) enum Attend<'a> {
+    /// `(batch, 1, queries, keys)` additive bias ([`mask::attention_bias`]).
+    Dense(&'a Tensor),
+    /// A packed batch ([`PackedBatch::attend`]).
+    Packed(&'a PackedBatch),
 }
 
 /// How to open a model: device and dtype.

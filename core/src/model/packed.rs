@@ -1,0 +1,291 @@
+//! Packed scoring batches: every context of a batch with all its continuations in one pass of
+//! the body, without padding through the layers and with attention that computes only what a
+//! tree of prefixes needs.
+//!
+//! A [`PackedBatch`] holds the batch's real tokens as one row `(1, tokens)`, laid out request
+//! by request: the context, then each of its segments (a continuation but its last token) in
+//! order. The linear layers, norms and embeddings run on that row as they would on any other;
+//! only attention ([`PackedBatch::attend`]) looks at the structure, in two calls:
+//!
+//! * the contexts, right-padded to `(requests, longest context)`, attend causally among
+//!   themselves (no mask: a real query never reaches a padding key);
+//! * the segments, right-padded to `(segments, longest segment)`, attend their own context's
+//!   keys and values (gathered per segment) and, causally, their own.
+//!
+//! So the attention work is about `Σ context² + Σ segment × (context + segment)` instead of the
+//! `(context + Σ segments)²` of one dense row under a tree mask, and no layer computes padding
+//! but attention's. Each token sees exactly what it would see in its own (context +
+//! continuation) row, at the positions it would have there.
+
+use crate::error::{Error, Result, TorchContext};
+use std::cell::OnceCell;
+use tch::{Device, Kind, Tensor};
+
+/// One request of a packed batch: its context and the segments run after it (each a
+/// continuation without its last token; empty for a one-token continuation).
+#[derive(Debug, Clone, Copy)]
+pub struct PackedRequest<'a> {
+    /// The shared context (at least one token).
+    pub context: &'a [i64],
+    /// The segments, each attending the context and itself.
+    pub segments: &'a [&'a [i64]],
+}
+
+/// The tensors of a packed scoring pass (see the module docs).
+///
+/// ```
+/// use evalkit_core::model::packed::{PackedBatch, PackedRequest};
+/// let (a, b): (&[i64], &[i64]) = (&[7, 8], &[]);
+/// let segments: &[&[i64]] = &[a, b];
+/// let batch = PackedBatch::new(
+///     &[PackedRequest { context: &[1, 2, 3], segments }],
+///     tch::Device::Cpu,
+/// )?;
+/// assert_eq!(batch.tokens(), 5); // context 1 2 3, then segment 7 8
+/// assert_eq!(Vec::<i64>::try_from(batch.positions().view([-1])).unwrap(), [0, 1, 2, 3, 4]);
+/// # Ok::<(), evalkit_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct PackedBatch {
+    ids: Tensor,
+    positions: Tensor,
+    /// `(requests × ctx_width)` flat indices of the contexts' tokens (padding → token 0).
+    ctx_index: Tensor,
+    ctx_rows: i64,
+    ctx_width: i64,
+    /// `(segments × seg_width)` flat indices of the segments' tokens (padding → token 0).
+    seg_index: Tensor,
+    /// The request of each segment.
+    seg_request: Tensor,
+    seg_rows: i64,
+    seg_width: i64,
+    /// `(segments, 1, seg_width, ctx_width + seg_width)`: which keys the segments' queries
+    /// attend.
+    seg_allowed: Option<Tensor>,
+    /// `seg_allowed` as an additive bias in the activations' kind, made by the first layer.
+    seg_bias: OnceCell<Tensor>,
+    /// For each token, its row in the concatenated outputs of the two passes.
+    back: Tensor,
+    tokens: usize,
+}
+
+impl PackedBatch {
+    /// Lays out `requests` on `device`.
+    pub fn new(requests: &[PackedRequest<'_>], device: Device) -> Result<PackedBatch> {
+        if requests.iter().any(|r| r.context.is_empty()) {
+            return Err(Error::Unsupported("a packed request with an empty context".into()));
+        }
+        let ctx_rows = requests.len();
+        let ctx_width = requests.iter().map(|r| r.context.len()).max().unwrap_or(0);
+        let segs: Vec<(usize, &[i64])> = requests
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.segments.iter().filter(|s| !s.is_empty()).map(move |s| (i, *s)))
+            .collect();
+        let seg_width = segs.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
+        let (mut ids, mut positions) = (vec![], vec![]);
+        let mut ctx_index = vec![0i64; ctx_rows * ctx_width];
+        let mut seg_index = vec![0i64; segs.len() * seg_width];
+        let mut back = vec![];
+        let seg_base = (ctx_rows * ctx_width) as i64;
+        let mut seg = 0;
+        for (i, r) in requests.iter().enumerate() {
+            for (p, &t) in r.context.iter().enumerate() {
+                ctx_index[i * ctx_width + p] = ids.len() as i64;
+                back.push((i * ctx_width + p) as i64);
+                ids.push(t);
+                positions.push(p as i64);
+            }
+            for s in r.segments.iter().filter(|s| !s.is_empty()) {
+                for (p, &t) in s.iter().enumerate() {
+                    seg_index[seg * seg_width + p] = ids.len() as i64;
+                    back.push(seg_base + (seg * seg_width + p) as i64);
+                    ids.push(t);
+                    positions.push((r.context.len() + p) as i64);
+                }
+                seg += 1;
+            }
+        }
+        let tokens = ids.len();
+        let tensor = |v: &[i64]| Tensor::from_slice(v).to_device(device);
+        let seg_allowed = if segs.is_empty() {
+            None
+        } else {
+            let ctx_len: Vec<i64> = segs.iter().map(|&(i, _)| requests[i].context.len() as i64).collect();
+            let (lc, lk) = (ctx_width as i64, seg_width as i64);
+            let key = Tensor::f_arange(lc + lk, (Kind::Int64, device))
+                .op("arange")?
+                .view([1, 1, -1]);
+            let query = Tensor::f_arange(lk, (Kind::Int64, device))
+                .op("arange")?
+                .view([1, -1, 1]);
+            let context = key.lt_tensor(&tensor(&ctx_len).view([-1, 1, 1]));
+            let own = key.ge(lc).logical_and(&(&key - lc).le_tensor(&query));
+            Some(context.logical_or(&own).unsqueeze(1))
+        };
+        let seg_request: Vec<i64> = segs.iter().map(|&(i, _)| i as i64).collect();
+        Ok(PackedBatch {
+            ids: tensor(&ids).view([1, -1]),
+            positions: tensor(&positions).view([1, -1]),
+            ctx_index: tensor(&ctx_index),
+            ctx_rows: ctx_rows as i64,
+            ctx_width: ctx_width as i64,
+            seg_index: tensor(&seg_index),
+            seg_request: tensor(&seg_request),
+            seg_rows: segs.len() as i64,
+            seg_width: seg_width as i64,
+            seg_allowed,
+            seg_bias: OnceCell::new(),
+            back: tensor(&back),
+            tokens,
+        })
+    }
+
+    /// Real tokens in the batch (the width of its one row).
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    /// The tokens, `(1, tokens)` int64.
+    pub fn ids(&self) -> &Tensor {
+        &self.ids
+    }
+
+    /// Each token's position in its own (context + continuation) row, `(1, tokens)` int64.
+    pub fn positions(&self) -> &Tensor {
+        &self.positions
+    }
+
+    /// Attention over the batch's tree of prefixes: `q` `(1, heads, tokens, head_dim)`, `k` and
+    /// `v` `(1, kv_heads, tokens, head_dim)` (grouped-query attention when fewer), `scale` as
+    /// in scaled_dot_product_attention. Returns `(1, tokens, heads × head_dim)`.
+    pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: Option<f64>) -> Result<Tensor> {
+        let (_, heads, _, dim) = q.size4().op("attention query shape")?;
+        let kv_heads = k.size4().op("attention key shape")?.1;
+        let rep = heads / kv_heads.max(1);
+        // (1, h, T, d) → rows of `index` as (rows, h, width, d)
+        let gather = |x: &Tensor, index: &Tensor, rows: i64, width: i64| -> Tensor {
+            let h = x.size()[1];
+            x.squeeze_dim(0)
+                .transpose(0, 1)
+                .index_select(0, index)
+                .view([rows, width, h, dim])
+                .transpose(1, 2)
+        };
+        let repeat = |x: Tensor| {
+            if rep > 1 {
+                x.repeat_interleave_self_int(rep, 1, None)
+            } else {
+                x
+            }
+        };
+        let (b, lc) = (self.ctx_rows, self.ctx_width);
+        let kc = gather(k, &self.ctx_index, b, lc);
+        let vc = gather(v, &self.ctx_index, b, lc);
+        let qc = gather(q, &self.ctx_index, b, lc);
+        let yc = super::mask::sdpa(
+            &qc,
+            &repeat(kc.shallow_clone()),
+            &repeat(vc.shallow_clone()),
+            None,
+            true,
+            scale,
+        )?
+        .transpose(1, 2)
+        .reshape([b * lc, heads * dim]);
+        let all = match &self.seg_allowed {
+            None => yc,
+            Some(allowed) => {
+                let bias = match self.seg_bias.get() {
+                    Some(b) => b,
+                    None => {
+                        let b = super::mask::bias(allowed, q.kind())?;
+                        self.seg_bias.get_or_init(|| b)
+                    }
+                };
+                let (n, lk) = (self.seg_rows, self.seg_width);
+                let qs = gather(q, &self.seg_index, n, lk);
+                let ks = Tensor::cat(
+                    &[kc.index_select(0, &self.seg_request), gather(k, &self.seg_index, n, lk)],
+                    2,
+                );
+                let vs = Tensor::cat(
+                    &[vc.index_select(0, &self.seg_request), gather(v, &self.seg_index, n, lk)],
+                    2,
+                );
+                let ys = super::mask::sdpa(&qs, &repeat(ks), &repeat(vs), Some(bias), false, scale)?
+                    .transpose(1, 2)
+                    .reshape([n * lk, heads * dim]);
+                Tensor::cat(&[yc, ys], 0)
+            }
+        };
+        Ok(all.index_select(0, &self.back).unsqueeze(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PackedBatch, PackedRequest};
+    use tch::{Device, Kind, Tensor};
+
+    /// Every token's packed attention equals attention over its own (context + continuation)
+    /// row, with grouped-query heads, contexts and segments of unequal lengths, and a
+    /// one-token continuation (an empty segment).
+    #[test]
+    fn packed_attention_equals_each_row_alone() {
+        tch::manual_seed(0);
+        let seg = |n: usize| -> Vec<i64> { vec![0; n] };
+        let (c0, c1) = (seg(5), seg(2));
+        let (s00, s01, s10, s11) = (seg(3), seg(0), seg(1), seg(4));
+        let segs0: Vec<&[i64]> = vec![&s00, &s01];
+        let segs1: Vec<&[i64]> = vec![&s10, &s11];
+        let reqs = [
+            PackedRequest {
+                context: &c0,
+                segments: &segs0,
+            },
+            PackedRequest {
+                context: &c1,
+                segments: &segs1,
+            },
+        ];
+        let batch = PackedBatch::new(&reqs, Device::Cpu).expect("layout");
+        let t = batch.tokens() as i64;
+        assert_eq!(t, 5 + 3 + 2 + 1 + 4);
+        let (heads, kv_heads, dim) = (4, 2, 8);
+        let q = Tensor::randn([1, heads, t, dim], (Kind::Float, Device::Cpu));
+        let k = Tensor::randn([1, kv_heads, t, dim], (Kind::Float, Device::Cpu));
+        let v = Tensor::randn([1, kv_heads, t, dim], (Kind::Float, Device::Cpu));
+        let y = batch.attend(&q, &k, &v, None).expect("attend");
+        assert_eq!(y.size(), [1, t, heads * dim]);
+        // Each row alone (its tokens' indices in the packed order), attended causally; the
+        // one-token continuation of request 0 runs no segment.
+        let rows: [Vec<i64>; 3] = [
+            (0..8).collect(),                // context 0, segment 0.0
+            (8..11).collect(),               // context 1, segment 1.0
+            (8..10).chain(11..15).collect(), // context 1, segment 1.1
+        ];
+        for (r, idx) in rows.iter().enumerate() {
+            let index = Tensor::from_slice(idx);
+            let pick = |x: &Tensor| {
+                x.index_select(2, &index)
+                    .repeat_interleave_self_int(heads / x.size()[1], 1, None)
+            };
+            let alone = Tensor::scaled_dot_product_attention(
+                &q.index_select(2, &index),
+                &pick(&k),
+                &pick(&v),
+                None::<Tensor>,
+                0.0,
+                true,
+                None,
+                false,
+            )
+            .transpose(1, 2)
+            .reshape([idx.len() as i64, heads * dim]);
+            let packed = y.squeeze_dim(0).index_select(0, &index);
+            let diff = (alone - packed).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "row {r}: max difference {diff}");
+        }
+    }
+}
