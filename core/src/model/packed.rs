@@ -9,17 +9,18 @@
 //!
 //! * the contexts, right-padded to `(requests, longest context)`, attend causally among
 //!   themselves (no mask: a real query never reaches a padding key);
-//! * the segments, right-padded to `(segments, longest segment)`, attend their own context's
-//!   keys and values (gathered per segment) and, causally, their own.
+//! * each request's segments, side by side in one row, right-padded to `(requests with
+//!   segments, longest such row)`, attend their context's keys and values and, causally, their
+//!   own segment's (an additive bias).
 //!
-//! So the attention work is about `Σ context² + Σ segment × (context + segment)` instead of the
-//! `(context + Σ segments)²` of one dense row under a tree mask, and no layer computes padding
-//! but attention's. Each token sees exactly what it would see in its own (context +
+//! So the attention work is about `Σ context² / 2 + Σ segments × (context + segments)` instead
+//! of the `(context + Σ segments)²` of one dense row under a tree mask, and no layer computes
+//! padding but attention's. Each token sees exactly what it would see in its own (context +
 //! continuation) row, at the positions it would have there.
 
 use crate::error::{Error, Result, TorchContext};
 use std::cell::OnceCell;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// One request of a packed batch: its context and the segments run after it (each a
 /// continuation without its last token; empty for a one-token continuation).
@@ -53,14 +54,14 @@ pub struct PackedBatch {
     ctx_index: Tensor,
     ctx_rows: i64,
     ctx_width: i64,
-    /// `(segments × seg_width)` flat indices of the segments' tokens (padding → token 0).
+    /// `(segment rows × seg_width)` flat indices of the segments' tokens (padding → token 0).
     seg_index: Tensor,
-    /// The request of each segment.
+    /// The request of each segment row.
     seg_request: Tensor,
     seg_rows: i64,
     seg_width: i64,
-    /// `(segments, 1, seg_width, ctx_width + seg_width)`: which keys the segments' queries
-    /// attend.
+    /// `(segment rows, 1, seg_width, ctx_width + seg_width)`: which keys the segments'
+    /// queries attend.
     seg_allowed: Option<Tensor>,
     /// `seg_allowed` as an additive bias in the activations' kind, made by the first layer.
     seg_bias: OnceCell<Tensor>,
@@ -77,53 +78,86 @@ impl PackedBatch {
         }
         let ctx_rows = requests.len();
         let ctx_width = requests.iter().map(|r| r.context.len()).max().unwrap_or(0);
-        let segs: Vec<(usize, &[i64])> = requests
+        // One segment row per request with segments: its segments side by side, each
+        // segment's queries attending its own span (fewer, fuller rows than a row per
+        // segment: attention's cost on CPU follows its rows × heads more than its keys).
+        let seg_rows: Vec<(usize, Vec<&[i64]>)> = requests
             .iter()
             .enumerate()
-            .flat_map(|(i, r)| r.segments.iter().filter(|s| !s.is_empty()).map(move |s| (i, *s)))
+            .map(|(i, r)| {
+                (
+                    i,
+                    r.segments.iter().copied().filter(|s| !s.is_empty()).collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, segs)| !segs.is_empty())
             .collect();
-        let seg_width = segs.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
+        let row_len = |row: &[&[i64]]| row.iter().map(|s| s.len()).sum::<usize>();
+        let seg_width = seg_rows.iter().map(|(_, row)| row_len(row)).max().unwrap_or(0);
         let (mut ids, mut positions) = (vec![], vec![]);
         let mut ctx_index = vec![0i64; ctx_rows * ctx_width];
-        let mut seg_index = vec![0i64; segs.len() * seg_width];
-        let mut back = vec![];
+        let mut seg_index = vec![0i64; seg_rows.len() * seg_width];
+        let total: usize = requests.iter().map(|r| r.context.len() + row_len(r.segments)).sum();
+        let mut back = vec![0i64; total];
         let seg_base = (ctx_rows * ctx_width) as i64;
-        let mut seg = 0;
+        let mut next_row = 0;
         for (i, r) in requests.iter().enumerate() {
             for (p, &t) in r.context.iter().enumerate() {
                 ctx_index[i * ctx_width + p] = ids.len() as i64;
-                back.push((i * ctx_width + p) as i64);
+                back[ids.len()] = (i * ctx_width + p) as i64;
                 ids.push(t);
                 positions.push(p as i64);
             }
-            for s in r.segments.iter().filter(|s| !s.is_empty()) {
+            if row_len(r.segments) == 0 {
+                continue;
+            }
+            let (k, mut col) = (next_row, 0);
+            next_row += 1;
+            for s in r.segments {
                 for (p, &t) in s.iter().enumerate() {
-                    seg_index[seg * seg_width + p] = ids.len() as i64;
-                    back.push(seg_base + (seg * seg_width + p) as i64);
+                    seg_index[k * seg_width + col] = ids.len() as i64;
+                    back[ids.len()] = seg_base + (k * seg_width + col) as i64;
                     ids.push(t);
                     positions.push((r.context.len() + p) as i64);
+                    col += 1;
                 }
-                seg += 1;
             }
         }
         let tokens = ids.len();
         let tensor = |v: &[i64]| Tensor::from_slice(v).to_device(device);
-        let seg_allowed = if segs.is_empty() {
+        let seg_allowed = if seg_rows.is_empty() {
             None
         } else {
-            let ctx_len: Vec<i64> = segs.iter().map(|&(i, _)| requests[i].context.len() as i64).collect();
-            let (lc, lk) = (ctx_width as i64, seg_width as i64);
-            let key = Tensor::f_arange(lc + lk, (Kind::Int64, device))
-                .op("arange")?
-                .view([1, 1, -1]);
-            let query = Tensor::f_arange(lk, (Kind::Int64, device))
-                .op("arange")?
-                .view([1, -1, 1]);
-            let context = key.lt_tensor(&tensor(&ctx_len).view([-1, 1, 1]));
-            let own = key.ge(lc).logical_and(&(&key - lc).le_tensor(&query));
-            Some(context.logical_or(&own).unsqueeze(1))
+            // Query `q` of a row (in the segment starting at `start[q]`) attends the context's
+            // real keys and the keys `start[q]..=q` of its row; a padding query, itself.
+            let (lc, w) = (ctx_width, seg_width);
+            let mut allowed = vec![false; seg_rows.len() * w * (lc + w)];
+            for (k, (i, row)) in seg_rows.iter().enumerate() {
+                let c = requests[*i].context.len();
+                let mut start = 0;
+                let mut spans = vec![];
+                for s in row {
+                    spans.extend(std::iter::repeat_n(start, s.len()));
+                    start += s.len();
+                }
+                for q in 0..w {
+                    let line = &mut allowed[(k * w + q) * (lc + w)..(k * w + q + 1) * (lc + w)];
+                    match spans.get(q) {
+                        Some(&from) => {
+                            line[..c].fill(true);
+                            line[lc + from..=lc + q].fill(true);
+                        }
+                        None => line[lc + q] = true,
+                    }
+                }
+            }
+            Some(
+                Tensor::from_slice(&allowed)
+                    .view([seg_rows.len() as i64, 1, w as i64, (lc + w) as i64])
+                    .to_device(device),
+            )
         };
-        let seg_request: Vec<i64> = segs.iter().map(|&(i, _)| i as i64).collect();
+        let seg_request: Vec<i64> = seg_rows.iter().map(|&(i, _)| i as i64).collect();
         Ok(PackedBatch {
             ids: tensor(&ids).view([1, -1]),
             positions: tensor(&positions).view([1, -1]),
@@ -132,7 +166,7 @@ impl PackedBatch {
             ctx_width: ctx_width as i64,
             seg_index: tensor(&seg_index),
             seg_request: tensor(&seg_request),
-            seg_rows: segs.len() as i64,
+            seg_rows: seg_rows.len() as i64,
             seg_width: seg_width as i64,
             seg_allowed,
             seg_bias: OnceCell::new(),
