@@ -171,6 +171,52 @@ fn errors_exit_2_and_name_the_problem() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("cuda:7"), "{}", text(&o));
+    // --batch-size takes a positive number or `auto`; --max-batch-size goes with auto.
+    let m = model.to_str().expect("utf8");
+    let out = tmp.path().join("auto");
+    let data = data_dir();
+    let d = data.to_str().expect("utf8");
+    let base = [
+        "run",
+        "-q",
+        "--device",
+        "cpu",
+        "--model",
+        m,
+        "--data-dir",
+        d,
+        "--tasks",
+        "arc_easy",
+        "--limit",
+        "6",
+    ];
+    for (extra, says) in [
+        (&["--batch-size", "0"][..], "neither a positive number nor `auto`"),
+        (
+            &["--max-batch-size", "8"][..],
+            "--max-batch-size goes with --batch-size auto",
+        ),
+    ] {
+        let o = evalkit(&[&base[..], extra].concat());
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(says), "{}", text(&o));
+    }
+    let auto = [
+        "--batch-size",
+        "auto",
+        "--max-batch-size",
+        "4",
+        "--output",
+        out.to_str().expect("utf8"),
+    ];
+    let o = evalkit(&[&base[..], &auto[..]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("read")).expect("json");
+    assert_eq!(
+        (&doc["config"]["batch_size"], &doc["config"]["auto_batch_size"]),
+        (&4.into(), &true.into())
+    );
 }
 
 #[test]

@@ -441,6 +441,99 @@ impl Model for CacheOnly<'_> {
     }
 }
 
+/// A model that runs out of memory (as CUDA says it) on any batch of more than `limit`
+/// requests, and counts the batches it was asked for.
+struct OomAbove<'a> {
+    model: &'a dyn Model,
+    limit: usize,
+    asked: std::cell::RefCell<Vec<usize>>,
+}
+
+impl Model for OomAbove<'_> {
+    fn max_len(&self) -> usize {
+        self.model.max_len()
+    }
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+    fn device(&self) -> tch::Device {
+        self.model.device()
+    }
+    fn describe(&self) -> String {
+        self.model.describe()
+    }
+    fn hidden_states(
+        &self,
+        ids: &tch::Tensor,
+        mask: &tch::Tensor,
+        cache: Option<&mut evalkit::core::KvCache>,
+    ) -> evalkit::core::Result<tch::Tensor> {
+        self.model.hidden_states(ids, mask, cache)
+    }
+    fn head(&self, hidden: &tch::Tensor) -> evalkit::core::Result<tch::Tensor> {
+        self.model.head(hidden)
+    }
+    fn new_cache(&self) -> Option<evalkit::core::KvCache> {
+        self.model.new_cache()
+    }
+    fn score(
+        &self,
+        reqs: &[&evalkit::core::request::ScoreRequest],
+        share: bool,
+        counts: &mut evalkit::core::batch::TokenCounts,
+    ) -> evalkit::core::Result<Vec<Vec<evalkit::core::request::ContinuationScore>>> {
+        self.asked.borrow_mut().push(reqs.len());
+        if reqs.len() > self.limit {
+            counts.forwarded += 1_000_000; // work a failed batch must not count
+            let oom = tch::TchError::Torch("CUDA out of memory. Tried to allocate 20.00 GiB".into());
+            return Err(Error::torch("linear", oom));
+        }
+        self.model.score(reqs, share, counts)
+    }
+}
+
+#[test]
+fn auto_batch_size_halves_on_out_of_memory_and_keeps_the_size_that_fit() {
+    let (model, tok) = open("stories260K-hf");
+    let task = MultipleChoiceTask::new("arc_easy", arc_rows(40));
+    let fixed = run(&task, model.as_ref(), &tok, &opts(16));
+    let oom = OomAbove {
+        model: model.as_ref(),
+        limit: 5,
+        asked: Default::default(),
+    };
+    let auto = RunOptions {
+        batch_size: Some(16),
+        auto_batch_size: true,
+        ..opts(16)
+    };
+    let o = run(&task, &oom, &tok, &auto);
+    crate::assert_close!(lls(&o), lls(&fixed), 1e-4);
+    assert_eq!(o.stats.batch_cap, Some(4), "16 → 8 → 4");
+    assert_eq!(
+        o.stats.work.tokens, fixed.stats.work.tokens,
+        "failed batches count no work"
+    );
+    // 16 and 8 fail once each; from then on no batch larger than 4 is asked for.
+    let asked = oom.asked.borrow().clone();
+    assert_eq!(&asked[..3], &[16, 8, 4], "{asked:?}");
+    assert!(asked[3..].iter().all(|&n| n <= 4), "{asked:?}");
+    assert_eq!(asked.iter().filter(|&&n| n <= 4).sum::<usize>(), 40);
+    // Without auto the error stands; at one request per batch it stands too.
+    let err = try_run(&task, &oom, &tok, &opts(16)).expect_err("out of memory");
+    assert!(err.is_out_of_memory(), "{err}");
+    let none = OomAbove {
+        model: model.as_ref(),
+        limit: 0,
+        asked: Default::default(),
+    };
+    let err = try_run(&task, &none, &tok, &auto).expect_err("out of memory at batch size 1");
+    assert!(
+        err.is_out_of_memory() && err.to_string().contains("out of memory"),
+        "{err}"
+    );
+}
+
 #[test]
 fn scores_do_not_depend_on_batch_size_or_padding() {
     let (model, tok) = open("stories260K-hf");

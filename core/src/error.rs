@@ -154,6 +154,32 @@ impl Error {
     pub fn torch(op: impl Into<String>, source: tch::TchError) -> Self {
         Error::Torch { op: op.into(), source }
     }
+
+    /// Whether this is libtorch running out of memory (CUDA's caching allocator or the CPU
+    /// allocator), the error `--batch-size auto` answers by halving the batch.
+    ///
+    /// ```
+    /// use evalkit_core::Error;
+    /// let oom = tch::TchError::Torch("CUDA out of memory. Tried to allocate 2.00 GiB".into());
+    /// assert!(Error::torch("linear", oom).is_out_of_memory());
+    /// assert!(!Error::Unsupported("out of memory".into()).is_out_of_memory());
+    /// ```
+    pub fn is_out_of_memory(&self) -> bool {
+        match self {
+            Error::Torch { source, .. } => {
+                let m = source.to_string().to_lowercase();
+                [
+                    "out of memory",
+                    "not enough memory",
+                    "can't allocate memory",
+                    "cannot allocate memory",
+                ]
+                .iter()
+                .any(|s| m.contains(s))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Adds the libtorch operation name to a `tch` result.

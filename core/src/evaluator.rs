@@ -28,6 +28,7 @@ pub const RECORD_KEYS: &[&str] = &[
     "tokens_scored",
     "seconds",
     "wall_seconds",
+    "batch_size_after_oom",
     "floor_seconds",
     "efficiency",
 ];
@@ -339,6 +340,9 @@ impl<'a> Evaluator<'a> {
             m.insert("tokens_scored".into(), json!(o.stats.work.tokens.scored));
             m.insert("seconds".into(), json!(o.stats.work.seconds));
             m.insert("wall_seconds".into(), json!(o.wall_seconds));
+            if let Some(cap) = o.stats.batch_cap {
+                m.insert("batch_size_after_oom".into(), json!(cap));
+            }
             if let Some(raw) = &self.raw_throughput {
                 let floor = raw.floor_seconds(o.stats.work.tokens.forwarded, o.stats.work.tokens.scored);
                 m.insert("floor_seconds".into(), json!(floor));
@@ -390,6 +394,7 @@ impl<'a> Evaluator<'a> {
         config.insert("max_len".into(), json!(self.model.max_len()));
         config.insert("device".into(), json!(format!("{:?}", self.model.device())));
         config.insert("batch_size".into(), json!(o.batch_size));
+        config.insert("auto_batch_size".into(), json!(o.auto_batch_size));
         config.insert("batch_unit".into(), json!(o.batch_unit));
         config.insert("chunk_size".into(), json!(o.chunk_size));
         config.insert("subset".into(), json!(o.subset));

@@ -20,6 +20,11 @@ pub struct BatchSettings {
     pub batch_unit: usize,
     /// Batches per chunk.
     pub chunk_size: usize,
+    /// A batch that runs out of memory is halved (and every later batch of the evaluation
+    /// runs at most that size) instead of failing: `batch_size` is the largest tried
+    /// (`--batch-size auto`). The plan, and so the journal, stays that of `batch_size`.
+    #[serde(default)]
+    pub halve_on_oom: bool,
 }
 
 impl Default for BatchSettings {
@@ -28,6 +33,7 @@ impl Default for BatchSettings {
             batch_size: 16,
             batch_unit: 1,
             chunk_size: 8,
+            halve_on_oom: false,
         }
     }
 }
@@ -53,7 +59,7 @@ impl Plan {
     ///
     /// ```
     /// use evalkit_core::schedule::{BatchSettings, Plan};
-    /// let s = BatchSettings { batch_size: 2, batch_unit: 2, chunk_size: 1 };
+    /// let s = BatchSettings { batch_size: 2, batch_unit: 2, chunk_size: 1, halve_on_oom: false };
     /// let plan = Plan::new(&[3, 9, 5], s);
     /// let items: Vec<Vec<(usize, bool)>> = plan.chunks.iter().flatten()
     ///     .map(|b| b.iter().map(|s| (s.item, s.padding)).collect()).collect();
@@ -91,7 +97,7 @@ impl Plan {
     ///
     /// ```
     /// use evalkit_core::schedule::{BatchSettings, Plan};
-    /// let s = BatchSettings { batch_size: 1, batch_unit: 1, chunk_size: 1 };
+    /// let s = BatchSettings { batch_size: 1, batch_unit: 1, chunk_size: 1, halve_on_oom: false };
     /// let lengths = [9, 1, 5, 4];
     /// let shares = Plan::new(&lengths, s).shares(&lengths, 2, 1);
     /// let items = |p: &Plan| -> Vec<usize> { p.chunks.iter().flatten().flatten().map(|s| s.item).collect() };
@@ -185,6 +191,10 @@ pub struct ExecStats {
     pub chunks_resumed: usize,
     /// Work of every chunk, resumed ones included (their cost is journaled with them).
     pub work: Work,
+    /// The batch size that halving on out-of-memory settled on ([`BatchSettings::halve_on_oom`]);
+    /// `None` when no batch ran out of memory.
+    #[serde(default)]
+    pub batch_cap: Option<usize>,
 }
 
 /// Runs a plan: chunk by chunk, journaling each finished chunk and advancing a progress bar.
@@ -195,6 +205,8 @@ pub struct Executor<'a> {
     pub progress: Option<&'a crate::Progress>,
     /// What was computed and what was resumed.
     pub stats: ExecStats,
+    /// Halve a batch that runs out of memory ([`BatchSettings::halve_on_oom`]).
+    pub halve_on_oom: bool,
 }
 
 impl<'a> Executor<'a> {
@@ -242,14 +254,7 @@ impl<'a> Executor<'a> {
                     let mut results = vec![];
                     for batch in chunk {
                         let items: Vec<usize> = batch.iter().map(|s| s.item).collect();
-                        let got = run_batch(&items, &mut tokens)?;
-                        if got.len() != items.len() {
-                            return Err(Error::Unsupported(format!(
-                                "batch returned {} results for {} requests",
-                                got.len(),
-                                items.len()
-                            )));
-                        }
+                        let got = self.run_batch(&items, &mut tokens, &mut run_batch)?;
                         results.extend(
                             batch
                                 .iter()
@@ -279,6 +284,41 @@ impl<'a> Executor<'a> {
                     *slot = Some(r);
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// Runs one batch of the plan: whole, or with [`Executor::halve_on_oom`] in pieces of at
+    /// most the size halving settled on, halving again when a piece runs out of memory (a
+    /// piece of one request that does is an error). Token counts are those of the pieces that
+    /// ran.
+    fn run_batch<R, F>(&mut self, items: &[usize], tokens: &mut TokenCounts, run_batch: &mut F) -> Result<Vec<R>>
+    where
+        F: FnMut(&[usize], &mut TokenCounts) -> Result<Vec<R>>,
+    {
+        let mut out = Vec::with_capacity(items.len());
+        let mut rest = items;
+        while !rest.is_empty() {
+            let size = rest.len().min(self.stats.batch_cap.unwrap_or(usize::MAX));
+            let mut counts = TokenCounts::default();
+            match run_batch(&rest[..size], &mut counts) {
+                Ok(got) if got.len() == size => out.extend(got),
+                Ok(got) => {
+                    return Err(Error::Unsupported(format!(
+                        "batch returned {} results for {size} requests",
+                        got.len()
+                    )))
+                }
+                Err(e) if self.halve_on_oom && size > 1 && e.is_out_of_memory() => {
+                    tracing::warn!("out of memory at batch size {size}, halving: {e}");
+                    self.stats.batch_cap = Some(size / 2);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            tokens.forwarded += counts.forwarded;
+            tokens.scored += counts.scored;
+            rest = &rest[size..];
         }
         Ok(out)
     }

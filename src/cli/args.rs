@@ -172,9 +172,13 @@ pub struct RunArgs {
     /// Few-shot examples per prompt (default: the task's, 0 except gsm8k's 5).
     #[arg(long)]
     pub num_fewshot: Option<usize>,
-    /// Requests per batch.
-    #[arg(long)]
-    pub batch_size: Option<usize>,
+    /// Requests per batch, or `auto`: batches of up to --max-batch-size, halved when one runs
+    /// out of device memory (each evaluation goes on at the size that fit).
+    #[arg(long, value_parser = parse_batch_size)]
+    pub batch_size: Option<BatchSizeArg>,
+    /// With --batch-size auto: the largest batch tried (default 64).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_batch_size: Option<u64>,
     /// Batches per chunk (the unit of progress and of resuming).
     #[arg(long)]
     pub chunk_size: Option<usize>,
@@ -252,4 +256,23 @@ pub struct DemoArgs {
     /// Rows per task.
     #[arg(long, default_value_t = 40)]
     pub limit: usize,
+}
+
+/// `--batch-size`: a number of requests, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSizeArg {
+    /// Exactly this many requests per batch.
+    Fixed(usize),
+    /// Up to `--max-batch-size`, halved on out-of-memory.
+    Auto,
+}
+
+fn parse_batch_size(s: &str) -> Result<BatchSizeArg, String> {
+    match s {
+        "auto" => Ok(BatchSizeArg::Auto),
+        _ => match s.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(BatchSizeArg::Fixed(n)),
+            _ => Err(format!("`{s}` is neither a positive number nor `auto`")),
+        },
+    }
 }

@@ -1,7 +1,7 @@
 //! High-level settings: arguments parsed once into validated values — paths resolved, device
 //! chosen, model opened, tasks loaded.
 
-use super::args::{DtypeArg, ModelArgs, RunArgs};
+use super::args::{BatchSizeArg, DtypeArg, ModelArgs, RunArgs};
 use anyhow::{bail, Context, Result};
 use evalkit::core::chat::ChatTemplate;
 use evalkit::core::gate::Bound;
@@ -208,6 +208,9 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
     if !(a.temperature >= 0.0 && a.top_p > 0.0 && a.top_p <= 1.0) {
         bail!("--temperature must be ≥ 0 and --top-p in (0, 1]");
     }
+    if a.max_batch_size.is_some() && a.batch_size != Some(BatchSizeArg::Auto) {
+        bail!("--max-batch-size goes with --batch-size auto");
+    }
     let subset = a
         .limit
         .map(|n| if a.sample { Subset::Sample(n) } else { Subset::First(n) });
@@ -216,7 +219,12 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
         top_p: a.top_p,
     });
     let options = RunOptions {
-        batch_size: a.batch_size,
+        batch_size: match a.batch_size {
+            Some(BatchSizeArg::Fixed(n)) => Some(n),
+            Some(BatchSizeArg::Auto) => Some(a.max_batch_size.unwrap_or(64) as usize),
+            None => None,
+        },
+        auto_batch_size: a.batch_size == Some(BatchSizeArg::Auto),
         chunk_size: a.chunk_size,
         subset,
         seed: a.seed,

@@ -45,6 +45,7 @@ where
                 journal: journal.as_mut(),
                 progress: env.progress,
                 stats: ExecStats::default(),
+                halve_on_oom: batch.halve_on_oom,
             };
             let out = ex.run(&plan, n, run_batch)?;
             return Ok((out, ex.stats));
@@ -73,6 +74,7 @@ where
                 journal: Some(&mut journal),
                 progress: env.progress,
                 stats: ExecStats::default(),
+                halve_on_oom: batch.halve_on_oom,
             };
             (ex.run_share(&shares[r], n, run_batch)?, ex.stats)
         }

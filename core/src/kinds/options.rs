@@ -37,8 +37,13 @@ pub struct Defaults {
 /// How an evaluation is run (the same for every evaluation of a run).
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Batch size; `None` uses the evaluation's default, else 16.
+    /// Batch size; `None` uses the evaluation's default, else 16 (with `auto_batch_size`,
+    /// 64).
     pub batch_size: Option<usize>,
+    /// `--batch-size auto`: `batch_size` is the largest batch tried; a batch that runs out of
+    /// memory is halved, and the evaluation goes on at the size that fit
+    /// ([`crate::schedule::BatchSettings::halve_on_oom`]).
+    pub auto_batch_size: bool,
     /// Batch unit (`replicas × per_device_batch_size`).
     pub batch_unit: usize,
     /// Chunk size; `None` uses the evaluation's default, else 8.
@@ -70,6 +75,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             batch_size: None,
+            auto_batch_size: false,
             batch_unit: 1,
             chunk_size: None,
             subset: None,
@@ -89,9 +95,14 @@ impl RunOptions {
     /// The batching an evaluation with `defaults` runs with.
     pub fn batch_settings(&self, defaults: &Defaults) -> BatchSettings {
         BatchSettings {
-            batch_size: self.batch_size.or(defaults.batch_size).unwrap_or(16).max(1),
+            batch_size: match self.auto_batch_size {
+                true => self.batch_size.unwrap_or(64),
+                false => self.batch_size.or(defaults.batch_size).unwrap_or(16),
+            }
+            .max(1),
             batch_unit: self.batch_unit.max(1),
             chunk_size: self.chunk_size.or(defaults.chunk_size).unwrap_or(8).max(1),
+            halve_on_oom: self.auto_batch_size,
         }
     }
 }
