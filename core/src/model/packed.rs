@@ -22,6 +22,10 @@ use crate::error::{Error, Result, TorchContext};
 use std::cell::OnceCell;
 use tch::{Device, Tensor};
 
+/// Tokens a segment row holds at least when segments are short: the query block of CPU
+/// flash attention.
+const ROW_GOAL: usize = 32;
+
 /// One request of a packed batch: its context and the segments run after it (each a
 /// continuation without its last token; empty for a one-token continuation).
 #[derive(Debug, Clone, Copy)]
@@ -78,20 +82,30 @@ impl PackedBatch {
         }
         let ctx_rows = requests.len();
         let ctx_width = requests.iter().map(|r| r.context.len()).max().unwrap_or(0);
-        // One segment row per request with segments: its segments side by side, each
-        // segment's queries attending its own span (fewer, fuller rows than a row per
-        // segment: attention's cost on CPU follows its rows × heads more than its keys).
-        let seg_rows: Vec<(usize, Vec<&[i64]>)> = requests
+        // Segment rows: a request's segments side by side, each segment's queries attending
+        // its own span; a row takes the request's next segment while it stays within the
+        // batch's longest segment (or ROW_GOAL tokens). Short continuations so share rows
+        // (attention's cost on CPU follows its rows × heads more than its keys), and long ones
+        // keep their own (a row's attention grows with its width squared).
+        let goal = requests
             .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                (
-                    i,
-                    r.segments.iter().copied().filter(|s| !s.is_empty()).collect::<Vec<_>>(),
-                )
-            })
-            .filter(|(_, segs)| !segs.is_empty())
-            .collect();
+            .flat_map(|r| r.segments.iter().map(|s| s.len()))
+            .max()
+            .unwrap_or(0)
+            .max(ROW_GOAL);
+        let mut seg_rows: Vec<(usize, Vec<&[i64]>)> = vec![];
+        for (i, r) in requests.iter().enumerate() {
+            let mut row: Vec<&[i64]> = vec![];
+            for s in r.segments.iter().copied().filter(|s| !s.is_empty()) {
+                if !row.is_empty() && row.iter().map(|s| s.len()).sum::<usize>() + s.len() > goal {
+                    seg_rows.push((i, std::mem::take(&mut row)));
+                }
+                row.push(s);
+            }
+            if !row.is_empty() {
+                seg_rows.push((i, row));
+            }
+        }
         let row_len = |row: &[&[i64]]| row.iter().map(|s| s.len()).sum::<usize>();
         let seg_width = seg_rows.iter().map(|(_, row)| row_len(row)).max().unwrap_or(0);
         let (mut ids, mut positions) = (vec![], vec![]);
@@ -100,7 +114,7 @@ impl PackedBatch {
         let total: usize = requests.iter().map(|r| r.context.len() + row_len(r.segments)).sum();
         let mut back = vec![0i64; total];
         let seg_base = (ctx_rows * ctx_width) as i64;
-        let mut next_row = 0;
+        let mut k = 0;
         for (i, r) in requests.iter().enumerate() {
             for (p, &t) in r.context.iter().enumerate() {
                 ctx_index[i * ctx_width + p] = ids.len() as i64;
@@ -108,19 +122,19 @@ impl PackedBatch {
                 ids.push(t);
                 positions.push(p as i64);
             }
-            if row_len(r.segments) == 0 {
-                continue;
-            }
-            let (k, mut col) = (next_row, 0);
-            next_row += 1;
-            for s in r.segments {
-                for (p, &t) in s.iter().enumerate() {
-                    seg_index[k * seg_width + col] = ids.len() as i64;
-                    back[ids.len()] = seg_base + (k * seg_width + col) as i64;
-                    ids.push(t);
-                    positions.push((r.context.len() + p) as i64);
-                    col += 1;
+            // This request's rows, in order.
+            while let Some((_, row)) = seg_rows.get(k).filter(|(j, _)| *j == i) {
+                let mut col = 0;
+                for s in row {
+                    for (p, &t) in s.iter().enumerate() {
+                        seg_index[k * seg_width + col] = ids.len() as i64;
+                        back[ids.len()] = seg_base + (k * seg_width + col) as i64;
+                        ids.push(t);
+                        positions.push((r.context.len() + p) as i64);
+                        col += 1;
+                    }
                 }
+                k += 1;
             }
         }
         let tokens = ids.len();
@@ -263,16 +277,19 @@ mod tests {
     use tch::{Device, Kind, Tensor};
 
     /// Every token's packed attention equals attention over its own (context + continuation)
-    /// row, with grouped-query heads, contexts and segments of unequal lengths, and a
-    /// one-token continuation (an empty segment).
+    /// row, with grouped-query heads, contexts and segments of unequal lengths, a one-token
+    /// continuation (an empty segment), short segments sharing a row and a long one that
+    /// takes its own.
     #[test]
     fn packed_attention_equals_each_row_alone() {
         tch::manual_seed(0);
         let seg = |n: usize| -> Vec<i64> { vec![0; n] };
-        let (c0, c1) = (seg(5), seg(2));
+        let (c0, c1, c2) = (seg(5), seg(2), seg(3));
         let (s00, s01, s10, s11) = (seg(3), seg(0), seg(1), seg(4));
+        let (s20, s21, s22) = (seg(20), seg(20), seg(40));
         let segs0: Vec<&[i64]> = vec![&s00, &s01];
         let segs1: Vec<&[i64]> = vec![&s10, &s11];
+        let segs2: Vec<&[i64]> = vec![&s20, &s21, &s22];
         let reqs = [
             PackedRequest {
                 context: &c0,
@@ -282,10 +299,17 @@ mod tests {
                 context: &c1,
                 segments: &segs1,
             },
+            PackedRequest {
+                context: &c2,
+                segments: &segs2,
+            },
         ];
         let batch = PackedBatch::new(&reqs, Device::Cpu).expect("layout");
         let t = batch.tokens() as i64;
-        assert_eq!(t, 5 + 3 + 2 + 1 + 4);
+        assert_eq!(t, 5 + 3 + 2 + 1 + 4 + 3 + 80);
+        // Rows: request 0's segment, request 1's two, request 2's first two (40 tokens, the
+        // longest segment), then its third.
+        assert_eq!((batch.seg_rows, batch.seg_width), (4, 40));
         let (heads, kv_heads, dim) = (4, 2, 8);
         let q = Tensor::randn([1, heads, t, dim], (Kind::Float, Device::Cpu));
         let k = Tensor::randn([1, kv_heads, t, dim], (Kind::Float, Device::Cpu));
@@ -294,10 +318,13 @@ mod tests {
         assert_eq!(y.size(), [1, t, heads * dim]);
         // Each row alone (its tokens' indices in the packed order), attended causally; the
         // one-token continuation of request 0 runs no segment.
-        let rows: [Vec<i64>; 3] = [
-            (0..8).collect(),                // context 0, segment 0.0
-            (8..11).collect(),               // context 1, segment 1.0
-            (8..10).chain(11..15).collect(), // context 1, segment 1.1
+        let rows: [Vec<i64>; 6] = [
+            (0..8).collect(),                 // context 0, segment 0.0
+            (8..11).collect(),                // context 1, segment 1.0
+            (8..10).chain(11..15).collect(),  // context 1, segment 1.1
+            (15..38).collect(),               // context 2, segment 2.0
+            (15..18).chain(38..58).collect(), // context 2, segment 2.1
+            (15..18).chain(58..98).collect(), // context 2, segment 2.2
         ];
         for (r, idx) in rows.iter().enumerate() {
             let index = Tensor::from_slice(idx);
