@@ -9,9 +9,10 @@
 //!
 //! * the contexts, right-padded to `(requests, longest context)`, attend causally among
 //!   themselves (no mask: a real query never reaches a padding key);
-//! * each request's segments, side by side in one row, right-padded to `(requests with
-//!   segments, longest such row)`, attend their context's keys and values and, causally, their
-//!   own segment's (an additive bias).
+//! * the segments, in rows of one request's segments side by side (a row takes the next segment
+//!   while it stays within the batch's longest segment, or [`ROW_GOAL`] tokens), right-padded
+//!   to `(segment rows, longest row)`, attend their context's keys and values and, causally,
+//!   their own segment's (an additive bias).
 //!
 //! So the attention work is about `Σ context² / 2 + Σ segments × (context + segments)` instead
 //! of the `(context + Σ segments)²` of one dense row under a tree mask, and no layer computes
@@ -24,7 +25,7 @@ use tch::{Device, Tensor};
 
 /// Tokens a segment row holds at least when segments are short: the query block of CPU
 /// flash attention.
-const ROW_GOAL: usize = 32;
+pub const ROW_GOAL: usize = 32;
 
 /// One request of a packed batch: its context and the segments run after it (each a
 /// continuation without its last token; empty for a one-token continuation).
@@ -93,11 +94,12 @@ impl PackedBatch {
             .max()
             .unwrap_or(0)
             .max(ROW_GOAL);
+        let row_len = |row: &[&[i64]]| row.iter().map(|s| s.len()).sum::<usize>();
         let mut seg_rows: Vec<(usize, Vec<&[i64]>)> = vec![];
         for (i, r) in requests.iter().enumerate() {
             let mut row: Vec<&[i64]> = vec![];
             for s in r.segments.iter().copied().filter(|s| !s.is_empty()) {
-                if !row.is_empty() && row.iter().map(|s| s.len()).sum::<usize>() + s.len() > goal {
+                if !row.is_empty() && row_len(&row) + s.len() > goal {
                     seg_rows.push((i, std::mem::take(&mut row)));
                 }
                 row.push(s);
@@ -106,7 +108,6 @@ impl PackedBatch {
                 seg_rows.push((i, row));
             }
         }
-        let row_len = |row: &[&[i64]]| row.iter().map(|s| s.len()).sum::<usize>();
         let seg_width = seg_rows.iter().map(|(_, row)| row_len(row)).max().unwrap_or(0);
         let (mut ids, mut positions) = (vec![], vec![]);
         let mut ctx_index = vec![0i64; ctx_rows * ctx_width];
