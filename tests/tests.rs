@@ -38,3 +38,6 @@ mod chat;
 
 // `evalkit report`: the HTML page in headless Chromium, its charts, its numbers.
 mod report;
+
+// Seeded random checkpoints: `evalkit random-checkpoint` and the library's writer.
+mod random;

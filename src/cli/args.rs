@@ -70,6 +70,16 @@ pub enum DtypeArg {
     F16,
 }
 
+impl From<DtypeArg> for evalkit::core::Dtype {
+    fn from(d: DtypeArg) -> Self {
+        match d {
+            DtypeArg::F32 => evalkit::core::Dtype::F32,
+            DtypeArg::Bf16 => evalkit::core::Dtype::Bf16,
+            DtypeArg::F16 => evalkit::core::Dtype::F16,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run benchmarks on a checkpoint and write results.json + samples_<task>.jsonl.
@@ -109,9 +119,37 @@ pub enum Command {
         /// The run's output directory (holds `.journal/shards.json`).
         dir: PathBuf,
     },
+    /// Write a checkpoint of a model's shape with seeded random weights (config.json,
+    /// model.safetensors, the tokenizer's files): throughput at a real shape without a download.
+    RandomCheckpoint(RandomCheckpointArgs),
     /// Score the shared test checkpoints on the synthetic suites (and real benchmark subsets
     /// when the data is present).
     Demo(DemoArgs),
+}
+
+/// `evalkit random-checkpoint`.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("shape").required(true).args(["preset", "config"])))]
+pub struct RandomCheckpointArgs {
+    /// A named shape: llama-3.2-1b or gpt2-small.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Or any Llama-family (llama, mistral, qwen2) or GPT-2 `config.json`.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Directory whose tokenizer.json (and tokenizer_config.json, generation_config.json)
+    /// the checkpoint gets; its vocabulary must fit the shape's.
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// Seed of the weights (the same seed writes the same file).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Precision the weights are stored in.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+    /// The new checkpoint's directory (must not hold a checkpoint yet).
+    #[arg(long)]
+    pub output: PathBuf,
 }
 
 /// The model and how to run it.

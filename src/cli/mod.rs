@@ -33,8 +33,31 @@ pub fn run() -> Result<ExitCode> {
         Command::Report { paths, output, rows } => write_report(&paths, output, rows, &cli.global),
         Command::Compare { a, b } => compare(&a, &b, cli.global.format),
         Command::Merge { dir } => merge(&dir, &cli.global),
+        Command::RandomCheckpoint(r) => random_checkpoint(&r),
         Command::Demo(d) => demo(&d, &cli.global),
     }
+}
+
+/// `evalkit random-checkpoint`: writes the checkpoint and says what it holds.
+fn random_checkpoint(r: &args::RandomCheckpointArgs) -> Result<ExitCode> {
+    use evalkit::core::model::random;
+    let config = match (&r.preset, &r.config) {
+        (Some(name), _) => random::preset(name)?,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        (None, None) => anyhow::bail!("give --preset or --config"),
+    };
+    let made = random::write(&config, &r.tokenizer, r.seed, r.dtype.into(), &r.output)?;
+    println!(
+        "wrote {}: {} parameters ({:.1} MB of weights, seed {})",
+        made.dir.display(),
+        made.parameters,
+        made.bytes as f64 / 1e6,
+        r.seed
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_results(path: &Path) -> Result<Value> {

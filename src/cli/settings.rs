@@ -1,7 +1,7 @@
 //! High-level settings: arguments parsed once into validated values — paths resolved, device
 //! chosen, model opened, tasks loaded.
 
-use super::args::{BatchSizeArg, DtypeArg, ModelArgs, RunArgs};
+use super::args::{BatchSizeArg, ModelArgs, RunArgs};
 use anyhow::{bail, Context, Result};
 use evalkit::core::chat::ChatTemplate;
 use evalkit::core::gate::Bound;
@@ -25,11 +25,7 @@ pub struct OpenedModel {
 /// (`org/name[@revision]`, through the hub cache), or a TorchScript module.
 pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Result<OpenedModel> {
     let device: DeviceSpec = a.device.parse()?;
-    let dtype = match a.dtype {
-        DtypeArg::F32 => Dtype::F32,
-        DtypeArg::Bf16 => Dtype::Bf16,
-        DtypeArg::F16 => Dtype::F16,
-    };
+    let dtype = Dtype::from(a.dtype);
     if let Some(ts) = &a.torchscript {
         let tok_dir = a.tokenizer.as_ref().context("--torchscript needs --tokenizer")?;
         let max_len = a.max_len.context("--torchscript needs --max-len")?;

@@ -8,6 +8,7 @@ pub mod gpt2;
 pub mod llama;
 pub mod mask;
 pub mod packed;
+pub mod random;
 pub mod served;
 pub mod torchscript;
 pub mod weights;
