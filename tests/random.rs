@@ -208,4 +208,22 @@ fn random_checkpoint_command_writes_a_checkpoint_run_can_score() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("llama-3.2-1b, gpt2-small"), "{}", text(&o));
+    std::fs::write(&config, "{\n  \"model_type\": \"llama\",\n  oops\n}").expect("config");
+    let fresh = tmp.path().join("fresh");
+    let o = evalkit(&[
+        "random-checkpoint",
+        "--config",
+        cfg,
+        "--tokenizer",
+        tok,
+        "--output",
+        fresh.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{cfg}:3")),
+        "names the file and line: {}",
+        text(&o)
+    );
+    assert!(!fresh.exists(), "nothing written for a config that does not parse");
 }

@@ -95,6 +95,21 @@ impl Dtype {
             Dtype::F16 => tch::Kind::Half,
         }
     }
+
+    /// The name PyTorch and `config.json`'s `torch_dtype` give it.
+    ///
+    /// ```
+    /// use evalkit_core::device::Dtype;
+    /// assert_eq!(Dtype::Bf16.torch_name(), "bfloat16");
+    /// assert_eq!(Dtype::Bf16.torch_name().parse::<Dtype>().unwrap(), Dtype::Bf16);
+    /// ```
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "float32",
+            Dtype::Bf16 => "bfloat16",
+            Dtype::F16 => "float16",
+        }
+    }
 }
 
 impl FromStr for Dtype {

@@ -6,8 +6,8 @@ that measurement (evalkit_core::throughput).
 
 Workloads (issue 12):
   stories      stories260K-hf on ARC-Easy, PIQA, HellaSwag, LAMBADA, 200 rows each
-  gpt2-small   a seeded random checkpoint of GPT-2 small's shape (124M parameters, made here
-               with transformers, the shared GPT-2 tokenizer) on ARC-Easy and HellaSwag
+  gpt2-small   a seeded random checkpoint of GPT-2 small's shape (124M parameters, made by
+               `evalkit random-checkpoint`, the shared GPT-2 tokenizer) on ARC-Easy and HellaSwag
 """
 
 from __future__ import annotations
@@ -32,20 +32,14 @@ WORKLOADS = {
 }
 
 
-def make_gpt2_small(shared: Path, out: Path) -> Path:
-    """GPT-2 small's shape (12 layers, 768 wide, 1024 positions), weights from
-    transformers' initialiser under torch.manual_seed(0), the real GPT-2 tokenizer."""
-    if (out / "model.safetensors").is_file():
+def make_gpt2_small(binary: str, shared: Path, out: Path) -> Path:
+    """GPT-2 small's shape (12 layers, 768 wide, 1024 positions) as `evalkit random-checkpoint`
+    makes it (transformers' initialisation, seed 0), with the real GPT-2 tokenizer."""
+    if (out / "config.json").is_file():
         return out
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_positions=1024, n_embd=768, n_layer=12, n_head=12))
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-        shutil.copyfile(shared / "models" / "tiny-gpt2-random" / f, out / f)
+    subprocess.run([binary, "random-checkpoint", "--preset", "gpt2-small", "--seed", "0",
+                    "--tokenizer", str(shared / "models" / "tiny-gpt2-random"), "--output", str(out)],
+                   check=True, stdout=subprocess.DEVNULL)
     return out
 
 
@@ -80,7 +74,7 @@ def main(argv: list[str]) -> int:
     lines = []
     for w in a.workloads.split(","):
         model, tasks = WORKLOADS[w]
-        mdir = make_gpt2_small(a.shared, work / model) if model == "gpt2-small-random" else a.shared / "models" / model
+        mdir = make_gpt2_small(a.binary, a.shared, work / model) if model == "gpt2-small-random" else a.shared / "models" / model
         out = work / "evalkit" / w
         shutil.rmtree(out, ignore_errors=True)
         ek = timed([a.binary, "run", "--model", str(mdir), "--tasks", ",".join(tasks), "--limit", str(a.rows),

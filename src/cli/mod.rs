@@ -43,10 +43,7 @@ fn random_checkpoint(r: &args::RandomCheckpointArgs) -> Result<ExitCode> {
     use evalkit::core::model::random;
     let config = match (&r.preset, &r.config) {
         (Some(name), _) => random::preset(name)?,
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-        }
+        (None, Some(path)) => random::read_config(path)?,
         (None, None) => anyhow::bail!("give --preset or --config"),
     };
     let made = random::write(&config, &r.tokenizer, r.seed, r.dtype.into(), &r.output)?;

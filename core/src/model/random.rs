@@ -25,6 +25,17 @@ use tch::{Device, Kind, Tensor};
 /// The shapes [`preset`] knows, by name.
 pub const PRESETS: &[&str] = &["llama-3.2-1b", "gpt2-small"];
 
+/// Reads a `config.json`-shaped file for [`write`], naming the file and line when it is not JSON.
+///
+/// ```no_run
+/// # fn main() -> evalkit_core::Result<()> {
+/// let config = evalkit_core::model::random::read_config("my-model/config.json".as_ref())?;
+/// # Ok(()) }
+/// ```
+pub fn read_config(path: &Path) -> Result<Value> {
+    crate::error::read_json(path)
+}
+
 /// The `config.json` of a named model shape (see [`PRESETS`]): Llama-3.2-1B (16 layers,
 /// 2048 wide, 32 query and 8 key/value heads, 128,256-token vocabulary, llama3 RoPE, tied head)
 /// or GPT-2 small (12 layers, 768 wide, 1024 positions, 50,257-token vocabulary).
@@ -302,12 +313,7 @@ pub fn write(config: &Value, tokenizer_dir: &Path, seed: u64, dtype: Dtype, out:
     }
     let mut config = config.clone();
     if let Some(map) = config.as_object_mut() {
-        let name = match dtype {
-            Dtype::F32 => "float32",
-            Dtype::Bf16 => "bfloat16",
-            Dtype::F16 => "float16",
-        };
-        map.insert("torch_dtype".into(), json!(name));
+        map.insert("torch_dtype".into(), json!(dtype.torch_name()));
         map.insert("evalkit_random_seed".into(), json!(seed));
     }
     let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Parse {
