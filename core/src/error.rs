@@ -211,7 +211,7 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) 
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
-        let message = if field == "." {
+        let message = if field == "." || field == "?" {
             inner.to_string()
         } else {
             format!("field `{field}`: {inner}")
