@@ -164,17 +164,13 @@ fn random_checkpoint_command_writes_a_checkpoint_run_can_score() {
     let (cfg, out_s) = (config.to_str().expect("utf-8"), out.to_str().expect("utf-8"));
     let tok = model_dir("stories260K-hf");
     let tok = tok.to_str().expect("utf-8");
-    let o = evalkit(&[
-        "random-checkpoint",
-        "--config",
-        cfg,
-        "--tokenizer",
-        tok,
-        "--seed",
-        "1",
-        "--output",
-        out_s,
-    ]);
+    // `evalkit random-checkpoint <shape> <value> --tokenizer <tok> --output <out> [extra]`
+    let make = |shape: &str, value: &str, out: &str, extra: &[&str]| {
+        let mut args = vec!["random-checkpoint", shape, value, "--tokenizer", tok, "--output", out];
+        args.extend_from_slice(extra);
+        evalkit(&args)
+    };
+    let o = make("--config", cfg, out_s, &["--seed", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("parameters"), "{}", text(&o));
     let results = tmp.path().join("results");
@@ -197,28 +193,12 @@ fn random_checkpoint_command_writes_a_checkpoint_run_can_score() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(results.join("samples_arc_easy.jsonl").exists());
-    let o = evalkit(&[
-        "random-checkpoint",
-        "--preset",
-        "llama-9",
-        "--tokenizer",
-        tok,
-        "--output",
-        out_s,
-    ]);
+    let o = make("--preset", "llama-9", out_s, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("llama-3.2-1b, gpt2-small"), "{}", text(&o));
     std::fs::write(&config, "{\n  \"model_type\": \"llama\",\n  oops\n}").expect("config");
     let fresh = tmp.path().join("fresh");
-    let o = evalkit(&[
-        "random-checkpoint",
-        "--config",
-        cfg,
-        "--tokenizer",
-        tok,
-        "--output",
-        fresh.to_str().expect("utf-8"),
-    ]);
+    let o = make("--config", cfg, fresh.to_str().expect("utf-8"), &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains(&format!("{cfg}:3")),
