@@ -722,23 +722,29 @@ fn records_count_the_tokens_run_and_fingerprint_the_rows() {
     // Without sharing, each (context, continuation) row runs its tokens but the last (at most
     // max_len), and every continuation token goes through the head once.
     let (mut forwarded, mut scored, mut shared_forwarded) = (0, 0, 0);
+    // With sharing, the last context position scores every choice's first token once.
+    let mut shared_scored = 0;
     for r in &rows {
         let ctx_len = encode_pair(&tok, &r.context, " x").expect("encodes").0.len();
         shared_forwarded += ctx_len;
+        shared_scored += 1;
         for c in &r.choices {
             let (ctx, cont) = encode_pair(&tok, &r.context, &format!(" {c}")).expect("encodes");
             forwarded += (ctx.len() + cont.len() - 1).min(model.max_len());
             scored += cont.len();
             shared_forwarded += cont.len() - 1;
+            shared_scored += cont.len() - 1;
         }
     }
     assert_eq!(o.stats.work.tokens.forwarded, forwarded);
     assert_eq!(o.stats.work.tokens.scored, scored);
     assert!(o.stats.work.seconds > 0.0);
-    // With sharing: each context once, then each continuation but its last token.
+    // With sharing: each context once, then each continuation but its last token; the head
+    // once per position.
     let s = run(&task, model.as_ref(), &tok, &opts(4));
     assert_eq!(s.stats.work.tokens.forwarded, shared_forwarded);
-    assert_eq!(s.stats.work.tokens.scored, scored);
+    assert_eq!(s.stats.work.tokens.scored, shared_scored);
+    assert!(shared_scored < scored);
 
     // The fingerprint is a property of the questions: equal on a rerun, with other batching
     // and on another model; different when a row changes or another subset is asked.

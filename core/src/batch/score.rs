@@ -12,6 +12,9 @@
 //!   cache is copied to one row per continuation, which then runs `continuation[..len-1]` to
 //!   score the rest: [`score_shared`].
 //!
+//! The head runs once per position: the last context position's logits score the first token
+//! of every continuation (computed once, read once per continuation).
+//!
 //! Padded passes run their rows in groups of similar length, so that padding never exceeds a
 //! quarter of a pass's real tokens (it more than doubled the work of HellaSwag's endings at
 //! batch 16).
@@ -26,7 +29,10 @@ use tch::{Device, Tensor};
 /// (about 100 MB for a 50k vocabulary in float32) whatever the batch.
 const HEAD_CHUNK: usize = 512;
 
-/// Applies the head at `(row, pos)` of `hidden`, returns (target log-probs, argmax) per position.
+/// Applies the head at `(row, pos)` of `hidden`, returns (target log-probs, argmax) per entry
+/// and the number of positions the head ran at: an entry whose `(row, pos)` an earlier entry
+/// already has (the last context position, which scores the first token of every
+/// continuation) reads that position's logits instead of running the head again.
 /// The log-prob is `logit[target] − logsumexp(logits)`, the same as log_softmax without
 /// materialising it; a non-finite logsumexp (a NaN or +inf logit) is an error.
 fn score_positions<M: Model + ?Sized>(
@@ -35,30 +41,59 @@ fn score_positions<M: Model + ?Sized>(
     rows: &[i64],
     pos: &[i64],
     targets: &[i64],
-) -> Result<(Vec<f32>, Vec<i64>)> {
+) -> Result<(Vec<f32>, Vec<i64>, usize)> {
     let dev = hidden.device();
-    let (mut lps, mut ams) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
-    for start in (0..rows.len()).step_by(HEAD_CHUNK) {
-        let end = (start + HEAD_CHUNK).min(rows.len());
-        let r = Tensor::from_slice(&rows[start..end]).to_device(dev);
-        let p = Tensor::from_slice(&pos[start..end]).to_device(dev);
+    // Unique positions in order of first appearance, and each entry's index among them.
+    let mut seen = std::collections::HashMap::with_capacity(rows.len());
+    let (mut ur, mut up) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
+    let at: Vec<usize> = rows
+        .iter()
+        .zip(pos)
+        .map(|(&r, &p)| {
+            *seen.entry((r, p)).or_insert_with(|| {
+                ur.push(r);
+                up.push(p);
+                ur.len() - 1
+            })
+        })
+        .collect();
+    // Entries by the head chunk their position falls in.
+    let chunks = ur.len().div_ceil(HEAD_CHUNK);
+    let mut by_chunk: Vec<Vec<usize>> = vec![vec![]; chunks];
+    for (e, &u) in at.iter().enumerate() {
+        by_chunk[u / HEAD_CHUNK].push(e);
+    }
+    let (mut lps, mut ams) = (vec![0f32; rows.len()], vec![0i64; rows.len()]);
+    for (c, entries) in by_chunk.iter().enumerate() {
+        let (start, end) = (c * HEAD_CHUNK, ((c + 1) * HEAD_CHUNK).min(ur.len()));
+        let r = Tensor::from_slice(&ur[start..end]).to_device(dev);
+        let p = Tensor::from_slice(&up[start..end]).to_device(dev);
         let sel = hidden.f_index(&[Some(r), Some(p)]).op("gathering scored positions")?;
         let logits = model.head(&sel)?;
         let lse = logits.f_logsumexp([-1], false).op("logsumexp")?;
-        let t = Tensor::from_slice(&targets[start..end]).to_device(dev).view([-1, 1]);
-        let picked = logits.f_gather(1, &t, false).op("gathering target logits")?.view([-1]);
-        let lp = (picked - &lse).to_device(Device::Cpu);
+        let local: Vec<i64> = entries.iter().map(|&e| (at[e] - start) as i64).collect();
+        let local = Tensor::from_slice(&local).to_device(dev);
+        let t: Vec<i64> = entries.iter().map(|&e| targets[e]).collect();
+        let t = Tensor::from_slice(&t).to_device(dev);
+        let picked = logits
+            .f_index(&[Some(&local), Some(&t)])
+            .op("gathering target logits")?;
+        let lp = (picked - lse.index_select(0, &local)).to_device(Device::Cpu);
         if !bool::try_from(lse.isfinite().all()).op("checking logits")? {
             return Err(Error::NonFinite {
                 evaluation: String::new(),
                 what: "NaN or infinite logits at a scored position".into(),
             });
         }
-        let am = logits.argmax(-1, false).to_device(Device::Cpu);
-        lps.extend(Vec::<f32>::try_from(&lp).op("reading log-probs")?);
-        ams.extend(Vec::<i64>::try_from(&am).op("reading argmax")?);
+        let am = logits.argmax(-1, false).index_select(0, &local).to_device(Device::Cpu);
+        let lp = Vec::<f32>::try_from(&lp).op("reading log-probs")?;
+        let am = Vec::<i64>::try_from(&am).op("reading argmax")?;
+        for ((&e, l), a) in entries.iter().zip(lp).zip(am) {
+            lps[e] = l;
+            ams[e] = a;
+        }
     }
-    Ok((lps, ams))
+    Ok((lps, ams, ur.len()))
 }
 
 /// Most padding a padded pass may carry: a group of rows, longest first, takes the next row
@@ -148,10 +183,10 @@ pub fn score_unshared<M: Model + ?Sized>(
         }
         counts.forwarded += inp.len();
     }
-    counts.scored += targets.len();
     let dev = model.device();
     let hidden = model.hidden_states(&int_tensor(&ids, dev), &int_tensor(&mask, dev), None)?;
-    let (lp, am) = score_positions(model, &hidden, &rows, &pos, &targets)?;
+    let (lp, am, heads) = score_positions(model, &hidden, &rows, &pos, &targets)?;
+    counts.scored += heads;
     let mut off = 0;
     for &(ri, ci, truncated) in &meta {
         let k = reqs[ri].continuations[ci].len();
@@ -211,8 +246,8 @@ pub fn score_shared<M: Model + ?Sized>(
             t1.push(c[0]);
         }
     }
-    counts.scored += t1.len();
-    let (lp1, am1) = score_positions(model, &ctx_hidden, &r1, &p1, &t1)?;
+    let (lp1, am1, heads) = score_positions(model, &ctx_hidden, &r1, &p1, &t1)?;
+    counts.scored += heads;
     // The rest: one row per continuation longer than one token, from a copy of its context's
     // cache, in groups of similar length (so padding stays bounded).
     let (mut cont_rows, mut cont_lens) = (vec![], vec![]);
@@ -251,8 +286,8 @@ pub fn score_shared<M: Model + ?Sized>(
         let mut rows_cache = cache.select(&src)?;
         let full_mask = Tensor::cat(&[ctx_mask.index_select(0, &src), int_tensor(&mask2, dev)], 1);
         let hidden = model.hidden_states(&int_tensor(&ids2, dev), &full_mask, Some(&mut rows_cache))?;
-        counts.scored += t2.len();
-        let (lp, am) = score_positions(model, &hidden, &r2, &p2, &t2)?;
+        let (lp, am, heads) = score_positions(model, &hidden, &r2, &p2, &t2)?;
+        counts.scored += heads;
         let mut off = 0;
         for &g in &group {
             let k = cont_lens[g];
@@ -325,9 +360,9 @@ pub fn score_packed<M: Model + ?Sized>(
         }
     }
     counts.forwarded += batch.tokens();
-    counts.scored += t.len();
     let hidden = model.hidden_states_packed(&batch)?;
-    let (lp, am) = score_positions(model, &hidden, &vec![0; pos.len()], &pos, &t)?;
+    let (lp, am, heads) = score_positions(model, &hidden, &vec![0; pos.len()], &pos, &t)?;
+    counts.scored += heads;
     // Scores come back per continuation: first token, then the rest, continuation by continuation.
     let mut off = 0;
     let mut out = Vec::with_capacity(reqs.len());
