@@ -71,6 +71,7 @@ pub mod progress;
 pub mod request;
 pub mod schedule;
 pub mod shard;
+pub mod threads;
 pub mod throughput;
 
 pub use evaluator::Evaluator;

@@ -1,7 +1,8 @@
 //! The forward-pass floor: what an evaluation's work would cost on the model at its raw speed.
 //!
 //! [`RawThroughput::measure`] times the model itself, in this process, on random tokens: the
-//! body at several batch shapes (the best tokens per second is kept) and the output head with
+//! body at several batch shapes, each as a padded batch and, where the model packs, as a
+//! packed one (the best tokens per second is kept), and the output head with
 //! the log-softmax normaliser at a block of positions (seconds per position). An evaluation
 //! needs `tokens_forwarded` tokens through the body and `tokens_scored` positions through the
 //! head (the counts with prefix sharing and the head only where a score is read), so its floor
@@ -10,6 +11,7 @@
 //! batched rate: its efficiency reads lower by nature.
 
 use crate::error::{Result, TorchContext};
+use crate::model::packed::{PackedBatch, PackedRequest};
 use crate::model::Model;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -77,14 +79,23 @@ impl RawThroughput {
             let h = model.hidden_states(&ids, &mask, None)?; // warm-up
             hidden_size = h.size().last().copied().unwrap_or(0);
             hidden_kind = h.kind();
-            let (mut reps, t0) = (0, Instant::now());
-            // At least one timed pass, and enough for a tenth of a second.
-            while reps == 0 || t0.elapsed() < Duration::from_millis(100) {
-                let h = model.hidden_states(&ids, &mask, None)?;
-                sync(&h)?;
-                reps += 1;
+            let mut tps = timed(b * s, || model.hidden_states(&ids, &mask, None))?;
+            if model.packs() {
+                // The same rows as one packed batch (b contexts, no continuations), which
+                // runs attention without padding or masks: the floor takes the faster.
+                let rows: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(&ids.to_device(tch::Device::Cpu))
+                    .op("reading random ids")?;
+                let requests: Vec<PackedRequest<'_>> = rows
+                    .iter()
+                    .map(|r| PackedRequest {
+                        context: r,
+                        segments: &[],
+                    })
+                    .collect();
+                let batch = PackedBatch::new(&requests, dev)?;
+                sync(&model.hidden_states_packed(&batch)?)?; // warm-up
+                tps = tps.max(timed(b * s, || model.hidden_states_packed(&batch))?);
             }
-            let tps = (reps * b * s) as f64 / t0.elapsed().as_secs_f64();
             if best.is_none_or(|(t, _, _)| tps > t) {
                 best = Some((tps, b, s));
             }
@@ -108,6 +119,17 @@ impl RawThroughput {
             seconds: start.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// Tokens per second of `pass` on `tokens` tokens: at least one timed pass, and enough for a
+/// tenth of a second.
+fn timed(tokens: usize, pass: impl Fn() -> Result<Tensor>) -> Result<f64> {
+    let (mut reps, t0) = (0, Instant::now());
+    while reps == 0 || t0.elapsed() < Duration::from_millis(100) {
+        sync(&pass()?)?;
+        reps += 1;
+    }
+    Ok((reps * tokens) as f64 / t0.elapsed().as_secs_f64())
 }
 
 /// Waits for the device to finish `t` (reads one value back).

@@ -19,6 +19,7 @@
 //! padding but attention's. Each token sees exactly what it would see in its own (context +
 //! continuation) row, at the positions it would have there.
 
+use super::spans::{self, Spans};
 use crate::error::{Error, Result, TorchContext};
 use std::cell::OnceCell;
 use tch::{Device, Tensor};
@@ -72,6 +73,8 @@ pub struct PackedBatch {
     seg_bias: OnceCell<Tensor>,
     /// For each token, its row in the concatenated outputs of the two passes.
     back: Tensor,
+    /// For each token, the keys it attends ([`super::spans`], the CPU path).
+    spans: Vec<Spans>,
     tokens: usize,
 }
 
@@ -115,9 +118,17 @@ impl PackedBatch {
         let total: usize = requests.iter().map(|r| r.context.len() + row_len(r.segments)).sum();
         let mut back = vec![0i64; total];
         let seg_base = (ctx_rows * ctx_width) as i64;
+        let mut spans = Vec::with_capacity(total);
+        let span = |a: usize, b: usize| (a as u32, b as u32);
         let mut k = 0;
         for (i, r) in requests.iter().enumerate() {
+            let cs = ids.len();
+            let ctx = span(cs, cs + r.context.len());
             for (p, &t) in r.context.iter().enumerate() {
+                spans.push(Spans {
+                    first: span(cs, cs + p + 1),
+                    second: (0, 0),
+                });
                 ctx_index[i * ctx_width + p] = ids.len() as i64;
                 back[ids.len()] = (i * ctx_width + p) as i64;
                 ids.push(t);
@@ -127,7 +138,12 @@ impl PackedBatch {
             while let Some((_, row)) = seg_rows.get(k).filter(|(j, _)| *j == i) {
                 let mut col = 0;
                 for s in row {
+                    let ss = ids.len();
                     for (p, &t) in s.iter().enumerate() {
+                        spans.push(Spans {
+                            first: ctx,
+                            second: span(ss, ss + p + 1),
+                        });
                         seg_index[k * seg_width + col] = ids.len() as i64;
                         back[ids.len()] = seg_base + (k * seg_width + col) as i64;
                         ids.push(t);
@@ -186,6 +202,7 @@ impl PackedBatch {
             seg_allowed,
             seg_bias: OnceCell::new(),
             back: tensor(&back),
+            spans,
             tokens,
         })
     }
@@ -208,7 +225,20 @@ impl PackedBatch {
     /// Attention over the batch's tree of prefixes: `q` `(1, heads, tokens, head_dim)`, `k` and
     /// `v` `(1, kv_heads, tokens, head_dim)` (grouped-query attention when fewer), `scale` as
     /// in scaled_dot_product_attention. Returns `(1, tokens, heads × head_dim)`.
+    ///
+    /// On the CPU in float32 with small heads this runs [`spans::attend`] on the packed row;
+    /// elsewhere, libtorch's kernel on the two padded passes ([`PackedBatch::attend_padded`]).
     pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: Option<f64>) -> Result<Tensor> {
+        if spans::applies(q) {
+            spans::attend(q, k, v, &self.spans, scale)
+        } else {
+            self.attend_padded(q, k, v, scale)
+        }
+    }
+
+    /// [`PackedBatch::attend`] as libtorch's scaled_dot_product_attention on the contexts and
+    /// the segment rows, each padded to a rectangle (the path for GPUs and wide heads).
+    pub fn attend_padded(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: Option<f64>) -> Result<Tensor> {
         let (_, heads, _, dim) = q.size4().op("attention query shape")?;
         let kv_heads = k.size4().op("attention key shape")?.1;
         let rep = heads / kv_heads.max(1);
@@ -348,6 +378,40 @@ mod tests {
             let packed = y.squeeze_dim(0).index_select(0, &index);
             let diff = (alone - packed).abs().max().double_value(&[]);
             assert!(diff < 1e-5, "row {r}: max difference {diff}");
+        }
+    }
+
+    /// The CPU span path and libtorch's padded passes agree at every head size the span path
+    /// takes, with grouped-query heads and an explicit scale.
+    #[test]
+    fn span_path_equals_padded_path() {
+        tch::manual_seed(1);
+        let seg = |n: usize| -> Vec<i64> { vec![0; n] };
+        let (c0, c1) = (seg(37), seg(1));
+        let (s00, s01, s02, s10) = (seg(5), seg(1), seg(19), seg(70));
+        let segs0: Vec<&[i64]> = vec![&s00, &s01, &s02];
+        let segs1: Vec<&[i64]> = vec![&s10];
+        let reqs = [
+            PackedRequest {
+                context: &c0,
+                segments: &segs0,
+            },
+            PackedRequest {
+                context: &c1,
+                segments: &segs1,
+            },
+        ];
+        let batch = PackedBatch::new(&reqs, Device::Cpu).expect("layout");
+        let t = batch.tokens() as i64;
+        for (dim, heads, kv_heads, scale) in [(8, 8, 4, None), (16, 6, 6, Some(0.3)), (32, 4, 1, None)] {
+            assert!(super::spans::applies(&Tensor::zeros([1, 1, 1, dim], (Kind::Float, Device::Cpu))));
+            let q = Tensor::randn([1, heads, t, dim], (Kind::Float, Device::Cpu));
+            let k = Tensor::randn([1, kv_heads, t, dim], (Kind::Float, Device::Cpu)) * 3.0;
+            let v = Tensor::randn([1, kv_heads, t, dim], (Kind::Float, Device::Cpu));
+            let fast = batch.attend(&q, &k, &v, scale).expect("span path");
+            let padded = batch.attend_padded(&q, &k, &v, scale).expect("padded path");
+            let diff = (fast - padded).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "head size {dim}: max difference {diff}");
         }
     }
 }

@@ -1,0 +1,278 @@
+//! Attention over key spans on the CPU: each query attends one or two contiguous spans of
+//! the keys (its context, then its own segment), computed directly on the packed token row
+//! with no padding, gathers or masks.
+//!
+//! This is the CPU float32 path of [`super::packed::PackedBatch::attend`] for small head
+//! sizes. There, libtorch's flash attention spends its time on tiling and softmax bookkeeping
+//! rather than arithmetic (stories260K's heads are 8 wide), and padding the packed rows to
+//! rectangles for it costs as much again. Here each (query, head) takes two passes over its
+//! keys — scores, then `softmax · values` — vectorised along the keys (AVX2 when the CPU has
+//! it), with the queries split over libtorch's own threads ([`crate::threads`]).
+
+use crate::error::{Error, Result, TorchContext};
+use std::sync::Mutex;
+use tch::{Device, Kind, Tensor};
+
+/// The head sizes this path runs (wider heads run libtorch's kernel, which is faster there).
+pub const HEAD_DIMS: [usize; 3] = [8, 16, 32];
+
+/// The keys one query attends: `first` and then `second` (empty for a context token), as
+/// half-open ranges of token indices in the packed row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spans {
+    /// The first span (a context's tokens up to the query's own position, or all of them).
+    pub first: (u32, u32),
+    /// The second span (a segment's tokens up to the query), `(0, 0)` when none.
+    pub second: (u32, u32),
+}
+
+impl Spans {
+    fn keys(&self) -> usize {
+        (self.first.1 - self.first.0 + self.second.1 - self.second.0) as usize
+    }
+}
+
+/// Whether this path runs attention of `q` (`(1, heads, tokens, head_dim)`).
+pub fn applies(q: &Tensor) -> bool {
+    let dim = q.size().last().copied().unwrap_or(0) as usize;
+    q.device() == Device::Cpu && q.kind() == Kind::Float && HEAD_DIMS.contains(&dim)
+}
+
+/// Attention of `q` `(1, heads, T, d)` over `k`, `v` `(1, kv_heads, T, d)` where token `t`
+/// attends the keys of `spans[t]`; returns `(1, T, heads × d)`. `scale` defaults to
+/// `1/sqrt(d)`.
+pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale: Option<f64>) -> Result<Tensor> {
+    let (_, heads, tokens, dim) = q.size4().op("attention query shape")?;
+    let (_, kv_heads, k_tokens, _) = k.size4().op("attention key shape")?;
+    if tokens as usize != spans.len() || k_tokens != tokens || kv_heads == 0 || heads % kv_heads != 0 {
+        return Err(Error::Unsupported(format!(
+            "span attention of {tokens} queries, {k_tokens} keys, {} spans, {heads} heads over {kv_heads}",
+            spans.len()
+        )));
+    }
+    if let Some(bad) = spans.iter().find(|s| {
+        s.keys() == 0 || s.first.0 > s.first.1 || s.second.0 > s.second.1 || s.first.1.max(s.second.1) as i64 > tokens
+    }) {
+        return Err(Error::Unsupported(format!("attention spans {bad:?} outside {tokens} tokens or empty")));
+    }
+    let scale = scale.unwrap_or(1.0 / (dim as f64).sqrt()) as f32;
+    // Queries (T, heads, d); keys transposed (kv_heads, d, T) so scores vectorise along the
+    // keys; values (kv_heads, T, d) so each key adds one contiguous row to the output.
+    let flat = |x: Tensor, what: &str| -> Result<Vec<f32>> {
+        Vec::<f32>::try_from(x.contiguous().view([-1])).op(what)
+    };
+    let qv = flat(q.squeeze_dim(0).transpose(0, 1), "reading queries")?;
+    let kt = flat(k.squeeze_dim(0).transpose(1, 2), "reading keys")?;
+    let vv = flat(v.squeeze_dim(0), "reading values")?;
+    let shape = Shape {
+        heads: heads as usize,
+        rep: (heads / kv_heads) as usize,
+        tokens: tokens as usize,
+        scale,
+    };
+    let width = shape.heads * dim as usize;
+    let mut out = vec![0f32; shape.tokens * width];
+    // Contiguous runs of queries of about equal work, a few per thread, on libtorch's
+    // threads.
+    let threads = tch::get_num_threads().max(1) as usize;
+    let runs = if threads == 1 { 1 } else { 4 * threads };
+    let total: usize = spans.iter().map(Spans::keys).sum();
+    let mut bounds = vec![0usize];
+    let mut acc = 0;
+    for (t, s) in spans.iter().enumerate() {
+        acc += s.keys();
+        if bounds.len() < runs && acc * runs >= total * bounds.len() {
+            bounds.push(t + 1);
+        }
+    }
+    bounds.push(shape.tokens);
+    bounds.dedup();
+    let mut chunks = vec![];
+    let mut rest = out.as_mut_slice();
+    for pair in bounds.windows(2) {
+        let (chunk, tail) = std::mem::take(&mut rest).split_at_mut((pair[1] - pair[0]) * width);
+        rest = tail;
+        chunks.push(Mutex::new((pair[0], chunk)));
+    }
+    crate::threads::parallel(chunks.len(), threads, |i| {
+        // Each run is taken by exactly one thread, so the lock is never contended.
+        let mut guard = chunks[i].lock().unwrap_or_else(|p| p.into_inner());
+        let (from, chunk) = &mut *guard;
+        match dim {
+            8 => run_dim::<8>(&shape, &qv, &kt, &vv, spans, *from, chunk),
+            16 => run_dim::<16>(&shape, &qv, &kt, &vv, spans, *from, chunk),
+            _ => run_dim::<32>(&shape, &qv, &kt, &vv, spans, *from, chunk),
+        }
+    });
+    drop(chunks);
+    Tensor::from_slice(&out)
+        .f_view([1, tokens, heads * dim])
+        .op("span attention output")
+}
+
+struct Shape {
+    heads: usize,
+    rep: usize,
+    tokens: usize,
+    scale: f32,
+}
+
+/// Runs queries `from..` (as many as `out` holds rows) on the best instruction set there is.
+fn run_dim<const D: usize>(s: &Shape, q: &[f32], kt: &[f32], v: &[f32], spans: &[Spans], from: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { queries_avx2::<D>(s, q, kt, v, spans, from, out) };
+            return;
+        }
+    }
+    queries::<D>(s, q, kt, v, spans, from, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn queries_avx2<const D: usize>(
+    s: &Shape,
+    q: &[f32],
+    kt: &[f32],
+    v: &[f32],
+    spans: &[Spans],
+    from: usize,
+    out: &mut [f32],
+) {
+    queries::<D>(s, q, kt, v, spans, from, out)
+}
+
+#[inline(always)]
+fn queries<const D: usize>(s: &Shape, q: &[f32], kt: &[f32], v: &[f32], spans: &[Spans], from: usize, out: &mut [f32]) {
+    let mut scores: Vec<f32> = vec![];
+    for (row, o) in out.chunks_exact_mut(s.heads * D).enumerate() {
+        let t = from + row;
+        let sp = spans[t];
+        let n = sp.keys();
+        scores.clear();
+        scores.resize(n, 0.0);
+        let parts = [sp.first, sp.second];
+        for h in 0..s.heads {
+            let kv = h / s.rep;
+            let qh: &[f32; D] = q[(t * s.heads + h) * D..][..D].try_into().expect("D wide");
+            // Scores, key by key along each span, dimension by dimension.
+            let mut off = 0;
+            for &(a, b) in &parts {
+                let (a, b) = (a as usize, b as usize);
+                let dst = &mut scores[off..off + b - a];
+                for (d, &qd) in qh.iter().enumerate() {
+                    let qd = qd * s.scale;
+                    let src = &kt[(kv * D + d) * s.tokens + a..(kv * D + d) * s.tokens + b];
+                    if d == 0 {
+                        for (x, &k) in dst.iter_mut().zip(src) {
+                            *x = qd * k;
+                        }
+                    } else {
+                        for (x, &k) in dst.iter_mut().zip(src) {
+                            *x += qd * k;
+                        }
+                    }
+                }
+                off += b - a;
+            }
+            let max = lane_max(&scores);
+            let sum = exp_shifted(&mut scores, max);
+            // softmax · values: each key adds its weighted row.
+            let mut acc = [0f32; D];
+            let mut off = 0;
+            for &(a, b) in &parts {
+                let (a, b) = (a as usize, b as usize);
+                let rows = &v[(kv * s.tokens + a) * D..(kv * s.tokens + b) * D];
+                for (&p, vrow) in scores[off..off + b - a].iter().zip(rows.chunks_exact(D)) {
+                    for (x, &y) in acc.iter_mut().zip(vrow) {
+                        *x += p * y;
+                    }
+                }
+                off += b - a;
+            }
+            let inv = 1.0 / sum;
+            for (x, y) in o[h * D..(h + 1) * D].iter_mut().zip(acc) {
+                *x = y * inv;
+            }
+        }
+    }
+}
+
+/// The largest of `x` (NaN-propagating in the sense that a NaN score makes the output NaN
+/// through [`exp_shifted`]); eight lanes so it vectorises.
+#[inline(always)]
+fn lane_max(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &y) in lanes.iter_mut().zip(c) {
+            *l = if y > *l { y } else { *l };
+        }
+    }
+    let mut m = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &y| if y > m { y } else { m });
+    for l in lanes {
+        m = if l > m { l } else { m };
+    }
+    m
+}
+
+/// Replaces each `x` by `exp(x − max)` and returns their sum (eight lanes).
+#[inline(always)]
+fn exp_shifted(x: &mut [f32], max: f32) -> f32 {
+    let mut lanes = [0f32; 8];
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for (l, y) in lanes.iter_mut().zip(c.iter_mut()) {
+            *y = exp(*y - max);
+            *l += *y;
+        }
+    }
+    let mut sum = 0.0;
+    for y in chunks.into_remainder() {
+        *y = exp(*y - max);
+        sum += *y;
+    }
+    sum + lanes.iter().sum::<f32>()
+}
+
+/// `e^x` for `x ≤ 0` to within about 2 ulp (Cephes' expf: `x = n·ln 2 + r`, a degree-6
+/// polynomial on `|r| ≤ ln 2 / 2`, the power of two built in the exponent bits), branch-free
+/// so that loops over it vectorise. Below −87.3 it returns `e^−87.3`; NaN stays NaN.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 × 2^23: adding it rounds to an integer
+    let x = if x < -87.3 { -87.3 } else { x };
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    let k = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    e * f32::from_bits(((k + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exp;
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = 0f64;
+        for i in 0..=200_000 {
+            let x = -87.0 * i as f32 / 200_000.0;
+            let want = (x as f64).exp();
+            let got = exp(x) as f64;
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 2.5e-7, "worst relative error {worst}");
+        assert!(exp(f32::NAN).is_nan());
+        assert_eq!(exp(0.0), 1.0);
+    }
+}
