@@ -5,6 +5,7 @@ use criterion::criterion_main;
 mod benchmarks;
 
 criterion_main! {
+    benchmarks::attention::benches,
     benchmarks::forward::benches,
     benchmarks::scheduler::benches,
 }

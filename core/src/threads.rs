@@ -86,7 +86,12 @@ pub fn parallel(tasks: usize, threads: usize, work: impl Fn(usize) + Sync) {
             // SAFETY: GOMP_parallel runs `trampoline(data)` on each thread of a new team and
             // returns after all of them; `drain` catches every panic, so none unwinds into C.
             unsafe {
-                region(trampoline, &drain as *const &(dyn Fn() + Sync) as *mut c_void, threads as c_uint, 0)
+                region(
+                    trampoline,
+                    &drain as *const &(dyn Fn() + Sync) as *mut c_void,
+                    threads as c_uint,
+                    0,
+                )
             };
         }
         None => std::thread::scope(|scope| {

@@ -83,8 +83,8 @@ impl RawThroughput {
             if model.packs() {
                 // The same rows as one packed batch (b contexts, no continuations), which
                 // runs attention without padding or masks: the floor takes the faster.
-                let rows: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(&ids.to_device(tch::Device::Cpu))
-                    .op("reading random ids")?;
+                let rows: Vec<Vec<i64>> =
+                    Vec::<Vec<i64>>::try_from(&ids.to_device(tch::Device::Cpu)).op("reading random ids")?;
                 let requests: Vec<PackedRequest<'_>> = rows
                     .iter()
                     .map(|r| PackedRequest {

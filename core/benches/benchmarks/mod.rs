@@ -1,5 +1,6 @@
 //! Benchmark modules and their shared helpers: where the test checkpoints are.
 
+pub mod attention;
 pub mod forward;
 pub mod scheduler;
 

@@ -403,8 +403,10 @@ mod tests {
         ];
         let batch = PackedBatch::new(&reqs, Device::Cpu).expect("layout");
         let t = batch.tokens() as i64;
-        for (dim, heads, kv_heads, scale) in [(8, 8, 4, None), (16, 6, 6, Some(0.3)), (32, 4, 1, None)] {
-            assert!(super::spans::applies(&Tensor::zeros([1, 1, 1, dim], (Kind::Float, Device::Cpu))));
+        let cpu = |dim: i64| Tensor::zeros([1, 1, 1, dim], (Kind::Float, Device::Cpu));
+        assert!(!super::spans::applies(&cpu(32)) && !super::spans::applies(&cpu(64)));
+        for (dim, heads, kv_heads, scale) in [(8, 8, 4, None), (16, 6, 6, Some(0.3)), (16, 4, 1, None)] {
+            assert!(super::spans::applies(&cpu(dim)));
             let q = Tensor::randn([1, heads, t, dim], (Kind::Float, Device::Cpu));
             let k = Tensor::randn([1, kv_heads, t, dim], (Kind::Float, Device::Cpu)) * 3.0;
             let v = Tensor::randn([1, kv_heads, t, dim], (Kind::Float, Device::Cpu));
