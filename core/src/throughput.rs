@@ -1,8 +1,8 @@
 //! The forward-pass floor: what an evaluation's work would cost on the model at its raw speed.
 //!
 //! [`RawThroughput::measure`] times the model itself, in this process, on random tokens: the
-//! body at several batch shapes, each as a padded batch and, where the model packs, as a
-//! packed one (the best tokens per second is kept), and the output head with
+//! body at several batch shapes (the best tokens per second is kept; as one packed batch of
+//! contexts where the model packs, the path scoring takes, else as a padded batch), and the output head with
 //! the log-softmax normaliser at a block of positions (seconds per position). An evaluation
 //! needs `tokens_forwarded` tokens through the body and `tokens_scored` positions through the
 //! head (the counts with prefix sharing and the head only where a score is read), so its floor
@@ -76,26 +76,33 @@ impl RawThroughput {
             }
             let ids = Tensor::randint(vocab, [b as i64, s as i64], (Kind::Int64, dev));
             let mask = Tensor::ones([b as i64, s as i64], (Kind::Int64, dev));
-            let h = model.hidden_states(&ids, &mask, None)?; // warm-up
+            // Where the model packs, the path scoring takes: the same rows as one packed batch
+            // (b contexts, no continuations), attention without padding or masks.
+            let rows: Vec<Vec<i64>> = if model.packs() {
+                Vec::<Vec<i64>>::try_from(&ids.to_device(tch::Device::Cpu)).op("reading random ids")?
+            } else {
+                vec![]
+            };
+            let requests: Vec<PackedRequest<'_>> = rows
+                .iter()
+                .map(|r| PackedRequest {
+                    context: r,
+                    segments: &[],
+                })
+                .collect();
+            let packed = if model.packs() {
+                Some(PackedBatch::new(&requests, dev)?)
+            } else {
+                None
+            };
+            let pass = || match &packed {
+                Some(batch) => model.hidden_states_packed(batch),
+                None => model.hidden_states(&ids, &mask, None),
+            };
+            let h = pass()?; // warm-up
             hidden_size = h.size().last().copied().unwrap_or(0);
             hidden_kind = h.kind();
-            let mut tps = timed(b * s, || model.hidden_states(&ids, &mask, None))?;
-            if model.packs() {
-                // The same rows as one packed batch (b contexts, no continuations), which
-                // runs attention without padding or masks: the floor takes the faster.
-                let rows: Vec<Vec<i64>> =
-                    Vec::<Vec<i64>>::try_from(&ids.to_device(tch::Device::Cpu)).op("reading random ids")?;
-                let requests: Vec<PackedRequest<'_>> = rows
-                    .iter()
-                    .map(|r| PackedRequest {
-                        context: r,
-                        segments: &[],
-                    })
-                    .collect();
-                let batch = PackedBatch::new(&requests, dev)?;
-                sync(&model.hidden_states_packed(&batch)?)?; // warm-up
-                tps = tps.max(timed(b * s, || model.hidden_states_packed(&batch))?);
-            }
+            let tps = timed(b * s, pass)?;
             if best.is_none_or(|(t, _, _)| tps > t) {
                 best = Some((tps, b, s));
             }
