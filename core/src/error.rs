@@ -135,6 +135,15 @@ pub enum Error {
         /// What differs, and what to do.
         message: String,
     },
+    /// A shard's rank and world size, or a cluster launcher's variables for them, that do not
+    /// make a shard.
+    #[error("{launcher}: {message}")]
+    Launch {
+        /// Where the values came from (`torchrun`, `slurm`, or `shards` for arguments).
+        launcher: &'static str,
+        /// What is wrong, naming the variable.
+        message: String,
+    },
     /// A request that the model cannot serve (an unsupported device, dtype or operation).
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -53,10 +53,14 @@ impl Share {
     /// ```
     pub fn rank(rank: usize, world: usize) -> Result<Share> {
         match (rank, world) {
-            (_, 0) => Err(Error::Unsupported(
-                "a run needs at least one shard (world size 0)".into(),
-            )),
-            (r, w) if r >= w => Err(Error::Unsupported(format!("rank {r} is not below the world size {w}"))),
+            (_, 0) => Err(Error::Launch {
+                launcher: "shards",
+                message: "a run needs at least one shard (world size 0)".into(),
+            }),
+            (r, w) if r >= w => Err(Error::Launch {
+                launcher: "shards",
+                message: format!("rank {r} is not below the world size {w}"),
+            }),
             (_, 1) => Ok(Share::Whole),
             (rank, world) => Ok(Share::Rank { rank, world }),
         }
@@ -116,9 +120,10 @@ impl Launch {
                 continue;
             };
             let num = |name: &str, v: &str| {
-                v.trim()
-                    .parse::<usize>()
-                    .map_err(|_| Error::Unsupported(format!("{launcher}: {name}={v:?} is not a number")))
+                v.trim().parse::<usize>().map_err(|_| Error::Launch {
+                    launcher,
+                    message: format!("{name}={v:?} is not a number"),
+                })
             };
             let (r, w) = (num(rank, &r)?, num(world, &w)?);
             let local_rank = match var(local) {
@@ -126,9 +131,10 @@ impl Launch {
                 None => r,
             };
             if r >= w {
-                return Err(Error::Unsupported(format!(
-                    "{launcher}: {rank}={r} is not below {world}={w}"
-                )));
+                return Err(Error::Launch {
+                    launcher,
+                    message: format!("{rank}={r} is not below {world}={w}"),
+                });
             }
             return Ok(Some(Launch {
                 rank: r,
@@ -270,8 +276,18 @@ mod tests {
             "WORLD_SIZE" => Some("2".into()),
             _ => None,
         };
-        let e = Launch::from_vars(bad).unwrap_err().to_string();
-        assert!(e.contains("RANK=\"x\""), "{e}");
+        let e = Launch::from_vars(bad).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Launch {
+                    launcher: "torchrun",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "torchrun: RANK=\"x\" is not a number");
         let outside = |k: &str| match k {
             "RANK" => Some("2".into()),
             "WORLD_SIZE" => Some("2".into()),

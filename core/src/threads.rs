@@ -43,6 +43,11 @@ fn open_mp() -> Option<Region> {
 /// team where there is one), each task exactly once; returns when all are done. A panic in a
 /// task is raised again here.
 ///
+/// Call it from the thread that runs libtorch's operators: OpenMP keeps one team per calling
+/// thread, so from another thread the team is a second set of threads beside libtorch's.
+/// Inside an OpenMP region (or a task of this function) the team is one thread and the tasks
+/// run in order; libtorch operators called from `work` likewise run on one thread.
+///
 /// ```
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// let sum = AtomicUsize::new(0);

@@ -10,7 +10,7 @@ pub mod mask;
 pub mod packed;
 pub mod random;
 pub mod served;
-pub mod spans;
+pub(crate) mod spans;
 pub mod torchscript;
 pub mod weights;
 

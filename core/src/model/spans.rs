@@ -16,16 +16,16 @@ use tch::{Device, Kind, Tensor};
 /// The head sizes this path runs. From 32 wide libtorch's kernel is faster (the
 /// `packed_attention` benchmark: 8 wide 1.8 ms against 4.0 ms, 16 wide 4.1 against 5.2, 32
 /// wide 10.5 against 8.1, one thread).
-pub const HEAD_DIMS: [usize; 2] = [8, 16];
+pub(crate) const HEAD_DIMS: [usize; 2] = [8, 16];
 
 /// The keys one query attends: `first` and then `second` (empty for a context token), as
 /// half-open ranges of token indices in the packed row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Spans {
+pub(crate) struct Spans {
     /// The first span (a context's tokens up to the query's own position, or all of them).
-    pub first: (u32, u32),
+    pub(crate) first: (u32, u32),
     /// The second span (a segment's tokens up to the query), `(0, 0)` when none.
-    pub second: (u32, u32),
+    pub(crate) second: (u32, u32),
 }
 
 impl Spans {
@@ -34,29 +34,50 @@ impl Spans {
     }
 }
 
-/// Whether this path runs attention of `q` (`(1, heads, tokens, head_dim)`).
-pub fn applies(q: &Tensor) -> bool {
+/// Whether this path runs attention of `q` (`(1, heads, tokens, head_dim)`): on the CPU,
+/// float32, heads [`HEAD_DIMS`] wide.
+pub(crate) fn applies(q: &Tensor) -> bool {
     let dim = q.size().last().copied().unwrap_or(0) as usize;
     q.device() == Device::Cpu && q.kind() == Kind::Float && HEAD_DIMS.contains(&dim)
 }
 
-/// Attention of `q` `(1, heads, T, d)` over `k`, `v` `(1, kv_heads, T, d)` where token `t`
-/// attends the keys of `spans[t]`; returns `(1, T, heads × d)`. `scale` defaults to
-/// `1/sqrt(d)`.
-pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale: Option<f64>) -> Result<Tensor> {
-    let (_, heads, tokens, dim) = q.size4().op("attention query shape")?;
-    let (_, kv_heads, k_tokens, _) = k.size4().op("attention key shape")?;
-    if tokens as usize != spans.len() || k_tokens != tokens || kv_heads == 0 || heads % kv_heads != 0 {
-        return Err(Error::Unsupported(format!(
-            "span attention of {tokens} queries, {k_tokens} keys, {} spans, {heads} heads over {kv_heads}",
+/// Attention of `q` `(1, heads, T, d)` over `k`, `v` `(1, kv_heads, T, d)` (float32, on the
+/// CPU, `d` one of [`HEAD_DIMS`]) where token `t` attends the keys of `spans[t]`; returns
+/// `(1, T, heads × d)`. `scale` defaults to `1/sqrt(d)`.
+pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale: Option<f64>) -> Result<Tensor> {
+    let (qs, ks, vs) = (q.size(), k.size(), v.size());
+    let bad_shape = || {
+        Error::Unsupported(format!(
+            "span attention: queries {qs:?}, keys {ks:?}, values {vs:?} and {} spans; expected \
+             (1, heads, T, d), (1, kv_heads, T, d) twice and T spans, d in {HEAD_DIMS:?}, \
+             kv_heads dividing heads",
             spans.len()
-        )));
+        ))
+    };
+    let [1, heads, tokens, dim] = qs[..] else {
+        return Err(bad_shape());
+    };
+    let kv_heads = ks.get(1).copied().unwrap_or(0);
+    if ks != vs
+        || ks != [1, kv_heads, tokens, dim]
+        || spans.len() != tokens as usize
+        || !applies(q)
+        || !applies(k)
+        || !applies(v)
+        || heads == 0
+        || kv_heads == 0
+        || heads % kv_heads != 0
+    {
+        return Err(bad_shape());
     }
-    if let Some(bad) = spans.iter().find(|s| {
-        s.keys() == 0 || s.first.0 > s.first.1 || s.second.0 > s.second.1 || s.first.1.max(s.second.1) as i64 > tokens
-    }) {
+    let inside = |(a, b): (u32, u32)| a <= b && b as i64 <= tokens;
+    if let Some((t, bad)) = spans
+        .iter()
+        .enumerate()
+        .find(|(_, s)| !inside(s.first) || !inside(s.second) || s.keys() == 0)
+    {
         return Err(Error::Unsupported(format!(
-            "attention spans {bad:?} outside {tokens} tokens or empty"
+            "span attention: token {t} attends {bad:?}, empty or outside its {tokens} tokens"
         )));
     }
     let scale = scale.unwrap_or(1.0 / (dim as f64).sqrt()) as f32;
@@ -70,24 +91,63 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale: Option
         heads: heads as usize,
         rep: (heads / kv_heads) as usize,
         tokens: tokens as usize,
+        dim: dim as usize,
         scale,
     };
-    let width = shape.heads * dim as usize;
-    let mut out = vec![0f32; shape.tokens * width];
-    // Contiguous runs of queries of about equal work, a few per thread, on libtorch's
-    // threads.
     let threads = tch::get_num_threads().max(1) as usize;
+    let out = compute(&shape, &qv, &kt, &vv, spans, threads, best_kernel());
+    Tensor::from_slice(&out)
+        .f_view([1, tokens, heads * dim])
+        .op("span attention output")
+}
+
+/// The sizes of one attention call.
+struct Shape {
+    heads: usize,
+    /// Query heads per key head.
+    rep: usize,
+    tokens: usize,
+    /// One of [`HEAD_DIMS`].
+    dim: usize,
+    scale: f32,
+}
+
+/// Which instructions the inner loops use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// AVX2 with fused multiply-adds.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// What the target was compiled for.
+    Portable,
+}
+
+fn best_kernel() -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Kernel::Avx2;
+        }
+    }
+    Kernel::Portable
+}
+
+/// The attention output `(T, heads × d)`, row-major: contiguous runs of queries of about equal
+/// work, a few per thread, on `threads` of libtorch's threads.
+fn compute(s: &Shape, q: &[f32], kt: &[f32], v: &[f32], spans: &[Spans], threads: usize, kernel: Kernel) -> Vec<f32> {
+    let width = s.heads * s.dim;
+    let mut out = vec![0f32; s.tokens * width];
     let runs = if threads == 1 { 1 } else { 4 * threads };
     let total: usize = spans.iter().map(Spans::keys).sum();
     let mut bounds = vec![0usize];
     let mut acc = 0;
-    for (t, s) in spans.iter().enumerate() {
-        acc += s.keys();
+    for (t, sp) in spans.iter().enumerate() {
+        acc += sp.keys();
         if bounds.len() < runs && acc * runs >= total * bounds.len() {
             bounds.push(t + 1);
         }
     }
-    bounds.push(shape.tokens);
+    bounds.push(s.tokens);
     bounds.dedup();
     let mut chunks = vec![];
     let mut rest = out.as_mut_slice();
@@ -100,35 +160,33 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale: Option
         // Each run is taken by exactly one thread, so the lock is never contended.
         let mut guard = chunks[i].lock().unwrap_or_else(|p| p.into_inner());
         let (from, chunk) = &mut *guard;
-        match dim {
-            8 => run_dim::<8>(&shape, &qv, &kt, &vv, spans, *from, chunk),
-            _ => run_dim::<16>(&shape, &qv, &kt, &vv, spans, *from, chunk),
+        match s.dim {
+            8 => run_dim::<8>(s, q, kt, v, spans, *from, chunk, kernel),
+            _ => run_dim::<16>(s, q, kt, v, spans, *from, chunk, kernel),
         }
     });
     drop(chunks);
-    Tensor::from_slice(&out)
-        .f_view([1, tokens, heads * dim])
-        .op("span attention output")
+    out
 }
 
-struct Shape {
-    heads: usize,
-    rep: usize,
-    tokens: usize,
-    scale: f32,
-}
-
-/// Runs queries `from..` (as many as `out` holds rows) on the best instruction set there is.
-fn run_dim<const D: usize>(s: &Shape, q: &[f32], kt: &[f32], v: &[f32], spans: &[Spans], from: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { queries_avx2::<D>(s, q, kt, v, spans, from, out) };
-            return;
-        }
+/// Runs queries `from..` (as many as `out` holds rows) with `kernel`.
+#[allow(clippy::too_many_arguments)]
+fn run_dim<const D: usize>(
+    s: &Shape,
+    q: &[f32],
+    kt: &[f32],
+    v: &[f32],
+    spans: &[Spans],
+    from: usize,
+    out: &mut [f32],
+    kernel: Kernel,
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx2` is only chosen where the CPU has AVX2 and FMA (`best_kernel`).
+        Kernel::Avx2 => unsafe { queries_avx2::<D>(s, q, kt, v, spans, from, out) },
+        Kernel::Portable => queries::<D, false>(s, q, kt, v, spans, from, out),
     }
-    queries::<D, false>(s, q, kt, v, spans, from, out);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -304,7 +362,124 @@ fn exp(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::exp;
+    use super::{best_kernel, compute, exp, Kernel, Shape, Spans};
+
+    /// A context of 30 tokens, then segments of 9 and 7 tokens over it.
+    fn layout() -> Vec<Spans> {
+        let mut spans: Vec<Spans> = (0..30)
+            .map(|p| Spans {
+                first: (0, p + 1),
+                second: (0, 0),
+            })
+            .collect();
+        for (start, len) in [(30u32, 9u32), (39, 7)] {
+            spans.extend((0..len).map(|p| Spans {
+                first: (0, 30),
+                second: (start, start + p + 1),
+            }));
+        }
+        spans
+    }
+
+    /// Every kernel and thread count against attention written out in f64, with grouped heads.
+    #[test]
+    fn kernels_and_splits_equal_plain_attention() {
+        let spans = layout();
+        for dim in super::HEAD_DIMS {
+            let (heads, kv_heads, tokens) = (4, 2, spans.len());
+            let s = Shape {
+                heads,
+                rep: heads / kv_heads,
+                tokens,
+                dim,
+                scale: 0.7,
+            };
+            let mut seed = 12345u64 + dim as u64;
+            let mut random = |n: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+                    })
+                    .collect()
+            };
+            let (q, kt, v) = (
+                random(tokens * heads * dim),
+                random(kv_heads * dim * tokens),
+                random(kv_heads * tokens * dim),
+            );
+            let mut want = vec![0f64; tokens * heads * dim];
+            for (t, sp) in spans.iter().enumerate() {
+                for h in 0..heads {
+                    let kv = h / s.rep;
+                    let keys: Vec<usize> = (sp.first.0..sp.first.1)
+                        .chain(sp.second.0..sp.second.1)
+                        .map(|j| j as usize)
+                        .collect();
+                    let scores: Vec<f64> = keys
+                        .iter()
+                        .map(|&j| {
+                            (0..dim)
+                                .map(|d| q[(t * heads + h) * dim + d] as f64 * kt[(kv * dim + d) * tokens + j] as f64)
+                                .sum::<f64>()
+                                * 0.7
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let weights: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                    let sum: f64 = weights.iter().sum();
+                    for d in 0..dim {
+                        want[(t * heads + h) * dim + d] = keys
+                            .iter()
+                            .zip(&weights)
+                            .map(|(&j, w)| w * v[(kv * tokens + j) * dim + d] as f64)
+                            .sum::<f64>()
+                            / sum;
+                    }
+                }
+            }
+            for (kernel, threads) in [
+                (Kernel::Portable, 1),
+                (Kernel::Portable, 3),
+                (best_kernel(), 1),
+                (best_kernel(), 2),
+            ] {
+                let got = compute(&s, &q, &kt, &v, &spans, threads, kernel);
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(&g, &w)| (g as f64 - w).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    worst < 1e-5,
+                    "{dim} wide, {kernel:?} on {threads} threads: max difference {worst}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_spans_and_shapes_are_errors() {
+        let spans = layout();
+        let t = spans.len() as i64;
+        let x = |h: i64, d: i64| tch::Tensor::zeros([1, h, t, d], (tch::Kind::Float, tch::Device::Cpu));
+        assert!(super::attend(&x(4, 8), &x(2, 8), &x(2, 8), &spans, None).is_ok());
+        let e = super::attend(&x(4, 8), &x(2, 16), &x(2, 16), &spans, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keys [1, 2, 46, 16]"), "{e}");
+        assert!(super::attend(&x(4, 32), &x(2, 32), &x(2, 32), &spans, None).is_err());
+        assert!(super::attend(&x(3, 8), &x(2, 8), &x(2, 8), &spans, None).is_err());
+        let mut reversed = spans.clone();
+        reversed[3].first = (3, 1);
+        let e = super::attend(&x(4, 8), &x(2, 8), &x(2, 8), &reversed, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("token 3"), "{e}");
+        let mut outside = spans;
+        outside[40].second = (39, 47);
+        assert!(super::attend(&x(4, 8), &x(2, 8), &x(2, 8), &outside, None).is_err());
+    }
 
     #[test]
     fn exp_is_within_two_ulp() {
