@@ -5,6 +5,8 @@ mod cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // libtorch's CPU buffers are reused rather than mapped afresh for every batch.
+    evalkit::core::allocator::tune();
     match cli::run() {
         Ok(code) => code,
         Err(err) => {

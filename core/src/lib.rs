@@ -60,6 +60,7 @@ pub use device::{DeviceSpec, Dtype};
 pub use error::{Error, Result};
 pub use model::{load_checkpoint, KvCache, LoadOptions, Model};
 pub use tokenizer::Tokenizer;
+pub mod allocator;
 pub mod batch;
 pub mod chat;
 pub mod evaluator;

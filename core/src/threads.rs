@@ -8,7 +8,7 @@
 //! emits for `#pragma omp parallel`; libtorch's CPU build loads libgomp). Where no OpenMP
 //! runtime is loaded it falls back to scoped threads.
 
-use std::ffi::{c_char, c_uint, c_void};
+use std::ffi::{c_uint, c_void};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -21,14 +21,11 @@ type Region = unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_ui
 fn open_mp() -> Option<Region> {
     static FOUND: OnceLock<Option<Region>> = OnceLock::new();
     *FOUND.get_or_init(|| {
-        extern "C" {
-            fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-        }
         // SAFETY: dlsym with RTLD_DEFAULT (null) looks a symbol up in the loaded objects;
         // GOMP_parallel has this C signature in every libgomp since GCC 4.9 (and in LLVM's
         // and Intel's runtimes, which provide the GOMP entry points).
         unsafe {
-            let region = dlsym(std::ptr::null_mut(), c"GOMP_parallel".as_ptr());
+            let region = libc::dlsym(libc::RTLD_DEFAULT, c"GOMP_parallel".as_ptr());
             (!region.is_null()).then(|| std::mem::transmute::<*mut c_void, Region>(region))
         }
     })
