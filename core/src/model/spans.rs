@@ -95,7 +95,13 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale:
         scale,
     };
     let threads = tch::get_num_threads().max(1) as usize;
-    let out = compute(&shape, &qv, &kt, &vv, spans, threads, best_kernel());
+    let inputs = Inputs {
+        q: &qv,
+        kt: &kt,
+        v: &vv,
+        spans,
+    };
+    let out = compute(&shape, inputs, threads, best_kernel());
     Tensor::from_slice(&out)
         .f_view([1, tokens, heads * dim])
         .op("span attention output")
@@ -110,6 +116,16 @@ struct Shape {
     /// One of [`HEAD_DIMS`].
     dim: usize,
     scale: f32,
+}
+
+/// The flattened operands: queries `(T, heads, d)`, keys transposed `(kv_heads, d, T)`,
+/// values `(kv_heads, T, d)`, and each query's spans.
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    q: &'a [f32],
+    kt: &'a [f32],
+    v: &'a [f32],
+    spans: &'a [Spans],
 }
 
 /// Which instructions the inner loops use.
@@ -134,7 +150,8 @@ fn best_kernel() -> Kernel {
 
 /// The attention output `(T, heads × d)`, row-major: contiguous runs of queries of about equal
 /// work, a few per thread, on `threads` of libtorch's threads.
-fn compute(s: &Shape, q: &[f32], kt: &[f32], v: &[f32], spans: &[Spans], threads: usize, kernel: Kernel) -> Vec<f32> {
+fn compute(s: &Shape, x: Inputs<'_>, threads: usize, kernel: Kernel) -> Vec<f32> {
+    let spans = x.spans;
     let width = s.heads * s.dim;
     let mut out = vec![0f32; s.tokens * width];
     let runs = if threads == 1 { 1 } else { 4 * threads };
@@ -161,8 +178,8 @@ fn compute(s: &Shape, q: &[f32], kt: &[f32], v: &[f32], spans: &[Spans], threads
         let mut guard = chunks[i].lock().unwrap_or_else(|p| p.into_inner());
         let (from, chunk) = &mut *guard;
         match s.dim {
-            8 => run_dim::<8>(s, q, kt, v, spans, *from, chunk, kernel),
-            _ => run_dim::<16>(s, q, kt, v, spans, *from, chunk, kernel),
+            8 => run_dim::<8>(s, x, *from, chunk, kernel),
+            _ => run_dim::<16>(s, x, *from, chunk, kernel),
         }
     });
     drop(chunks);
@@ -170,37 +187,19 @@ fn compute(s: &Shape, q: &[f32], kt: &[f32], v: &[f32], spans: &[Spans], threads
 }
 
 /// Runs queries `from..` (as many as `out` holds rows) with `kernel`.
-#[allow(clippy::too_many_arguments)]
-fn run_dim<const D: usize>(
-    s: &Shape,
-    q: &[f32],
-    kt: &[f32],
-    v: &[f32],
-    spans: &[Spans],
-    from: usize,
-    out: &mut [f32],
-    kernel: Kernel,
-) {
+fn run_dim<const D: usize>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32], kernel: Kernel) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx2` is only chosen where the CPU has AVX2 and FMA (`best_kernel`).
-        Kernel::Avx2 => unsafe { queries_avx2::<D>(s, q, kt, v, spans, from, out) },
-        Kernel::Portable => queries::<D, false>(s, q, kt, v, spans, from, out),
+        Kernel::Avx2 => unsafe { queries_avx2::<D>(s, x, from, out) },
+        Kernel::Portable => queries::<D, false>(s, x, from, out),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn queries_avx2<const D: usize>(
-    s: &Shape,
-    q: &[f32],
-    kt: &[f32],
-    v: &[f32],
-    spans: &[Spans],
-    from: usize,
-    out: &mut [f32],
-) {
-    queries::<D, true>(s, q, kt, v, spans, from, out)
+unsafe fn queries_avx2<const D: usize>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32]) {
+    queries::<D, true>(s, x, from, out)
 }
 
 /// `a × b + c`, fused where the instruction is there (`FMA`), else two operations (a fused
@@ -218,15 +217,8 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 const LANES: usize = 8;
 
 #[inline(always)]
-fn queries<const D: usize, const FMA: bool>(
-    s: &Shape,
-    q: &[f32],
-    kt: &[f32],
-    v: &[f32],
-    spans: &[Spans],
-    from: usize,
-    out: &mut [f32],
-) {
+fn queries<const D: usize, const FMA: bool>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32]) {
+    let Inputs { q, kt, v, spans } = x;
     let mut scores: Vec<f32> = vec![];
     for (row, o) in out.chunks_exact_mut(s.heads * D).enumerate() {
         let t = from + row;
@@ -444,7 +436,13 @@ mod tests {
                 (best_kernel(), 1),
                 (best_kernel(), 2),
             ] {
-                let got = compute(&s, &q, &kt, &v, &spans, threads, kernel);
+                let x = super::Inputs {
+                    q: &q,
+                    kt: &kt,
+                    v: &v,
+                    spans: &spans,
+                };
+                let got = compute(&s, x, threads, kernel);
                 let worst = got
                     .iter()
                     .zip(&want)
