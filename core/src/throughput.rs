@@ -3,12 +3,12 @@
 //! [`RawThroughput::measure`] times the model itself, in this process, on random tokens: the
 //! body at several batch shapes (the best tokens per second is kept; as one packed batch of
 //! contexts where the model packs, the path scoring takes, else as a padded batch), and the
-//! output head with the log-softmax normaliser at a block of positions (seconds per position). An evaluation
-//! needs `tokens_forwarded` tokens through the body and `tokens_scored` positions through the
-//! head (the counts with prefix sharing and the head only where a score is read), so its floor
-//! is `forwarded / body rate + scored × head cost`, and its efficiency is floor ÷ the
-//! seconds it took. Generation decodes one token per step and so runs below the body's
-//! batched rate: its efficiency reads lower by nature.
+//! output head with the log-softmax normaliser at a block of positions (seconds per
+//! position). An evaluation needs `tokens_forwarded` tokens through the body and
+//! `tokens_scored` positions through the head (the counts with prefix sharing and the head
+//! only where a score is read), so its floor is `forwarded / body rate + scored × head
+//! cost`, and its efficiency is floor ÷ the seconds it took. Generation decodes one token
+//! per step and so runs below the body's batched rate: its efficiency reads lower by nature.
 
 use crate::error::{Result, TorchContext};
 use crate::model::packed::{PackedBatch, PackedRequest};
@@ -78,20 +78,18 @@ impl RawThroughput {
             let mask = Tensor::ones([b as i64, s as i64], (Kind::Int64, dev));
             // Where the model packs, the path scoring takes: the same rows as one packed batch
             // (b contexts, no continuations), attention without padding or masks.
-            let rows: Vec<Vec<i64>> = match model.packs() {
-                true => Vec::<Vec<i64>>::try_from(&ids.to_device(tch::Device::Cpu)).op("reading random ids")?,
-                false => vec![],
-            };
-            let requests: Vec<PackedRequest<'_>> = rows
-                .iter()
-                .map(|r| PackedRequest {
-                    context: r,
-                    segments: &[],
-                })
-                .collect();
-            let packed = match requests.is_empty() {
-                true => None,
-                false => Some(PackedBatch::new(&requests, dev)?),
+            let packed = if model.packs() {
+                let rows = Vec::<Vec<i64>>::try_from(&ids.to_device(tch::Device::Cpu)).op("reading random ids")?;
+                let requests: Vec<PackedRequest<'_>> = rows
+                    .iter()
+                    .map(|r| PackedRequest {
+                        context: r,
+                        segments: &[],
+                    })
+                    .collect();
+                Some(PackedBatch::new(&requests, dev)?)
+            } else {
+                None
             };
             let pass = || match &packed {
                 Some(batch) => model.hidden_states_packed(batch),

@@ -230,7 +230,8 @@ impl PackedBatch {
     /// in scaled_dot_product_attention. Returns `(1, tokens, heads × head_dim)`.
     ///
     /// On the CPU in float32 with heads 8 or 16 wide this runs evalkit's own kernel on the
-    /// packed row, each token over its spans of keys (faster there than libtorch's); elsewhere, libtorch's kernel on the two padded passes ([`PackedBatch::attend_padded`]).
+    /// packed row, each token over its spans of keys (faster there than libtorch's);
+    /// elsewhere, libtorch's kernel on the two padded passes ([`PackedBatch::attend_padded`]).
     pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: Option<f64>) -> Result<Tensor> {
         if spans::applies(q) {
             spans::attend(q, k, v, &self.spans, scale)
