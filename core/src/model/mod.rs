@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod gpt2;
+pub(crate) mod lanes;
 pub mod llama;
 pub mod mask;
 pub mod packed;

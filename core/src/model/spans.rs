@@ -6,16 +6,20 @@
 //! sizes. There, libtorch's flash attention spends its time on tiling and softmax bookkeeping
 //! rather than arithmetic (stories260K's heads are 8 wide), and padding the packed rows to
 //! rectangles for it costs as much again. Here each (query, head) takes two passes over its
-//! keys — scores, then `softmax · values` — vectorised along the keys (AVX2 when the CPU has
-//! it), with the queries split over libtorch's own threads ([`crate::threads`]).
+//! keys — scores, then `softmax · values` — in whole vectors of eight keys ([`super::lanes`]:
+//! AVX2 when the CPU has it), with the queries split over libtorch's own threads
+//! ([`crate::threads`]).
 
+#[cfg(target_arch = "x86_64")]
+use super::lanes::Avx2;
+use super::lanes::{F32x8, Portable, LANES};
 use crate::error::{Error, Result, TorchContext};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 /// The head sizes this path runs. From 32 wide libtorch's kernel is faster (the
-/// `packed_attention` benchmark: 8 wide 1.8 ms against 4.0 ms, 16 wide 4.1 against 5.2, 32
-/// wide 10.5 against 8.1, one thread).
+/// `packed_attention` benchmark, one thread: 8 wide 1.6 ms against 4.2 ms, 16 wide 3.1 against
+/// 5.4; 32 wide, on the first version of this kernel, 10.5 against 8.1).
 pub(crate) const HEAD_DIMS: [usize; 2] = [8, 16];
 
 /// The keys one query attends: `first` and then `second` (empty for a context token), as
@@ -81,11 +85,15 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale:
         )));
     }
     let scale = scale.unwrap_or(1.0 / (dim as f64).sqrt()) as f32;
-    // Queries (T, heads, d); keys transposed (kv_heads, d, T) so scores vectorise along the
-    // keys; values (kv_heads, T, d) so each key adds one contiguous row to the output.
+    // Queries (T, heads, d); keys transposed (kv_heads, d, T + LANES) and zero-padded so scores
+    // vectorise along the keys with whole chunks; values (kv_heads, T, d) so each key adds one
+    // contiguous row to the output.
     let flat = |x: Tensor, what: &str| -> Result<Vec<f32>> { Vec::<f32>::try_from(x.contiguous().view([-1])).op(what) };
     let qv = flat(q.squeeze_dim(0).transpose(0, 1), "reading queries")?;
-    let kt = flat(k.squeeze_dim(0).transpose(1, 2), "reading keys")?;
+    let kt = flat(
+        k.squeeze_dim(0).transpose(1, 2).constant_pad_nd([0, LANES as i64]),
+        "reading keys",
+    )?;
     let vv = flat(v.squeeze_dim(0), "reading values")?;
     let shape = Shape {
         heads: heads as usize,
@@ -118,8 +126,8 @@ struct Shape {
     scale: f32,
 }
 
-/// The flattened operands: queries `(T, heads, d)`, keys transposed `(kv_heads, d, T)`,
-/// values `(kv_heads, T, d)`, and each query's spans.
+/// The flattened operands: queries `(T, heads, d)`, keys transposed `(kv_heads, d, T + LANES)`
+/// (zeros after the `T` keys), values `(kv_heads, T, d)`, and each query's spans.
 #[derive(Clone, Copy)]
 struct Inputs<'a> {
     q: &'a [f32],
@@ -192,169 +200,127 @@ fn run_dim<const D: usize>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx2` is only chosen where the CPU has AVX2 and FMA (`best_kernel`).
         Kernel::Avx2 => unsafe { queries_avx2::<D>(s, x, from, out) },
-        Kernel::Portable => queries::<D, false>(s, x, from, out),
+        Kernel::Portable => queries::<D, Portable>(s, x, from, out),
     }
 }
 
+/// [`queries`] on AVX2 registers, compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn queries_avx2<const D: usize>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32]) {
-    queries::<D, true>(s, x, from, out)
+    queries::<D, Avx2>(s, x, from, out)
 }
 
-/// `a × b + c`, fused where the instruction is there (`FMA`), else two operations (a fused
-/// multiply-add without the instruction is a slow library call).
+/// Eight floats of `x` from `at` as an array reference (a panic past its end).
 #[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
+fn eight(x: &[f32], at: usize) -> &[f32; LANES] {
+    x[at..at + LANES].try_into().expect("eight lanes")
 }
 
-/// Keys scored at once: one vector register of eight lanes.
-const LANES: usize = 8;
-
+/// The attention of queries `from..` (as many as `out` holds rows) on lanes `V`.
 #[inline(always)]
-fn queries<const D: usize, const FMA: bool>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32]) {
+fn queries<const D: usize, V: F32x8>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32]) {
     let Inputs { q, kt, v, spans } = x;
+    let stride = s.tokens + LANES;
+    let kv_heads = s.heads / s.rep;
+    assert_eq!(kt.len(), kv_heads * D * stride, "keys (kv_heads, d, T + LANES)");
+    assert_eq!(v.len(), kv_heads * s.tokens * D, "values (kv_heads, T, d)");
     let mut scores: Vec<f32> = vec![];
     for (row, o) in out.chunks_exact_mut(s.heads * D).enumerate() {
         let t = from + row;
         let sp = spans[t];
+        let parts = [sp.first, sp.second].map(|(a, b)| (a as usize, b as usize));
+        for &(a, b) in &parts {
+            assert!(a <= b && b <= s.tokens, "token {t} attends {a}..{b} of {}", s.tokens);
+        }
         let n = sp.keys();
+        // Whole chunks of eight: a span's last chunk reads past its end and writes scores past
+        // it, which the next span's scores overwrite; the lanes past `n` are set to −∞.
+        let padded = n.div_ceil(LANES) * LANES;
         scores.clear();
-        scores.resize(n, 0.0);
-        let parts = [sp.first, sp.second];
+        scores.resize(padded + LANES, 0.0);
         for h in 0..s.heads {
             let kv = h / s.rep;
-            let qh: [f32; D] = std::array::from_fn(|d| q[(t * s.heads + h) * D + d] * s.scale);
+            let qh: [V; D] = std::array::from_fn(|d| V::splat(q[(t * s.heads + h) * D + d] * s.scale));
+            let keys = &kt[kv * D * stride..(kv + 1) * D * stride];
             // Scores, eight keys at a time summed over the dimensions in one register.
             let mut off = 0;
             for &(a, b) in &parts {
-                let (a, b) = (a as usize, b as usize);
-                let dst = &mut scores[off..off + b - a];
-                let key = |d: usize| &kt[(kv * D + d) * s.tokens + a..(kv * D + d) * s.tokens + b];
-                let full = (b - a) / LANES * LANES;
-                for j in (0..full).step_by(LANES) {
-                    let mut acc = [0f32; LANES];
-                    for (d, &qd) in qh.iter().enumerate() {
-                        let k = &key(d)[j..j + LANES];
-                        for (x, &y) in acc.iter_mut().zip(k) {
-                            *x = madd::<FMA>(qd, y, *x);
-                        }
+                for j in (a..b).step_by(LANES) {
+                    let mut acc = V::splat(0.0);
+                    for (d, qd) in qh.iter().enumerate() {
+                        // SAFETY: j < b ≤ tokens (asserted above), so these eight floats end
+                        // by d·stride + tokens − 1 + LANES < (d + 1)·stride ≤ keys.len().
+                        let k = unsafe { &*keys.as_ptr().add(d * stride + j).cast::<[f32; LANES]>() };
+                        acc = qd.mul_add(V::load(k), acc);
                     }
-                    dst[j..j + LANES].copy_from_slice(&acc);
-                }
-                for (j, x) in dst.iter_mut().enumerate().skip(full) {
-                    *x = qh
-                        .iter()
-                        .enumerate()
-                        .fold(0.0, |acc, (d, &qd)| madd::<FMA>(qd, key(d)[j], acc));
+                    let at = off + j - a;
+                    acc.store((&mut scores[at..at + LANES]).try_into().expect("eight lanes"));
                 }
                 off += b - a;
             }
-            let max = lane_max(&scores);
-            let sum = exp_shifted(&mut scores, max);
-            // softmax · values: each key adds its weighted row, alternate keys into two
-            // accumulators so consecutive additions do not wait on each other.
-            let (mut even, mut odd) = ([0f32; D], [0f32; D]);
+            scores[n..padded].fill(f32::NEG_INFINITY);
+            let scores = &mut scores[..padded];
+            let mut max = V::splat(f32::NEG_INFINITY);
+            for c in scores.chunks_exact(LANES) {
+                max = max.max(V::load(c.try_into().expect("eight lanes")));
+            }
+            // A NaN score may be lost from the maximum; it still makes its exponential NaN.
+            let max = V::splat(max.max_lane());
+            let mut sum = V::splat(0.0);
+            for c in scores.chunks_exact_mut(LANES) {
+                let c: &mut [f32; LANES] = c.try_into().expect("eight lanes");
+                let e = V::load(c).sub(max).exp();
+                e.store(c);
+                sum = sum.add(e);
+            }
+            // softmax · values: each key adds its weighted row, keys in turn into four
+            // accumulators so that consecutive additions do not wait on each other.
+            let mut acc = [[V::splat(0.0); 2]; 4];
             let mut off = 0;
             for &(a, b) in &parts {
-                let (a, b) = (a as usize, b as usize);
                 let rows = &v[(kv * s.tokens + a) * D..(kv * s.tokens + b) * D];
                 let weights = &scores[off..off + b - a];
-                let mut pairs = rows.chunks_exact(2 * D);
-                for (w, pair) in weights.chunks_exact(2).zip(&mut pairs) {
-                    for ((x, y), (&r0, &r1)) in even
-                        .iter_mut()
-                        .zip(odd.iter_mut())
-                        .zip(pair[..D].iter().zip(&pair[D..]))
-                    {
-                        *x = madd::<FMA>(w[0], r0, *x);
-                        *y = madd::<FMA>(w[1], r1, *y);
+                let add = |acc: &mut [V; 2], w: f32, r: &[f32]| {
+                    let w = V::splat(w);
+                    for (p, acc) in acc.iter_mut().enumerate().take(D / LANES) {
+                        *acc = w.mul_add(V::load(eight(r, p * LANES)), *acc);
+                    }
+                };
+                let mut quads = rows.chunks_exact(4 * D);
+                let mut ws = weights.chunks_exact(4);
+                for (w, quad) in (&mut ws).zip(&mut quads) {
+                    for ((acc, &w), r) in acc.iter_mut().zip(w).zip(quad.chunks_exact(D)) {
+                        add(acc, w, r);
                     }
                 }
-                if let (Some(&w), Some(r)) = (weights.chunks_exact(2).remainder().first(), pairs.remainder().get(..D)) {
-                    for (x, &y) in even.iter_mut().zip(r) {
-                        *x = madd::<FMA>(w, y, *x);
-                    }
+                for ((&w, r), acc) in ws
+                    .remainder()
+                    .iter()
+                    .zip(quads.remainder().chunks_exact(D))
+                    .zip(&mut acc)
+                {
+                    add(acc, w, r);
                 }
                 off += b - a;
             }
-            let inv = 1.0 / sum;
-            for ((x, e), o) in o[h * D..(h + 1) * D].iter_mut().zip(even).zip(odd) {
-                *x = (e + o) * inv;
+            let inv = V::splat(1.0 / sum.sum());
+            let [a0, a1, a2, a3] = acc;
+            let out = o[h * D..(h + 1) * D].chunks_exact_mut(LANES);
+            for ((((o, x0), x1), x2), x3) in out.zip(a0).zip(a1).zip(a2).zip(a3) {
+                let total = x0.add(x1).add(x2.add(x3));
+                total.mul(inv).store(o.try_into().expect("eight lanes"));
             }
         }
     }
-}
-
-/// The largest of `x` (NaN-propagating in the sense that a NaN score makes the output NaN
-/// through [`exp_shifted`]); eight lanes so it vectorises.
-#[inline(always)]
-fn lane_max(x: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for (l, &y) in lanes.iter_mut().zip(c) {
-            *l = if y > *l { y } else { *l };
-        }
-    }
-    let mut m = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &y| if y > m { y } else { m });
-    for l in lanes {
-        m = if l > m { l } else { m };
-    }
-    m
-}
-
-/// Replaces each `x` by `exp(x − max)` and returns their sum (eight lanes).
-#[inline(always)]
-fn exp_shifted(x: &mut [f32], max: f32) -> f32 {
-    let mut lanes = [0f32; 8];
-    let mut chunks = x.chunks_exact_mut(8);
-    for c in &mut chunks {
-        for (l, y) in lanes.iter_mut().zip(c.iter_mut()) {
-            *y = exp(*y - max);
-            *l += *y;
-        }
-    }
-    let mut sum = 0.0;
-    for y in chunks.into_remainder() {
-        *y = exp(*y - max);
-        sum += *y;
-    }
-    sum + lanes.iter().sum::<f32>()
-}
-
-/// `e^x` for `x ≤ 0` to within about 2 ulp (Cephes' expf: `x = n·ln 2 + r`, a degree-6
-/// polynomial on `|r| ≤ ln 2 / 2`, the power of two built in the exponent bits), branch-free
-/// so that loops over it vectorise. Below −87.3 it returns `e^−87.3`; NaN stays NaN.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const ROUND: f32 = 12_582_912.0; // 1.5 × 2^23: adding it rounds to an integer
-    let x = if x < -87.3 { -87.3 } else { x };
-    let t = x * std::f32::consts::LOG2_E + ROUND;
-    let n = t - ROUND;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = 1.987_569_1e-4;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
-    let k = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
-    e * f32::from_bits(((k + 127) as u32) << 23)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{best_kernel, compute, exp, Kernel, Shape, Spans};
+    use super::{best_kernel, compute, Kernel, Shape, Spans};
 
     /// A context of 30 tokens, then segments of 9 and 7 tokens over it.
     fn layout() -> Vec<Spans> {
@@ -400,6 +366,11 @@ mod tests {
                 random(kv_heads * dim * tokens),
                 random(kv_heads * tokens * dim),
             );
+            // The kernel's key layout: each dimension's row padded with LANES zeros.
+            let padded: Vec<f32> = kt
+                .chunks_exact(tokens)
+                .flat_map(|row| row.iter().copied().chain([0.0; super::LANES]))
+                .collect();
             let mut want = vec![0f64; tokens * heads * dim];
             for (t, sp) in spans.iter().enumerate() {
                 for h in 0..heads {
@@ -438,7 +409,7 @@ mod tests {
             ] {
                 let x = super::Inputs {
                     q: &q,
-                    kt: &kt,
+                    kt: &padded,
                     v: &v,
                     spans: &spans,
                 };
@@ -451,6 +422,45 @@ mod tests {
                 assert!(
                     worst < 1e-5,
                     "{dim} wide, {kernel:?} on {threads} threads: max difference {worst}"
+                );
+            }
+        }
+    }
+
+    /// A NaN key reaches exactly the queries that attend it, although the whole-chunk reads of
+    /// the others' spans load it too.
+    #[test]
+    fn a_nan_key_reaches_only_its_queries() {
+        let spans = layout();
+        let (heads, kv_heads, tokens, dim) = (2, 1, spans.len(), 8);
+        let s = Shape {
+            heads,
+            rep: 2,
+            tokens,
+            dim,
+            scale: 0.5,
+        };
+        let nan_key = 36; // inside the first segment (30..39), seen by its tokens 36..39
+        let q = vec![0.25f32; tokens * heads * dim];
+        let mut kt = vec![0f32; kv_heads * dim * (tokens + super::LANES)];
+        for d in 0..dim {
+            kt[d * (tokens + super::LANES) + nan_key] = f32::NAN;
+        }
+        let v: Vec<f32> = (0..tokens * dim).map(|i| i as f32 / 100.0).collect();
+        for kernel in [Kernel::Portable, best_kernel()] {
+            let x = super::Inputs {
+                q: &q,
+                kt: &kt,
+                v: &v,
+                spans: &spans,
+            };
+            let got = compute(&s, x, 1, kernel);
+            for (t, row) in got.chunks_exact(heads * dim).enumerate() {
+                let sees = (30..39).contains(&t) && t >= nan_key;
+                assert_eq!(row.iter().all(|x| x.is_nan()), sees, "{kernel:?}, token {t}: {row:?}");
+                assert!(
+                    sees || row.iter().all(|x| x.is_finite()),
+                    "{kernel:?}, token {t}: {row:?}"
                 );
             }
         }
@@ -477,19 +487,5 @@ mod tests {
         let mut outside = spans;
         outside[40].second = (39, 47);
         assert!(super::attend(&x(4, 8), &x(2, 8), &x(2, 8), &outside, None).is_err());
-    }
-
-    #[test]
-    fn exp_is_within_two_ulp() {
-        let mut worst = 0f64;
-        for i in 0..=200_000 {
-            let x = -87.0 * i as f32 / 200_000.0;
-            let want = (x as f64).exp();
-            let got = exp(x) as f64;
-            worst = worst.max(((got - want) / want).abs());
-        }
-        assert!(worst < 2.5e-7, "worst relative error {worst}");
-        assert!(exp(f32::NAN).is_nan());
-        assert_eq!(exp(0.0), 1.0);
     }
 }
