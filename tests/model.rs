@@ -496,3 +496,25 @@ fn checkpoint_layouts_and_family_configs_load() {
     let msg = load_err(tmp.path());
     assert!(msg.contains("`lm_head.weight`: missing"), "{msg}");
 }
+
+/// The raw speed measurement: its shape is one of those tried, its rates positive and finite,
+/// and a tiny budget still times one shape (the first) and the head.
+#[test]
+fn raw_throughput_picks_a_tried_shape() {
+    use evalkit::core::throughput::RawThroughput;
+    let (model, _) = open("stories260K-hf");
+    for (budget_ms, shapes) in [(2000u64, vec![4usize, 8, 16, 32, 64]), (1, vec![4])] {
+        let raw =
+            RawThroughput::measure(model.as_ref(), std::time::Duration::from_millis(budget_ms)).expect("measures");
+        assert!(shapes.contains(&raw.body_batch), "{raw:?}");
+        assert!([64, 128, 256].contains(&raw.body_seq), "{raw:?}");
+        assert!(
+            raw.body_tokens_per_second.is_finite() && raw.body_tokens_per_second > 0.0,
+            "{raw:?}"
+        );
+        assert!(
+            raw.head_seconds_per_position.is_finite() && raw.head_seconds_per_position > 0.0,
+            "{raw:?}"
+        );
+    }
+}

@@ -46,12 +46,12 @@ impl RawThroughput {
 
     /// Measures `model` within about `budget` of timing: body shapes from small to large
     /// (sequences of 64, 128 and 256 tokens where the model takes them, 4 to 64 rows), each
-    /// timed after a warm-up pass, stopping where a shape would not fit in what is left of
-    /// the budget; then the head on 512 positions (the fastest of at least three passes).
+    /// timed after a warm-up pass, skipping shapes that would not fit in what is left of the
+    /// budget, the best one timed twice more; then the head on 512 positions (the fastest of at
+    /// least three passes).
     pub fn measure<M: Model + ?Sized>(model: &M, budget: Duration) -> Result<RawThroughput> {
         let _guard = tch::no_grad_guard();
         let dev = model.device();
-        let vocab = model.vocab_size().max(2) as i64;
         let start = Instant::now();
         let mut best: Option<(f64, usize, usize)> = None;
         let (mut hidden_size, mut hidden_kind) = (0, Kind::Float);
@@ -74,33 +74,18 @@ impl RawThroughput {
             if best.is_some() && start.elapsed().as_secs_f64() + expected > budget.as_secs_f64() {
                 continue;
             }
-            let ids = Tensor::randint(vocab, [b as i64, s as i64], (Kind::Int64, dev));
-            let mask = Tensor::ones([b as i64, s as i64], (Kind::Int64, dev));
-            // Where the model packs, the path scoring takes: the same rows as one packed batch
-            // (b contexts, no continuations), attention without padding or masks.
-            let packed = if model.packs() {
-                let rows = Vec::<Vec<i64>>::try_from(&ids.to_device(tch::Device::Cpu)).op("reading random ids")?;
-                let requests: Vec<PackedRequest<'_>> = rows
-                    .iter()
-                    .map(|r| PackedRequest {
-                        context: r,
-                        segments: &[],
-                    })
-                    .collect();
-                Some(PackedBatch::new(&requests, dev)?)
-            } else {
-                None
-            };
-            let pass = || match &packed {
-                Some(batch) => model.hidden_states_packed(batch),
-                None => model.hidden_states(&ids, &mask, None),
-            };
-            let h = pass()?; // warm-up
-            hidden_size = h.size().last().copied().unwrap_or(0);
-            hidden_kind = h.kind();
-            let tps = timed(b * s, pass)?;
+            let (tps, size, kind) = body_rate(model, b, s, 1)?;
+            (hidden_size, hidden_kind) = (size, kind);
             if best.is_none_or(|(t, _, _)| tps > t) {
                 best = Some((tps, b, s));
+            }
+        }
+        // The best shape is timed twice more where the budget allows, keeping the fastest: a
+        // single sample slowed by the machine's noise would leave the floor too lenient.
+        if let Some((tps, b, s)) = best {
+            if start.elapsed().as_secs_f64() + 3.0 * (b * s) as f64 / tps <= budget.as_secs_f64() {
+                let again = body_rate(model, b, s, 2)?.0;
+                best = Some((tps.max(again), b, s));
             }
         }
         let (body_tokens_per_second, body_batch, body_seq) = best.expect("at least one shape is timed");
@@ -128,9 +113,42 @@ impl RawThroughput {
     }
 }
 
+/// The body's tokens per second on `b` random rows of `s` tokens (one packed batch of `b`
+/// contexts where the model packs, the path scoring takes; else the padded batch): a warm-up
+/// pass, then the fastest of `samples` timings. Also returns the hidden size and dtype.
+fn body_rate<M: Model + ?Sized>(model: &M, b: usize, s: usize, samples: usize) -> Result<(f64, i64, Kind)> {
+    let dev = model.device();
+    let vocab = model.vocab_size().max(2) as i64;
+    let ids = Tensor::randint(vocab, [b as i64, s as i64], (Kind::Int64, dev));
+    let mask = Tensor::ones([b as i64, s as i64], (Kind::Int64, dev));
+    let packed = if model.packs() {
+        let rows = Vec::<Vec<i64>>::try_from(&ids.to_device(tch::Device::Cpu)).op("reading random ids")?;
+        let requests: Vec<PackedRequest<'_>> = rows
+            .iter()
+            .map(|r| PackedRequest {
+                context: r,
+                segments: &[],
+            })
+            .collect();
+        Some(PackedBatch::new(&requests, dev)?)
+    } else {
+        None
+    };
+    let pass = || match &packed {
+        Some(batch) => model.hidden_states_packed(batch),
+        None => model.hidden_states(&ids, &mask, None),
+    };
+    let h = pass()?; // warm-up
+    let mut tps: f64 = 0.0;
+    for _ in 0..samples.max(1) {
+        tps = tps.max(timed(b * s, &pass)?);
+    }
+    Ok((tps, h.size().last().copied().unwrap_or(0), h.kind()))
+}
+
 /// Tokens per second of `pass` on `tokens` tokens: at least one timed pass, and enough for a
 /// tenth of a second.
-fn timed(tokens: usize, pass: impl Fn() -> Result<Tensor>) -> Result<f64> {
+fn timed(tokens: usize, pass: &impl Fn() -> Result<Tensor>) -> Result<f64> {
     let (mut reps, t0) = (0, Instant::now());
     while reps == 0 || t0.elapsed() < Duration::from_millis(100) {
         sync(&pass()?)?;
