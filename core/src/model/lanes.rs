@@ -30,7 +30,14 @@ pub(crate) trait F32x8: Copy {
     /// The sum of the lanes.
     fn sum(self) -> f32;
     /// The largest lane (by [`F32x8::max`]).
-    fn max_lane(self) -> f32;
+    #[inline(always)]
+    fn max_lane(self) -> f32 {
+        let mut lanes = [0f32; LANES];
+        self.store(&mut lanes);
+        lanes
+            .into_iter()
+            .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
+    }
 
     /// `e^x` lane-wise for `x ≤ 0` to within about 2 ulp (Cephes' expf: `x = n·ln 2 + r`, a
     /// degree-6 polynomial on `|r| ≤ ln 2 / 2`, `2^n` built in the exponent bits); below −87.3
@@ -113,12 +120,6 @@ impl F32x8 for Portable {
         let [a, b, c, d, e, f, g, h] = self.0;
         ((a + e) + (c + g)) + ((b + f) + (d + h))
     }
-    #[inline(always)]
-    fn max_lane(self) -> f32 {
-        self.0
-            .into_iter()
-            .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -186,14 +187,6 @@ mod avx2 {
                 let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
                 _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)))
             }
-        }
-        #[inline(always)]
-        fn max_lane(self) -> f32 {
-            let mut lanes = [0f32; LANES];
-            self.store(&mut lanes);
-            lanes
-                .into_iter()
-                .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
         }
     }
 }
