@@ -640,6 +640,70 @@ fn long_prompts_keep_their_end_and_are_counted() {
 }
 
 #[test]
+fn truncated_rows_score_as_their_unshared_windows() {
+    for name in ["stories260K-hf", "tiny-gpt2-random"] {
+        let (model, tok) = open(name);
+        let long = "once upon a time there was a word ".repeat(model.max_len() / 4);
+        // Continuations of different lengths cut different context tails.
+        let rows = vec![
+            mc(
+                &format!("{long}Question: what?\nAnswer:"),
+                &["yes", "no, not at all", "maybe so"],
+                0,
+            ),
+            mc("Short?", &["yes", "no"], 1),
+            mc(&format!("Question: {long}?\nAnswer:"), &["a", "b c d e f"], 1),
+        ];
+        let task = MultipleChoiceTask::new("long", rows);
+        let with = |share| RunOptions {
+            share_prefix: share,
+            ..opts(2)
+        };
+        let (windows, unshared) = (
+            run(&task, model.as_ref(), &tok, &with(true)),
+            run(&task, model.as_ref(), &tok, &with(false)),
+        );
+        assert_eq!(windows.truncated, 2, "{name}");
+        assert_eq!(unshared.truncated, 2, "{name}");
+        crate::assert_close!(lls(&windows), lls(&unshared), 1e-4);
+        let flags = |o: &Outcome| o.samples.iter().map(|s| s["truncated"].clone()).collect::<Vec<_>>();
+        assert_eq!(flags(&windows), flags(&unshared));
+        // The long rows' windows are computed in full, the short row's context once.
+        let w = windows.stats.work.tokens;
+        assert!(w.forwarded < unshared.stats.work.tokens.forwarded, "{name}: {w:?}");
+        assert!(w.forwarded >= 5 * model.max_len(), "{name}: {w:?}");
+    }
+}
+
+#[test]
+fn encode_pairs_equals_encode_pair_one_by_one() {
+    for name in ["stories260K-hf", "tiny-gpt2-random"] {
+        let (_, tok) = open(name);
+        let q = "Question: which is heavier?\nAnswer:";
+        let pairs = [
+            (q, " iron"),
+            ("", "Once upon a time"),
+            (q, " feathers, by far"),
+            ("  ", "x"),
+            ("trailing space ", "word"),
+            (q, ""),
+        ];
+        let one_by_one: Vec<_> = pairs
+            .iter()
+            .map(|&(c, k)| encode_pair(&tok, c, k).expect("encodes"))
+            .collect();
+        assert_eq!(
+            evalkit::core::request::encode_pairs(&tok, &pairs).expect("encodes"),
+            one_by_one,
+            "{name}"
+        );
+        let texts: Vec<String> = pairs.iter().map(|&(c, k)| format!("{c}{k}")).collect();
+        let each: Vec<Vec<i64>> = texts.iter().map(|t| tok.encode(t).expect("encodes")).collect();
+        assert_eq!(tok.encode_all(&texts).expect("encodes"), each, "{name}");
+    }
+}
+
+#[test]
 fn every_kind_returns_intermediates_of_one_shape() {
     crate::util::init();
     let (model, tok) = (Oracle::new(16), oracle::tokenizer());

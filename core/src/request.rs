@@ -106,22 +106,65 @@ pub struct Generation {
 /// encoded alone without special tokens (if it starts with the prefix token itself, that
 /// token is the context).
 pub fn encode_pair(tok: &Tokenizer, context: &str, continuation: &str) -> Result<(Vec<i64>, Vec<i64>)> {
-    if context.is_empty() {
-        // lm-eval's `loglikelihood`: the continuation without special tokens after the prefix
-        // token, unless it already starts with that token.
-        let cont = tok.encode_plain(continuation)?;
-        let prefix = tok.prefix_token()?;
-        return Ok(match cont.first() {
-            Some(&first) if first == prefix => (cont[..1].to_vec(), cont[1..].to_vec()),
-            _ => (vec![prefix], cont),
-        });
+    let mut pairs = encode_pairs(tok, &[(context, continuation)])?;
+    Ok(pairs.pop().expect("one pair in, one out"))
+}
+
+/// [`encode_pair`] of each `(context, continuation)`, each distinct context encoded once and
+/// all texts in one [`Tokenizer::encode_all`] (over libtorch's CPU threads).
+///
+/// ```no_run
+/// use evalkit_core::request::{encode_pair, encode_pairs};
+/// let tok = evalkit_core::Tokenizer::from_dir("models/stories260K-hf".as_ref())?;
+/// let q = "Question: 2 + 2 =";
+/// let pairs = encode_pairs(&tok, &[(q, " 4"), (q, " 5")])?;
+/// assert_eq!(pairs, vec![encode_pair(&tok, q, " 4")?, encode_pair(&tok, q, " 5")?]);
+/// # Ok::<(), evalkit_core::Error>(())
+/// ```
+pub fn encode_pairs(tok: &Tokenizer, pairs: &[(&str, &str)]) -> Result<Vec<(Vec<i64>, Vec<i64>)>> {
+    // The texts to encode: each distinct non-empty context (trailing whitespace trimmed), then
+    // each such pair's whole text with that whitespace before the continuation.
+    let mut contexts: Vec<&str> = vec![];
+    let mut texts: Vec<String> = vec![];
+    for &(context, _) in pairs {
+        if !context.is_empty() && !contexts.contains(&context) {
+            contexts.push(context);
+            texts.push(context.trim_end().to_string());
+        }
     }
-    let trimmed = context.trim_end();
-    let continuation = format!("{}{continuation}", &context[trimmed.len()..]);
-    let whole = tok.encode(&format!("{trimmed}{continuation}"))?;
-    let ctx = tok.encode(trimmed)?;
-    let cont = whole.get(ctx.len()..).map(<[i64]>::to_vec).unwrap_or_default();
-    // A whitespace-only context leaves nothing to condition on: use the prefix token.
-    let ctx = if ctx.is_empty() { vec![tok.prefix_token()?] } else { ctx };
-    Ok((ctx, cont))
+    for &(context, continuation) in pairs.iter().filter(|(c, _)| !c.is_empty()) {
+        let trimmed = context.trim_end();
+        texts.push(format!("{trimmed}{}{continuation}", &context[trimmed.len()..]));
+    }
+    let mut ids = tok.encode_all(&texts)?.into_iter();
+    let context_ids: Vec<Vec<i64>> = ids.by_ref().take(contexts.len()).collect();
+    let mut out = Vec::with_capacity(pairs.len());
+    for &(context, continuation) in pairs {
+        if context.is_empty() {
+            // lm-eval's `loglikelihood`: the continuation without special tokens after the
+            // prefix token, unless it already starts with that token.
+            let cont = tok.encode_plain(continuation)?;
+            let prefix = tok.prefix_token()?;
+            out.push(match cont.first() {
+                Some(&first) if first == prefix => (cont[..1].to_vec(), cont[1..].to_vec()),
+                _ => (vec![prefix], cont),
+            });
+            continue;
+        }
+        let at = contexts
+            .iter()
+            .position(|c| *c == context)
+            .expect("every context is listed");
+        let ctx = &context_ids[at];
+        let whole = ids.next().expect("a whole text per pair");
+        let cont = whole.get(ctx.len()..).map(<[i64]>::to_vec).unwrap_or_default();
+        // A whitespace-only context leaves nothing to condition on: use the prefix token.
+        let ctx = if ctx.is_empty() {
+            vec![tok.prefix_token()?]
+        } else {
+            ctx.clone()
+        };
+        out.push((ctx, cont));
+    }
+    Ok(out)
 }

@@ -8,6 +8,7 @@
 use crate::error::{Error, Result};
 use crate::model::IdOrList;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// A checkpoint's tokenizer with its BOS/EOS rules.
 pub struct Tokenizer {
@@ -118,16 +119,41 @@ impl Tokenizer {
 
     /// Encodes with the tokenizer's own special-token rule (its post-processor), except that a
     /// text already starting with the prefix token's text (a chat template's `<s>` or
-    /// `<|begin_of_text|>`) gets none (lm-eval's `tok_encode`).
+    /// `<|begin_of_text|>`) gets none (lm-eval's `tok_encode`). Only ids are computed, no
+    /// offsets.
     pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
         let special = !self.prefix_text.as_deref().is_some_and(|p| text.starts_with(p));
-        let enc = self.inner.encode(text, special).map_err(|e| self.err(e))?;
+        let enc = self.inner.encode_fast(text, special).map_err(|e| self.err(e))?;
         Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
     }
 
-    /// Encodes without special tokens.
+    /// [`Tokenizer::encode`] of each text, the texts spread over libtorch's CPU threads
+    /// ([`crate::threads::parallel`]; call it from the thread that runs the model).
+    ///
+    /// ```no_run
+    /// let tok = evalkit_core::Tokenizer::from_dir("models/stories260K-hf".as_ref())?;
+    /// let texts = ["Once upon a time", "there was"].map(String::from);
+    /// assert_eq!(tok.encode_all(&texts)?, vec![tok.encode("Once upon a time")?, tok.encode("there was")?]);
+    /// # Ok::<(), evalkit_core::Error>(())
+    /// ```
+    pub fn encode_all(&self, texts: &[String]) -> Result<Vec<Vec<i64>>> {
+        let out: Vec<Mutex<Option<Result<Vec<i64>>>>> = texts.iter().map(|_| Mutex::new(None)).collect();
+        crate::threads::parallel(texts.len(), tch::get_num_threads().max(1) as usize, |i| {
+            let ids = self.encode(&texts[i]);
+            *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(ids);
+        });
+        out.into_iter()
+            .map(|slot| {
+                slot.into_inner()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .expect("parallel runs every task")
+            })
+            .collect()
+    }
+
+    /// Encodes without special tokens (ids only).
     pub fn encode_plain(&self, text: &str) -> Result<Vec<i64>> {
-        let enc = self.inner.encode(text, false).map_err(|e| self.err(e))?;
+        let enc = self.inner.encode_fast(text, false).map_err(|e| self.err(e))?;
         Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
     }
 

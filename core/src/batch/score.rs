@@ -10,7 +10,10 @@
 //! * with a shared context and a model that only caches, contexts are left-padded and run once
 //!   with a KV cache; the last context position scores every continuation's first token; the
 //!   cache is copied to one row per continuation, which then runs `continuation[..len-1]` to
-//!   score the rest: [`score_shared`].
+//!   score the rest: [`score_shared`];
+//! * a request too long for the model (its rows truncated as without sharing, a different
+//!   context tail for each continuation) runs on a model that packs as one packed request per
+//!   continuation, the window's context tail then the continuation: [`score_windows`].
 //!
 //! The head runs once per position: the last context position's logits score the first token
 //! of every continuation (computed once, read once per continuation).
@@ -381,6 +384,49 @@ pub fn score_packed<M: Model + ?Sized>(
     Ok(out)
 }
 
+/// Whether [`score_windows`] takes `r`: a context, and every continuation non-empty and at most
+/// `max_len` tokens (so that its window keeps at least one context token).
+fn fits_windows(max_len: usize, r: &ScoreRequest) -> bool {
+    !r.context.is_empty() && r.continuations.iter().all(|c| !c.is_empty() && c.len() <= max_len)
+}
+
+/// Scores each continuation of `reqs` as [`score_unshared`] does — the last `max_len + 1`
+/// tokens of context + continuation, the last dropped, as the model's input — but each window
+/// as a packed request of the context's tail and the continuation ([`score_packed`]): no
+/// padding, and the packed path's attention. Every request must pass [`fits_windows`].
+fn score_windows<M: Model + ?Sized>(
+    model: &M,
+    reqs: &[&ScoreRequest],
+    counts: &mut TokenCounts,
+) -> Result<Vec<Vec<ContinuationScore>>> {
+    let max_len = model.max_len();
+    let (mut windows, mut cut) = (vec![], vec![]);
+    for r in reqs {
+        for c in &r.continuations {
+            let start = (r.context.len() + c.len()).saturating_sub(max_len + 1);
+            windows.push(ScoreRequest {
+                context: r.context[start..].to_vec(),
+                continuations: vec![c.clone()],
+            });
+            cut.push(start > 0);
+        }
+    }
+    let refs: Vec<&ScoreRequest> = windows.iter().collect();
+    let mut scores = score_packed(model, &refs, counts)?.into_iter().zip(cut);
+    let mut out = Vec::with_capacity(reqs.len());
+    for r in reqs {
+        let mut per = Vec::with_capacity(r.continuations.len());
+        for _ in &r.continuations {
+            let (mut one, cut) = scores.next().expect("one window per continuation");
+            let mut s = one.pop().expect("one continuation per window");
+            s.truncated = cut;
+            per.push(s);
+        }
+        out.push(per);
+    }
+    Ok(out)
+}
+
 /// Scores a batch, sharing contexts where `share` is set, the model caches, and a request fits
 /// without truncation.
 pub fn score_batch<M: Model + ?Sized>(
@@ -410,6 +456,17 @@ pub fn score_batch<M: Model + ?Sized>(
             for (&g, s) in group.iter().zip(score_shared(model, &sub, counts)?) {
                 out[shared[g]] = Some(s);
             }
+        }
+    }
+    // A request that needs truncation cuts a different context for each continuation: on a
+    // packing model each (context tail, continuation) runs as its own packed request.
+    let (windows, alone): (Vec<usize>, Vec<usize>) = alone
+        .into_iter()
+        .partition(|&i| packs && fits_windows(max_len, reqs[i]));
+    if !windows.is_empty() {
+        let sub: Vec<&ScoreRequest> = windows.iter().map(|&i| reqs[i]).collect();
+        for (&i, s) in windows.iter().zip(score_windows(model, &sub, counts)?) {
+            out[i] = Some(s);
         }
     }
     if !alone.is_empty() {

@@ -4,7 +4,7 @@
 
 use super::task::RowFailure;
 use super::RowError;
-use crate::request::{encode_pair, ContinuationScore, ScoreRequest};
+use crate::request::{encode_pairs, ContinuationScore, ScoreRequest};
 use crate::tokenizer::Tokenizer;
 
 /// Where each pair of a row went: (request, continuation within it).
@@ -20,8 +20,13 @@ pub(crate) fn lower_pairs(
 ) -> Result<Slots, RowFailure> {
     let mut slots = vec![];
     let mut by_context: Vec<(&str, usize)> = vec![];
-    for (ctx, cont) in contexts.iter().zip(continuations) {
-        let (c_ids, k_ids) = encode_pair(tok, ctx, cont)?;
+    let pairs: Vec<(&str, &str)> = contexts
+        .iter()
+        .zip(continuations)
+        .map(|(c, k)| (c.as_str(), k.as_str()))
+        .collect();
+    let encoded = encode_pairs(tok, &pairs)?;
+    for ((ctx, cont), (c_ids, k_ids)) in contexts.iter().zip(continuations).zip(encoded) {
         if k_ids.is_empty() {
             return Err(RowError::new(format!("continuation {cont:?} encodes to no tokens")).into());
         }
