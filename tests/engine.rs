@@ -639,6 +639,48 @@ fn long_prompts_keep_their_end_and_are_counted() {
     assert_eq!(out.n, 2);
 }
 
+/// A model as it is that counts its padded passes (`hidden_states`).
+struct CountsPadded<'a> {
+    model: &'a dyn Model,
+    padded: std::cell::Cell<usize>,
+}
+
+impl Model for CountsPadded<'_> {
+    fn max_len(&self) -> usize {
+        self.model.max_len()
+    }
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+    fn device(&self) -> tch::Device {
+        self.model.device()
+    }
+    fn describe(&self) -> String {
+        self.model.describe()
+    }
+    fn hidden_states(
+        &self,
+        ids: &tch::Tensor,
+        mask: &tch::Tensor,
+        cache: Option<&mut evalkit::core::KvCache>,
+    ) -> evalkit::core::Result<tch::Tensor> {
+        self.padded.set(self.padded.get() + 1);
+        self.model.hidden_states(ids, mask, cache)
+    }
+    fn head(&self, hidden: &tch::Tensor) -> evalkit::core::Result<tch::Tensor> {
+        self.model.head(hidden)
+    }
+    fn new_cache(&self) -> Option<evalkit::core::KvCache> {
+        self.model.new_cache()
+    }
+    fn packs(&self) -> bool {
+        self.model.packs()
+    }
+    fn hidden_states_packed(&self, batch: &evalkit::core::model::PackedBatch) -> evalkit::core::Result<tch::Tensor> {
+        self.model.hidden_states_packed(batch)
+    }
+}
+
 #[test]
 fn truncated_rows_score_as_their_unshared_windows() {
     for name in ["stories260K-hf", "tiny-gpt2-random"] {
@@ -655,28 +697,35 @@ fn truncated_rows_score_as_their_unshared_windows() {
             mc(&format!("Question: {long}?\nAnswer:"), &["a", "b c d e f"], 1),
         ];
         let task = MultipleChoiceTask::new("long", rows);
+        let counted = CountsPadded {
+            model: model.as_ref(),
+            padded: 0.into(),
+        };
         let with = |share| RunOptions {
             share_prefix: share,
             ..opts(2)
         };
-        let (windows, unshared) = (
-            run(&task, model.as_ref(), &tok, &with(true)),
-            run(&task, model.as_ref(), &tok, &with(false)),
-        );
+        let windows = run(&task, &counted, &tok, &with(true));
+        assert_eq!(counted.padded.get(), 0, "{name}: truncated rows run packed");
+        let unshared = run(&task, &counted, &tok, &with(false));
+        assert!(counted.padded.get() > 0, "{name}: without sharing, padded rows");
         assert_eq!(windows.truncated, 2, "{name}");
         assert_eq!(unshared.truncated, 2, "{name}");
         crate::assert_close!(lls(&windows), lls(&unshared), 1e-4);
         let flags = |o: &Outcome| o.samples.iter().map(|s| s["truncated"].clone()).collect::<Vec<_>>();
         assert_eq!(flags(&windows), flags(&unshared));
-        // The long rows' windows are computed in full, the short row's context once.
-        let w = windows.stats.work.tokens;
-        assert!(w.forwarded < unshared.stats.work.tokens.forwarded, "{name}: {w:?}");
-        assert!(w.forwarded >= 5 * model.max_len(), "{name}: {w:?}");
+        // Each window is max_len tokens, as the padded row it replaces; the short row's
+        // context runs once.
+        let (w, u) = (windows.stats.work.tokens, unshared.stats.work.tokens);
+        assert!(
+            w.forwarded < u.forwarded && w.forwarded >= 5 * model.max_len(),
+            "{name}: {w:?} {u:?}"
+        );
     }
 }
 
 #[test]
-fn encode_pairs_equals_encode_pair_one_by_one() {
+fn encode_pairs_follows_lm_evals_rule() {
     for name in ["stories260K-hf", "tiny-gpt2-random"] {
         let (_, tok) = open(name);
         let q = "Question: which is heavier?\nAnswer:";
@@ -688,15 +737,33 @@ fn encode_pairs_equals_encode_pair_one_by_one() {
             ("trailing space ", "word"),
             (q, ""),
         ];
-        let one_by_one: Vec<_> = pairs
+        // The rule written out: enc(context + continuation)[len(enc(context)):], the context's
+        // trailing whitespace moved to the continuation; an empty context is the prefix token.
+        let prefix = tok.prefix_token().expect("a prefix token");
+        let rule: Vec<(Vec<i64>, Vec<i64>)> = pairs
             .iter()
-            .map(|&(c, k)| encode_pair(&tok, c, k).expect("encodes"))
+            .map(|&(c, k)| {
+                if c.is_empty() {
+                    let plain = tok.encode_plain(k).expect("encodes");
+                    return match plain.first() {
+                        Some(&p) if p == prefix => (vec![p], plain[1..].to_vec()),
+                        _ => (vec![prefix], plain),
+                    };
+                }
+                let ctx = tok.encode(c.trim_end()).expect("encodes");
+                let whole = tok.encode(&format!("{c}{k}")).expect("encodes");
+                let cont = whole[ctx.len().min(whole.len())..].to_vec();
+                (if ctx.is_empty() { vec![prefix] } else { ctx }, cont)
+            })
             .collect();
         assert_eq!(
             evalkit::core::request::encode_pairs(&tok, &pairs).expect("encodes"),
-            one_by_one,
+            rule,
             "{name}"
         );
+        for (&(c, k), want) in pairs.iter().zip(&rule) {
+            assert_eq!(&encode_pair(&tok, c, k).expect("encodes"), want, "{name}: {c:?} {k:?}");
+        }
         let texts: Vec<String> = pairs.iter().map(|&(c, k)| format!("{c}{k}")).collect();
         let each: Vec<Vec<i64>> = texts.iter().map(|t| tok.encode(t).expect("encodes")).collect();
         assert_eq!(tok.encode_all(&texts).expect("encodes"), each, "{name}");

@@ -110,8 +110,9 @@ pub fn encode_pair(tok: &Tokenizer, context: &str, continuation: &str) -> Result
     Ok(pairs.pop().expect("one pair in, one out"))
 }
 
-/// [`encode_pair`] of each `(context, continuation)`, each distinct context encoded once and
-/// all texts in one [`Tokenizer::encode_all`] (over libtorch's CPU threads).
+/// [`encode_pair`] of each `(context, continuation)`: each distinct non-empty context encoded
+/// once, and its texts and those of its pairs in one [`Tokenizer::encode_all`] (over
+/// libtorch's CPU threads); a pair with an empty context encodes its continuation alone.
 ///
 /// ```no_run
 /// use evalkit_core::request::{encode_pair, encode_pairs};
@@ -122,16 +123,21 @@ pub fn encode_pair(tok: &Tokenizer, context: &str, continuation: &str) -> Result
 /// # Ok::<(), evalkit_core::Error>(())
 /// ```
 pub fn encode_pairs(tok: &Tokenizer, pairs: &[(&str, &str)]) -> Result<Vec<(Vec<i64>, Vec<i64>)>> {
-    // The texts to encode: each distinct non-empty context (trailing whitespace trimmed), then
-    // each such pair's whole text with that whitespace before the continuation.
+    // The texts to encode: each distinct non-empty context once (trailing whitespace trimmed),
+    // then the whole text of each pair after one, that whitespace before the continuation.
     let mut contexts: Vec<&str> = vec![];
-    let mut texts: Vec<String> = vec![];
-    for &(context, _) in pairs {
-        if !context.is_empty() && !contexts.contains(&context) {
-            contexts.push(context);
-            texts.push(context.trim_end().to_string());
-        }
-    }
+    let context_of: Vec<Option<usize>> = pairs
+        .iter()
+        .map(|&(context, _)| {
+            (!context.is_empty()).then(|| {
+                contexts.iter().position(|c| *c == context).unwrap_or_else(|| {
+                    contexts.push(context);
+                    contexts.len() - 1
+                })
+            })
+        })
+        .collect();
+    let mut texts: Vec<String> = contexts.iter().map(|c| c.trim_end().to_string()).collect();
     for &(context, continuation) in pairs.iter().filter(|(c, _)| !c.is_empty()) {
         let trimmed = context.trim_end();
         texts.push(format!("{trimmed}{}{continuation}", &context[trimmed.len()..]));
@@ -139,8 +145,8 @@ pub fn encode_pairs(tok: &Tokenizer, pairs: &[(&str, &str)]) -> Result<Vec<(Vec<
     let mut ids = tok.encode_all(&texts)?.into_iter();
     let context_ids: Vec<Vec<i64>> = ids.by_ref().take(contexts.len()).collect();
     let mut out = Vec::with_capacity(pairs.len());
-    for &(context, continuation) in pairs {
-        if context.is_empty() {
+    for (&(_, continuation), at) in pairs.iter().zip(context_of) {
+        let Some(at) = at else {
             // lm-eval's `loglikelihood`: the continuation without special tokens after the
             // prefix token, unless it already starts with that token.
             let cont = tok.encode_plain(continuation)?;
@@ -150,13 +156,9 @@ pub fn encode_pairs(tok: &Tokenizer, pairs: &[(&str, &str)]) -> Result<Vec<(Vec<
                 _ => (vec![prefix], cont),
             });
             continue;
-        }
-        let at = contexts
-            .iter()
-            .position(|c| *c == context)
-            .expect("every context is listed");
+        };
         let ctx = &context_ids[at];
-        let whole = ids.next().expect("a whole text per pair");
+        let whole = ids.next().expect("a whole text per pair with a context");
         let cont = whole.get(ctx.len()..).map(<[i64]>::to_vec).unwrap_or_default();
         // A whitespace-only context leaves nothing to condition on: use the prefix token.
         let ctx = if ctx.is_empty() {

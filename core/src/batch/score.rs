@@ -11,9 +11,10 @@
 //!   with a KV cache; the last context position scores every continuation's first token; the
 //!   cache is copied to one row per continuation, which then runs `continuation[..len-1]` to
 //!   score the rest: [`score_shared`];
-//! * a request too long for the model (its rows truncated as without sharing, a different
-//!   context tail for each continuation) runs on a model that packs as one packed request per
-//!   continuation, the window's context tail then the continuation: [`score_windows`].
+//! * with a shared context and a model that packs, a request too long for the model (its rows
+//!   truncated as without sharing, a different context tail for each continuation) runs as one
+//!   packed request per continuation, the window's context tail then the continuation:
+//!   [`score_windows`].
 //!
 //! The head runs once per position: the last context position's logits score the first token
 //! of every continuation (computed once, read once per continuation).
@@ -384,10 +385,12 @@ pub fn score_packed<M: Model + ?Sized>(
     Ok(out)
 }
 
-/// Whether [`score_windows`] takes `r`: a context, and every continuation non-empty and at most
-/// `max_len` tokens (so that its window keeps at least one context token).
+/// Whether [`score_windows`] takes `r`: a context and at least one continuation, each
+/// non-empty and at most `max_len` tokens (so that its window keeps a context token).
 fn fits_windows(max_len: usize, r: &ScoreRequest) -> bool {
-    !r.context.is_empty() && r.continuations.iter().all(|c| !c.is_empty() && c.len() <= max_len)
+    !r.context.is_empty()
+        && !r.continuations.is_empty()
+        && r.continuations.iter().all(|c| !c.is_empty() && c.len() <= max_len)
 }
 
 /// Scores each continuation of `reqs` as [`score_unshared`] does — the last `max_len + 1`
@@ -412,23 +415,22 @@ fn score_windows<M: Model + ?Sized>(
         }
     }
     let refs: Vec<&ScoreRequest> = windows.iter().collect();
-    let mut scores = score_packed(model, &refs, counts)?.into_iter().zip(cut);
-    let mut out = Vec::with_capacity(reqs.len());
-    for r in reqs {
-        let mut per = Vec::with_capacity(r.continuations.len());
-        for _ in &r.continuations {
-            let (mut one, cut) = scores.next().expect("one window per continuation");
-            let mut s = one.pop().expect("one continuation per window");
-            s.truncated = cut;
-            per.push(s);
-        }
-        out.push(per);
-    }
-    Ok(out)
+    // One request of one continuation per window, in order.
+    let mut scores = score_packed(model, &refs, counts)?.into_iter().flatten().zip(cut);
+    Ok(reqs
+        .iter()
+        .map(|r| {
+            (&mut scores)
+                .take(r.continuations.len())
+                .map(|(s, truncated)| ContinuationScore { truncated, ..s })
+                .collect()
+        })
+        .collect())
 }
 
-/// Scores a batch, sharing contexts where `share` is set, the model caches, and a request fits
-/// without truncation.
+/// Scores a batch, sharing contexts where `share` is set, the model packs or caches, and a
+/// request fits without truncation; with sharing set on a model that packs, a request that
+/// needs truncation runs as packed windows ([`score_windows`]), else as padded rows.
 pub fn score_batch<M: Model + ?Sized>(
     model: &M,
     reqs: &[&ScoreRequest],
@@ -458,8 +460,9 @@ pub fn score_batch<M: Model + ?Sized>(
             }
         }
     }
-    // A request that needs truncation cuts a different context for each continuation: on a
-    // packing model each (context tail, continuation) runs as its own packed request.
+    // A request that needs truncation cuts a different context for each continuation: with
+    // sharing on a packing model each (context tail, continuation) runs as its own packed
+    // request.
     let (windows, alone): (Vec<usize>, Vec<usize>) = alone
         .into_iter()
         .partition(|&i| packs && fits_windows(max_len, reqs[i]));
