@@ -75,7 +75,7 @@ impl Plan {
             .map(|items| {
                 let mut slots: Vec<Slot> = items.iter().map(|&item| Slot { item, padding: false }).collect();
                 let last = *items.last().expect("chunks are never empty");
-                while slots.len() % unit != 0 {
+                while !slots.len().is_multiple_of(unit) {
                     slots.push(Slot {
                         item: last,
                         padding: true,
@@ -160,7 +160,7 @@ pub fn find_accumulation_steps(n: usize, max_batch: usize, dp: usize) -> Option<
     }
     (1..=max_batch)
         .rev()
-        .find(|b| n % (b * dp) == 0)
+        .find(|b| n.is_multiple_of(b * dp))
         .map(|b| (b, n / (b * dp)))
 }
 

@@ -6,9 +6,10 @@
 //! sizes. There, libtorch's flash attention spends its time on tiling and softmax bookkeeping
 //! rather than arithmetic (stories260K's heads are 8 wide), and padding the packed rows to
 //! rectangles for it costs as much again. Here each (query, head) takes two passes over its
-//! keys — scores, then `softmax · values` — in whole vectors of eight keys ([`super::lanes`]:
-//! AVX2 when the CPU has it), with the queries split over libtorch's own threads
-//! ([`crate::threads`]).
+//! keys — scores, then `softmax · values` — in whole vectors of keys, with the queries split
+//! over libtorch's own threads ([`crate::threads`]): sixteen keys per vector on AVX-512
+//! ([`avx512`], values transposed like the keys), else eight ([`super::lanes`]: AVX2 when the
+//! CPU has it).
 
 #[cfg(target_arch = "x86_64")]
 use super::lanes::Avx2;
@@ -17,9 +18,18 @@ use crate::error::{Error, Result, TorchContext};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+/// Zeros after each transposed key (and value) row: a span's last whole vector, of up to
+/// sixteen keys, reads past the span's end.
+const PAD: usize = 16;
+
 /// The head sizes this path runs. From 32 wide libtorch's kernel is faster (the
-/// `packed_attention` benchmark, one thread: 8 wide 1.6 ms against 4.2 ms, 16 wide 3.1 against
-/// 5.4; 32 wide, on the first version of this kernel, 10.5 against 8.1).
+/// `packed_attention` benchmark, one thread, AVX2: 8 wide 1.6 ms against 4.2 ms, 16 wide 3.1
+/// against 5.4; 32 wide, on the first version of this kernel, 10.5 against 8.1). On an
+/// AVX-512 Xeon the eight-lane kernel took 2.14 and 5.27 ms against libtorch's 3.35 and 4.1;
+/// the sixteen-lane one takes 1.77 and 3.15–3.54.
 pub(crate) const HEAD_DIMS: [usize; 2] = [8, 16];
 
 /// The keys one query attends: `first` and then `second` (empty for a context token), as
@@ -85,16 +95,19 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale:
         )));
     }
     let scale = scale.unwrap_or(1.0 / (dim as f64).sqrt()) as f32;
-    // Queries (T, heads, d); keys transposed (kv_heads, d, T + LANES) and zero-padded so scores
-    // vectorise along the keys with whole chunks; values (kv_heads, T, d) so each key adds one
-    // contiguous row to the output.
+    // Queries (T, heads, d); keys transposed (kv_heads, d, T + PAD) and zero-padded so scores
+    // vectorise along the keys with whole chunks; values in the kernel's layout
+    // ([`Kernel::transposed_values`]).
+    let kernel = best_kernel();
     let flat = |x: Tensor, what: &str| -> Result<Vec<f32>> { Vec::<f32>::try_from(x.contiguous().view([-1])).op(what) };
+    let transposed = |x: &Tensor| x.squeeze_dim(0).transpose(1, 2).constant_pad_nd([0, PAD as i64]);
     let qv = flat(q.squeeze_dim(0).transpose(0, 1), "reading queries")?;
-    let kt = flat(
-        k.squeeze_dim(0).transpose(1, 2).constant_pad_nd([0, LANES as i64]),
-        "reading keys",
-    )?;
-    let vv = flat(v.squeeze_dim(0), "reading values")?;
+    let kt = flat(transposed(k), "reading keys")?;
+    let vv = if kernel.transposed_values() {
+        flat(transposed(v), "reading values")?
+    } else {
+        flat(v.squeeze_dim(0), "reading values")?
+    };
     let shape = Shape {
         heads: heads as usize,
         rep: (heads / kv_heads) as usize,
@@ -109,7 +122,7 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale:
         v: &vv,
         spans,
     };
-    let out = compute(&shape, inputs, threads, best_kernel());
+    let out = compute(&shape, inputs, threads, kernel);
     Tensor::from_slice(&out)
         .f_view([1, tokens, heads * dim])
         .op("span attention output")
@@ -126,8 +139,9 @@ struct Shape {
     scale: f32,
 }
 
-/// The flattened operands: queries `(T, heads, d)`, keys transposed `(kv_heads, d, T + LANES)`
-/// (zeros after the `T` keys), values `(kv_heads, T, d)`, and each query's spans.
+/// The flattened operands: queries `(T, heads, d)`, keys transposed `(kv_heads, d, T + PAD)`
+/// (zeros after the `T` keys), values `(kv_heads, T, d)` or, where the kernel says
+/// ([`Kernel::transposed_values`]), transposed and padded as the keys; and each query's spans.
 #[derive(Clone, Copy)]
 struct Inputs<'a> {
     q: &'a [f32],
@@ -139,6 +153,9 @@ struct Inputs<'a> {
 /// Which instructions the inner loops use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
+    /// AVX-512 (foundation): sixteen keys per vector ([`avx512`]).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     /// AVX2 with fused multiply-adds.
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -146,9 +163,27 @@ enum Kernel {
     Portable,
 }
 
+impl Kernel {
+    /// Whether the kernel takes the values transposed `(kv_heads, d, T + PAD)` like the keys,
+    /// rather than `(kv_heads, T, d)`.
+    fn transposed_values(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self == Kernel::Avx512
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+}
+
 fn best_kernel() -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Kernel::Avx512;
+        }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             return Kernel::Avx2;
         }
@@ -198,6 +233,13 @@ fn compute(s: &Shape, x: Inputs<'_>, threads: usize, kernel: Kernel) -> Vec<f32>
 fn run_dim<const D: usize>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32], kernel: Kernel) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx512` is only chosen where the CPU has AVX-512F (`best_kernel`).
+        // Two heads at a time where they are 8 wide (their 16 accumulators fit the registers).
+        Kernel::Avx512 if D == 8 => unsafe { avx512::queries::<D, 2>(s, x, from, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Kernel::Avx512 => unsafe { avx512::queries::<D, 1>(s, x, from, out) },
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx2` is only chosen where the CPU has AVX2 and FMA (`best_kernel`).
         Kernel::Avx2 => unsafe { queries_avx2::<D>(s, x, from, out) },
         Kernel::Portable => queries::<D, Portable>(s, x, from, out),
@@ -224,9 +266,9 @@ fn eight(x: &[f32], at: usize) -> &[f32; LANES] {
 #[inline(always)]
 fn queries<const D: usize, V: F32x8>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32]) {
     let Inputs { q, kt, v, spans } = x;
-    let stride = s.tokens + LANES;
+    let stride = s.tokens + PAD;
     let kv_heads = s.heads / s.rep;
-    assert_eq!(kt.len(), kv_heads * D * stride, "keys (kv_heads, d, T + LANES)");
+    assert_eq!(kt.len(), kv_heads * D * stride, "keys (kv_heads, d, T + PAD)");
     assert_eq!(v.len(), kv_heads * s.tokens * D, "values (kv_heads, T, d)");
     let mut scores: Vec<f32> = vec![];
     for (row, o) in out.chunks_exact_mut(s.heads * D).enumerate() {
@@ -320,7 +362,43 @@ fn queries<const D: usize, V: F32x8>(s: &Shape, x: Inputs<'_>, from: usize, out:
 
 #[cfg(test)]
 mod tests {
-    use super::{best_kernel, compute, Kernel, Shape, Spans};
+    use super::{best_kernel, compute, Kernel, Shape, Spans, PAD};
+
+    /// The kernels this CPU runs, the portable one first.
+    fn kernels() -> Vec<Kernel> {
+        let mut all = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                all.push(Kernel::Avx2);
+            }
+            if has!("avx512f") {
+                all.push(Kernel::Avx512);
+            }
+        }
+        assert_eq!(all.last(), Some(&best_kernel()), "the best kernel is the last one here");
+        all
+    }
+
+    /// Rows of `width` (a head's dimensions × tokens), each followed by [`PAD`] zeros.
+    fn padded(rows: &[f32], width: usize) -> Vec<f32> {
+        rows.chunks_exact(width)
+            .flat_map(|row| row.iter().copied().chain([0.0; PAD]))
+            .collect()
+    }
+
+    /// Values `(kv_heads, T, d)` in `kernel`'s layout.
+    fn values_for(kernel: Kernel, v: &[f32], tokens: usize, dim: usize) -> Vec<f32> {
+        if !kernel.transposed_values() {
+            return v.to_vec();
+        }
+        let transposed: Vec<f32> = v
+            .chunks_exact(tokens * dim)
+            .flat_map(|head| (0..dim).flat_map(move |d| (0..tokens).map(move |t| head[t * dim + d])))
+            .collect();
+        padded(&transposed, tokens)
+    }
 
     /// A context of 30 tokens, then segments of 9 and 7 tokens over it.
     fn layout() -> Vec<Spans> {
@@ -366,11 +444,8 @@ mod tests {
                 random(kv_heads * dim * tokens),
                 random(kv_heads * tokens * dim),
             );
-            // The kernel's key layout: each dimension's row padded with LANES zeros.
-            let padded: Vec<f32> = kt
-                .chunks_exact(tokens)
-                .flat_map(|row| row.iter().copied().chain([0.0; super::LANES]))
-                .collect();
+            // The kernels' key layout: each dimension's row padded with PAD zeros.
+            let kt_padded = padded(&kt, tokens);
             let mut want = vec![0f64; tokens * heads * dim];
             for (t, sp) in spans.iter().enumerate() {
                 for h in 0..heads {
@@ -401,16 +476,13 @@ mod tests {
                     }
                 }
             }
-            for (kernel, threads) in [
-                (Kernel::Portable, 1),
-                (Kernel::Portable, 3),
-                (best_kernel(), 1),
-                (best_kernel(), 2),
-            ] {
+            let runs = kernels().into_iter().flat_map(|k| [(k, 1), (k, 2), (k, 3)]);
+            for (kernel, threads) in runs {
+                let values = values_for(kernel, &v, tokens, dim);
                 let x = super::Inputs {
                     q: &q,
-                    kt: &padded,
-                    v: &v,
+                    kt: &kt_padded,
+                    v: &values,
                     spans: &spans,
                 };
                 let got = compute(&s, x, threads, kernel);
@@ -427,10 +499,10 @@ mod tests {
         }
     }
 
-    /// A NaN key reaches exactly the queries that attend it, although the whole-chunk reads of
-    /// the others' spans load it too.
+    /// A NaN key, or a NaN value, reaches exactly the queries that attend it, although the
+    /// whole-chunk reads of the others' spans load it too.
     #[test]
-    fn a_nan_key_reaches_only_its_queries() {
+    fn a_nan_key_or_value_reaches_only_its_queries() {
         let spans = layout();
         let (heads, kv_heads, tokens, dim) = (2, 1, spans.len(), 8);
         let s = Shape {
@@ -440,28 +512,37 @@ mod tests {
             dim,
             scale: 0.5,
         };
-        let nan_key = 36; // inside the first segment (30..39), seen by its tokens 36..39
+        let nan = 36; // inside the first segment (30..39), seen by its tokens 36..39
         let q = vec![0.25f32; tokens * heads * dim];
-        let mut kt = vec![0f32; kv_heads * dim * (tokens + super::LANES)];
+        let clean_keys = vec![0f32; kv_heads * dim * tokens];
+        let clean_values: Vec<f32> = (0..tokens * dim).map(|i| i as f32 / 100.0).collect();
+        let mut nan_keys = clean_keys.clone();
         for d in 0..dim {
-            kt[d * (tokens + super::LANES) + nan_key] = f32::NAN;
+            nan_keys[d * tokens + nan] = f32::NAN;
         }
-        let v: Vec<f32> = (0..tokens * dim).map(|i| i as f32 / 100.0).collect();
-        for kernel in [Kernel::Portable, best_kernel()] {
-            let x = super::Inputs {
-                q: &q,
-                kt: &kt,
-                v: &v,
-                spans: &spans,
-            };
-            let got = compute(&s, x, 1, kernel);
-            for (t, row) in got.chunks_exact(heads * dim).enumerate() {
-                let sees = (30..39).contains(&t) && t >= nan_key;
-                assert_eq!(row.iter().all(|x| x.is_nan()), sees, "{kernel:?}, token {t}: {row:?}");
-                assert!(
-                    sees || row.iter().all(|x| x.is_finite()),
-                    "{kernel:?}, token {t}: {row:?}"
-                );
+        let mut nan_values = clean_values.clone();
+        nan_values[nan * dim] = f32::NAN; // one dimension of its value
+        for (what, kt, v, nan_dims) in [
+            ("key", &nan_keys, &clean_values, 0..dim),
+            ("value", &clean_keys, &nan_values, 0..1),
+        ] {
+            for kernel in kernels() {
+                let (kt, values) = (padded(kt, tokens), values_for(kernel, v, tokens, dim));
+                let x = super::Inputs {
+                    q: &q,
+                    kt: &kt,
+                    v: &values,
+                    spans: &spans,
+                };
+                let got = compute(&s, x, 1, kernel);
+                for (t, row) in got.chunks_exact(heads * dim).enumerate() {
+                    let sees = (30..39).contains(&t) && t >= nan;
+                    for (i, x) in row.iter().enumerate() {
+                        let poisoned = sees && nan_dims.contains(&(i % dim));
+                        assert_eq!(x.is_nan(), poisoned, "NaN {what}, {kernel:?}, token {t}: {row:?}");
+                        assert!(poisoned || x.is_finite(), "NaN {what}, {kernel:?}, token {t}: {row:?}");
+                    }
+                }
             }
         }
     }
