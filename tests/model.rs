@@ -276,6 +276,15 @@ fn bad_checkpoints_name_the_file_and_field() {
         "{msg}"
     );
 
+    // A truncated weights file: the file is named and said not to be safetensors.
+    let bytes = std::fs::read(dir.join("model.safetensors")).expect("read");
+    std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() / 2]).expect("write");
+    let msg = load_err(dir);
+    assert!(
+        msg.contains("model.safetensors") && msg.contains("not a safetensors file"),
+        "{msg}"
+    );
+
     // A tokenizer whose ids do not fit the model's vocabulary.
     copy_checkpoint("stories260K-hf", dir);
     std::fs::copy(
