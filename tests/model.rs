@@ -276,12 +276,16 @@ fn bad_checkpoints_name_the_file_and_field() {
         "{msg}"
     );
 
-    // A truncated weights file: the file is named and said not to be safetensors.
+    // A truncated weights file, and one too short for a header: the file is named, and what
+    // is wrong with it.
     let bytes = std::fs::read(dir.join("model.safetensors")).expect("read");
     std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() / 2]).expect("write");
     let msg = load_err(dir);
+    assert!(msg.contains("model.safetensors") && msg.contains("truncated"), "{msg}");
+    std::fs::write(dir.join("model.safetensors"), &bytes[..4]).expect("write");
+    let msg = load_err(dir);
     assert!(
-        msg.contains("model.safetensors") && msg.contains("not a safetensors file"),
+        msg.contains("model.safetensors") && msg.contains("4 bytes, too short"),
         "{msg}"
     );
 

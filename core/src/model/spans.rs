@@ -420,9 +420,29 @@ mod tests {
     /// Every kernel and thread count against attention written out in f64, with grouped heads.
     #[test]
     fn kernels_and_splits_equal_plain_attention() {
-        let spans = layout();
-        for dim in super::HEAD_DIMS {
-            let (heads, kv_heads, tokens) = (4, 2, spans.len());
+        // Also a context of 32 tokens (whole vectors of 8 and 16 keys) then a segment over it,
+        // and a query whose first span is empty; and head counts that the two-at-a-time heads
+        // of the AVX-512 kernel do not divide.
+        let mut whole: Vec<Spans> = (0..32)
+            .map(|p| Spans {
+                first: (0, p + 1),
+                second: (0, 0),
+            })
+            .collect();
+        whole.extend((0..5).map(|p| Spans {
+            first: (0, 32),
+            second: (32, 32 + p + 1),
+        }));
+        whole.push(Spans {
+            first: (5, 5),
+            second: (30, 34),
+        });
+        let cases = [(layout(), 4, 2), (layout(), 3, 1), (whole.clone(), 3, 3), (whole, 6, 2)];
+        for (spans, dim, (heads, kv_heads)) in cases
+            .iter()
+            .flat_map(|(spans, h, kv)| super::HEAD_DIMS.map(|dim| (spans, dim, (*h, *kv))))
+        {
+            let tokens = spans.len();
             let s = Shape {
                 heads,
                 rep: heads / kv_heads,
@@ -483,7 +503,7 @@ mod tests {
                     q: &q,
                     kt: &kt_padded,
                     v: &values,
-                    spans: &spans,
+                    spans,
                 };
                 let got = compute(&s, x, threads, kernel);
                 let worst = got
@@ -493,7 +513,7 @@ mod tests {
                     .fold(0.0, f64::max);
                 assert!(
                     worst < 1e-5,
-                    "{dim} wide, {kernel:?} on {threads} threads: max difference {worst}"
+                    "{dim} wide, {heads} heads over {kv_heads}, {kernel:?} on {threads} threads: max difference {worst}"
                 );
             }
         }
@@ -503,8 +523,14 @@ mod tests {
     /// whole-chunk reads of the others' spans load it too.
     #[test]
     fn a_nan_key_or_value_reaches_only_its_queries() {
+        for dim in super::HEAD_DIMS {
+            nan_reaches_only_its_queries(dim);
+        }
+    }
+
+    fn nan_reaches_only_its_queries(dim: usize) {
         let spans = layout();
-        let (heads, kv_heads, tokens, dim) = (2, 1, spans.len(), 8);
+        let (heads, kv_heads, tokens) = (2, 1, spans.len());
         let s = Shape {
             heads,
             rep: 2,
@@ -539,7 +565,11 @@ mod tests {
                     let sees = (30..39).contains(&t) && t >= nan;
                     for (i, x) in row.iter().enumerate() {
                         let poisoned = sees && nan_dims.contains(&(i % dim));
-                        assert_eq!(x.is_nan(), poisoned, "NaN {what}, {kernel:?}, token {t}: {row:?}");
+                        assert_eq!(
+                            x.is_nan(),
+                            poisoned,
+                            "NaN {what}, {dim} wide, {kernel:?}, token {t}: {row:?}"
+                        );
                         assert!(poisoned || x.is_finite(), "NaN {what}, {kernel:?}, token {t}: {row:?}");
                     }
                 }

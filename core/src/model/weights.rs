@@ -130,7 +130,18 @@ fn read_mapped(file: &Path) -> Result<Vec<(String, Tensor)>> {
         line: None,
         message,
     };
-    let st = safetensors::SafeTensors::deserialize(&map).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&map).map_err(|e| {
+        use safetensors::SafeTensorError as E;
+        bad(match e {
+            E::MetadataIncompleteBuffer => format!(
+                "its {} bytes are not the size its header describes (truncated, or bytes added)",
+                map.len()
+            ),
+            E::InvalidHeaderLength => format!("truncated: its header runs past the file's {} bytes", map.len()),
+            E::HeaderTooSmall => format!("{} bytes, too short for a safetensors file", map.len()),
+            other => format!("not a safetensors file this build reads (its header: {other:?})"),
+        })
+    })?;
     st.tensors()
         .into_iter()
         .map(|(name, view)| {

@@ -20,7 +20,8 @@ const W: usize = 16;
 /// exponentials, weighted values, sums — interleave.
 ///
 /// # Safety
-/// The CPU must have AVX-512F (`is_x86_feature_detected!("avx512f")`).
+/// The CPU must have AVX-512F (`is_x86_feature_detected!("avx512f")`). Every other condition
+/// the raw reads and writes rely on is asserted here or in [`heads`].
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn queries<const D: usize, const G: usize>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32]) {
     let Inputs { q, kt, v: vt, spans } = x;
@@ -32,9 +33,17 @@ pub(super) unsafe fn queries<const D: usize, const G: usize>(s: &Shape, x: Input
         D.is_multiple_of(8) && G > 0,
         "heads a multiple of 8 wide, at least one at a time"
     );
+    assert!(
+        s.rep > 0 && s.heads.is_multiple_of(s.rep),
+        "query heads a whole multiple of the key heads"
+    );
     assert_eq!(q.len(), s.tokens * s.heads * D, "queries (T, heads, d)");
+    assert_eq!(spans.len(), s.tokens, "a span per token");
     assert_eq!(out.len() % (s.heads * D), 0, "whole output rows");
-    assert!(from + out.len() / (s.heads * D) <= spans.len(), "a span per query");
+    assert!(
+        from + out.len() / (s.heads * D) <= s.tokens,
+        "queries within the tokens"
+    );
     let rows = out.len() / (s.heads * D);
     let mut scores: Vec<f32> = vec![];
     // Heads outermost: consecutive queries mostly attend the same keys, so a head's keys and
@@ -75,8 +84,14 @@ pub(super) unsafe fn queries<const D: usize, const G: usize>(s: &Shape, x: Input
 /// Heads `h0..h0 + G` of query `t`, which attends the key ranges `parts` (`n` keys in all),
 /// into `o` (`G × D` floats); `scores` holds at least `G` rows of `n` rounded up to [`W`],
 /// plus `W`.
+///
+/// # Safety
+/// The CPU must have AVX-512F, and the operands must be as [`queries`] asserts them: `t` below
+/// the tokens, each range of `parts` within them, the query heads a multiple of the key heads.
 #[inline]
 #[target_feature(enable = "avx512f")]
+// The inner loop of `queries`, split out to run with one or `G` heads: it takes the loop's
+// state as it is rather than a struct made for the call.
 #[allow(clippy::too_many_arguments)]
 unsafe fn heads<const D: usize, const G: usize>(
     s: &Shape,
@@ -93,8 +108,12 @@ unsafe fn heads<const D: usize, const G: usize>(
     let padded = n.div_ceil(W) * W;
     let len = padded + W;
     assert!(scores.len() >= G * len && o.len() == G * D && h0 + G <= s.heads);
-    // Every read below is within a head's rows: j < b ≤ tokens, so the sixteen floats from
-    // d·stride + j end by d·stride + tokens + 15 < (d + 1)·stride.
+    // SAFETY (every pointer below): head h0 + g < heads reads key/value head
+    // (h0 + g) / rep < kv_heads, whose D rows of stride `tokens + PAD` lie within `kt`/`vt`;
+    // a read at j < b ≤ tokens of row d ends by d·stride + tokens + 15 < (d + 1)·stride. The
+    // query's D floats end by (t·heads + h0 + G)·D ≤ q.len() since t < tokens. Score row g is
+    // `scores[g·len..(g + 1)·len]`, and its stores end by off + ⌈(b − a)/W⌉·W ≤ n + W − 1 < len.
+    // All score accesses go through `sc` (no reborrow of `scores` after it is taken).
     // (Plain loops rather than `array::from_fn`, which is not inlined here.)
     let (mut keys, mut vals, mut qs) = ([kt.as_ptr(); G], [vt.as_ptr(); G], [q.as_ptr(); G]);
     let mut sc = [scores.as_mut_ptr(); G];
@@ -123,8 +142,10 @@ unsafe fn heads<const D: usize, const G: usize>(
         off += b - a;
     }
     let mut max = [_mm512_set1_ps(f32::NEG_INFINITY); G];
-    for g in 0..G {
-        scores[g * len + n..g * len + padded].fill(f32::NEG_INFINITY);
+    for row in sc {
+        for i in n..padded {
+            *row.add(i) = f32::NEG_INFINITY;
+        }
     }
     for c in (0..padded).step_by(W) {
         for g in 0..G {
@@ -170,6 +191,9 @@ unsafe fn heads<const D: usize, const G: usize>(
 }
 
 /// The lane sums of eight vectors, in order, as one eight-lane vector.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn sums8(x: &[__m512; 8]) -> __m256 {
@@ -193,6 +217,9 @@ unsafe fn sums8(x: &[__m512; 8]) -> __m256 {
 
 /// `e^x` lane-wise for `x ≤ 0`: the eight-lane kernel's exp ([`super::super::lanes`]:
 /// Cephes' expf) on sixteen lanes; below −87.3 it returns `e^−87.3`; NaN stays NaN.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn exp(x: __m512) -> __m512 {
