@@ -552,8 +552,9 @@ mod tests {
             ("key", &nan_keys, &clean_values, 0..dim),
             ("value", &clean_keys, &nan_values, 0..1),
         ] {
+            let kt = padded(kt, tokens);
             for kernel in kernels() {
-                let (kt, values) = (padded(kt, tokens), values_for(kernel, v, tokens, dim));
+                let values = values_for(kernel, v, tokens, dim);
                 let x = super::Inputs {
                     q: &q,
                     kt: &kt,

@@ -125,14 +125,9 @@ fn read_mapped(file: &Path) -> Result<Vec<(String, Tensor)>> {
     // during those moments would change or fault what is read; checkpoints are not written
     // while they are evaluated.
     let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io("mapping", file, e))?;
-    let bad = |message: String| Error::Parse {
-        path: file.to_path_buf(),
-        line: None,
-        message,
-    };
     let st = safetensors::SafeTensors::deserialize(&map).map_err(|e| {
         use safetensors::SafeTensorError as E;
-        bad(match e {
+        let message = match e {
             E::MetadataIncompleteBuffer => format!(
                 "its {} bytes are not the size its header describes (truncated, or bytes added)",
                 map.len()
@@ -140,7 +135,12 @@ fn read_mapped(file: &Path) -> Result<Vec<(String, Tensor)>> {
             E::InvalidHeaderLength => format!("truncated: its header runs past the file's {} bytes", map.len()),
             E::HeaderTooSmall => format!("{} bytes, too short for a safetensors file", map.len()),
             other => format!("not a safetensors file this build reads (its header: {other:?})"),
-        })
+        };
+        Error::Parse {
+            path: file.to_path_buf(),
+            line: None,
+            message,
+        }
     })?;
     st.tensors()
         .into_iter()
