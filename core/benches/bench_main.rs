@@ -7,5 +7,6 @@ mod benchmarks;
 criterion_main! {
     benchmarks::attention::benches,
     benchmarks::forward::benches,
+    benchmarks::logprobs::benches,
     benchmarks::scheduler::benches,
 }

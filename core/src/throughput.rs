@@ -3,11 +3,11 @@
 //! [`RawThroughput::measure`] times the model itself, in this process, on random tokens: the
 //! body at several batch shapes (the best tokens per second is kept; as one packed batch of
 //! contexts where the model packs, the path scoring takes, else as a padded batch), and the
-//! output head with the log-softmax normaliser at a block of positions (seconds per
-//! position). An evaluation needs `tokens_forwarded` tokens through the body and
-//! `tokens_scored` positions through the head (the counts with prefix sharing and the head
-//! only where a score is read), so its floor is `forwarded / body rate + scored × head
-//! cost`, and its efficiency is floor ÷ the seconds it took. Generation decodes one token
+//! output head with the log-softmax normaliser and the greedy token, as scoring reads them, at
+//! a block of positions (seconds per position). An evaluation needs `tokens_forwarded` tokens
+//! through the body and `tokens_scored` positions through the head (the counts with prefix
+//! sharing and the head only where a score is read), so its floor is `forwarded / body rate +
+//! scored × head cost`, and its efficiency is floor ÷ the seconds it took. Generation decodes one token
 //! per step and so runs below the body's batched rate: its efficiency reads lower by nature.
 
 use crate::error::{Result, TorchContext};
@@ -26,7 +26,7 @@ pub struct RawThroughput {
     pub body_batch: usize,
     /// That shape: tokens per row.
     pub body_seq: usize,
-    /// Seconds per position of the head and its logsumexp.
+    /// Seconds per position of the head, its logsumexp and argmax.
     pub head_seconds_per_position: f64,
     /// How long the measurement took.
     pub seconds: f64,
@@ -91,15 +91,17 @@ impl RawThroughput {
         let (body_tokens_per_second, body_batch, body_seq) = best.expect("at least one shape is timed");
         let p = 512i64;
         let h = Tensor::randn([p, hidden_size.max(1)], (hidden_kind, dev));
-        let lse = model.head(&h)?.f_logsumexp([-1], false).op("logsumexp")?; // warm-up
-        sync(&lse)?;
-        // The fastest of at least three passes (and a tenth of a second): one pass of a large
-        // head takes a third of a second on 2 cores, and a single sample swung 2× between runs.
+        // What scoring runs at each position: the head, then the log-probability of a token
+        // and the greedy token (logsumexp and argmax) read back.
+        let (rows, targets): (Vec<i64>, Vec<i64>) = (0..p).map(|i| (i, 0)).unzip();
+        let head = || crate::batch::logprobs::log_probs(&model.head(&h)?, &rows, &targets);
+        head()?; // warm-up
+                 // The fastest of at least three passes (and a tenth of a second): one pass of a large
+                 // head takes a third of a second on 2 cores, and a single sample swung 2× between runs.
         let (mut reps, t0, mut fastest) = (0, Instant::now(), f64::INFINITY);
         while reps < 3 || t0.elapsed() < Duration::from_millis(100) {
             let t = Instant::now();
-            let lse = model.head(&h)?.f_logsumexp([-1], false).op("logsumexp")?;
-            sync(&lse)?;
+            head()?;
             fastest = fastest.min(t.elapsed().as_secs_f64());
             reps += 1;
         }

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod forward;
+pub mod logprobs;
 pub mod scheduler;
 
 use std::path::PathBuf;

@@ -4,10 +4,12 @@
 //! their tensor layout:
 //!
 //! * [`score`]: scoring, with or without a shared context;
+//! * [`logprobs`]: target log-probabilities and greedy tokens from the head's logits;
 //! * [`generate`]: generation, prefilled into a KV cache and decoded step by step;
 //! * [`sampling`]: how one next token is chosen from logits (greedy, temperature + nucleus).
 
 pub mod generate;
+pub mod logprobs;
 pub mod sampling;
 pub mod score;
 

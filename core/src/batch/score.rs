@@ -27,7 +27,7 @@ use super::{int_tensor, TokenCounts};
 use crate::error::{Error, Result, TorchContext};
 use crate::model::{Model, PackedBatch, PackedRequest};
 use crate::request::{ContinuationScore, ScoreRequest};
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 /// Positions whose logits are computed at once: bounds the `(positions, vocab)` logits tensor
 /// (about 100 MB for a 50k vocabulary in float32) whatever the batch.
@@ -74,24 +74,9 @@ fn score_positions<M: Model + ?Sized>(
         let p = Tensor::from_slice(&up[start..end]).to_device(dev);
         let sel = hidden.f_index(&[Some(r), Some(p)]).op("gathering scored positions")?;
         let logits = model.head(&sel)?;
-        let lse = logits.f_logsumexp([-1], false).op("logsumexp")?;
         let local: Vec<i64> = entries.iter().map(|&e| (at[e] - start) as i64).collect();
-        let local = Tensor::from_slice(&local).to_device(dev);
         let t: Vec<i64> = entries.iter().map(|&e| targets[e]).collect();
-        let t = Tensor::from_slice(&t).to_device(dev);
-        let picked = logits
-            .f_index(&[Some(&local), Some(&t)])
-            .op("gathering target logits")?;
-        let lp = (picked - lse.index_select(0, &local)).to_device(Device::Cpu);
-        if !bool::try_from(lse.isfinite().all()).op("checking logits")? {
-            return Err(Error::NonFinite {
-                evaluation: String::new(),
-                what: "NaN or infinite logits at a scored position".into(),
-            });
-        }
-        let am = logits.argmax(-1, false).index_select(0, &local).to_device(Device::Cpu);
-        let lp = Vec::<f32>::try_from(&lp).op("reading log-probs")?;
-        let am = Vec::<i64>::try_from(&am).op("reading argmax")?;
+        let (lp, am) = super::logprobs::log_probs(&logits, &local, &t)?;
         for ((&e, l), a) in entries.iter().zip(lp).zip(am) {
             lps[e] = l;
             ams[e] = a;

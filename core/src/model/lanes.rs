@@ -1,6 +1,7 @@
-//! Eight float32 lanes, the vector the CPU kernels ([`super::spans`]) are written over: one
-//! kernel body, compiled once for a plain array (whatever the target vectorises it to) and
-//! once for an AVX2 register inside a `#[target_feature(enable = "avx2,fma")]` function.
+//! Eight float32 lanes, the vector the CPU kernels ([`super::spans`],
+//! [`crate::batch::logprobs`]) are written over: one kernel body, compiled once for a plain
+//! array (whatever the target vectorises it to) and once for an AVX2 register inside a
+//! `#[target_feature(enable = "avx2,fma")]` function.
 
 /// Lanes per vector.
 pub(crate) const LANES: usize = 8;
