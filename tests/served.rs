@@ -5,7 +5,8 @@
 //! continuation for every scoring kind and generation, that a server killed mid-run and
 //! restarted gives a run that resumes to the same samples, and the errors: nothing at the URL, a
 //! tokenizer that is not the served model's, an engine that returns no prompt log-probs (a
-//! stand-in server in the test). Per-sample parity with lm-eval's `local-completions` against
+//! stand-in server in the test); and that a sharded run without `--output` writes where one
+//! process would, and `evalkit merge` merges with the server gone. Per-sample parity with lm-eval's `local-completions` against
 //! the same server is scripts/parity's.
 //!
 //! Without the server installed the test notes the skip, unless EVALKIT_REQUIRE_SERVED is set
@@ -220,7 +221,7 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
         msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("rerun to resume"),
         "{msg}"
     );
-    let _server = Server::start(&python, &gguf, port, &tmp.path().join("server2.log"));
+    let mut server = Server::start(&python, &gguf, port, &tmp.path().join("server2.log"));
     let o = run(&url, &tok, &resumed, &args);
     assert!(o.status.success(), "{}", text(&o));
     let r: serde_json::Value =
@@ -269,6 +270,69 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
         "{}",
         text(&o)
     );
+
+    // Sharded without --output: the results go under the served model's id, as one process's.
+    let here = tmp.path().join("sharded-here");
+    std::fs::create_dir_all(&here).expect("folder");
+    let o = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args([
+            "run", "-q", "--model", &url, "--shards", "2", "--tasks", "arc_easy", "--limit", "4",
+        ])
+        .args([
+            "--tokenizer",
+            tok.to_str().unwrap(),
+            "--data-dir",
+            data_dir().to_str().unwrap(),
+        ])
+        .current_dir(&here)
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", text(&o));
+    let under: Vec<PathBuf> = std::fs::read_dir(here.join("evalkit-results"))
+        .expect("evalkit-results/")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(under.len(), 1, "{under:?}");
+    assert!(under[0].join("results.json").is_file(), "{under:?}");
+    for (x, y) in samples(&under[0], "arc_easy").iter().zip(samples(&served, "arc_easy")) {
+        assert_eq!((&x["contexts"], &x["is_greedy"]), (&y["contexts"], &y["is_greedy"]));
+    }
+
+    // Both shares journaled, the merging shard dead: `evalkit merge` writes the results with
+    // the server gone (it computes nothing and asks nothing).
+    let merged = tmp.path().join("merged");
+    let shard_args = ["--tasks", "arc_easy", "--limit", "4", "--batch-size", "1"];
+    for rank in 0..2 {
+        if rank == 1 {
+            std::fs::write(merged.join(".journal").join("merge.lock"), "").expect("lock");
+        }
+        let o = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+            .args(["run", "-q", "--model", &url, "--output", merged.to_str().unwrap()])
+            .args([
+                "--tokenizer",
+                tok.to_str().unwrap(),
+                "--data-dir",
+                data_dir().to_str().unwrap(),
+            ])
+            .args(shard_args)
+            .env("RANK", rank.to_string())
+            .env("WORLD_SIZE", "2")
+            .output()
+            .expect("runs");
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    assert!(!merged.join("results.json").exists(), "the merger died");
+    server.kill();
+    let o = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args(["-q", "merge", merged.to_str().unwrap()])
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", text(&o));
+    for (x, y) in samples(&merged, "arc_easy").iter().zip(samples(&served, "arc_easy")) {
+        assert_eq!(x["contexts"], y["contexts"]);
+        assert_eq!(x["is_greedy"], y["is_greedy"]);
+    }
+    assert_eq!(samples(&merged, "arc_easy").len(), 4);
 }
 
 /// An engine that answers `/models` but returns completions without prompt log-probs (as

@@ -1,8 +1,8 @@
 //! Data-parallel runs, as real processes: `--shards 3` on one machine, shards launched one by
 //! one with torchrun's variables (one killed with SIGKILL and rerun alone, one started with
-//! other settings and refused, a dead merger's work finished by `evalkit merge`), and torchrun
-//! itself with `--no-python`. Each run's samples and results must be those of one process
-//! (values to 1e-5 relative, everything else equal).
+//! other settings and refused, a dead merger's work finished by `evalkit merge` without the
+//! checkpoint's weights), and torchrun itself with `--no-python`. Each run's samples and
+//! results must be those of one process (values to 1e-5 relative, everything else equal).
 
 use crate::util::{data_dir, model_dir};
 use serde_json::Value;
@@ -17,12 +17,17 @@ const SCORING: &[&str] = &["arc_easy", "hellaswag"];
 
 /// `evalkit run` of `tasks` on stories260K with `extra` arguments, into `out`.
 fn evalkit(out: &Path, tasks: &[&str], limit: usize, extra: &[&str]) -> Command {
+    evalkit_on(&model_dir("stories260K-hf"), out, tasks, limit, extra)
+}
+
+/// [`evalkit`] on the checkpoint in `model`.
+fn evalkit_on(model: &Path, out: &Path, tasks: &[&str], limit: usize, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_evalkit"));
     c.args(["run", "-q", "--threads", "1", "--device", "cpu", "--tasks"])
         .arg(tasks.join(","))
         .args(["--limit", &limit.to_string(), "--batch-size", "2", "--chunk-size", "1"])
         .arg("--model")
-        .arg(model_dir("stories260K-hf"))
+        .arg(model)
         .arg("--data-dir")
         .arg(data_dir())
         .arg("--output")
@@ -39,7 +44,10 @@ fn evalkit(out: &Path, tasks: &[&str], limit: usize, extra: &[&str]) -> Command 
 
 /// The same command as shard `rank` of `world`, launched as torchrun launches it.
 fn shard(out: &Path, tasks: &[&str], limit: usize, rank: usize, world: usize, extra: &[&str]) -> Command {
-    let mut c = evalkit(out, tasks, limit, extra);
+    as_shard(evalkit(out, tasks, limit, extra), rank, world)
+}
+
+fn as_shard(mut c: Command, rank: usize, world: usize) -> Command {
     c.env("RANK", rank.to_string())
         .env("WORLD_SIZE", world.to_string())
         .env("LOCAL_RANK", rank.to_string());
@@ -242,13 +250,24 @@ fn a_killed_shard_rerun_alone_completes_the_run() {
 fn merge_writes_the_results_a_dead_merger_left() {
     let tmp = crate::tempdir!("shards-merge");
     let one = reference(tmp.path(), TASKS, 12);
+    // A copy of the checkpoint, whose weights go before the merge: a merge loads no model.
+    let model = tmp.path().join("stories260K-hf");
+    std::fs::create_dir_all(&model).expect("folder");
+    for f in std::fs::read_dir(model_dir("stories260K-hf")).expect("checkpoint") {
+        let f = f.expect("entry").path();
+        if f.is_file() {
+            std::fs::copy(&f, model.join(f.file_name().expect("name"))).expect("copy");
+        }
+    }
     let out = tmp.path().join("sharded");
-    ok(shard(&out, TASKS, 12, 0, 2, &[]).output().expect("runs"));
+    let shard = |rank| as_shard(evalkit_on(&model, &out, TASKS, 12, &[]), rank, 2);
+    ok(shard(0).output().expect("runs"));
     // The shard that would merge finds the lock of one that died while merging.
     std::fs::write(out.join(".journal").join("merge.lock"), "").expect("lock");
-    let err = ok(shard(&out, TASKS, 12, 1, 2, &[]).output().expect("runs"));
+    let err = ok(shard(1).output().expect("runs"));
     assert!(err.contains("another shard is writing the results"), "{err}");
     assert!(!out.join("results.json").exists());
+    std::fs::remove_file(model.join("model.safetensors")).expect("weights");
     ok(merge(&out));
     same_run(&one, &out, TASKS);
     // The results record the shards' command, not the merge's.

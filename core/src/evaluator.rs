@@ -392,6 +392,7 @@ impl<'a> Evaluator<'a> {
             .finish();
         config.insert("model_fingerprint".into(), json!(format!("{model_fp:016x}")));
         config.insert("max_len".into(), json!(self.model.max_len()));
+        config.insert("vocab_size".into(), json!(self.model.vocab_size()));
         config.insert("device".into(), json!(format!("{:?}", self.model.device())));
         config.insert("batch_size".into(), json!(o.batch_size));
         config.insert("auto_batch_size".into(), json!(o.auto_batch_size));

@@ -114,7 +114,8 @@ pub enum Command {
     },
     /// Write the results of a sharded run whose shards have all finished (the last shard to
     /// finish does this itself; merge after a shard was rerun by hand, or when the merging
-    /// shard died).
+    /// shard died). It reads the journals and the tokenizer: the model is not loaded (nor a
+    /// served model's server asked).
     Merge {
         /// The run's output directory (holds `.journal/shards.json`).
         dir: PathBuf,

@@ -103,10 +103,14 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
                 .as_ref()
                 .and_then(|m| m.to_str())
                 .is_some_and(|m| m.starts_with("openai-compatible:"));
-            if served && a.output.is_none() {
-                anyhow::bail!("a sharded run of a served model needs --output DIR");
-            }
-            let output = settings::output_dir(a, &settings::model_name(&a.model));
+            // A served model's results go under its id on the server, known once connected:
+            // ask it, as each shard will.
+            let name = if served && a.output.is_none() {
+                settings::open_model(&a.model, &hub_options(a))?.name
+            } else {
+                settings::model_name(&a.model)
+            };
+            let output = settings::output_dir(a, &name);
             let doc = shards::spawn(a, shards, g.threads, &output)?;
             return finish(&doc, a, g, &output);
         }
@@ -123,10 +127,21 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
     };
     let device = shards::device_for(&a.model.device, launch.as_ref().map(|l| l.local_rank))?;
     let command: Vec<String> = std::env::args().skip(1).collect();
-    run_process(a, g, share, &device, launch.as_ref(), command)
+    let mut model_args = a.model.clone();
+    model_args.device = device;
+    let opened = settings::open_model(&model_args, &hub_options(a))?;
+    run_process(a, g, share, opened, launch.as_ref(), command)
 }
 
-/// `evalkit merge DIR`: the recorded run, computing nothing, on the CPU.
+fn hub_options(a: &args::RunArgs) -> evalkit::suites::hub::HubOptions {
+    evalkit::suites::hub::HubOptions {
+        offline: a.offline || evalkit::suites::hub::HubOptions::default().offline,
+        ..Default::default()
+    }
+}
+
+/// `evalkit merge DIR`: the recorded run, computing nothing: the tokenizer and the tasks are
+/// opened as the shards opened them, the model is not (a stand-in from the run's record).
 fn merge(dir: &Path, g: &args::Global) -> Result<ExitCode> {
     let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
     let rec = shards::recorded(&dir)?;
@@ -134,27 +149,21 @@ fn merge(dir: &Path, g: &args::Global) -> Result<ExitCode> {
         .with_context(|| format!("entering {}, where the run was started", rec.cwd.display()))?;
     let mut a = rec.args;
     a.output = Some(dir);
-    run_process(&a, g, Share::Merge { world: rec.world }, "cpu", None, rec.command)
+    let opened = settings::open_unloaded(&a.model, &hub_options(&a), rec.model)?;
+    run_process(&a, g, Share::Merge { world: rec.world }, opened, None, rec.command)
 }
 
-/// Runs this process's part: loads the model and the tasks, runs, prints and gates the
-/// results where this process wrote them. `command` (the `run` arguments) is recorded for a
-/// sharded run, so that `evalkit merge` can rebuild it.
+/// Runs this process's part with the opened model: loads the tasks, runs, prints and gates
+/// the results where this process wrote them. `command` (the `run` arguments) is recorded for
+/// a sharded run, so that `evalkit merge` can rebuild it.
 fn run_process(
     a: &args::RunArgs,
     g: &args::Global,
     share: Share,
-    device: &str,
+    opened: settings::OpenedModel,
     launch: Option<&evalkit::core::shard::Launch>,
     command: Vec<String>,
 ) -> Result<ExitCode> {
-    let hub = evalkit::suites::hub::HubOptions {
-        offline: a.offline || evalkit::suites::hub::HubOptions::default().offline,
-        ..Default::default()
-    };
-    let mut model_args = a.model.clone();
-    model_args.device = device.to_string();
-    let opened = settings::open_model(&model_args, &hub)?;
     let s = settings::run_settings(a, &opened)?;
     let mut ev = Evaluator::new(opened.model.as_ref(), &opened.tokenizer);
     ev.options = s.options.clone();

@@ -61,6 +61,47 @@ pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resu
     open_checkpoint(dir, device, dtype)
 }
 
+/// What a sharded run recorded of its model (`.journal/shards.json`): enough to merge its
+/// journals without the model.
+pub struct RecordedModel {
+    /// The model's description (the journals are keyed by it).
+    pub describe: String,
+    pub max_len: usize,
+    pub vocab_size: usize,
+    /// The run's `model_name`.
+    pub name: String,
+}
+
+/// The tokenizer the arguments name, and a stand-in for the model from what the run recorded
+/// ([`evalkit::core::model::unloaded::Unloaded`]): no weights loaded, no server asked.
+pub fn open_unloaded(
+    a: &ModelArgs,
+    hub: &evalkit::suites::hub::HubOptions,
+    recorded: RecordedModel,
+) -> Result<OpenedModel> {
+    let dir = match (&a.torchscript, &a.model) {
+        (Some(_), _) => a.tokenizer.clone().context("--torchscript needs --tokenizer")?,
+        (None, Some(m)) if m.to_str().is_some_and(|m| m.starts_with("openai-compatible:")) => a
+            .tokenizer
+            .clone()
+            .context("a served model needs --tokenizer DIR (the served model's tokenizer.json)")?,
+        (None, Some(m)) => match m.to_str().and_then(evalkit::suites::hub::parse_model_id) {
+            Some((id, rev)) if !m.exists() => evalkit::suites::hub::model_snapshot(&id, &rev, hub)
+                .with_context(|| format!("resolving hub model {id}@{rev}"))?,
+            _ => m.clone(),
+        },
+        (None, None) => bail!("give --model or --torchscript"),
+    };
+    let tokenizer = Tokenizer::from_dir(&dir)?;
+    let model = evalkit::core::model::unloaded::Unloaded::new(recorded.describe, recorded.max_len, recorded.vocab_size);
+    Ok(OpenedModel {
+        model: Box::new(model),
+        tokenizer,
+        name: recorded.name,
+        dir,
+    })
+}
+
 /// Connects to a served model; its tokenizer (and max length) come from --tokenizer.
 fn open_served(a: &ModelArgs, url: &str) -> Result<OpenedModel> {
     let tok_dir = a
@@ -183,8 +224,7 @@ pub fn output_dir(a: &RunArgs, model_name: &str) -> PathBuf {
 
 /// The name a model's results go under, known before it is opened (so the process that starts
 /// shards finds their output): the checkpoint's or module's file name, a hub id with `/` as
-/// `--` (a served model's id is known only once connected, so a served sharded run needs
-/// `--output`).
+/// `--` (a served model's is its id on the server, known only once connected).
 pub fn model_name(a: &ModelArgs) -> String {
     match (&a.torchscript, &a.model) {
         (Some(ts), _) => file_name(ts),

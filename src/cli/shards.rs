@@ -5,6 +5,7 @@
 //! `evalkit_core::shard`.
 
 use super::args::{Cli, Command, RunArgs};
+use super::settings::RecordedModel;
 use anyhow::{bail, Context, Result};
 use evalkit::core::shard::Launch;
 use serde_json::Value;
@@ -124,13 +125,14 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// What `evalkit merge DIR` reruns: the recorded command of the run in `dir` (parsed again),
-/// the directory it ran in, and the number of shards.
+/// the directory it ran in, the number of shards, and what the run recorded of its model.
 pub struct Recorded {
     pub args: RunArgs,
     /// The command's arguments as the shards recorded them.
     pub command: Vec<String>,
     pub cwd: PathBuf,
     pub world: usize,
+    pub model: RecordedModel,
 }
 
 /// Reads `dir/.journal/shards.json`.
@@ -164,6 +166,22 @@ pub fn recorded(dir: &Path) -> Result<Recorded> {
         .as_str()
         .map(PathBuf::from)
         .with_context(|| format!("{}: no `cwd`", path.display()))?;
+    let text_field = |k: &str| {
+        v[k].as_str()
+            .map(String::from)
+            .with_context(|| format!("{}: no `{k}`", path.display()))
+    };
+    let count = |k: &str| {
+        v[k].as_u64()
+            .map(|n| n as usize)
+            .with_context(|| format!("{}: no `{k}`", path.display()))
+    };
+    let model = RecordedModel {
+        describe: text_field("model")?,
+        max_len: count("max_len")?,
+        vocab_size: count("vocab_size")?,
+        name: text_field("model_name")?,
+    };
     let cli = <Cli as clap::Parser>::try_parse_from(std::iter::once("evalkit".to_string()).chain(command.clone()))
         .with_context(|| format!("{}: the recorded command no longer parses", path.display()))?;
     let Command::Run(args) = cli.command else {
@@ -174,6 +192,7 @@ pub fn recorded(dir: &Path) -> Result<Recorded> {
         command,
         cwd,
         world,
+        model,
     })
 }
 

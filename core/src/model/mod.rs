@@ -1,6 +1,7 @@
 //! Models: the [`Model`] trait the engine runs, and its implementations — Hugging Face
-//! checkpoint directories ([`llama`], [`gpt2`], opened by [`load_checkpoint`]) and TorchScript
-//! modules ([`torchscript`]). Model code never knows about benchmarks: it maps token ids and a
+//! checkpoint directories ([`llama`], [`gpt2`], opened by [`load_checkpoint`]), TorchScript
+//! modules ([`torchscript`]), served models ([`served`]), and the stand-in a merge of shards
+//! runs with ([`unloaded`]). Model code never knows about benchmarks: it maps token ids and a
 //! padding mask to hidden states, and hidden states to float32 logits.
 
 pub mod cache;
@@ -13,6 +14,7 @@ pub mod random;
 pub mod served;
 pub(crate) mod spans;
 pub mod torchscript;
+pub mod unloaded;
 pub mod weights;
 
 pub use cache::KvCache;
