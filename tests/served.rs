@@ -293,8 +293,16 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
         .map(|e| e.expect("entry").path())
         .collect();
     assert_eq!(under.len(), 1, "{under:?}");
-    assert!(under[0].join("results.json").is_file(), "{under:?}");
-    for (x, y) in samples(&under[0], "arc_easy").iter().zip(samples(&served, "arc_easy")) {
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(under[0].join("results.json")).expect("results")).expect("json");
+    assert_eq!(
+        under[0].file_name().and_then(|n| n.to_str()),
+        r["config"]["model_name"].as_str(),
+        "the folder is named after the served model's id"
+    );
+    let (x, y) = (samples(&under[0], "arc_easy"), samples(&served, "arc_easy"));
+    assert_eq!(x.len(), 4);
+    for (x, y) in x.iter().zip(&y) {
         assert_eq!((&x["contexts"], &x["is_greedy"]), (&y["contexts"], &y["is_greedy"]));
     }
 

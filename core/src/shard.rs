@@ -193,8 +193,9 @@ pub fn claim(journal: &Path, settings: &Value) -> Result<()> {
 }
 
 /// Settings recorded for `evalkit merge` but not compared: their spelling may differ between
-/// shards that run the same thing.
-const NOT_COMPARED: &[&str] = &["command", "cwd"];
+/// shards that run the same thing (`command`, `cwd`), or it follows from the model, which
+/// `model` compares (`vocab_size`, which runs started by earlier versions did not record).
+const NOT_COMPARED: &[&str] = &["command", "cwd", "vocab_size"];
 
 /// The top-level keys whose values differ, as `KEY THIS here, RUN'S in the run`.
 fn differences(run: &Value, this: &Value) -> Vec<String> {

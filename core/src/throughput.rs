@@ -95,9 +95,10 @@ impl RawThroughput {
         // and the greedy token (logsumexp and argmax) read back.
         let (rows, targets): (Vec<i64>, Vec<i64>) = (0..p).map(|i| (i, 0)).unzip();
         let head = || crate::batch::logprobs::log_probs(&model.head(&h)?, &rows, &targets);
-        head()?; // warm-up
-                 // The fastest of at least three passes (and a tenth of a second): one pass of a large
-                 // head takes a third of a second on 2 cores, and a single sample swung 2× between runs.
+        head()?;
+        // After that warm-up, the fastest of at least three passes (and a tenth of a second):
+        // one pass of a large head takes a third of a second on 2 cores, and a single sample
+        // swung 2× between runs.
         let (mut reps, t0, mut fastest) = (0, Instant::now(), f64::INFINITY);
         while reps < 3 || t0.elapsed() < Duration::from_millis(100) {
             let t = Instant::now();

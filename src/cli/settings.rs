@@ -21,44 +21,80 @@ pub struct OpenedModel {
     pub dir: PathBuf,
 }
 
-/// Opens the model the arguments name: a checkpoint directory, a hub model id
-/// (`org/name[@revision]`, through the hub cache), or a TorchScript module.
-pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Result<OpenedModel> {
-    let device: DeviceSpec = a.device.parse()?;
-    let dtype = Dtype::from(a.dtype);
-    if let Some(ts) = &a.torchscript {
-        let tok_dir = a.tokenizer.as_ref().context("--torchscript needs --tokenizer")?;
-        let max_len = a.max_len.context("--torchscript needs --max-len")?;
-        let model = TorchScriptModel::load(
-            ts,
-            device.resolve()?,
-            TorchScriptOptions {
-                max_len,
-                takes_mask: a.takes_mask,
-            },
-        )?;
-        let tokenizer = Tokenizer::from_dir(tok_dir)?;
-        return Ok(OpenedModel {
-            model: Box::new(model),
-            tokenizer,
-            name: model_name(a),
-            dir: tok_dir.clone(),
-        });
+/// Where the arguments' model comes from, and the folder of its tokenizer.
+enum Source<'a> {
+    /// A TorchScript module (`--torchscript`), its tokenizer from `--tokenizer`.
+    TorchScript { module: &'a Path, tokenizer: &'a Path },
+    /// A served model (`--model openai-compatible:URL`), its tokenizer from `--tokenizer`.
+    Served { url: &'a str, tokenizer: &'a Path },
+    /// A checkpoint folder: `--model DIR`, or a hub model's snapshot in the hub cache.
+    Checkpoint(PathBuf),
+}
+
+impl Source<'_> {
+    fn tokenizer_dir(&self) -> &Path {
+        match self {
+            Source::TorchScript { tokenizer, .. } | Source::Served { tokenizer, .. } => tokenizer,
+            Source::Checkpoint(dir) => dir,
+        }
+    }
+}
+
+/// Resolves the arguments' model: a hub model id (`org/name[@revision]`, not a folder here) to
+/// its snapshot in the hub cache.
+fn source<'a>(a: &'a ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Result<Source<'a>> {
+    if let Some(module) = &a.torchscript {
+        let tokenizer = a.tokenizer.as_deref().context("--torchscript needs --tokenizer")?;
+        return Ok(Source::TorchScript { module, tokenizer });
     }
     let dir = a.model.as_ref().context("give --model or --torchscript")?;
     if let Some(url) = dir.to_str().and_then(|d| d.strip_prefix("openai-compatible:")) {
-        return open_served(a, url);
+        let tokenizer = a
+            .tokenizer
+            .as_deref()
+            .context("a served model needs --tokenizer DIR (the served model's tokenizer.json)")?;
+        return Ok(Source::Served { url, tokenizer });
     }
     if !dir.exists() {
         if let Some((id, rev)) = dir.to_str().and_then(evalkit::suites::hub::parse_model_id) {
             let snapshot = evalkit::suites::hub::model_snapshot(&id, &rev, hub)
                 .with_context(|| format!("resolving hub model {id}@{rev}"))?;
-            let mut opened = open_checkpoint(&snapshot, device, dtype)?;
-            opened.name = model_name(a);
-            return Ok(opened);
+            return Ok(Source::Checkpoint(snapshot));
         }
     }
-    open_checkpoint(dir, device, dtype)
+    Ok(Source::Checkpoint(dir.clone()))
+}
+
+/// Opens the model the arguments name: a checkpoint directory, a hub model id
+/// (`org/name[@revision]`, through the hub cache), a TorchScript module or a served model.
+pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Result<OpenedModel> {
+    let device: DeviceSpec = a.device.parse()?;
+    let dtype = Dtype::from(a.dtype);
+    match source(a, hub)? {
+        Source::TorchScript { module, tokenizer } => {
+            let max_len = a.max_len.context("--torchscript needs --max-len")?;
+            let model = TorchScriptModel::load(
+                module,
+                device.resolve()?,
+                TorchScriptOptions {
+                    max_len,
+                    takes_mask: a.takes_mask,
+                },
+            )?;
+            Ok(OpenedModel {
+                model: Box::new(model),
+                tokenizer: Tokenizer::from_dir(tokenizer)?,
+                name: model_name(a),
+                dir: tokenizer.to_path_buf(),
+            })
+        }
+        Source::Served { url, tokenizer } => open_served(a, url, tokenizer),
+        Source::Checkpoint(dir) => {
+            let mut opened = open_checkpoint(&dir, device, dtype)?;
+            opened.name = model_name(a);
+            Ok(opened)
+        }
+    }
 }
 
 /// What a sharded run recorded of its model (`.journal/shards.json`): enough to merge its
@@ -66,8 +102,11 @@ pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resu
 pub struct RecordedModel {
     /// The model's description (the journals are keyed by it).
     pub describe: String,
+    /// Its context length, as the shards planned with it.
     pub max_len: usize,
-    pub vocab_size: usize,
+    /// Its vocabulary size (`None` in a run started by an evalkit that did not record it: the
+    /// tokenizer's is taken).
+    pub vocab_size: Option<usize>,
     /// The run's `model_name`.
     pub name: String,
 }
@@ -79,21 +118,10 @@ pub fn open_unloaded(
     hub: &evalkit::suites::hub::HubOptions,
     recorded: RecordedModel,
 ) -> Result<OpenedModel> {
-    let dir = match (&a.torchscript, &a.model) {
-        (Some(_), _) => a.tokenizer.clone().context("--torchscript needs --tokenizer")?,
-        (None, Some(m)) if m.to_str().is_some_and(|m| m.starts_with("openai-compatible:")) => a
-            .tokenizer
-            .clone()
-            .context("a served model needs --tokenizer DIR (the served model's tokenizer.json)")?,
-        (None, Some(m)) => match m.to_str().and_then(evalkit::suites::hub::parse_model_id) {
-            Some((id, rev)) if !m.exists() => evalkit::suites::hub::model_snapshot(&id, &rev, hub)
-                .with_context(|| format!("resolving hub model {id}@{rev}"))?,
-            _ => m.clone(),
-        },
-        (None, None) => bail!("give --model or --torchscript"),
-    };
+    let dir = source(a, hub)?.tokenizer_dir().to_path_buf();
     let tokenizer = Tokenizer::from_dir(&dir)?;
-    let model = evalkit::core::model::unloaded::Unloaded::new(recorded.describe, recorded.max_len, recorded.vocab_size);
+    let vocab_size = recorded.vocab_size.unwrap_or_else(|| tokenizer.vocab_size());
+    let model = evalkit::core::model::unloaded::Unloaded::new(recorded.describe, recorded.max_len, vocab_size);
     Ok(OpenedModel {
         model: Box::new(model),
         tokenizer,
@@ -102,12 +130,9 @@ pub fn open_unloaded(
     })
 }
 
-/// Connects to a served model; its tokenizer (and max length) come from --tokenizer.
-fn open_served(a: &ModelArgs, url: &str) -> Result<OpenedModel> {
-    let tok_dir = a
-        .tokenizer
-        .as_ref()
-        .context("a served model needs --tokenizer DIR (the served model's tokenizer.json)")?;
+/// Connects to a served model; its tokenizer (and max length) come from `tok_dir`
+/// (`--tokenizer`).
+fn open_served(a: &ModelArgs, url: &str, tok_dir: &Path) -> Result<OpenedModel> {
     let max_len = match a.max_len {
         Some(n) => n,
         None => evalkit::core::model::read_max_len(tok_dir).with_context(|| {
@@ -127,7 +152,7 @@ fn open_served(a: &ModelArgs, url: &str) -> Result<OpenedModel> {
         model: Box::new(model),
         tokenizer: Tokenizer::from_dir(tok_dir)?,
         name,
-        dir: tok_dir.clone(),
+        dir: tok_dir.to_path_buf(),
     })
 }
 

@@ -179,7 +179,7 @@ pub fn recorded(dir: &Path) -> Result<Recorded> {
     let model = RecordedModel {
         describe: text_field("model")?,
         max_len: count("max_len")?,
-        vocab_size: count("vocab_size")?,
+        vocab_size: v["vocab_size"].as_u64().map(|n| n as usize),
         name: text_field("model_name")?,
     };
     let cli = <Cli as clap::Parser>::try_parse_from(std::iter::once("evalkit".to_string()).chain(command.clone()))

@@ -1,11 +1,11 @@
 //! Log-probabilities and greedy tokens from 512 positions of logits (positions/s), at GPT-2's
 //! 50,257-token vocabulary and stories260K's 512: evalkit's one-pass CPU reduction
-//! ([`log_probs`]) against libtorch's `logsumexp`, gather and `argmax`, the operators it
-//! replaced (and still runs on other devices).
+//! ([`log_probs`]) against libtorch's `logsumexp`, gather and `argmax`
+//! ([`log_probs_libtorch`], the path on other devices).
 
 use super::config;
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
-use evalkit_core::batch::logprobs::log_probs;
+use evalkit_core::batch::logprobs::{log_probs, log_probs_libtorch};
 use tch::{Device, Kind, Tensor};
 
 fn logprobs(c: &mut Criterion) {
@@ -20,18 +20,8 @@ fn logprobs(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("one_pass", vocab), |b| {
             b.iter(|| log_probs(&logits, &rows, &targets).expect("log-probs"))
         });
-        let (r, t) = (Tensor::from_slice(&rows), Tensor::from_slice(&targets));
         group.bench_function(BenchmarkId::new("libtorch", vocab), |b| {
-            b.iter(|| {
-                let lse = logits.logsumexp([-1], false);
-                assert!(bool::try_from(lse.isfinite().all()).expect("bool"));
-                let lp = logits.index(&[Some(&r), Some(&t)]) - lse.index_select(0, &r);
-                let am = logits.argmax(-1, false).index_select(0, &r);
-                (
-                    Vec::<f32>::try_from(&lp).expect("floats"),
-                    Vec::<i64>::try_from(&am).expect("ints"),
-                )
-            })
+            b.iter(|| log_probs_libtorch(&logits, &rows, &targets).expect("log-probs"))
         });
     }
     group.finish();

@@ -21,8 +21,8 @@ const BLOCK: usize = 512;
 
 /// For entries `(rows[e], targets[e])` of `logits` `(positions, vocab)`: the log-probability
 /// `logits[r, t] − logsumexp(logits[r])` and the greedy token `argmax(logits[r])` (its first
-/// largest logit) of each. A row with a NaN or infinite logsumexp (a NaN or `+inf` logit, or
-/// every logit `−inf`) is an error.
+/// largest logit) of each. A row of `logits` with a NaN or infinite logsumexp (a NaN or `+inf`
+/// logit, or every logit `−inf`) is an error, as is an entry outside them.
 ///
 /// ```
 /// use evalkit_core::batch::logprobs::log_probs;
@@ -34,58 +34,42 @@ const BLOCK: usize = 512;
 /// assert_eq!(greedy, [2, 1, 1]); // the first of row 1's two largest logits
 /// ```
 pub fn log_probs(logits: &Tensor, rows: &[i64], targets: &[i64]) -> Result<(Vec<f32>, Vec<i64>)> {
-    let &[positions, vocab] = &logits.size()[..] else {
-        return Err(Error::Unsupported(format!(
-            "logits of shape {:?}, expected (positions, vocab)",
-            logits.size()
-        )));
-    };
-    let (positions, vocab) = (positions as usize, vocab as usize);
-    let outside = rows
-        .iter()
-        .zip(targets)
-        .find(|&(&r, &t)| r < 0 || r as usize >= positions || t < 0 || t as usize >= vocab);
-    if let Some((r, t)) = outside {
-        return Err(Error::Unsupported(format!(
-            "log-probability of token {t} at position {r} of logits ({positions}, {vocab})"
-        )));
-    }
-    let non_finite = || Error::NonFinite {
-        evaluation: String::new(),
-        what: "NaN or infinite logits at a scored position".into(),
-    };
+    let (positions, vocab) = check_entries(logits, rows, targets)?;
     if logits.device() != Device::Cpu {
-        return on_device(logits, rows, targets, non_finite);
+        return log_probs_libtorch(logits, rows, targets);
     }
     let logits = logits.f_to_kind(Kind::Float).op("logits to float32")?.contiguous();
-    // SAFETY: `logits` is a contiguous float32 CPU tensor of `positions × vocab` elements (just
-    // made so), alive and unchanged while the slice is read.
-    let flat: &[f32] = if positions * vocab == 0 {
-        &[]
-    } else {
-        unsafe { std::slice::from_raw_parts(logits.data_ptr() as *const f32, positions * vocab) }
-    };
+    let flat = floats(&logits, positions * vocab);
     let stats = row_stats(flat, vocab, tch::get_num_threads().max(1) as usize);
-    let mut lps = Vec::with_capacity(rows.len());
-    let mut ams = Vec::with_capacity(rows.len());
-    for (&r, &t) in rows.iter().zip(targets) {
-        let (lse, argmax) = stats[r as usize];
-        if !lse.is_finite() {
-            return Err(non_finite());
-        }
-        lps.push((flat[r as usize * vocab + t as usize] as f64 - lse) as f32);
-        ams.push(argmax as i64);
+    if stats.iter().any(|(lse, _)| !lse.is_finite()) {
+        return Err(non_finite());
     }
-    Ok((lps, ams))
+    Ok(rows
+        .iter()
+        .zip(targets)
+        .map(|(&r, &t)| {
+            let (lse, argmax) = stats[r as usize];
+            (
+                (flat[r as usize * vocab + t as usize] as f64 - lse) as f32,
+                argmax as i64,
+            )
+        })
+        .unzip())
 }
 
-/// [`log_probs`] with libtorch's operators, on the logits' device.
-fn on_device(
-    logits: &Tensor,
-    rows: &[i64],
-    targets: &[i64],
-    non_finite: impl Fn() -> Error,
-) -> Result<(Vec<f32>, Vec<i64>)> {
+/// [`log_probs`] with libtorch's operators (`logsumexp`, a gather, `argmax`) on the logits'
+/// device: the path on GPUs, and the baseline of the CPU pass.
+///
+/// ```
+/// use evalkit_core::batch::logprobs::{log_probs, log_probs_libtorch};
+/// let logits = tch::Tensor::randn([4, 100], tch::kind::FLOAT_CPU);
+/// let (a, b) = (log_probs(&logits, &[0, 3], &[7, 9])?, log_probs_libtorch(&logits, &[0, 3], &[7, 9])?);
+/// assert_eq!(a.1, b.1);
+/// assert!(a.0.iter().zip(&b.0).all(|(x, y)| (x - y).abs() < 1e-5));
+/// # Ok::<(), evalkit_core::Error>(())
+/// ```
+pub fn log_probs_libtorch(logits: &Tensor, rows: &[i64], targets: &[i64]) -> Result<(Vec<f32>, Vec<i64>)> {
+    check_entries(logits, rows, targets)?;
     let dev = logits.device();
     let lse = logits.f_logsumexp([-1], false).op("logsumexp")?;
     if !bool::try_from(lse.isfinite().all()).op("checking logits")? {
@@ -102,9 +86,58 @@ fn on_device(
     ))
 }
 
+/// The logits' `(positions, vocab)`, once every entry is checked to lie within them.
+fn check_entries(logits: &Tensor, rows: &[i64], targets: &[i64]) -> Result<(usize, usize)> {
+    let &[positions, vocab] = &logits.size()[..] else {
+        return Err(Error::Unsupported(format!(
+            "logits of shape {:?}, expected (positions, vocab)",
+            logits.size()
+        )));
+    };
+    if rows.len() != targets.len() {
+        return Err(Error::Unsupported(format!(
+            "{} rows for {} target tokens",
+            rows.len(),
+            targets.len()
+        )));
+    }
+    let outside = |x: i64, n: i64| x < 0 || x >= n;
+    if let Some((r, t)) = rows
+        .iter()
+        .zip(targets)
+        .find(|&(&r, &t)| outside(r, positions) || outside(t, vocab))
+    {
+        return Err(Error::Unsupported(format!(
+            "entry (row {r}, token {t}) is outside logits of shape ({positions}, {vocab})"
+        )));
+    }
+    Ok((positions as usize, vocab as usize))
+}
+
+fn non_finite() -> Error {
+    Error::NonFinite {
+        evaluation: String::new(),
+        what: "NaN or infinite logits at a scored position".into(),
+    }
+}
+
+/// The first `len` floats of `t`, a contiguous float32 CPU tensor, borrowed from it.
+fn floats(t: &Tensor, len: usize) -> &[f32] {
+    assert!(
+        t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous() && t.numel() >= len,
+        "a contiguous float32 CPU tensor of at least {len} elements"
+    );
+    if len == 0 {
+        return &[];
+    }
+    // SAFETY: `t` holds at least `len` contiguous float32 values in CPU memory (asserted), and
+    // the slice borrows `t`, which no one writes while it is read.
+    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, len) }
+}
+
 /// `(logsumexp, first index of the largest value)` of each `vocab`-long row of `logits`, rows
 /// split over `threads` of libtorch's threads ([`crate::threads::parallel`]). The logsumexp is
-/// NaN where the row holds a NaN or `+inf`, or only `−inf`.
+/// NaN where the row holds a NaN or `+inf`, `−inf` where it holds only `−inf`.
 pub(crate) fn row_stats(logits: &[f32], vocab: usize, threads: usize) -> Vec<(f64, usize)> {
     let rows = logits.len().checked_div(vocab).unwrap_or(0);
     let mut out = vec![(f64::NAN, 0usize); rows];
@@ -191,9 +224,15 @@ fn row<L: F32x8>(x: &[f32]) -> (f64, usize) {
             total *= (max as f64 - m as f64).exp();
             max = m;
         }
-        let shift = L::splat(max);
-        let sum = lanes().fold(L::splat(0.0), |s, v| v.sub(shift).exp().add(s)).sum();
-        total += tail.iter().fold(sum as f64, |s, &v| s + (v as f64 - max as f64).exp());
+        // While every value so far is −inf, shift by 0 (not −inf, whose −inf − −inf is NaN):
+        // their terms are then about 1e-38 each, and the rescale above zeroes them when a
+        // finite maximum comes (a row of only −inf ends at −inf, an error).
+        let shift = if max == f32::NEG_INFINITY { 0.0 } else { max };
+        let by = L::splat(shift);
+        let sum = lanes().fold(L::splat(0.0), |s, v| v.sub(by).exp().add(s)).sum();
+        total += tail
+            .iter()
+            .fold(sum as f64, |s, &v| s + (v as f64 - shift as f64).exp());
     }
     (max as f64 + total.ln(), argmax)
 }
@@ -224,6 +263,10 @@ mod tests {
         out.push(tie);
         out.push((0..2000).map(|i| i as f32 / 10.0).collect());
         out.push(vec![-1e30; 600]);
+        // Whole blocks of −inf before the first finite value.
+        let mut masked = vec![f32::NEG_INFINITY; 1100];
+        masked.extend((0..300).map(|i| (i % 17) as f32 - 8.0));
+        out.push(masked);
         out
     }
 
@@ -244,7 +287,7 @@ mod tests {
         let mut inf = vec![0f32; 1000];
         inf[10] = f32::INFINITY;
         assert!(f(&inf).0.is_nan());
-        assert!(f(&[f32::NEG_INFINITY; 9]).0.is_nan());
+        assert_eq!(f(&[f32::NEG_INFINITY; 9]).0, f64::NEG_INFINITY);
         let mut low = vec![f32::NEG_INFINITY; 20];
         low[13] = -3.0;
         assert_eq!(f(&low), (-3.0, 13));
@@ -271,8 +314,7 @@ mod tests {
         let rows: Vec<i64> = (0..60).map(|i| (i * 7) % 37).collect();
         let targets: Vec<i64> = (0..60).map(|i| (i * 131) % 1000).collect();
         let (lp, am) = log_probs(&logits, &rows, &targets).expect("log-probs");
-        let non_finite = || crate::error::Error::Unsupported("non-finite".into());
-        let (want_lp, want_am) = super::on_device(&logits, &rows, &targets, non_finite).expect("libtorch");
+        let (want_lp, want_am) = super::log_probs_libtorch(&logits, &rows, &targets).expect("libtorch");
         assert_eq!(am, want_am);
         for (a, b) in lp.iter().zip(&want_lp) {
             assert!((a - b).abs() <= 2e-5 * (1.0 + b.abs()), "{a} against {b}");
@@ -281,10 +323,20 @@ mod tests {
         let _ = bad.get(5).get(9).fill_(f64::NAN);
         let err = log_probs(&bad, &[5], &[0]).expect_err("a NaN logit");
         assert!(err.to_string().contains("non-finite"), "{err}");
-        assert!(log_probs(&logits, &[37], &[0]).is_err(), "a row past the logits");
-        assert!(
-            log_probs(&logits, &[0], &[1000]).is_err(),
-            "a token past the vocabulary"
-        );
+        for (rows, targets) in [
+            (&[37i64][..], &[0i64][..]),
+            (&[0], &[1000]),
+            (&[-1], &[0]),
+            (&[0, 1], &[0]),
+        ] {
+            let err = log_probs(&logits, rows, targets).expect_err("entries outside the logits");
+            assert!(
+                err.to_string().contains("outside") || err.to_string().contains("rows for"),
+                "{err}"
+            );
+        }
+        // A NaN in a row no entry reads is an error all the same, as on other devices.
+        let err = log_probs(&bad, &[0], &[0]).expect_err("a NaN logit in another row");
+        assert!(err.to_string().contains("non-finite"), "{err}");
     }
 }
