@@ -81,17 +81,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `evalkit run` of the model served at `url` into `out`, with `extra` arguments.
+fn command(url: &str, tokenizer: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_evalkit"));
+    c.args(["run", "-q", "--model", url, "--output"])
+        .arg(out)
+        .arg("--tokenizer")
+        .arg(tokenizer)
+        .arg("--data-dir")
+        .arg(data_dir())
+        .args(extra);
+    c
+}
+
 fn run(url: &str, tokenizer: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let data = data_dir();
-    let mut args = vec!["run", "-q", "--model", url, "--output", out.to_str().unwrap()];
-    args.extend([
-        "--tokenizer",
-        tokenizer.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    args.extend(extra);
-    evalkit(&args)
+    command(url, tokenizer, out, extra).output().expect("runs")
 }
 
 #[test]
@@ -191,15 +195,7 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
         "0",
     ];
     assert!(run(&url, &tok, &whole, &args).status.success());
-    let child = Command::new(env!("CARGO_BIN_EXE_evalkit"))
-        .args(["run", "-q", "--model", &url, "--output", resumed.to_str().unwrap()])
-        .args([
-            "--tokenizer",
-            tok.to_str().unwrap(),
-            "--data-dir",
-            data_dir().to_str().unwrap(),
-        ])
-        .args(args)
+    let child = command(&url, &tok, &resumed, &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -314,15 +310,7 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
         if rank == 1 {
             std::fs::write(merged.join(".journal").join("merge.lock"), "").expect("lock");
         }
-        let o = Command::new(env!("CARGO_BIN_EXE_evalkit"))
-            .args(["run", "-q", "--model", &url, "--output", merged.to_str().unwrap()])
-            .args([
-                "--tokenizer",
-                tok.to_str().unwrap(),
-                "--data-dir",
-                data_dir().to_str().unwrap(),
-            ])
-            .args(shard_args)
+        let o = command(&url, &tok, &merged, &shard_args)
             .env("RANK", rank.to_string())
             .env("WORLD_SIZE", "2")
             .output()
