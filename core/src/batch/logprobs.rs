@@ -3,12 +3,12 @@
 //!
 //! A position's log-probability of a token is `logit[token] − logsumexp(logits)` (log_softmax
 //! without materialising it), and its greedy token is the first index of its largest logit.
-//! On the CPU one pass over each row, a block at a time, gives both: the
-//! block's maximum, then `Σ e^(x − max)` over the block while it is in the L1 cache, rescaled
-//! when a later block raises the maximum. libtorch's `logsumexp`, gather and `argmax` read a
-//! row three times between them: on one thread (the `logprobs` benchmark) they take 250 µs per
-//! position of GPT-2's 50,257-token vocabulary against 41 here, and 1.34 µs against 0.51 at
-//! stories260K's 512. On other devices libtorch's operators run.
+//! On the CPU one pass over each row, a block at a time, gives both: the block's maximum, then
+//! `Σ e^(x − max)` over the block while it is in the L1 cache, rescaled when a later block
+//! raises the maximum. libtorch's `logsumexp`, gather and `argmax` read a row three times
+//! between them: on one thread (the `logprobs` benchmark) they take 250 µs per position of
+//! GPT-2's 50,257-token vocabulary against 41 here, and 1.34 µs against 0.51 at stories260K's
+//! 512. On other devices libtorch's operators run.
 
 use crate::error::{Error, Result, TorchContext};
 #[cfg(target_arch = "x86_64")]
