@@ -108,6 +108,25 @@ pub fn parallel(tasks: usize, threads: usize, work: impl Fn(usize) + Sync) {
     }
 }
 
+/// Runs `work(i, &mut parts[i])` for every part on up to `threads` threads, as [`parallel`]
+/// does: for disjoint pieces of one output (chunks of a slice, slots), each written by the
+/// one task that takes it.
+///
+/// ```
+/// let mut out = vec![0usize; 10];
+/// evalkit_core::threads::parallel_parts(out.chunks_mut(3).collect(), 2, |i, chunk| {
+///     chunk.iter_mut().for_each(|x| *x = i);
+/// });
+/// assert_eq!(out, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]);
+/// ```
+pub fn parallel_parts<T: Send>(parts: Vec<T>, threads: usize, work: impl Fn(usize, &mut T) + Sync) {
+    let parts: Vec<Mutex<T>> = parts.into_iter().map(Mutex::new).collect();
+    parallel(parts.len(), threads, |i| {
+        // Each part is taken by exactly one task, so its lock is never contended.
+        work(i, &mut parts[i].lock().unwrap_or_else(|p| p.into_inner()));
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::parallel;

@@ -8,7 +8,6 @@
 use crate::error::{Error, Result};
 use crate::model::IdOrList;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// A checkpoint's tokenizer with its BOS/EOS rules.
 pub struct Tokenizer {
@@ -137,17 +136,13 @@ impl Tokenizer {
     /// # Ok::<(), evalkit_core::Error>(())
     /// ```
     pub fn encode_all(&self, texts: &[String]) -> Result<Vec<Vec<i64>>> {
-        let out: Vec<Mutex<Option<Result<Vec<i64>>>>> = texts.iter().map(|_| Mutex::new(None)).collect();
-        crate::threads::parallel(texts.len(), tch::get_num_threads().max(1) as usize, |i| {
-            let ids = self.encode(&texts[i]);
-            *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(ids);
+        let mut out: Vec<Option<Result<Vec<i64>>>> = texts.iter().map(|_| None).collect();
+        let threads = tch::get_num_threads().max(1) as usize;
+        crate::threads::parallel_parts(out.iter_mut().collect(), threads, |i, slot| {
+            **slot = Some(self.encode(&texts[i]));
         });
         out.into_iter()
-            .map(|slot| {
-                slot.into_inner()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .expect("parallel runs every task")
-            })
+            .map(|slot| slot.expect("parallel_parts runs every part"))
             .collect()
     }
 

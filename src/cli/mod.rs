@@ -97,15 +97,9 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
     let shards = usize::from(a.shards);
     match &launch {
         None if shards > 1 => {
-            let served = a
-                .model
-                .model
-                .as_ref()
-                .and_then(|m| m.to_str())
-                .is_some_and(|m| m.starts_with("openai-compatible:"));
             // A served model's results go under its id on the server, known once connected:
             // ask it, as each shard will.
-            let name = if served && a.output.is_none() {
+            let name = if settings::served_url(&a.model).is_some() && a.output.is_none() {
                 settings::open_model(&a.model, &hub_options(a))?.name
             } else {
                 settings::model_name(&a.model)

@@ -40,6 +40,11 @@ impl Source<'_> {
     }
 }
 
+/// The URL of a served model (`--model openai-compatible:URL`), if the arguments name one.
+pub fn served_url(a: &ModelArgs) -> Option<&str> {
+    a.model.as_ref()?.to_str()?.strip_prefix("openai-compatible:")
+}
+
 /// Resolves the arguments' model: a hub model id (`org/name[@revision]`, not a folder here) to
 /// its snapshot in the hub cache.
 fn source<'a>(a: &'a ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Result<Source<'a>> {
@@ -48,7 +53,7 @@ fn source<'a>(a: &'a ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resul
         return Ok(Source::TorchScript { module, tokenizer });
     }
     let dir = a.model.as_ref().context("give --model or --torchscript")?;
-    if let Some(url) = dir.to_str().and_then(|d| d.strip_prefix("openai-compatible:")) {
+    if let Some(url) = served_url(a) {
         let tokenizer = a
             .tokenizer
             .as_deref()

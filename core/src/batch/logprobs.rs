@@ -36,7 +36,7 @@ const BLOCK: usize = 512;
 pub fn log_probs(logits: &Tensor, rows: &[i64], targets: &[i64]) -> Result<(Vec<f32>, Vec<i64>)> {
     let (positions, vocab) = check_entries(logits, rows, targets)?;
     if logits.device() != Device::Cpu {
-        return log_probs_libtorch(logits, rows, targets);
+        return with_libtorch(logits, rows, targets);
     }
     let logits = logits.f_to_kind(Kind::Float).op("logits to float32")?.contiguous();
     let flat = floats(&logits, positions * vocab);
@@ -70,6 +70,11 @@ pub fn log_probs(logits: &Tensor, rows: &[i64], targets: &[i64]) -> Result<(Vec<
 /// ```
 pub fn log_probs_libtorch(logits: &Tensor, rows: &[i64], targets: &[i64]) -> Result<(Vec<f32>, Vec<i64>)> {
     check_entries(logits, rows, targets)?;
+    with_libtorch(logits, rows, targets)
+}
+
+/// [`log_probs_libtorch`] of entries already checked ([`check_entries`]).
+fn with_libtorch(logits: &Tensor, rows: &[i64], targets: &[i64]) -> Result<(Vec<f32>, Vec<i64>)> {
     let dev = logits.device();
     let lse = logits.f_logsumexp([-1], false).op("logsumexp")?;
     if !bool::try_from(lse.isfinite().all()).op("checking logits")? {
@@ -145,17 +150,13 @@ pub(crate) fn row_stats(logits: &[f32], vocab: usize, threads: usize) -> Vec<(f6
         return out;
     }
     let per = rows.div_ceil(threads.max(1) * 4);
-    let chunks: Vec<std::sync::Mutex<&mut [(f64, usize)]>> = out.chunks_mut(per).map(std::sync::Mutex::new).collect();
     let kernel = Kernel::best();
-    crate::threads::parallel(chunks.len(), threads, |i| {
-        // Each chunk is taken by exactly one thread, so the lock is never contended.
-        let mut chunk = chunks[i].lock().unwrap_or_else(|p| p.into_inner());
+    crate::threads::parallel_parts(out.chunks_mut(per).collect(), threads, |i, chunk| {
         for (j, slot) in chunk.iter_mut().enumerate() {
             let r = i * per + j;
             *slot = kernel.row(&logits[r * vocab..(r + 1) * vocab]);
         }
     });
-    drop(chunks);
     out
 }
 
@@ -172,7 +173,7 @@ enum Kernel {
 impl Kernel {
     fn best() -> Kernel {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if crate::model::lanes::avx2_available() {
             return Kernel::Avx2;
         }
         Kernel::Portable
@@ -301,7 +302,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn rows_avx2() {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if crate::model::lanes::avx2_available() {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
             check(|x| unsafe { super::row_avx2(x) });
         }

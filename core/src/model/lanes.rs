@@ -126,6 +126,12 @@ impl F32x8 for Portable {
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx2::Avx2;
 
+/// Whether this CPU runs the [`Avx2`] lanes: it has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_available() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{F32x8, LANES, ROUND_BITS};
@@ -238,7 +244,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_lanes() {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if super::avx2_available() {
             check::<super::Avx2>();
         }
     }

@@ -15,7 +15,6 @@
 use super::lanes::Avx2;
 use super::lanes::{F32x8, Portable, LANES};
 use crate::error::{Error, Result, TorchContext};
-use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 #[cfg(target_arch = "x86_64")]
@@ -184,7 +183,7 @@ fn best_kernel() -> Kernel {
         if std::arch::is_x86_feature_detected!("avx512f") {
             return Kernel::Avx512;
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if super::lanes::avx2_available() {
             return Kernel::Avx2;
         }
     }
@@ -214,18 +213,12 @@ fn compute(s: &Shape, x: Inputs<'_>, threads: usize, kernel: Kernel) -> Vec<f32>
     for pair in bounds.windows(2) {
         let (chunk, tail) = std::mem::take(&mut rest).split_at_mut((pair[1] - pair[0]) * width);
         rest = tail;
-        chunks.push(Mutex::new((pair[0], chunk)));
+        chunks.push((pair[0], chunk));
     }
-    crate::threads::parallel(chunks.len(), threads, |i| {
-        // Each run is taken by exactly one thread, so the lock is never contended.
-        let mut guard = chunks[i].lock().unwrap_or_else(|p| p.into_inner());
-        let (from, chunk) = &mut *guard;
-        match s.dim {
-            8 => run_dim::<8>(s, x, *from, chunk, kernel),
-            _ => run_dim::<16>(s, x, *from, chunk, kernel),
-        }
+    crate::threads::parallel_parts(chunks, threads, |_, (from, chunk)| match s.dim {
+        8 => run_dim::<8>(s, x, *from, chunk, kernel),
+        _ => run_dim::<16>(s, x, *from, chunk, kernel),
     });
-    drop(chunks);
     out
 }
 
@@ -370,7 +363,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") {
+            if super::super::lanes::avx2_available() {
                 all.push(Kernel::Avx2);
             }
             if has!("avx512f") {
