@@ -529,5 +529,50 @@ fn raw_throughput_picks_a_tried_shape() {
             raw.head_seconds_per_position.is_finite() && raw.head_seconds_per_position > 0.0,
             "{raw:?}"
         );
+        assert!(
+            raw.body_pruned_tokens_per_second.is_finite() && raw.body_pruned_tokens_per_second > 0.0,
+            "{raw:?}"
+        );
+    }
+}
+
+/// A packed pass that keeps some positions (the last layer's queries, attention and MLP at
+/// those alone) gives their rows of the whole pass: both architectures, on the CPU span path
+/// (float32) and libtorch's padded one (bfloat16).
+#[test]
+fn packed_pass_at_kept_positions_gives_their_rows() {
+    use evalkit::core::model::{PackedBatch, PackedRequest};
+    for name in ["stories260K-hf", "tiny-gpt2-random"] {
+        for (dtype, tolerance) in [(evalkit::core::Dtype::F32, 1e-5), (evalkit::core::Dtype::Bf16, 1e-2)] {
+            crate::util::init();
+            let opts = evalkit::core::LoadOptions {
+                dtype,
+                ..Default::default()
+            };
+            let model = evalkit::core::load_checkpoint(&model_dir(name), opts).expect("loads");
+            let (c0, c1): (Vec<i64>, Vec<i64>) = ((1..30).collect(), (40..43).collect());
+            let (s00, s01, s10): (Vec<i64>, Vec<i64>, Vec<i64>) = ((60..65).collect(), vec![], (70..90).collect());
+            let (segs0, segs1): (Vec<&[i64]>, Vec<&[i64]>) = (vec![&s00, &s01], vec![&s10]);
+            let reqs = [
+                PackedRequest {
+                    context: &c0,
+                    segments: &segs0,
+                },
+                PackedRequest {
+                    context: &c1,
+                    segments: &segs1,
+                },
+            ];
+            let batch = PackedBatch::new(&reqs, model.device()).expect("layout");
+            let t = batch.tokens();
+            let kept = batch.keep(&[t - 1, 28, 0, 33, 37, 36]).expect("kept");
+            let all = model.hidden_states_packed(&batch).expect("whole pass");
+            let got = model.hidden_states_packed_at(&batch, &kept).expect("kept pass");
+            let want = all.index_select(1, kept.index());
+            assert_eq!(got.size(), want.size(), "{name} {dtype:?}");
+            let scale = want.abs().max().double_value(&[]).max(1.0);
+            let diff = (got - want).to_kind(Kind::Double).abs().max().double_value(&[]) / scale;
+            assert!(diff < tolerance, "{name} {dtype:?}: relative difference {diff}");
+        }
     }
 }

@@ -26,6 +26,7 @@ pub const RECORD_KEYS: &[&str] = &[
     "chunks_resumed",
     "tokens_forwarded",
     "tokens_scored",
+    "tokens_pruned",
     "seconds",
     "wall_seconds",
     "batch_size_after_oom",
@@ -338,13 +339,14 @@ impl<'a> Evaluator<'a> {
             m.insert("fingerprint".into(), json!(format!("{:016x}", o.fingerprint)));
             m.insert("tokens_forwarded".into(), json!(o.stats.work.tokens.forwarded));
             m.insert("tokens_scored".into(), json!(o.stats.work.tokens.scored));
+            m.insert("tokens_pruned".into(), json!(o.stats.work.tokens.pruned));
             m.insert("seconds".into(), json!(o.stats.work.seconds));
             m.insert("wall_seconds".into(), json!(o.wall_seconds));
             if let Some(cap) = o.stats.batch_cap {
                 m.insert("batch_size_after_oom".into(), json!(cap));
             }
             if let Some(raw) = &self.raw_throughput {
-                let floor = raw.floor_seconds(o.stats.work.tokens.forwarded, o.stats.work.tokens.scored);
+                let floor = raw.floor_seconds(&o.stats.work.tokens);
                 m.insert("floor_seconds".into(), json!(floor));
                 let measured = o.stats.chunks_resumed == 0 && o.wall_seconds > 0.0;
                 m.insert("efficiency".into(), json!(measured.then(|| floor / o.wall_seconds)));

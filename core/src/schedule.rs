@@ -176,8 +176,7 @@ pub struct Work {
 
 impl std::ops::AddAssign for Work {
     fn add_assign(&mut self, o: Work) {
-        self.tokens.forwarded += o.tokens.forwarded;
-        self.tokens.scored += o.tokens.scored;
+        self.tokens += o.tokens;
         self.seconds += o.seconds;
     }
 }
@@ -316,8 +315,7 @@ impl<'a> Executor<'a> {
                 }
                 Err(e) => return Err(e),
             }
-            tokens.forwarded += counts.forwarded;
-            tokens.scored += counts.scored;
+            *tokens += counts;
             rest = &rest[size..];
         }
         Ok(out)

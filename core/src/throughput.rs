@@ -9,7 +9,13 @@
 //! sharing and the head only where a score is read), so its floor is `forwarded / body rate +
 //! scored × head cost`, and its efficiency is floor ÷ the seconds it took. Generation decodes one token
 //! per step and so runs below the body's batched rate: its efficiency reads lower by nature.
+//!
+//! Packed scoring carries only the positions it reads through the last layer past its keys and
+//! values ([`crate::model::Model::hidden_states_packed_at`]); those it does not (`pruned`) cost
+//! less. So the body is also timed that way at the best shape, each row's last position kept,
+//! and the pruned tokens count at that rate: the floor holds the same work as the evaluation.
 
+use crate::batch::TokenCounts;
 use crate::error::{Result, TorchContext};
 use crate::model::packed::{PackedBatch, PackedRequest};
 use crate::model::Model;
@@ -26,6 +32,10 @@ pub struct RawThroughput {
     pub body_batch: usize,
     /// That shape: tokens per row.
     pub body_seq: usize,
+    /// Tokens per second through the body at that shape with each row's last position alone
+    /// carried through the last layer past its keys and values (the rate of pruned tokens;
+    /// the body rate where the model does not pack).
+    pub body_pruned_tokens_per_second: f64,
     /// Seconds per position of the head, its logsumexp and argmax.
     pub head_seconds_per_position: f64,
     /// How long the measurement took.
@@ -33,22 +43,36 @@ pub struct RawThroughput {
 }
 
 impl RawThroughput {
-    /// The floor of work that forwards `forwarded` tokens and scores `scored` positions.
+    /// The floor of work that forwards `tokens.forwarded` tokens (`tokens.pruned` of them
+    /// through part of the last layer) and scores `tokens.scored` positions.
     ///
     /// ```
     /// use evalkit_core::throughput::RawThroughput;
-    /// let raw = RawThroughput { body_tokens_per_second: 1000.0, body_batch: 8, body_seq: 128, head_seconds_per_position: 1e-3, seconds: 1.0 };
-    /// assert!((raw.floor_seconds(2000, 500) - 2.5).abs() < 1e-12);
+    /// use evalkit_core::batch::TokenCounts;
+    /// let raw = RawThroughput {
+    ///     body_tokens_per_second: 1000.0,
+    ///     body_batch: 8,
+    ///     body_seq: 128,
+    ///     body_pruned_tokens_per_second: 1250.0,
+    ///     head_seconds_per_position: 1e-3,
+    ///     seconds: 1.0,
+    /// };
+    /// let tokens = TokenCounts { forwarded: 2000, scored: 500, pruned: 1250 };
+    /// // 750 tokens at 1000/s, 1250 at 1250/s, 500 positions at 1 ms
+    /// assert!((raw.floor_seconds(&tokens) - 2.25).abs() < 1e-12);
     /// ```
-    pub fn floor_seconds(&self, forwarded: usize, scored: usize) -> f64 {
-        forwarded as f64 / self.body_tokens_per_second + scored as f64 * self.head_seconds_per_position
+    pub fn floor_seconds(&self, tokens: &TokenCounts) -> f64 {
+        let pruned = tokens.pruned.min(tokens.forwarded);
+        (tokens.forwarded - pruned) as f64 / self.body_tokens_per_second
+            + pruned as f64 / self.body_pruned_tokens_per_second
+            + tokens.scored as f64 * self.head_seconds_per_position
     }
 
     /// Measures `model` within about `budget` of timing: body shapes from small to large
     /// (sequences of 64, 128 and 256 tokens where the model takes them, 4 to 64 rows), each
     /// timed after a warm-up pass, skipping shapes that would not fit in what is left of the
-    /// budget, the best one timed twice more; then the head on 512 positions (the fastest of at
-    /// least three passes).
+    /// budget, the best one timed twice more, and pruned (each row's last position kept) three
+    /// times; then the head on 512 positions (the fastest of at least three passes).
     pub fn measure<M: Model + ?Sized>(model: &M, budget: Duration) -> Result<RawThroughput> {
         let _guard = tch::no_grad_guard();
         let dev = model.device();
@@ -74,7 +98,7 @@ impl RawThroughput {
             if best.is_some() && start.elapsed().as_secs_f64() + expected > budget.as_secs_f64() {
                 continue;
             }
-            let (tps, size, kind) = body_rate(model, b, s, 1)?;
+            let (tps, size, kind) = body_rate(model, b, s, 1, false)?;
             (hidden_size, hidden_kind) = (size, kind);
             if best.is_none_or(|(t, _, _)| tps > t) {
                 best = Some((tps, b, s));
@@ -84,11 +108,17 @@ impl RawThroughput {
         // single sample slowed by the machine's noise would leave the floor too lenient.
         if let Some((tps, b, s)) = best {
             if start.elapsed().as_secs_f64() + 3.0 * (b * s) as f64 / tps <= budget.as_secs_f64() {
-                let again = body_rate(model, b, s, 2)?.0;
+                let again = body_rate(model, b, s, 2, false)?.0;
                 best = Some((tps.max(again), b, s));
             }
         }
         let (body_tokens_per_second, body_batch, body_seq) = best.expect("at least one shape is timed");
+        // A pass takes about 1/8 of a second or less at the best shape, by the shapes' budget.
+        let body_pruned_tokens_per_second = if model.packs() {
+            body_rate(model, body_batch, body_seq, 3, true)?.0
+        } else {
+            body_tokens_per_second
+        };
         let p = 512i64;
         let h = Tensor::randn([p, hidden_size.max(1)], (hidden_kind, dev));
         // What scoring runs at each position: the head, then the log-probability of a token
@@ -110,6 +140,7 @@ impl RawThroughput {
             body_tokens_per_second,
             body_batch,
             body_seq,
+            body_pruned_tokens_per_second,
             head_seconds_per_position: fastest / p as f64,
             seconds: start.elapsed().as_secs_f64(),
         })
@@ -117,9 +148,16 @@ impl RawThroughput {
 }
 
 /// The body's tokens per second on `b` random rows of `s` tokens (one packed batch of `b`
-/// contexts where the model packs, the path scoring takes; else the padded batch): a warm-up
-/// pass, then the fastest of `samples` timings. Also returns the hidden size and dtype.
-fn body_rate<M: Model + ?Sized>(model: &M, b: usize, s: usize, samples: usize) -> Result<(f64, i64, Kind)> {
+/// contexts where the model packs, the path scoring takes, with each row's last position
+/// alone kept through the last layer when `pruned`; else the padded batch): a warm-up pass,
+/// then the fastest of `samples` timings. Also returns the hidden size and dtype.
+fn body_rate<M: Model + ?Sized>(
+    model: &M,
+    b: usize,
+    s: usize,
+    samples: usize,
+    pruned: bool,
+) -> Result<(f64, i64, Kind)> {
     let dev = model.device();
     let vocab = model.vocab_size().max(2) as i64;
     let ids = Tensor::randint(vocab, [b as i64, s as i64], (Kind::Int64, dev));
@@ -137,9 +175,15 @@ fn body_rate<M: Model + ?Sized>(model: &M, b: usize, s: usize, samples: usize) -
     } else {
         None
     };
-    let pass = || match &packed {
-        Some(batch) => model.hidden_states_packed(batch),
-        None => model.hidden_states(&ids, &mask, None),
+    let last: Vec<usize> = (1..=b).map(|r| r * s - 1).collect();
+    let kept = match &packed {
+        Some(batch) if pruned => Some(batch.keep(&last)?),
+        _ => None,
+    };
+    let pass = || match (&packed, &kept) {
+        (Some(batch), Some(kept)) => model.hidden_states_packed_at(batch, kept),
+        (Some(batch), None) => model.hidden_states_packed(batch),
+        (None, _) => model.hidden_states(&ids, &mask, None),
     };
     let h = pass()?; // warm-up
     let mut tps: f64 = 0.0;

@@ -87,6 +87,7 @@ def main(argv: list[str]) -> int:
         evals = sum(r[t]["wall_seconds"] for t in tasks)
         fwd = sum(r[t]["tokens_forwarded"] for t in tasks)
         scored = sum(r[t]["tokens_scored"] for t in tasks)
+        pruned = sum(r[t].get("tokens_pruned", 0) for t in tasks)
         raw = res["config"]["raw_throughput"]
         # The time of a run without --floor: the measurement itself is not the harness's work.
         ek -= raw["seconds"]
@@ -104,8 +105,9 @@ def main(argv: list[str]) -> int:
                        work / f"lmeval-{w}.log", environ)
         lines.append(
             f"{w:<11} {model:<18} lm-eval {'-' if lm is None else f'{lm:7.1f} s'}  evalkit {ek:6.1f} s  "
-            f"ratio {'-' if lm is None else f'{lm / ek:5.2f}x'}  | tokens {fwd} body + {scored} head; raw "
-            f"{raw['body_tokens_per_second']:.0f} tok/s ({raw['body_batch']}x{raw['body_seq']}), head "
+            f"ratio {'-' if lm is None else f'{lm / ek:5.2f}x'}  | tokens {fwd} body ({pruned} pruned) + {scored} head; "
+            f"raw {raw['body_tokens_per_second']:.0f} tok/s ({raw['body_batch']}x{raw['body_seq']}; "
+            f"{raw.get('body_pruned_tokens_per_second', 0):.0f} pruned), head "
             f"{raw['head_seconds_per_position'] * 1e3:.3f} ms/pos; floor {floor:.2f} s; efficiency "
             f"{floor / evals:.0%} of the evaluations' {evals:.2f} s, {floor / ek:.0%} end to end")
         print(lines[-1], flush=True)

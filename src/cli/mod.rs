@@ -206,10 +206,11 @@ fn run_process(
             .context("measuring the model's raw speed (--floor)")?;
         if g.verbose {
             eprintln!(
-                "raw speed: body {:.0} tokens/s (batch {} × {}), head {:.3} ms per position",
+                "raw speed: body {:.0} tokens/s (batch {} × {}; {:.0} pruned), head {:.3} ms per position",
                 raw.body_tokens_per_second,
                 raw.body_batch,
                 raw.body_seq,
+                raw.body_pruned_tokens_per_second,
                 raw.head_seconds_per_position * 1e3
             );
         }

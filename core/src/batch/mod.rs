@@ -26,6 +26,19 @@ pub struct TokenCounts {
     pub forwarded: usize,
     /// Positions the output head was applied to.
     pub scored: usize,
+    /// Of the forwarded positions, those that went through the last layer only as far as its
+    /// keys and values (packed scoring carries just the positions it reads further:
+    /// [`crate::model::Model::hidden_states_packed_at`]).
+    #[serde(default)]
+    pub pruned: usize,
+}
+
+impl std::ops::AddAssign for TokenCounts {
+    fn add_assign(&mut self, other: TokenCounts) {
+        self.forwarded += other.forwarded;
+        self.scored += other.scored;
+        self.pruned += other.pruned;
+    }
 }
 
 /// Rows of equal length as an `(rows, width)` int64 tensor on `device`.

@@ -348,9 +348,17 @@ pub fn score_packed<M: Model + ?Sized>(
             off += c.len() - 1;
         }
     }
+    // The positions read, each once: the body returns their hidden states alone (the rest skip
+    // the last layer's work past its keys and values), in this order.
+    let mut kept: Vec<usize> = pos.iter().map(|&p| p as usize).collect();
+    kept.sort_unstable();
+    kept.dedup();
+    let row = |p: &i64| kept.binary_search(&(*p as usize)).map_or(0, |r| r as i64);
+    let rows: Vec<i64> = pos.iter().map(row).collect();
+    let hidden = model.hidden_states_packed_at(&batch, &batch.keep(&kept)?)?;
     counts.forwarded += batch.tokens();
-    let hidden = model.hidden_states_packed(&batch)?;
-    let (lp, am, heads) = score_positions(model, &hidden, &vec![0; pos.len()], &pos, &t)?;
+    counts.pruned += batch.tokens() - kept.len();
+    let (lp, am, heads) = score_positions(model, &hidden, &vec![0; pos.len()], &rows, &t)?;
     counts.scored += heads;
     // Scores come back per continuation: first token, then the rest, continuation by continuation.
     let mut off = 0;

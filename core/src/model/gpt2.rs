@@ -9,7 +9,7 @@
 use super::cache::KvCache;
 use super::mask::{attention_bias, check_ids, check_inputs, positions};
 use super::weights::Weights;
-use super::{Attend, IdOrList, Linear, Model, PackedBatch};
+use super::{Attend, IdOrList, Kept, Linear, Model, PackedBatch};
 use crate::device::Dtype;
 use crate::error::{read_json, Error, Result, TorchContext};
 use std::path::{Path, PathBuf};
@@ -97,11 +97,29 @@ impl Attention {
     fn forward(&self, x: &Tensor, attend: Attend<'_>, layer: usize, cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (b, s, _) = x.size3().op("attention input shape")?;
         let hd = self.hidden / self.heads;
-        let qkv = self.c_attn.forward(x).split(self.hidden, 2);
-        let split = |t: &Tensor| t.view([b, s, self.heads, hd]).transpose(1, 2);
-        let (q, k, v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
+        let split = |t: &Tensor| t.view([b, -1, self.heads, hd]).transpose(1, 2);
+        let (q, k, v) = match attend {
+            Attend::PackedKept(..) => {
+                // Queries at the kept positions alone (the fused projection's first third),
+                // keys and values at every position.
+                let part = |from: i64, len: i64| Linear {
+                    weight: self.c_attn.weight.narrow(0, from, len),
+                    bias: self.c_attn.bias.as_ref().map(|b| b.narrow(0, from, len)),
+                };
+                let q = part(0, self.hidden).forward(&attend.at_queries(x, 1)?);
+                let kv = part(self.hidden, 2 * self.hidden).forward(x).split(self.hidden, 2);
+                (split(&q), split(&kv[0]), split(&kv[1]))
+            }
+            _ => {
+                let qkv = self.c_attn.forward(x).split(self.hidden, 2);
+                (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]))
+            }
+        };
         let bias = match attend {
             Attend::Packed(p) => return Ok(self.c_proj.forward(&p.attend(&q, &k, &v, self.scale)?)),
+            Attend::PackedKept(p, kept) => {
+                return Ok(self.c_proj.forward(&p.attend_kept(&q, &k, &v, kept, self.scale)?))
+            }
             Attend::Dense(bias) => bias,
         };
         let (k, v) = match cache {
@@ -137,10 +155,11 @@ struct Block {
 }
 
 impl Block {
-    /// `x + attn(ln_1(x))`, then `+ mlp(ln_2(·))`.
+    /// `x + attn(ln_1(x))`, then `+ mlp(ln_2(·))`; with [`Attend::PackedKept`], at the kept
+    /// positions alone.
     fn forward(&self, x: &Tensor, attend: Attend<'_>, layer: usize, cache: Option<&mut KvCache>) -> Result<Tensor> {
         let _enter = self.span.enter();
-        let x = x + self.attn.forward(&self.ln_1.forward(x), attend, layer, cache)?;
+        let x = attend.at_queries(x, 1)? + self.attn.forward(&self.ln_1.forward(x), attend, layer, cache)?;
         Ok(&x + self.mlp.forward(&self.ln_2.forward(&x)))
     }
 }
@@ -233,15 +252,36 @@ impl Gpt2 {
 }
 
 impl Gpt2 {
-    /// The blocks on `ids` at positions `pos` with attention as `attend` says, then the final
+    /// The blocks on `ids` at positions `pos` with attention as `attend` says (the last block
+    /// as `last` says: the kept positions of a packed batch, or as the others), then the final
     /// norm.
-    fn body(&self, ids: &Tensor, pos: &Tensor, attend: Attend<'_>, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    fn body(
+        &self,
+        ids: &Tensor,
+        pos: &Tensor,
+        (attend, last): (Attend<'_>, Attend<'_>),
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let mut x = Tensor::f_embedding(&self.wte, ids, -1, false, false).op("embedding")?
             + Tensor::f_embedding(&self.wpe, pos, -1, false, false).op("position embedding")?;
         for (i, blk) in self.blocks.iter().enumerate() {
+            let attend = if i + 1 == self.blocks.len() { last } else { attend };
             x = blk.forward(&x, attend, i, cache.as_deref_mut())?;
         }
         Ok(self.ln_f.forward(&x))
+    }
+
+    /// The body on a packed batch, its ids and positions checked first.
+    fn packed_body(&self, batch: &PackedBatch, attend: (Attend<'_>, Attend<'_>)) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        check_ids(batch.ids(), self.vocab)?;
+        if batch.positions().max().int64_value(&[]) >= self.max_len as i64 {
+            return Err(Error::Unsupported(format!(
+                "a position beyond the model's {} learned positions",
+                self.max_len
+            )));
+        }
+        self.body(batch.ids(), batch.positions(), attend, None)
     }
 }
 
@@ -265,7 +305,12 @@ impl Model for Gpt2 {
         let (ids, mask, s) = check_inputs(ids, mask, past, self.vocab, self.device)?;
         let pos = positions(&mask, s)?;
         let bias = attention_bias(&mask, s, self.kind)?;
-        let x = self.body(&ids, &pos, Attend::Dense(&bias), cache.as_deref_mut())?;
+        let x = self.body(
+            &ids,
+            &pos,
+            (Attend::Dense(&bias), Attend::Dense(&bias)),
+            cache.as_deref_mut(),
+        )?;
         if let Some(c) = cache {
             c.advance(s as usize);
         }
@@ -277,15 +322,12 @@ impl Model for Gpt2 {
     }
 
     fn hidden_states_packed(&self, batch: &PackedBatch) -> Result<Tensor> {
-        let _guard = tch::no_grad_guard();
-        check_ids(batch.ids(), self.vocab)?;
-        if batch.positions().max().int64_value(&[]) >= self.max_len as i64 {
-            return Err(Error::Unsupported(format!(
-                "a position beyond the model's {} learned positions",
-                self.max_len
-            )));
-        }
-        self.body(batch.ids(), batch.positions(), Attend::Packed(batch), None)
+        let packed = Attend::Packed(batch);
+        self.packed_body(batch, (packed, packed))
+    }
+
+    fn hidden_states_packed_at(&self, batch: &PackedBatch, kept: &Kept) -> Result<Tensor> {
+        self.packed_body(batch, (Attend::Packed(batch), Attend::PackedKept(batch, kept)))
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {

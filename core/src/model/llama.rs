@@ -10,7 +10,7 @@
 use super::cache::KvCache;
 use super::mask::{attention_bias, check_ids, check_inputs, positions};
 use super::weights::Weights;
-use super::{Attend, IdOrList, Linear, Model, PackedBatch};
+use super::{Attend, IdOrList, Kept, Linear, Model, PackedBatch};
 use crate::device::Dtype;
 use crate::error::{read_json, Error, Result, TorchContext};
 use std::path::{Path, PathBuf};
@@ -252,10 +252,17 @@ impl Attention {
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, s, _) = x.size3().op("attention input shape")?;
+        // Queries at the kept positions alone where the layer keeps some (with their rotary
+        // angles); keys and values at every position.
+        let (xq, cos_q, sin_q) = (
+            attend.at_queries(x, 1)?,
+            attend.at_queries(cos, 2)?,
+            attend.at_queries(sin, 2)?,
+        );
         let q = self
             .q_proj
-            .forward(x)
-            .view([b, s, self.heads, self.head_dim])
+            .forward(&xq)
+            .view([b, xq.size()[1], self.heads, self.head_dim])
             .transpose(1, 2);
         let k = self
             .k_proj
@@ -267,10 +274,11 @@ impl Attention {
             .forward(x)
             .view([b, s, self.kv_heads, self.head_dim])
             .transpose(1, 2);
-        let q = &q * cos + rotate_half(&q) * sin;
+        let q = &q * cos_q + rotate_half(&q) * sin_q;
         let k = &k * cos + rotate_half(&k) * sin;
         let bias = match attend {
             Attend::Packed(p) => return Ok(self.o_proj.forward(&p.attend(&q, &k, &v, None)?)),
+            Attend::PackedKept(p, kept) => return Ok(self.o_proj.forward(&p.attend_kept(&q, &k, &v, kept, None)?)),
             Attend::Dense(bias) => bias,
         };
         let (k, v) = match cache {
@@ -333,7 +341,8 @@ impl Block {
         })
     }
 
-    /// Pre-norm residual block: `x + attn(norm(x))`, then `+ mlp(norm(·))`.
+    /// Pre-norm residual block: `x + attn(norm(x))`, then `+ mlp(norm(·))`; with
+    /// [`Attend::PackedKept`], at the kept positions alone.
     fn forward(
         &self,
         x: &Tensor,
@@ -347,7 +356,7 @@ impl Block {
         let h = self
             .self_attn
             .forward(&self.input_layernorm.forward(x), cos, sin, attend, layer, cache)?;
-        let x = x + h;
+        let x = attend.at_queries(x, 1)? + h;
         Ok(&x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)))
     }
 }
@@ -410,10 +419,19 @@ impl Llama {
 
     /// The decoder on `ids` at positions `pos` with attention as `attend` says, then the final
     /// norm.
-    fn body(&self, ids: &Tensor, pos: &Tensor, attend: Attend<'_>, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    /// The body; `last` is how the last layer attends (the kept positions of a packed batch,
+    /// or as the others do).
+    fn body(
+        &self,
+        ids: &Tensor,
+        pos: &Tensor,
+        (attend, last): (Attend<'_>, Attend<'_>),
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let (cos, sin) = self.rope(pos);
         let mut x = Tensor::f_embedding(&self.embed_tokens, ids, -1, false, false).op("embedding")?;
         for (i, block) in self.layers.iter().enumerate() {
+            let attend = if i + 1 == self.layers.len() { last } else { attend };
             x = block.forward(&x, (&cos, &sin), attend, i, cache.as_deref_mut())?;
         }
         Ok(self.norm.forward(&x))
@@ -447,7 +465,12 @@ impl Model for Llama {
         let (ids, mask, s) = check_inputs(ids, mask, past, self.config.vocab, self.device)?;
         let pos = positions(&mask, s)?;
         let bias = attention_bias(&mask, s, self.kind)?;
-        let x = self.body(&ids, &pos, Attend::Dense(&bias), cache.as_deref_mut())?;
+        let x = self.body(
+            &ids,
+            &pos,
+            (Attend::Dense(&bias), Attend::Dense(&bias)),
+            cache.as_deref_mut(),
+        )?;
         if let Some(c) = cache {
             c.advance(s as usize);
         }
@@ -461,7 +484,15 @@ impl Model for Llama {
     fn hidden_states_packed(&self, batch: &PackedBatch) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
         check_ids(batch.ids(), self.config.vocab)?;
-        self.body(batch.ids(), batch.positions(), Attend::Packed(batch), None)
+        let packed = Attend::Packed(batch);
+        self.body(batch.ids(), batch.positions(), (packed, packed), None)
+    }
+
+    fn hidden_states_packed_at(&self, batch: &PackedBatch, kept: &Kept) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        check_ids(batch.ids(), self.config.vocab)?;
+        let attend = (Attend::Packed(batch), Attend::PackedKept(batch, kept));
+        self.body(batch.ids(), batch.positions(), attend, None)
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -18,11 +18,11 @@ pub mod unloaded;
 pub mod weights;
 
 pub use cache::KvCache;
-pub use packed::{PackedBatch, PackedRequest};
+pub use packed::{Kept, PackedBatch, PackedRequest};
 
 use crate::batch::TokenCounts;
 use crate::device::{DeviceSpec, Dtype};
-use crate::error::{read_json, Error, Result};
+use crate::error::{read_json, Error, Result, TorchContext};
 use crate::request::{ContinuationScore, GenerateParams, GenerateRequest, Generation, ScoreRequest};
 use crate::tokenizer::Tokenizer;
 use std::path::Path;
@@ -64,6 +64,16 @@ pub trait Model {
             "{} does not run packed batches",
             self.describe()
         )))
+    }
+    /// [`Model::hidden_states_packed`] at the `kept` positions alone: `(1, kept, hidden)`, row
+    /// `i` the hidden state at the `i`-th kept position. Of the other positions the last layer
+    /// needs only the keys and values, so a model may skip the rest of its work there (its
+    /// queries, attention, output projection and MLP); by default the whole pass runs and the
+    /// kept rows are selected. Scoring keeps the positions whose logits it reads.
+    fn hidden_states_packed_at(&self, batch: &PackedBatch, kept: &Kept) -> Result<Tensor> {
+        self.hidden_states_packed(batch)?
+            .f_index_select(1, kept.index())
+            .op("selecting the kept positions")
     }
     /// Full forward: `(batch, seq, vocab)` float32 logits.
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
@@ -123,6 +133,9 @@ impl<M: Model + ?Sized> Model for Box<M> {
     fn hidden_states_packed(&self, batch: &PackedBatch) -> Result<Tensor> {
         (**self).hidden_states_packed(batch)
     }
+    fn hidden_states_packed_at(&self, batch: &PackedBatch, kept: &Kept) -> Result<Tensor> {
+        (**self).hidden_states_packed_at(batch, kept)
+    }
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         (**self).forward(ids, mask)
     }
@@ -153,6 +166,20 @@ pub(crate) enum Attend<'a> {
     Dense(&'a Tensor),
     /// A packed batch ([`PackedBatch::attend`]).
     Packed(&'a PackedBatch),
+    /// A packed batch whose queries, and the rows after them, are those of the kept positions
+    /// alone (a last layer, [`Model::hidden_states_packed_at`]).
+    PackedKept(&'a PackedBatch, &'a Kept),
+}
+
+impl Attend<'_> {
+    /// `t` along `dim` at the positions whose queries this layer computes: the kept ones
+    /// under [`Attend::PackedKept`], else all (`t` itself).
+    pub(crate) fn at_queries(&self, t: &Tensor, dim: i64) -> Result<Tensor> {
+        match self {
+            Attend::PackedKept(_, kept) => t.f_index_select(dim, kept.index()).op("selecting the kept positions"),
+            _ => Ok(t.shallow_clone()),
+        }
+    }
 }
 
 /// How to open a model: device and dtype.

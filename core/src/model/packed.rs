@@ -38,6 +38,32 @@ pub struct PackedRequest<'a> {
     pub segments: &'a [&'a [i64]],
 }
 
+/// Positions of a [`PackedBatch`] whose hidden states a pass returns ([`PackedBatch::keep`]).
+#[derive(Debug)]
+pub struct Kept {
+    /// The positions, int64 on the batch's device.
+    index: Tensor,
+    /// The keys each attends.
+    spans: Vec<Spans>,
+}
+
+impl Kept {
+    /// The positions as an int64 index `(kept,)` on the batch's device, for `index_select`.
+    pub fn index(&self) -> &Tensor {
+        &self.index
+    }
+
+    /// How many positions are kept.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
 /// The tensors of a packed scoring pass (see the module docs).
 ///
 /// ```
@@ -240,6 +266,58 @@ impl PackedBatch {
         }
     }
 
+    /// The positions `positions` of the batch (token indices, each once) as a [`Kept`]: the
+    /// rows a pass carries through its last layer when only their hidden states are read
+    /// ([`crate::model::Model::hidden_states_packed_at`]). An error names a position outside
+    /// the batch or given twice.
+    ///
+    /// ```
+    /// use evalkit_core::model::packed::{PackedBatch, PackedRequest};
+    /// let batch = PackedBatch::new(&[PackedRequest { context: &[1, 2, 3], segments: &[] }], tch::Device::Cpu)?;
+    /// assert_eq!(batch.keep(&[2, 0])?.len(), 2);
+    /// assert!(batch.keep(&[3]).is_err());
+    /// assert!(batch.keep(&[1, 1]).is_err());
+    /// # Ok::<(), evalkit_core::Error>(())
+    /// ```
+    pub fn keep(&self, positions: &[usize]) -> Result<Kept> {
+        let mut seen = vec![false; self.tokens];
+        for &p in positions {
+            match seen.get_mut(p) {
+                None => {
+                    return Err(Error::Unsupported(format!(
+                        "kept position {p} is outside the batch's {} tokens",
+                        self.tokens
+                    )))
+                }
+                Some(true) => return Err(Error::Unsupported(format!("position {p} is kept twice"))),
+                Some(s) => *s = true,
+            }
+        }
+        let index: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
+        Ok(Kept {
+            index: Tensor::from_slice(&index).to_device(self.ids.device()),
+            spans: positions.iter().map(|&p| self.spans[p]).collect(),
+        })
+    }
+
+    /// [`PackedBatch::attend`] for the queries of the `kept` positions alone: `q`
+    /// `(1, heads, kept, head_dim)` over the keys and values of every token, `(1, kv_heads,
+    /// tokens, head_dim)`; returns `(1, kept, heads × head_dim)`, each row what
+    /// [`PackedBatch::attend`] gives at that position. On the padded path (GPUs, wide heads)
+    /// the other queries are zeros and their rows are dropped.
+    pub fn attend_kept(&self, q: &Tensor, k: &Tensor, v: &Tensor, kept: &Kept, scale: Option<f64>) -> Result<Tensor> {
+        if spans::applies(q) {
+            return spans::attend(q, k, v, &kept.spans, scale);
+        }
+        let (_, heads, _, dim) = q.size4().op("attention query shape")?;
+        let all = Tensor::f_zeros([1, heads, self.tokens as i64, dim], (q.kind(), q.device()))
+            .and_then(|z| z.f_index_copy(2, &kept.index, q))
+            .op("placing the kept queries")?;
+        self.attend_padded(&all, k, v, scale)?
+            .f_index_select(1, &kept.index)
+            .op("selecting the kept rows")
+    }
+
     /// [`PackedBatch::attend`] as libtorch's scaled_dot_product_attention on the contexts and
     /// the segment rows, each padded to a rectangle (the path for GPUs and wide heads).
     pub fn attend_padded(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: Option<f64>) -> Result<Tensor> {
@@ -423,6 +501,50 @@ mod tests {
             let padded = batch.attend_padded(&q, &k, &v, scale).expect("padded path");
             let diff = (fast - padded).abs().max().double_value(&[]);
             assert!(diff < 1e-5, "head size {dim}: max difference {diff}");
+        }
+    }
+
+    /// The queries of some positions alone (out of order, the first and the last among them)
+    /// give those positions' rows of the whole attention, on the span path (float32) and on
+    /// the padded one (float64).
+    #[test]
+    fn kept_queries_give_their_rows() {
+        tch::manual_seed(2);
+        let seg = |n: usize| -> Vec<i64> { vec![0; n] };
+        let (c0, c1) = (seg(37), seg(3));
+        let (s00, s01, s10) = (seg(5), seg(19), seg(21));
+        let segs0: Vec<&[i64]> = vec![&s00, &s01];
+        let segs1: Vec<&[i64]> = vec![&s10];
+        let reqs = [
+            PackedRequest {
+                context: &c0,
+                segments: &segs0,
+            },
+            PackedRequest {
+                context: &c1,
+                segments: &segs1,
+            },
+        ];
+        let batch = PackedBatch::new(&reqs, Device::Cpu).expect("layout");
+        let t = batch.tokens() as i64;
+        let positions = [t as usize - 1, 0, 40, 36, 41, 61, 64];
+        let kept = batch.keep(&positions).expect("kept positions");
+        assert_eq!(kept.len(), positions.len());
+        for (kind, spans) in [(Kind::Float, true), (Kind::Double, false)] {
+            let (heads, kv_heads, dim) = (4, 2, 8);
+            let q = Tensor::randn([1, heads, t, dim], (kind, Device::Cpu));
+            let k = Tensor::randn([1, kv_heads, t, dim], (kind, Device::Cpu));
+            let v = Tensor::randn([1, kv_heads, t, dim], (kind, Device::Cpu));
+            let q_kept = q.index_select(2, kept.index());
+            assert_eq!(super::spans::applies(&q_kept), spans);
+            let got = batch.attend_kept(&q_kept, &k, &v, &kept, None).expect("kept");
+            let want = batch
+                .attend(&q, &k, &v, None)
+                .expect("all")
+                .index_select(1, kept.index());
+            assert_eq!(got.size(), [1, positions.len() as i64, heads * dim]);
+            let diff = (got - want).abs().max().double_value(&[]);
+            assert!(diff < 1e-6, "{kind:?}: max difference {diff}");
         }
     }
 }

@@ -47,33 +47,34 @@ impl Spans {
     }
 }
 
-/// Whether this path runs attention of `q` (`(1, heads, tokens, head_dim)`): on the CPU,
+/// Whether this path runs attention of `q` (`(1, heads, queries, head_dim)`): on the CPU,
 /// float32, heads [`HEAD_DIMS`] wide.
 pub(crate) fn applies(q: &Tensor) -> bool {
     let dim = q.size().last().copied().unwrap_or(0) as usize;
     q.device() == Device::Cpu && q.kind() == Kind::Float && HEAD_DIMS.contains(&dim)
 }
 
-/// Attention of `q` `(1, heads, T, d)` over `k`, `v` `(1, kv_heads, T, d)` (float32, on the
-/// CPU, `d` one of [`HEAD_DIMS`]) where token `t` attends the keys of `spans[t]`; returns
-/// `(1, T, heads × d)`. `scale` defaults to `1/sqrt(d)`.
+/// Attention of `q` `(1, heads, Q, d)` over `k`, `v` `(1, kv_heads, T, d)` (float32, on the
+/// CPU, `d` one of [`HEAD_DIMS`]) where query `i` attends the keys of `spans[i]`; returns
+/// `(1, Q, heads × d)`. The queries are those of all `T` tokens, or of some of them (a last
+/// layer that only needs the positions a score reads). `scale` defaults to `1/sqrt(d)`.
 pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale: Option<f64>) -> Result<Tensor> {
     let (qs, ks, vs) = (q.size(), k.size(), v.size());
     let bad_shape = || {
         Error::Unsupported(format!(
             "span attention: queries {qs:?}, keys {ks:?}, values {vs:?} and {} spans; expected \
-             (1, heads, T, d), (1, kv_heads, T, d) twice and T spans, d in {HEAD_DIMS:?}, \
+             (1, heads, Q, d), (1, kv_heads, T, d) twice and Q spans, d in {HEAD_DIMS:?}, \
              kv_heads dividing heads",
             spans.len()
         ))
     };
-    let [1, heads, tokens, dim] = qs[..] else {
+    let [1, heads, queries, dim] = qs[..] else {
         return Err(bad_shape());
     };
-    let kv_heads = ks.get(1).copied().unwrap_or(0);
+    let (kv_heads, tokens) = (ks.get(1).copied().unwrap_or(0), ks.get(2).copied().unwrap_or(0));
     if ks != vs
         || ks != [1, kv_heads, tokens, dim]
-        || spans.len() != tokens as usize
+        || spans.len() != queries as usize
         || !applies(q)
         || !applies(k)
         || !applies(v)
@@ -90,11 +91,11 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale:
         .find(|(_, s)| !inside(s.first) || !inside(s.second) || s.keys() == 0)
     {
         return Err(Error::Unsupported(format!(
-            "span attention: token {t} attends {bad:?}, empty or outside its {tokens} tokens"
+            "span attention: query {t} attends {bad:?}, empty or outside the {tokens} tokens"
         )));
     }
     let scale = scale.unwrap_or(1.0 / (dim as f64).sqrt()) as f32;
-    // Queries (T, heads, d); keys transposed (kv_heads, d, T + PAD) and zero-padded so scores
+    // Queries (Q, heads, d); keys transposed (kv_heads, d, T + PAD) and zero-padded so scores
     // vectorise along the keys with whole chunks; values in the kernel's layout
     // ([`Kernel::transposed_values`]).
     let kernel = best_kernel();
@@ -111,6 +112,7 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale:
         heads: heads as usize,
         rep: (heads / kv_heads) as usize,
         tokens: tokens as usize,
+        queries: queries as usize,
         dim: dim as usize,
         scale,
     };
@@ -123,7 +125,7 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale:
     };
     let out = compute(&shape, inputs, threads, kernel);
     Tensor::from_slice(&out)
-        .f_view([1, tokens, heads * dim])
+        .f_view([1, queries, heads * dim])
         .op("span attention output")
 }
 
@@ -132,13 +134,16 @@ struct Shape {
     heads: usize,
     /// Query heads per key head.
     rep: usize,
+    /// Keys (and values).
     tokens: usize,
+    /// Queries, each with its spans.
+    queries: usize,
     /// One of [`HEAD_DIMS`].
     dim: usize,
     scale: f32,
 }
 
-/// The flattened operands: queries `(T, heads, d)`, keys transposed `(kv_heads, d, T + PAD)`
+/// The flattened operands: queries `(Q, heads, d)`, keys transposed `(kv_heads, d, T + PAD)`
 /// (zeros after the `T` keys), values `(kv_heads, T, d)` or, where the kernel says
 /// ([`Kernel::transposed_values`]), transposed and padded as the keys; and each query's spans.
 #[derive(Clone, Copy)]
@@ -190,12 +195,12 @@ fn best_kernel() -> Kernel {
     Kernel::Portable
 }
 
-/// The attention output `(T, heads × d)`, row-major: contiguous runs of queries of about equal
+/// The attention output `(Q, heads × d)`, row-major: contiguous runs of queries of about equal
 /// work, a few per thread, on `threads` of libtorch's threads.
 fn compute(s: &Shape, x: Inputs<'_>, threads: usize, kernel: Kernel) -> Vec<f32> {
     let spans = x.spans;
     let width = s.heads * s.dim;
-    let mut out = vec![0f32; s.tokens * width];
+    let mut out = vec![0f32; s.queries * width];
     let runs = if threads == 1 { 1 } else { 4 * threads };
     let total: usize = spans.iter().map(Spans::keys).sum();
     let mut bounds = vec![0usize];
@@ -206,7 +211,7 @@ fn compute(s: &Shape, x: Inputs<'_>, threads: usize, kernel: Kernel) -> Vec<f32>
             bounds.push(t + 1);
         }
     }
-    bounds.push(s.tokens);
+    bounds.push(s.queries);
     bounds.dedup();
     let mut chunks = vec![];
     let mut rest = out.as_mut_slice();
@@ -269,8 +274,9 @@ fn queries<const D: usize, V: F32x8>(s: &Shape, x: Inputs<'_>, from: usize, out:
         let sp = spans[t];
         let parts = [sp.first, sp.second].map(|(a, b)| (a as usize, b as usize));
         for &(a, b) in &parts {
-            assert!(a <= b && b <= s.tokens, "token {t} attends {a}..{b} of {}", s.tokens);
+            assert!(a <= b && b <= s.tokens, "query {t} attends {a}..{b} of {}", s.tokens);
         }
+        assert!(t < s.queries, "query {t} of {}", s.queries);
         let n = sp.keys();
         // Whole chunks of eight: a span's last chunk reads past its end and writes scores past
         // it, which the next span's scores overwrite; the lanes past `n` are set to −∞.
@@ -440,6 +446,7 @@ mod tests {
                 heads,
                 rep: heads / kv_heads,
                 tokens,
+                queries: tokens,
                 dim,
                 scale: 0.7,
             };
@@ -508,6 +515,34 @@ mod tests {
                     worst < 1e-5,
                     "{dim} wide, {heads} heads over {kv_heads}, {kernel:?} on {threads} threads: max difference {worst}"
                 );
+                // Some of the queries (every third, and the last) over all the keys: the
+                // rows of those queries.
+                let some: Vec<usize> = (0..tokens).filter(|t| t % 3 == 1 || *t == tokens - 1).collect();
+                let row = heads * dim;
+                let q_some: Vec<f32> = some.iter().flat_map(|&t| q[t * row..(t + 1) * row].to_vec()).collect();
+                let spans_some: Vec<Spans> = some.iter().map(|&t| spans[t]).collect();
+                let x = super::Inputs {
+                    q: &q_some,
+                    spans: &spans_some,
+                    ..x
+                };
+                let got = compute(
+                    &Shape {
+                        queries: some.len(),
+                        ..s
+                    },
+                    x,
+                    threads,
+                    kernel,
+                );
+                for (i, &t) in some.iter().enumerate() {
+                    for (g, w) in got[i * row..(i + 1) * row].iter().zip(&want[t * row..(t + 1) * row]) {
+                        assert!(
+                            (*g as f64 - w).abs() < 1e-5,
+                            "query {t} of some, {kernel:?}: {g} against {w}"
+                        );
+                    }
+                }
             }
         }
     }
@@ -528,6 +563,7 @@ mod tests {
             heads,
             rep: 2,
             tokens,
+            queries: tokens,
             dim,
             scale: 0.5,
         };
@@ -577,6 +613,11 @@ mod tests {
         let t = spans.len() as i64;
         let x = |h: i64, d: i64| tch::Tensor::zeros([1, h, t, d], (tch::Kind::Float, tch::Device::Cpu));
         assert!(super::attend(&x(4, 8), &x(2, 8), &x(2, 8), &spans, None).is_ok());
+        // Fewer queries than keys, each with its spans; not as many spans as queries.
+        let q5 = tch::Tensor::zeros([1, 4, 5, 8], (tch::Kind::Float, tch::Device::Cpu));
+        let y = super::attend(&q5, &x(2, 8), &x(2, 8), &spans[40..45], None).expect("five queries");
+        assert_eq!(y.size(), [1, 5, 32]);
+        assert!(super::attend(&q5, &x(2, 8), &x(2, 8), &spans[40..44], None).is_err());
         let e = super::attend(&x(4, 8), &x(2, 16), &x(2, 16), &spans, None)
             .unwrap_err()
             .to_string();
@@ -588,7 +629,7 @@ mod tests {
         let e = super::attend(&x(4, 8), &x(2, 8), &x(2, 8), &reversed, None)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("token 3"), "{e}");
+        assert!(e.contains("query 3"), "{e}");
         let mut outside = spans;
         outside[40].second = (39, 47);
         assert!(super::attend(&x(4, 8), &x(2, 8), &x(2, 8), &outside, None).is_err());

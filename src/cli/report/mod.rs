@@ -347,6 +347,7 @@ fn run_views(runs: &[Run]) -> Vec<RunView> {
                         "fingerprint",
                         "tokens_forwarded",
                         "tokens_scored",
+                        "tokens_pruned",
                         "seconds",
                         "wall_seconds",
                         "chunks_computed",

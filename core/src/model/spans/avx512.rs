@@ -37,13 +37,10 @@ pub(super) unsafe fn queries<const D: usize, const G: usize>(s: &Shape, x: Input
         s.rep > 0 && s.heads.is_multiple_of(s.rep),
         "query heads a whole multiple of the key heads"
     );
-    assert_eq!(q.len(), s.tokens * s.heads * D, "queries (T, heads, d)");
-    assert_eq!(spans.len(), s.tokens, "a span per token");
+    assert_eq!(q.len(), s.queries * s.heads * D, "queries (Q, heads, d)");
+    assert_eq!(spans.len(), s.queries, "spans per query");
     assert_eq!(out.len() % (s.heads * D), 0, "whole output rows");
-    assert!(
-        from + out.len() / (s.heads * D) <= s.tokens,
-        "queries within the tokens"
-    );
+    assert!(from + out.len() / (s.heads * D) <= s.queries, "rows within the queries");
     let rows = out.len() / (s.heads * D);
     let mut scores: Vec<f32> = vec![];
     // Heads outermost: consecutive queries mostly attend the same keys, so a head's keys and
@@ -60,7 +57,7 @@ pub(super) unsafe fn queries<const D: usize, const G: usize>(s: &Shape, x: Input
                 (sp.second.0 as usize, sp.second.1 as usize),
             ];
             for &(a, b) in &parts {
-                assert!(a <= b && b <= s.tokens, "token {t} attends {a}..{b} of {}", s.tokens);
+                assert!(a <= b && b <= s.tokens, "query {t} attends {a}..{b} of {}", s.tokens);
             }
             let n = sp.keys();
             // One row of `padded + W` scores per head of a group.
@@ -81,13 +78,13 @@ pub(super) unsafe fn queries<const D: usize, const G: usize>(s: &Shape, x: Input
     }
 }
 
-/// Heads `h0..h0 + G` of query `t`, which attends the key ranges `parts` (`n` keys in all),
+/// Heads `h0..h0 + G` of query `t` (a row of `q`), which attends the key ranges `parts` (`n` keys in all),
 /// into `o` (`G × D` floats); `scores` holds at least `G` rows of `n` rounded up to [`W`],
 /// plus `W`.
 ///
 /// # Safety
 /// The CPU must have AVX-512F, and the operands must be as [`queries`] asserts them: `t` below
-/// the tokens, each range of `parts` within them, the query heads a multiple of the key heads.
+/// the queries, each range of `parts` within them, the query heads a multiple of the key heads.
 #[inline]
 #[target_feature(enable = "avx512f")]
 // The inner loop of `queries`, split out to run with one or `G` heads: it takes the loop's
@@ -111,7 +108,7 @@ unsafe fn heads<const D: usize, const G: usize>(
     // SAFETY (every pointer below): head h0 + g < heads reads key/value head
     // (h0 + g) / rep < kv_heads, whose D rows of stride `tokens + PAD` lie within `kt`/`vt`;
     // a read at j < b ≤ tokens of row d ends by d·stride + tokens + 15 < (d + 1)·stride. The
-    // query's D floats end by (t·heads + h0 + G)·D ≤ q.len() since t < tokens. Score row g is
+    // query's D floats end by (t·heads + h0 + G)·D ≤ q.len() since t < queries. Score row g is
     // `scores[g·len..(g + 1)·len]`, and its stores end by off + ⌈(b − a)/W⌉·W ≤ n + W − 1 < len.
     // All score accesses go through `sc` (no reborrow of `scores` after it is taken).
     // (Plain loops rather than `array::from_fn`, which is not inlined here.)
