@@ -17,10 +17,9 @@ use evalkit::core::shard::Share;
 use evalkit::core::throughput::RawThroughput;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 /// Runs the command line.
-pub fn run() -> Result<ExitCode> {
+pub fn run() -> Result<u8> {
     let cli = Cli::parse();
     tch::set_num_threads(cli.global.threads());
     match cli.command {
@@ -28,7 +27,7 @@ pub fn run() -> Result<ExitCode> {
         Command::List => list(cli.global.format),
         Command::Show { path } => {
             table::print_results(&read_results(&path)?, cli.global.format);
-            Ok(ExitCode::SUCCESS)
+            Ok(0)
         }
         Command::Report { paths, output, rows } => write_report(&paths, output, rows, &cli.global),
         Command::Compare { a, b } => compare(&a, &b, cli.global.format),
@@ -39,7 +38,7 @@ pub fn run() -> Result<ExitCode> {
 }
 
 /// `evalkit random-checkpoint`: writes the checkpoint and says what it holds.
-fn random_checkpoint(r: &args::RandomCheckpointArgs) -> Result<ExitCode> {
+fn random_checkpoint(r: &args::RandomCheckpointArgs) -> Result<u8> {
     use evalkit::core::model::random;
     let config = match (&r.preset, &r.config) {
         (Some(name), _) => random::preset(name)?,
@@ -54,7 +53,7 @@ fn random_checkpoint(r: &args::RandomCheckpointArgs) -> Result<ExitCode> {
         made.bytes as f64 / 1e6,
         r.seed
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn read_results(path: &Path) -> Result<Value> {
@@ -67,11 +66,11 @@ fn read_results(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))
 }
 
-fn list(format: Format) -> Result<ExitCode> {
+fn list(format: Format) -> Result<u8> {
     let suites = evalkit::suites::all();
     if format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&suites)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(0);
     }
     let rows: Vec<[String; 6]> = suites
         .iter()
@@ -87,12 +86,12 @@ fn list(format: Format) -> Result<ExitCode> {
         })
         .collect();
     table::print_table(&["task", "kind", "metrics", "split", "rows", "fewshot"], &rows);
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 /// `evalkit run`: the whole run in this process, `--shards N` workers, or (launched by
 /// `--shards`, torchrun or Slurm) one shard of a run.
-fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<ExitCode> {
+fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<u8> {
     let launch = shards::launch()?;
     let shards = usize::from(a.shards);
     match &launch {
@@ -136,7 +135,7 @@ fn hub_options(a: &args::RunArgs) -> evalkit::suites::hub::HubOptions {
 
 /// `evalkit merge DIR`: the recorded run, computing nothing: the tokenizer and the tasks are
 /// opened as the shards opened them, the model is not (a stand-in from the run's record).
-fn merge(dir: &Path, g: &args::Global) -> Result<ExitCode> {
+fn merge(dir: &Path, g: &args::Global) -> Result<u8> {
     let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
     let rec = shards::recorded(&dir)?;
     std::env::set_current_dir(&rec.cwd)
@@ -157,7 +156,7 @@ fn run_process(
     opened: settings::OpenedModel,
     launch: Option<&evalkit::core::shard::Launch>,
     command: Vec<String>,
-) -> Result<ExitCode> {
+) -> Result<u8> {
     let s = settings::run_settings(a, &opened)?;
     let mut ev = Evaluator::new(opened.model.as_ref(), &opened.tokenizer);
     ev.options = s.options.clone();
@@ -231,14 +230,14 @@ fn run_process(
                 ranks.join(", "),
                 s.output.join("results.json").display()
             );
-            return Ok(ExitCode::SUCCESS);
+            return Ok(0);
         }
         RunEnd::Merging => {
             eprintln!(
                 "{who}share done; another shard is writing the results (if none is, run `evalkit merge {}`)",
                 s.output.display()
             );
-            return Ok(ExitCode::SUCCESS);
+            return Ok(0);
         }
     };
     if !g.quiet {
@@ -250,14 +249,14 @@ fn run_process(
     }
     if shards::is_worker() {
         // The process that started the workers prints the table and checks the gates.
-        return Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS });
+        return Ok(if failed { 2 } else { 0 });
     }
     let code = finish(&doc, a, g, &s.output)?;
-    Ok(if failed { ExitCode::from(2) } else { code })
+    Ok(if failed { 2 } else { code })
 }
 
 /// Prints the results and checks the run's gates: exit 1 when one fails.
-fn finish(doc: &Value, a: &args::RunArgs, g: &args::Global, output: &Path) -> Result<ExitCode> {
+fn finish(doc: &Value, a: &args::RunArgs, g: &args::Global, output: &Path) -> Result<u8> {
     table::print_results(doc, g.format);
     let mut gate_failed = false;
     for gate in &settings::gates(a)? {
@@ -266,14 +265,10 @@ fn finish(doc: &Value, a: &args::RunArgs, g: &args::Global, output: &Path) -> Re
             gate_failed = true;
         }
     }
-    Ok(if gate_failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if gate_failed { 1 } else { 0 })
 }
 
-fn write_report(paths: &[PathBuf], output: Option<PathBuf>, rows: usize, g: &args::Global) -> Result<ExitCode> {
+fn write_report(paths: &[PathBuf], output: Option<PathBuf>, rows: usize, g: &args::Global) -> Result<u8> {
     let runs = report::read_runs(paths)?;
     match g.format {
         Format::Md => print!("{}", report::markdown(&runs)),
@@ -295,13 +290,13 @@ fn write_report(paths: &[PathBuf], output: Option<PathBuf>, rows: usize, g: &arg
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
-fn compare(a: &Path, b: &Path, format: Format) -> Result<ExitCode> {
+fn compare(a: &Path, b: &Path, format: Format) -> Result<u8> {
     let (ra, rb) = (read_results(a)?, read_results(b)?);
     compare::compare(a, b, &ra, &rb, format)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn shared_dir(explicit: Option<&Path>) -> PathBuf {
@@ -315,7 +310,7 @@ fn shared_dir(explicit: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| root.join("../shared"))
 }
 
-fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<ExitCode> {
+fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<u8> {
     let shared = shared_dir(d.shared.as_deref());
     let models: Vec<PathBuf> = if d.model.is_empty() {
         ["stories260K-hf", "tiny-gpt2-random"]
@@ -379,7 +374,7 @@ fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<ExitCode> {
             start.elapsed().as_secs_f64()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 /// Why `gate` fails on the results `doc` written to `dir` (with the first rows that missed it,
