@@ -405,7 +405,12 @@ fn multiple_choice_shared_context_equals_separate_scoring_and_backend() {
             },
         );
         crate::assert_close!(lls(&cached), lls(&shared), 1e-4);
-        assert_eq!(cached.stats.work.tokens, shared.stats.work.tokens);
+        let (c, s) = (cached.stats.work.tokens, shared.stats.work.tokens);
+        assert_eq!((c.forwarded, c.scored), (s.forwarded, s.scored));
+        // Packed passes carry only the read positions through the last layer; the cache
+        // path carries them all.
+        assert_eq!(c.pruned, 0);
+        assert_eq!(s.pruned, s.forwarded - s.scored, "{s:?}");
     }
 }
 

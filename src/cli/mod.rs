@@ -18,9 +18,17 @@ use evalkit::core::throughput::RawThroughput;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// Runs the command line.
+/// Runs the command line; returns the process's exit status (a number rather than an
+/// `ExitCode`: `main` ends the process itself, skipping libtorch's teardown).
 pub fn run() -> Result<u8> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help, --version (status 0) and usage errors (2), printed as clap prints them.
+        Err(e) => {
+            e.print()?;
+            return Ok(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     tch::set_num_threads(cli.global.threads());
     match cli.command {
         Command::Run(a) => run_tasks(&a, &cli.global),

@@ -26,9 +26,11 @@ pub struct TokenCounts {
     pub forwarded: usize,
     /// Positions the output head was applied to.
     pub scored: usize,
-    /// Of the forwarded positions, those that went through the last layer only as far as its
-    /// keys and values (packed scoring carries just the positions it reads further:
-    /// [`crate::model::Model::hidden_states_packed_at`]).
+    /// Of the forwarded positions, those a packed scoring pass did not keep: no score reads
+    /// them, so the last layer needs only their keys and values, and a model that prunes
+    /// computes no more there ([`crate::model::Model::hidden_states_packed_at`]; one that does
+    /// not runs them whole, and the floor's pruned rate, timed the same way, is then its body
+    /// rate).
     #[serde(default)]
     pub pruned: usize,
 }

@@ -353,12 +353,15 @@ pub fn score_packed<M: Model + ?Sized>(
     let mut kept: Vec<usize> = pos.iter().map(|&p| p as usize).collect();
     kept.sort_unstable();
     kept.dedup();
-    let row = |p: &i64| kept.binary_search(&(*p as usize)).map_or(0, |r| r as i64);
-    let rows: Vec<i64> = pos.iter().map(row).collect();
+    let mut row_of = vec![0i64; batch.tokens()];
+    for (row, &p) in kept.iter().enumerate() {
+        row_of[p] = row as i64;
+    }
+    let kept_rows: Vec<i64> = pos.iter().map(|&p| row_of[p as usize]).collect();
     let hidden = model.hidden_states_packed_at(&batch, &batch.keep(&kept)?)?;
     counts.forwarded += batch.tokens();
     counts.pruned += batch.tokens() - kept.len();
-    let (lp, am, heads) = score_positions(model, &hidden, &vec![0; pos.len()], &rows, &t)?;
+    let (lp, am, heads) = score_positions(model, &hidden, &vec![0; pos.len()], &kept_rows, &t)?;
     counts.scored += heads;
     // Scores come back per continuation: first token, then the rest, continuation by continuation.
     let mut off = 0;

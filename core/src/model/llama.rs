@@ -259,10 +259,11 @@ impl Attention {
             attend.at_queries(cos, 2)?,
             attend.at_queries(sin, 2)?,
         );
+        let (_, queries, _) = xq.size3().op("attention query input shape")?;
         let q = self
             .q_proj
             .forward(&xq)
-            .view([b, xq.size()[1], self.heads, self.head_dim])
+            .view([b, queries, self.heads, self.head_dim])
             .transpose(1, 2);
         let k = self
             .k_proj
@@ -417,10 +418,9 @@ impl Llama {
         &self.config
     }
 
-    /// The decoder on `ids` at positions `pos` with attention as `attend` says, then the final
+    /// The decoder on `ids` at positions `pos` with attention as `attend` says (the last layer
+    /// as `last` says: the kept positions of a packed batch, or as the others), then the final
     /// norm.
-    /// The body; `last` is how the last layer attends (the kept positions of a packed batch,
-    /// or as the others do).
     fn body(
         &self,
         ids: &Tensor,
@@ -435,6 +435,13 @@ impl Llama {
             x = block.forward(&x, (&cos, &sin), attend, i, cache.as_deref_mut())?;
         }
         Ok(self.norm.forward(&x))
+    }
+
+    /// The body on a packed batch, its ids checked first.
+    fn packed_body(&self, batch: &PackedBatch, attend: (Attend<'_>, Attend<'_>)) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        check_ids(batch.ids(), self.config.vocab)?;
+        self.body(batch.ids(), batch.positions(), attend, None)
     }
 
     /// cos and sin `(batch, 1, seq, head_dim)` for position ids `(batch, seq)`.
@@ -482,17 +489,12 @@ impl Model for Llama {
     }
 
     fn hidden_states_packed(&self, batch: &PackedBatch) -> Result<Tensor> {
-        let _guard = tch::no_grad_guard();
-        check_ids(batch.ids(), self.config.vocab)?;
         let packed = Attend::Packed(batch);
-        self.body(batch.ids(), batch.positions(), (packed, packed), None)
+        self.packed_body(batch, (packed, packed))
     }
 
     fn hidden_states_packed_at(&self, batch: &PackedBatch, kept: &Kept) -> Result<Tensor> {
-        let _guard = tch::no_grad_guard();
-        check_ids(batch.ids(), self.config.vocab)?;
-        let attend = (Attend::Packed(batch), Attend::PackedKept(batch, kept));
-        self.body(batch.ids(), batch.positions(), attend, None)
+        self.packed_body(batch, (Attend::Packed(batch), Attend::PackedKept(batch, kept)))
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -159,7 +159,8 @@ impl<M: Model + ?Sized> Model for Box<M> {
 }
 
 /// What a decoder layer's attention sees: dense rows under an additive bias (with the KV
-/// cache, if any, alongside), or a packed batch's tree of prefixes.
+/// cache, if any, alongside), or a packed batch's tree of prefixes, all of whose queries are
+/// computed or, in a last layer, those of its kept positions alone.
 #[derive(Clone, Copy)]
 pub(crate) enum Attend<'a> {
     /// `(batch, 1, queries, keys)` additive bias ([`mask::attention_bias`]).

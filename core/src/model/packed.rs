@@ -45,6 +45,8 @@ pub struct Kept {
     index: Tensor,
     /// The keys each attends.
     spans: Vec<Spans>,
+    /// The tokens of the batch they are positions of.
+    of_tokens: usize,
 }
 
 impl Kept {
@@ -297,6 +299,7 @@ impl PackedBatch {
         Ok(Kept {
             index: Tensor::from_slice(&index).to_device(self.ids.device()),
             spans: positions.iter().map(|&p| self.spans[p]).collect(),
+            of_tokens: self.tokens,
         })
     }
 
@@ -304,8 +307,15 @@ impl PackedBatch {
     /// `(1, heads, kept, head_dim)` over the keys and values of every token, `(1, kv_heads,
     /// tokens, head_dim)`; returns `(1, kept, heads × head_dim)`, each row what
     /// [`PackedBatch::attend`] gives at that position. On the padded path (GPUs, wide heads)
-    /// the other queries are zeros and their rows are dropped.
+    /// the other queries are zeros and their rows are dropped: only the layer's other work is
+    /// saved there. `kept` must come from this batch's [`PackedBatch::keep`].
     pub fn attend_kept(&self, q: &Tensor, k: &Tensor, v: &Tensor, kept: &Kept, scale: Option<f64>) -> Result<Tensor> {
+        if kept.of_tokens != self.tokens {
+            return Err(Error::Unsupported(format!(
+                "kept positions of a batch of {} tokens, attending a batch of {}",
+                kept.of_tokens, self.tokens
+            )));
+        }
         if spans::applies(q) {
             return spans::attend(q, k, v, &kept.spans, scale);
         }
@@ -545,6 +555,14 @@ mod tests {
             assert_eq!(got.size(), [1, positions.len() as i64, heads * dim]);
             let diff = (got - want).abs().max().double_value(&[]);
             assert!(diff < 1e-6, "{kind:?}: max difference {diff}");
+            // Positions kept in another batch are refused.
+            let other = PackedBatch::new(&reqs[1..], Device::Cpu).expect("layout");
+            let theirs = other.keep(&[0]).expect("kept");
+            let e = batch
+                .attend_kept(&q.narrow(2, 0, 1), &k, &v, &theirs, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("a batch of 24 tokens, attending a batch of 85"), "{e}");
         }
     }
 }

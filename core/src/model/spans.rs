@@ -271,12 +271,12 @@ fn queries<const D: usize, V: F32x8>(s: &Shape, x: Inputs<'_>, from: usize, out:
     let mut scores: Vec<f32> = vec![];
     for (row, o) in out.chunks_exact_mut(s.heads * D).enumerate() {
         let t = from + row;
+        assert!(t < s.queries, "query {t} of {}", s.queries);
         let sp = spans[t];
         let parts = [sp.first, sp.second].map(|(a, b)| (a as usize, b as usize));
         for &(a, b) in &parts {
             assert!(a <= b && b <= s.tokens, "query {t} attends {a}..{b} of {}", s.tokens);
         }
-        assert!(t < s.queries, "query {t} of {}", s.queries);
         let n = sp.keys();
         // Whole chunks of eight: a span's last chunk reads past its end and writes scores past
         // it, which the next span's scores overwrite; the lanes past `n` are set to −∞.

@@ -84,7 +84,8 @@ pub(super) unsafe fn queries<const D: usize, const G: usize>(s: &Shape, x: Input
 ///
 /// # Safety
 /// The CPU must have AVX-512F, and the operands must be as [`queries`] asserts them: `t` below
-/// the queries, each range of `parts` within them, the query heads a multiple of the key heads.
+/// the queries, each range of `parts` within the tokens (the keys), the query heads a multiple
+/// of the key heads.
 #[inline]
 #[target_feature(enable = "avx512f")]
 // The inner loop of `queries`, split out to run with one or `G` heads: it takes the loop's
