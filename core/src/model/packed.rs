@@ -399,6 +399,24 @@ mod tests {
     use super::{PackedBatch, PackedRequest};
     use tch::{Device, Kind, Tensor};
 
+    /// A batch on the CPU of requests given as (context length, segment lengths), every token 0.
+    fn batch_of(requests: &[(usize, &[usize])]) -> PackedBatch {
+        let tokens: Vec<(Vec<i64>, Vec<Vec<i64>>)> = requests
+            .iter()
+            .map(|&(context, segments)| (vec![0; context], segments.iter().map(|&n| vec![0; n]).collect()))
+            .collect();
+        let segments: Vec<Vec<&[i64]>> = tokens
+            .iter()
+            .map(|(_, segments)| segments.iter().map(Vec::as_slice).collect())
+            .collect();
+        let requests: Vec<PackedRequest<'_>> = tokens
+            .iter()
+            .zip(&segments)
+            .map(|((context, _), segments)| PackedRequest { context, segments })
+            .collect();
+        PackedBatch::new(&requests, Device::Cpu).expect("layout")
+    }
+
     /// Every token's packed attention equals attention over its own (context + continuation)
     /// row, with grouped-query heads, contexts and segments of unequal lengths, a one-token
     /// continuation (an empty segment), short segments sharing a row and a long one that
@@ -406,28 +424,7 @@ mod tests {
     #[test]
     fn packed_attention_equals_each_row_alone() {
         tch::manual_seed(0);
-        let seg = |n: usize| -> Vec<i64> { vec![0; n] };
-        let (c0, c1, c2) = (seg(5), seg(2), seg(3));
-        let (s00, s01, s10, s11) = (seg(3), seg(0), seg(1), seg(4));
-        let (s20, s21, s22) = (seg(20), seg(20), seg(40));
-        let segs0: Vec<&[i64]> = vec![&s00, &s01];
-        let segs1: Vec<&[i64]> = vec![&s10, &s11];
-        let segs2: Vec<&[i64]> = vec![&s20, &s21, &s22];
-        let reqs = [
-            PackedRequest {
-                context: &c0,
-                segments: &segs0,
-            },
-            PackedRequest {
-                context: &c1,
-                segments: &segs1,
-            },
-            PackedRequest {
-                context: &c2,
-                segments: &segs2,
-            },
-        ];
-        let batch = PackedBatch::new(&reqs, Device::Cpu).expect("layout");
+        let batch = batch_of(&[(5, &[3, 0]), (2, &[1, 4]), (3, &[20, 20, 40])]);
         let t = batch.tokens() as i64;
         assert_eq!(t, 5 + 3 + 2 + 1 + 4 + 3 + 80);
         // Rows: request 0's segment, request 1's two, request 2's first two (40 tokens, the
@@ -483,22 +480,7 @@ mod tests {
     #[test]
     fn span_path_equals_padded_path() {
         tch::manual_seed(1);
-        let seg = |n: usize| -> Vec<i64> { vec![0; n] };
-        let (c0, c1) = (seg(37), seg(1));
-        let (s00, s01, s02, s10) = (seg(5), seg(1), seg(19), seg(70));
-        let segs0: Vec<&[i64]> = vec![&s00, &s01, &s02];
-        let segs1: Vec<&[i64]> = vec![&s10];
-        let reqs = [
-            PackedRequest {
-                context: &c0,
-                segments: &segs0,
-            },
-            PackedRequest {
-                context: &c1,
-                segments: &segs1,
-            },
-        ];
-        let batch = PackedBatch::new(&reqs, Device::Cpu).expect("layout");
+        let batch = batch_of(&[(37, &[5, 1, 19]), (1, &[70])]);
         let t = batch.tokens() as i64;
         let cpu = |dim: i64| Tensor::zeros([1, 1, 1, dim], (Kind::Float, Device::Cpu));
         assert!(!super::spans::applies(&cpu(32)) && !super::spans::applies(&cpu(64)));
@@ -520,22 +502,7 @@ mod tests {
     #[test]
     fn kept_queries_give_their_rows() {
         tch::manual_seed(2);
-        let seg = |n: usize| -> Vec<i64> { vec![0; n] };
-        let (c0, c1) = (seg(37), seg(3));
-        let (s00, s01, s10) = (seg(5), seg(19), seg(21));
-        let segs0: Vec<&[i64]> = vec![&s00, &s01];
-        let segs1: Vec<&[i64]> = vec![&s10];
-        let reqs = [
-            PackedRequest {
-                context: &c0,
-                segments: &segs0,
-            },
-            PackedRequest {
-                context: &c1,
-                segments: &segs1,
-            },
-        ];
-        let batch = PackedBatch::new(&reqs, Device::Cpu).expect("layout");
+        let batch = batch_of(&[(37, &[5, 19]), (3, &[21])]);
         let t = batch.tokens() as i64;
         let positions = [t as usize - 1, 0, 40, 36, 41, 61, 64];
         let kept = batch.keep(&positions).expect("kept positions");
@@ -556,7 +523,7 @@ mod tests {
             let diff = (got - want).abs().max().double_value(&[]);
             assert!(diff < 1e-6, "{kind:?}: max difference {diff}");
             // Positions kept in another batch are refused.
-            let other = PackedBatch::new(&reqs[1..], Device::Cpu).expect("layout");
+            let other = batch_of(&[(3, &[21])]);
             let theirs = other.keep(&[0]).expect("kept");
             let e = batch
                 .attend_kept(&q.narrow(2, 0, 1), &k, &v, &theirs, None)
