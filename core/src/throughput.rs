@@ -157,14 +157,18 @@ impl RawThroughput {
 /// The rate of pruned tokens from a pass of `b` rows of `s` tokens that took `pass_seconds`
 /// with each row's last position kept: those `b` positions at the full `body_rate`, the rest
 /// at the rate returned. Never below `body_rate` (a pruned token does less work; a slower
-/// reading is the machine's noise), and `body_rate` when the pass leaves nothing to prune.
+/// reading is the machine's noise); the pass's whole rate where it ran faster than its kept
+/// positions alone would (noise again, read the strict way); `body_rate` when the pass leaves
+/// nothing to prune.
 fn pruned_rate(pass_seconds: f64, b: usize, s: usize, body_rate: f64) -> f64 {
     let pruned = (b * s).saturating_sub(b) as f64;
     let seconds = pass_seconds - b as f64 / body_rate;
-    if pruned > 0.0 && seconds > 0.0 {
+    if pruned == 0.0 {
+        body_rate
+    } else if seconds > 0.0 {
         (pruned / seconds).max(body_rate)
     } else {
-        body_rate
+        ((b * s) as f64 / pass_seconds).max(body_rate)
     }
 }
 
@@ -247,8 +251,8 @@ mod tests {
         assert!((pruned_rate(0.13, 4, 64, 1000.0) - 2000.0).abs() < 1e-9);
         // Slower than the whole body (noise): the body's rate.
         assert_eq!(pruned_rate(0.5, 4, 64, 1000.0), 1000.0);
-        // Faster than the kept positions alone allow: the body's rate.
-        assert_eq!(pruned_rate(0.003, 4, 64, 1000.0), 1000.0);
+        // Faster than the kept positions alone allow: the pass's whole rate.
+        assert!((pruned_rate(0.004, 4, 64, 1000.0) - 64_000.0).abs() < 1e-6);
         // Rows of one token: nothing pruned.
         assert_eq!(pruned_rate(0.004, 4, 1, 1000.0), 1000.0);
     }
