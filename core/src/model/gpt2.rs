@@ -252,27 +252,19 @@ impl Gpt2 {
 }
 
 impl Gpt2 {
-    /// The blocks on `ids` at positions `pos` with attention as `attend` says (the last block
-    /// as `last` says: the kept positions of a packed batch, or as the others), then the final
-    /// norm.
-    fn body(
-        &self,
-        ids: &Tensor,
-        pos: &Tensor,
-        (attend, last): (Attend<'_>, Attend<'_>),
-        mut cache: Option<&mut KvCache>,
-    ) -> Result<Tensor> {
+    /// The blocks on `ids` at positions `pos` with attention as `attend` says (per block,
+    /// [`Attend::for_layer`]), then the final norm.
+    fn body(&self, ids: &Tensor, pos: &Tensor, attend: Attend<'_>, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let mut x = Tensor::f_embedding(&self.wte, ids, -1, false, false).op("embedding")?
             + Tensor::f_embedding(&self.wpe, pos, -1, false, false).op("position embedding")?;
         for (i, blk) in self.blocks.iter().enumerate() {
-            let attend = if i + 1 == self.blocks.len() { last } else { attend };
-            x = blk.forward(&x, attend, i, cache.as_deref_mut())?;
+            x = blk.forward(&x, attend.for_layer(i, self.blocks.len()), i, cache.as_deref_mut())?;
         }
         Ok(self.ln_f.forward(&x))
     }
 
     /// The body on a packed batch, its ids and positions checked first.
-    fn packed_body(&self, batch: &PackedBatch, attend: (Attend<'_>, Attend<'_>)) -> Result<Tensor> {
+    fn packed_body(&self, batch: &PackedBatch, attend: Attend<'_>) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
         check_ids(batch.ids(), self.vocab)?;
         if batch.positions().max().int64_value(&[]) >= self.max_len as i64 {
@@ -305,12 +297,7 @@ impl Model for Gpt2 {
         let (ids, mask, s) = check_inputs(ids, mask, past, self.vocab, self.device)?;
         let pos = positions(&mask, s)?;
         let bias = attention_bias(&mask, s, self.kind)?;
-        let x = self.body(
-            &ids,
-            &pos,
-            (Attend::Dense(&bias), Attend::Dense(&bias)),
-            cache.as_deref_mut(),
-        )?;
+        let x = self.body(&ids, &pos, Attend::Dense(&bias), cache.as_deref_mut())?;
         if let Some(c) = cache {
             c.advance(s as usize);
         }
@@ -322,12 +309,11 @@ impl Model for Gpt2 {
     }
 
     fn hidden_states_packed(&self, batch: &PackedBatch) -> Result<Tensor> {
-        let packed = Attend::Packed(batch);
-        self.packed_body(batch, (packed, packed))
+        self.packed_body(batch, Attend::Packed(batch))
     }
 
     fn hidden_states_packed_at(&self, batch: &PackedBatch, kept: &Kept) -> Result<Tensor> {
-        self.packed_body(batch, (Attend::Packed(batch), Attend::PackedKept(batch, kept)))
+        self.packed_body(batch, Attend::PackedKept(batch, kept))
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {

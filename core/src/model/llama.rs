@@ -418,27 +418,20 @@ impl Llama {
         &self.config
     }
 
-    /// The decoder on `ids` at positions `pos` with attention as `attend` says (the last layer
-    /// as `last` says: the kept positions of a packed batch, or as the others), then the final
-    /// norm.
-    fn body(
-        &self,
-        ids: &Tensor,
-        pos: &Tensor,
-        (attend, last): (Attend<'_>, Attend<'_>),
-        mut cache: Option<&mut KvCache>,
-    ) -> Result<Tensor> {
+    /// The decoder on `ids` at positions `pos` with attention as `attend` says (per layer,
+    /// [`Attend::for_layer`]), then the final norm.
+    fn body(&self, ids: &Tensor, pos: &Tensor, attend: Attend<'_>, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (cos, sin) = self.rope(pos);
         let mut x = Tensor::f_embedding(&self.embed_tokens, ids, -1, false, false).op("embedding")?;
         for (i, block) in self.layers.iter().enumerate() {
-            let attend = if i + 1 == self.layers.len() { last } else { attend };
+            let attend = attend.for_layer(i, self.layers.len());
             x = block.forward(&x, (&cos, &sin), attend, i, cache.as_deref_mut())?;
         }
         Ok(self.norm.forward(&x))
     }
 
     /// The body on a packed batch, its ids checked first.
-    fn packed_body(&self, batch: &PackedBatch, attend: (Attend<'_>, Attend<'_>)) -> Result<Tensor> {
+    fn packed_body(&self, batch: &PackedBatch, attend: Attend<'_>) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
         check_ids(batch.ids(), self.config.vocab)?;
         self.body(batch.ids(), batch.positions(), attend, None)
@@ -472,12 +465,7 @@ impl Model for Llama {
         let (ids, mask, s) = check_inputs(ids, mask, past, self.config.vocab, self.device)?;
         let pos = positions(&mask, s)?;
         let bias = attention_bias(&mask, s, self.kind)?;
-        let x = self.body(
-            &ids,
-            &pos,
-            (Attend::Dense(&bias), Attend::Dense(&bias)),
-            cache.as_deref_mut(),
-        )?;
+        let x = self.body(&ids, &pos, Attend::Dense(&bias), cache.as_deref_mut())?;
         if let Some(c) = cache {
             c.advance(s as usize);
         }
@@ -489,12 +477,11 @@ impl Model for Llama {
     }
 
     fn hidden_states_packed(&self, batch: &PackedBatch) -> Result<Tensor> {
-        let packed = Attend::Packed(batch);
-        self.packed_body(batch, (packed, packed))
+        self.packed_body(batch, Attend::Packed(batch))
     }
 
     fn hidden_states_packed_at(&self, batch: &PackedBatch, kept: &Kept) -> Result<Tensor> {
-        self.packed_body(batch, (Attend::Packed(batch), Attend::PackedKept(batch, kept)))
+        self.packed_body(batch, Attend::PackedKept(batch, kept))
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {

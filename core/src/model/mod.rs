@@ -167,12 +167,21 @@ pub(crate) enum Attend<'a> {
     Dense(&'a Tensor),
     /// A packed batch ([`PackedBatch::attend`]).
     Packed(&'a PackedBatch),
-    /// A packed batch whose queries, and the rows after them, are those of the kept positions
-    /// alone (a last layer, [`Model::hidden_states_packed_at`]).
+    /// A packed batch whose last layer's queries, and the rows after them, are those of the
+    /// kept positions alone ([`Model::hidden_states_packed_at`]; [`Attend::for_layer`]).
     PackedKept(&'a PackedBatch, &'a Kept),
 }
 
-impl Attend<'_> {
+impl<'a> Attend<'a> {
+    /// How layer `layer` of `layers` attends: [`Attend::PackedKept`] is the last layer's
+    /// alone, the layers before it compute every query ([`Attend::Packed`]).
+    pub(crate) fn for_layer(self, layer: usize, layers: usize) -> Attend<'a> {
+        match self {
+            Attend::PackedKept(batch, _) if layer + 1 < layers => Attend::Packed(batch),
+            other => other,
+        }
+    }
+
     /// `t` along `dim` at the positions whose queries this layer computes: the kept ones
     /// under [`Attend::PackedKept`], else all (`t` itself).
     pub(crate) fn at_queries(&self, t: &Tensor, dim: i64) -> Result<Tensor> {

@@ -78,9 +78,9 @@ pub(super) unsafe fn queries<const D: usize, const G: usize>(s: &Shape, x: Input
     }
 }
 
-/// Heads `h0..h0 + G` of query `t` (a row of `q`), which attends the key ranges `parts` (`n` keys in all),
-/// into `o` (`G × D` floats); `scores` holds at least `G` rows of `n` rounded up to [`W`],
-/// plus `W`.
+/// Heads `h0..h0 + G` of query `t` (a row of `q`), which attends the key ranges `parts` (`n`
+/// keys in all), into `o` (`G × D` floats); `scores` holds at least `G` rows of `n` rounded up
+/// to [`W`], plus `W`.
 ///
 /// # Safety
 /// The CPU must have AVX-512F, and the operands must be as [`queries`] asserts them: `t` below
