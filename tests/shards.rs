@@ -114,6 +114,7 @@ fn same_run(a: &Path, b: &Path, tasks: &[&str]) {
                 "wall_seconds",
                 "floor_seconds",
                 "efficiency",
+                "by_shard",
             ] {
                 r.as_object_mut().expect("entry").remove(k);
             }
@@ -157,8 +158,39 @@ fn three_local_shards_give_the_samples_of_one_process() {
     same_run(&one, &three, TASKS);
     let r = read(&three.join("results.json"));
     assert_eq!(r["config"]["shards"], 3);
-    assert!(r["results"]["arc_easy"]["floor_seconds"].as_f64() > Some(0.0), "{r}");
     // (same_run compared tokens_forwarded too: the shares add up to the one process's work.)
+    // The records are the shards', not the merging process's: every chunk computed by one
+    // of them, and each shard's floor and seconds, priced at its own measured speed.
+    assert_eq!(r["config"]["device"], "Cpu", "{r}");
+    assert_eq!(
+        r["config"]["raw_throughput_by_shard"].as_array().map(Vec::len),
+        Some(3),
+        "{r}"
+    );
+    let o = read(&one.join("results.json"));
+    for t in TASKS {
+        let (e, single) = (&r["results"][t], &o["results"][t]);
+        assert_eq!(e["chunks_computed"], single["chunks_computed"], "{t}: {e}");
+        assert_eq!(e["chunks_resumed"], 0, "{t}: {e}");
+        let shards = e["by_shard"].as_array().expect("by_shard");
+        assert_eq!(shards.len(), 3, "{t}: {e}");
+        let sum = |k: &str| shards.iter().map(|s| s[k].as_f64().expect(k)).sum::<f64>();
+        let (wall, floor) = (sum("wall_seconds"), sum("floor_seconds"));
+        assert!(wall > 0.0 && floor > 0.0, "{t}: {e}");
+        assert!(
+            (e["wall_seconds"].as_f64().expect("wall") - wall).abs() < 1e-9,
+            "{t}: {e}"
+        );
+        assert!(
+            (e["efficiency"].as_f64().expect("efficiency") - floor / wall).abs() < 1e-9,
+            "{t}: {e}"
+        );
+    }
+}
+
+/// Sum of `key` over `tasks`' results in `r`.
+fn total(r: &Value, tasks: &[&str], key: &str) -> u64 {
+    tasks.iter().map(|t| r["results"][t][key].as_u64().expect(key)).sum()
 }
 
 /// `evalkit merge out`, from another directory than the run's (it enters the run's own).
@@ -214,6 +246,7 @@ fn a_killed_shard_rerun_alone_completes_the_run() {
     }
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
+    let at_kill = journaled(&out, 1, 3);
     assert!(!out.join("results.json").exists(), "killed before the end");
 
     // Merging now names the shard whose share is missing.
@@ -244,6 +277,18 @@ fn a_killed_shard_rerun_alone_completes_the_run() {
         "the merging shard prints the table: {stdout}"
     );
     same_run(&one, &out, SCORING);
+    // The rerun resumed what the killed process had journaled, and only that.
+    let (r, o) = (read(&out.join("results.json")), read(&one.join("results.json")));
+    let resumed = total(&r, SCORING, "chunks_resumed");
+    assert!(
+        (4..=at_kill as u64).contains(&resumed),
+        "{resumed} resumed, {at_kill} journaled at the kill"
+    );
+    assert_eq!(
+        total(&r, SCORING, "chunks_computed") + resumed,
+        total(&o, SCORING, "chunks_computed"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -270,8 +315,18 @@ fn merge_writes_the_results_a_dead_merger_left() {
     std::fs::remove_file(model.join("model.safetensors")).expect("weights");
     ok(merge(&out));
     same_run(&one, &out, TASKS);
-    // The results record the shards' command, not the merge's.
-    assert_eq!(read(&out.join("results.json"))["config"]["command"][0], "run");
+    // The results record the shards' command and devices, not the merge's.
+    let r = read(&out.join("results.json"));
+    assert_eq!(r["config"]["command"][0], "run");
+    assert_eq!(r["config"]["device"], "Cpu");
+    for t in TASKS {
+        assert_eq!(
+            r["results"][t]["by_shard"].as_array().map(Vec::len),
+            Some(2),
+            "{t}: {r}"
+        );
+        assert!(r["results"][t]["wall_seconds"].as_f64() > Some(0.0), "{t}: {r}");
+    }
     let again = merge(&out);
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to merge"));
 }

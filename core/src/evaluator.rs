@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::kinds::{Env, Evaluation, Outcome, RunOptions};
 use crate::metrics::{mean_metric, Metric};
 use crate::model::Model;
-use crate::shard::{self, Share};
+use crate::shard::{self, Share, ShareRecord};
 use crate::throughput::RawThroughput;
 use crate::tokenizer::Tokenizer;
 use serde_json::{json, Map, Value};
@@ -248,11 +248,15 @@ impl<'a> Evaluator<'a> {
                 // already journaled is finished at once.
                 let mut outcomes = vec![];
                 for e in &self.evaluations {
-                    outcomes.push(match self.run_one(e.as_ref(), Some(&journal_dir)) {
+                    let start = std::time::Instant::now();
+                    let outcome = match self.run_one(e.as_ref(), Some(&journal_dir)) {
                         Ok(o) => Some(o),
                         Err(Error::ShardsPending { .. }) => None,
                         Err(other) => return Err(other),
-                    });
+                    };
+                    let wall = start.elapsed().as_secs_f64();
+                    ShareRecord::finish(&journal_dir, (rank, world), e.name(), wall, self.raw_throughput)?;
+                    outcomes.push(outcome);
                 }
                 shard::mark_done(&journal_dir, rank, world)?;
                 let ranks = shard::not_done(&journal_dir, world);
@@ -291,7 +295,10 @@ impl<'a> Evaluator<'a> {
             }
             write_atomic(&dir.join(format!("samples_{}.jsonl", o.name)), body.as_bytes())?;
         }
-        let doc = self.results_document(&outcomes);
+        let mut doc = self.results_document(&outcomes);
+        if let Share::Rank { world, .. } | Share::Merge { world } = self.options.share {
+            self.account_shards(&mut doc, &journal_dir, world)?;
+        }
         write_atomic(
             &dir.join("results.json"),
             serde_json::to_string_pretty(&doc)
@@ -320,6 +327,89 @@ impl<'a> Evaluator<'a> {
         config.insert("evaluations".into(), json!(self.names()));
         config.insert("shards".into(), json!(self.options.share.world()));
         Value::Object(config)
+    }
+
+    /// What identifies the model as it ran on `device` (checkpoint, precision, device,
+    /// shape); the per-evaluation `fingerprint`s identify the rows asked, whatever the model.
+    fn model_fingerprint(&self, device: &str) -> String {
+        let fp = crate::fingerprint::Fnv::default()
+            .str(&self.model.describe())
+            .str(device)
+            .row(self.model.max_len())
+            .row(self.model.vocab_size())
+            .finish();
+        format!("{fp:016x}")
+    }
+
+    /// A sharded run's records, taken across its shards from their [`ShareRecord`]s rather
+    /// than from the merging process: per evaluation, the chunks the shards computed and
+    /// resumed, their wall seconds and floors summed (so `efficiency` is the share of the
+    /// shards' time at their floor) and each shard's own (`by_shard`); in the config, the
+    /// shards' devices and raw speeds. A journal left by a version that kept no records keeps
+    /// the merging process's view.
+    fn account_shards(&self, doc: &mut Value, journal: &Path, world: usize) -> Result<()> {
+        let mut devices: Vec<String> = vec![];
+        let mut raws: Vec<Option<RawThroughput>> = vec![None; world];
+        let Some(results) = doc.get_mut("results").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        for (name, entry) in results.iter_mut() {
+            let Some(records) = ShareRecord::read_all(journal, world, name)?
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            let Some(entry) = entry.as_object_mut() else { continue };
+            let efficiency = |floor: Option<f64>, wall: Option<f64>, resumed: usize| match (floor, wall) {
+                (Some(f), Some(w)) if resumed == 0 && w > 0.0 => Some(f / w),
+                _ => None,
+            };
+            let mut by_shard = vec![];
+            for (rank, r) in records.iter().enumerate() {
+                if !devices.contains(&r.device) {
+                    devices.push(r.device.clone());
+                }
+                raws[rank] = raws[rank].or(r.raw_throughput);
+                let floor = r.floor_seconds();
+                by_shard.push(json!({
+                    "rank": rank,
+                    "device": r.device,
+                    "chunks_computed": r.stats.chunks_computed,
+                    "chunks_resumed": r.stats.chunks_resumed,
+                    "wall_seconds": r.wall_seconds,
+                    "floor_seconds": floor,
+                    "efficiency": efficiency(floor, r.wall_seconds, r.stats.chunks_resumed),
+                }));
+            }
+            let computed: usize = records.iter().map(|r| r.stats.chunks_computed).sum();
+            let resumed: usize = records.iter().map(|r| r.stats.chunks_resumed).sum();
+            let wall: Option<f64> = records.iter().map(|r| r.wall_seconds).sum();
+            let floor: Option<f64> = records.iter().map(ShareRecord::floor_seconds).sum();
+            entry.insert("chunks_computed".into(), json!(computed));
+            entry.insert("chunks_resumed".into(), json!(resumed));
+            entry.insert("wall_seconds".into(), json!(wall));
+            entry.remove("floor_seconds");
+            entry.remove("efficiency");
+            if floor.is_some() {
+                entry.insert("floor_seconds".into(), json!(floor));
+                entry.insert("efficiency".into(), json!(efficiency(floor, wall, resumed)));
+            }
+            entry.insert("by_shard".into(), Value::Array(by_shard));
+        }
+        let Some(config) = doc.get_mut("config").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        if !devices.is_empty() {
+            let device = devices.join(", ");
+            config.insert("model_fingerprint".into(), json!(self.model_fingerprint(&device)));
+            config.insert("device".into(), json!(device));
+        }
+        config.remove("raw_throughput");
+        if raws.iter().any(Option::is_some) {
+            config.insert("raw_throughput_by_shard".into(), json!(raws));
+        }
+        Ok(())
     }
 
     /// The results document of a set of outcomes (DESIGN.md section 2).
@@ -386,16 +476,11 @@ impl<'a> Evaluator<'a> {
         config.insert("model".into(), json!(self.model.describe()));
         // What identifies the model as it ran (checkpoint, precision, device, shape); the
         // per-evaluation `fingerprint`s identify the rows asked, whatever the model.
-        let model_fp = crate::fingerprint::Fnv::default()
-            .str(&self.model.describe())
-            .str(&format!("{:?}", self.model.device()))
-            .row(self.model.max_len())
-            .row(self.model.vocab_size())
-            .finish();
-        config.insert("model_fingerprint".into(), json!(format!("{model_fp:016x}")));
+        let device = format!("{:?}", self.model.device());
+        config.insert("model_fingerprint".into(), json!(self.model_fingerprint(&device)));
         config.insert("max_len".into(), json!(self.model.max_len()));
         config.insert("vocab_size".into(), json!(self.model.vocab_size()));
-        config.insert("device".into(), json!(format!("{:?}", self.model.device())));
+        config.insert("device".into(), json!(device));
         config.insert("batch_size".into(), json!(o.batch_size));
         config.insert("auto_batch_size".into(), json!(o.auto_batch_size));
         config.insert("batch_unit".into(), json!(o.batch_unit));

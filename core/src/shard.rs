@@ -12,11 +12,17 @@
 //! - A shard's journals live in `<output>/.journal/rank-R-of-N/`; when its share of every
 //!   evaluation is journaled it leaves `done` there ([`mark_done`]); the shard that then finds
 //!   every rank done takes `merge.lock` ([`try_lock`]) and merges.
+//! - Beside each journal a [`ShareRecord`] keeps what the rank did for that evaluation (its
+//!   device, chunks computed and resumed, seconds, raw speed), so the results report the
+//!   shards' work rather than the merging process's.
 //!
 //! [`Launch::from_env`] reads how a cluster launcher started the process: torchrun's `RANK`,
 //! `WORLD_SIZE`, `LOCAL_RANK`, or Slurm's `SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_LOCALID`.
 
 use crate::error::{Error, Result};
+use crate::schedule::ExecStats;
+use crate::throughput::RawThroughput;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -78,6 +84,106 @@ impl Share {
 /// Where rank `rank`'s journals of a `world`-shard run live under the run's journal folder.
 pub fn rank_dir(journal: &Path, rank: usize, world: usize) -> PathBuf {
     journal.join(format!("rank-{rank}-of-{world}"))
+}
+
+/// What one rank did for one evaluation, kept beside its journal
+/// (`rank-R-of-N/<evaluation>.share.json`) so the merge reports the run's chunks, seconds and
+/// efficiency across the shards rather than the merging process's alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareRecord {
+    /// The device the rank ran on (`Cpu`, `Cuda(1)`).
+    pub device: String,
+    /// The rank's own share: chunks computed by the process that wrote this record, chunks it
+    /// resumed from the rank's journal, and their tokens and seconds.
+    pub stats: ExecStats,
+    /// Seconds the rank spent on the evaluation (lowering, its share, scoring); `None` until
+    /// the evaluation's share is done.
+    pub wall_seconds: Option<f64>,
+    /// The rank's raw speed (`--floor`), which prices its share's floor.
+    pub raw_throughput: Option<RawThroughput>,
+}
+
+impl ShareRecord {
+    /// The floor of the rank's share at its own raw speed; `None` without a measured speed.
+    pub fn floor_seconds(&self) -> Option<f64> {
+        self.raw_throughput
+            .map(|raw| raw.floor_seconds(&self.stats.work.tokens))
+    }
+
+    fn path(journal: &Path, rank: usize, world: usize, evaluation: &str) -> PathBuf {
+        rank_dir(journal, rank, world).join(format!("{evaluation}.share.json"))
+    }
+
+    fn read(path: &Path) -> Result<Option<ShareRecord>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| Error::Shards {
+                path: path.to_path_buf(),
+                message: format!("is not a share record ({e}): rerun this rank, or remove the output's .journal folder to start the run again"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("reading", path, e)),
+        }
+    }
+
+    fn write(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating journal folder", dir, e))?;
+        }
+        let body = serde_json::to_string_pretty(self).expect("share record serializes");
+        crate::evaluator::write_atomic(path, body.as_bytes())
+    }
+
+    /// Records what this process did for `rank`'s share of `evaluation`. A process that only
+    /// read the share back from the journal (it was computed before) keeps the record of the
+    /// process that computed it.
+    pub(crate) fn record(
+        journal: &Path,
+        (rank, world): (usize, usize),
+        evaluation: &str,
+        device: tch::Device,
+        stats: &ExecStats,
+    ) -> Result<()> {
+        let path = Self::path(journal, rank, world, evaluation);
+        if stats.chunks_computed == 0 && path.is_file() {
+            return Ok(());
+        }
+        let record = ShareRecord {
+            device: format!("{device:?}"),
+            stats: *stats,
+            wall_seconds: None,
+            raw_throughput: None,
+        };
+        record.write(&path)
+    }
+
+    /// Completes the record [`ShareRecord::record`] left for this process's share of
+    /// `evaluation` with its wall seconds and raw speed (a record completed before, by the
+    /// process that computed the share, is kept).
+    pub(crate) fn finish(
+        journal: &Path,
+        (rank, world): (usize, usize),
+        evaluation: &str,
+        wall_seconds: f64,
+        raw: Option<RawThroughput>,
+    ) -> Result<()> {
+        let path = Self::path(journal, rank, world, evaluation);
+        match Self::read(&path)? {
+            Some(mut r) if r.wall_seconds.is_none() => {
+                r.wall_seconds = Some(wall_seconds);
+                r.raw_throughput = raw;
+                r.write(&path)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every rank's record of `evaluation`, by rank (`None` where a rank left none: a run
+    /// journaled by an earlier version).
+    pub(crate) fn read_all(journal: &Path, world: usize, evaluation: &str) -> Result<Vec<Option<ShareRecord>>> {
+        (0..world)
+            .map(|r| Self::read(&Self::path(journal, r, world, evaluation)))
+            .collect()
+    }
 }
 
 /// How a cluster launcher started this process.
@@ -298,5 +404,44 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not below"));
+    }
+    #[test]
+    fn a_share_record_is_kept_by_the_process_that_computed_the_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path();
+        let computed = ExecStats {
+            chunks_computed: 3,
+            ..Default::default()
+        };
+        ShareRecord::record(j, (1, 2), "t", tch::Device::Cpu, &computed).unwrap();
+        ShareRecord::finish(j, (1, 2), "t", 2.5, None).unwrap();
+        // A later process that only read the share back, and its seconds, change nothing.
+        let read_back = ExecStats {
+            chunks_resumed: 3,
+            ..Default::default()
+        };
+        ShareRecord::record(j, (1, 2), "t", tch::Device::Cpu, &read_back).unwrap();
+        ShareRecord::finish(j, (1, 2), "t", 0.1, None).unwrap();
+        let all = ShareRecord::read_all(j, 2, "t").unwrap();
+        assert_eq!(all[0], None, "rank 0 left no record");
+        let r = all[1].clone().unwrap();
+        assert_eq!(
+            (r.stats, r.wall_seconds, r.device.as_str()),
+            (computed, Some(2.5), "Cpu")
+        );
+        assert_eq!(r.floor_seconds(), None);
+        // One that computed part of it anew replaces the record, its seconds still to come.
+        let partly = ExecStats {
+            chunks_computed: 1,
+            chunks_resumed: 2,
+            ..Default::default()
+        };
+        ShareRecord::record(j, (1, 2), "t", tch::Device::Cpu, &partly).unwrap();
+        let r = ShareRecord::read_all(j, 2, "t").unwrap()[1].clone().unwrap();
+        assert_eq!((r.stats, r.wall_seconds), (partly, None));
+        std::fs::create_dir_all(rank_dir(j, 0, 2)).unwrap();
+        std::fs::write(ShareRecord::path(j, 0, 2, "t"), "{").unwrap();
+        let e = ShareRecord::read_all(j, 2, "t").unwrap_err().to_string();
+        assert!(e.contains("rank-0-of-2") && e.contains("not a share record"), "{e}");
     }
 }

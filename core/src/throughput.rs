@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 
 /// The raw speed of a model's body and head (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct RawThroughput {
     /// Tokens per second through the body at the best shape measured.
     pub body_tokens_per_second: f64,

@@ -10,7 +10,7 @@ use crate::fingerprint::Fnv;
 use crate::journal::{Journal, Recorded};
 use crate::request::{ContinuationScore, ScoreRequest};
 use crate::schedule::{BatchSettings, ExecStats, Executor, Plan};
-use crate::shard::{rank_dir, Share};
+use crate::shard::{rank_dir, Share, ShareRecord};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Plans requests of `lengths` with `batch` and runs the plan through the executor with the
@@ -76,7 +76,9 @@ where
                 stats: ExecStats::default(),
                 halve_on_oom: batch.halve_on_oom,
             };
-            (ex.run_share(&shares[r], n, run_batch)?, ex.stats)
+            let out = ex.run_share(&shares[r], n, run_batch)?;
+            ShareRecord::record(dir, (r, world), name, env.model.device(), &ex.stats)?;
+            (out, ex.stats)
         }
         None => (vec![None; n], ExecStats::default()),
     };
