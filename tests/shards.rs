@@ -193,6 +193,22 @@ fn total(r: &Value, tasks: &[&str], key: &str) -> u64 {
     tasks.iter().map(|t| r["results"][t][key].as_u64().expect(key)).sum()
 }
 
+#[test]
+fn shards_that_fail_before_the_run_ask_for_the_command_again() {
+    let tmp = crate::tempdir!("shards-unknown-task");
+    let out = tmp.path().join("out");
+    let o = evalkit(&out, &["no_such_task"], 4, &["--shards", "2"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("unknown task"), "{err}");
+    assert!(
+        err.contains("of 2 failed before any began the run") && !err.contains("RANK=R"),
+        "no shard to rerun alone: {err}"
+    );
+}
+
 /// `evalkit merge out`, from another directory than the run's (it enters the run's own).
 fn merge(out: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_evalkit"))

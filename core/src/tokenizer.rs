@@ -10,6 +10,7 @@ use crate::model::IdOrList;
 use std::path::{Path, PathBuf};
 
 /// A checkpoint's tokenizer with its BOS/EOS rules.
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     path: PathBuf,

@@ -151,11 +151,12 @@ fn open_served(a: &ModelArgs, url: &str, tok_dir: &Path) -> Result<OpenedModel> 
     opts.model = a.served_model.clone();
     opts.in_flight = a.in_flight.max(1);
     opts.retries = a.retries;
-    let model = Served::connect(opts, Tokenizer::from_dir(tok_dir)?)?;
+    let tokenizer = Tokenizer::from_dir(tok_dir)?;
+    let model = Served::connect(opts, tokenizer.clone())?;
     let name = model.model_id().rsplit('/').next().unwrap_or("served").to_string();
     Ok(OpenedModel {
         model: Box::new(model),
-        tokenizer: Tokenizer::from_dir(tok_dir)?,
+        tokenizer,
         name,
         dir: tok_dir.to_path_buf(),
     })

@@ -94,6 +94,12 @@ pub fn spawn(a: &RunArgs, shards: usize, threads: Option<i32>, output: &Path) ->
             failed.push(format!("shard {rank} ({status})"));
         }
     }
+    if !failed.is_empty() && !output.join(".journal").exists() {
+        bail!(
+            "{} of {shards} failed before any began the run (nothing is journaled): fix what they report above, then run the command again",
+            failed.join(", ")
+        );
+    }
     if !failed.is_empty() {
         let rerun: Vec<String> = std::env::args().skip(1).map(|s| shell_quote(&s)).collect();
         bail!(
