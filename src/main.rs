@@ -17,7 +17,7 @@ fn main() {
             }) {
                 0
             } else {
-                eprintln!("error: {err:#}");
+                cli::print_error(&format!("{err:#}"));
                 2
             }
         }

@@ -183,7 +183,7 @@ fn run_process(
                 }
             }
             Err(e) => {
-                eprintln!("error: task {t}: {e}");
+                print_error(&format!("task {t}: {e}"));
                 failed = true;
             }
         }
@@ -413,4 +413,16 @@ fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String
         }
     }
     Some(msg)
+}
+
+/// Prints `error: MESSAGE` to stderr in one write, led by the shard in a sharded run
+/// (`[shard R of N] `): the shards of `--shards` share the terminal, and a message written
+/// in pieces would interleave with theirs.
+pub fn print_error(message: &str) {
+    use std::io::Write;
+    let who = evalkit::core::shard::Launch::from_env()
+        .ok()
+        .flatten()
+        .map_or_else(String::new, |l| format!("[shard {} of {}] ", l.rank, l.world));
+    let _ = std::io::stderr().write_all(format!("{who}error: {message}\n").as_bytes());
 }
