@@ -162,10 +162,9 @@ fn three_local_shards_give_the_samples_of_one_process() {
     // The records are the shards', not the merging process's: every chunk computed by one
     // of them, and each shard's floor and seconds, priced at its own measured speed.
     assert_eq!(r["config"]["device"], "Cpu", "{r}");
-    assert_eq!(
-        r["config"]["raw_throughput_by_shard"].as_array().map(Vec::len),
-        Some(3),
-        "{r}"
+    assert!(
+        r["config"]["raw_throughput"].is_null(),
+        "each shard's speed is in by_shard: {r}"
     );
     let o = read(&one.join("results.json"));
     for t in TASKS {
@@ -186,6 +185,34 @@ fn three_local_shards_give_the_samples_of_one_process() {
             "{t}: {e}"
         );
     }
+}
+
+#[test]
+fn a_shard_with_nothing_to_compute_has_no_efficiency() {
+    let tmp = crate::tempdir!("shards-empty-share");
+    let out = tmp.path().join("out");
+    // Two rows in batches of two: one batch, so shards 1 and 2 have empty shares.
+    ok(evalkit(&out, &["arc_easy"], 2, &["--shards", "3", "--floor"])
+        .output()
+        .expect("runs"));
+    let r = read(&out.join("results.json"));
+    let e = &r["results"]["arc_easy"];
+    let shards = e["by_shard"].as_array().expect("by_shard");
+    let computed: Vec<u64> = shards
+        .iter()
+        .map(|s| s["chunks_computed"].as_u64().expect("n"))
+        .collect();
+    assert_eq!(computed.iter().filter(|&&c| c == 0).count(), 2, "{e}");
+    for s in shards {
+        // Every shard's seconds count in the run's; an empty share has no efficiency of its own.
+        assert!(s["wall_seconds"].as_f64() > Some(0.0), "{s}");
+        assert_eq!(s["efficiency"].is_null(), s["chunks_computed"] == 0, "{s}");
+        assert!(
+            s["raw_throughput"]["body_tokens_per_second"].as_f64() > Some(0.0),
+            "{s}"
+        );
+    }
+    assert!(e["efficiency"].as_f64() > Some(0.0), "{e}");
 }
 
 /// Sum of `key` over `tasks`' results in `r`.
@@ -331,8 +358,8 @@ fn merge_writes_the_results_a_dead_merger_left() {
     std::fs::remove_file(model.join("model.safetensors")).expect("weights");
     ok(merge(&out));
     same_run(&one, &out, TASKS);
-    // The results record the shards' command and devices, not the merge's.
-    let r = read(&out.join("results.json"));
+    // The results record the shards' command, devices and chunks, not the merge's.
+    let (r, o) = (read(&out.join("results.json")), read(&one.join("results.json")));
     assert_eq!(r["config"]["command"][0], "run");
     assert_eq!(r["config"]["device"], "Cpu");
     for t in TASKS {
@@ -342,6 +369,10 @@ fn merge_writes_the_results_a_dead_merger_left() {
             "{t}: {r}"
         );
         assert!(r["results"][t]["wall_seconds"].as_f64() > Some(0.0), "{t}: {r}");
+        assert_eq!(
+            r["results"][t]["chunks_computed"], o["results"][t]["chunks_computed"],
+            "{t}"
+        );
     }
     let again = merge(&out);
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to merge"));

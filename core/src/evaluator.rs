@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::kinds::{Env, Evaluation, Outcome, RunOptions};
 use crate::metrics::{mean_metric, Metric};
 use crate::model::Model;
+use crate::schedule::ExecStats;
 use crate::shard::{self, Share, ShareRecord};
 use crate::throughput::RawThroughput;
 use crate::tokenizer::Tokenizer;
@@ -33,6 +34,15 @@ pub const RECORD_KEYS: &[&str] = &[
     "floor_seconds",
     "efficiency",
 ];
+
+/// Floor ÷ wall seconds, where both are known and measure one uninterrupted computation: no
+/// chunk resumed from a journal, at least one computed.
+fn efficiency(floor: Option<f64>, wall: Option<f64>, stats: &ExecStats) -> Option<f64> {
+    match (floor, wall) {
+        (Some(f), Some(w)) if stats.chunks_resumed == 0 && stats.chunks_computed > 0 && w > 0.0 => Some(f / w),
+        _ => None,
+    }
+}
 
 /// How [`Evaluator::run_share`] ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +82,8 @@ pub struct Evaluator<'a> {
     pub config: Map<String, Value>,
     /// The model's raw speed, measured in this process ([`RawThroughput::measure`]): with it
     /// each evaluation reports its forward-pass floor (`floor_seconds`) and `efficiency`
-    /// (floor ÷ its wall seconds; `null` when chunks were resumed).
+    /// (floor ÷ its wall seconds; `null` when chunks were resumed or none computed). In a
+    /// sharded run both sum the shards' own (see [`ShareRecord`]).
     pub raw_throughput: Option<RawThroughput>,
 }
 
@@ -297,7 +308,7 @@ impl<'a> Evaluator<'a> {
         }
         let mut doc = self.results_document(&outcomes);
         if let Share::Rank { world, .. } | Share::Merge { world } = self.options.share {
-            self.account_shards(&mut doc, &journal_dir, world)?;
+            self.account_shards(&mut doc, &journal_dir, world);
         }
         write_atomic(
             &dir.join("results.json"),
@@ -344,72 +355,78 @@ impl<'a> Evaluator<'a> {
     /// A sharded run's records, taken across its shards from their [`ShareRecord`]s rather
     /// than from the merging process: per evaluation, the chunks the shards computed and
     /// resumed, their wall seconds and floors summed (so `efficiency` is the share of the
-    /// shards' time at their floor) and each shard's own (`by_shard`); in the config, the
-    /// shards' devices and raw speeds. A journal left by a version that kept no records keeps
-    /// the merging process's view.
-    fn account_shards(&self, doc: &mut Value, journal: &Path, world: usize) -> Result<()> {
+    /// shards' time at their floor), the smallest batch cap, and each shard's own
+    /// (`by_shard`, with the raw speed that priced its floor); in the config, the shards'
+    /// devices. An evaluation some rank kept no record of (a journal of an earlier version,
+    /// a record that could not be read, an [`Evaluation`] that runs outside the executor)
+    /// keeps the merging process's view, and so does the config when none has records.
+    fn account_shards(&self, doc: &mut Value, journal: &Path, world: usize) {
         let mut devices: Vec<String> = vec![];
-        let mut raws: Vec<Option<RawThroughput>> = vec![None; world];
         let Some(results) = doc.get_mut("results").and_then(Value::as_object_mut) else {
-            return Ok(());
+            return;
         };
         for (name, entry) in results.iter_mut() {
-            let Some(records) = ShareRecord::read_all(journal, world, name)?
+            let Some(records) = ShareRecord::read_all(journal, world, name)
                 .into_iter()
                 .collect::<Option<Vec<_>>>()
             else {
                 continue;
             };
             let Some(entry) = entry.as_object_mut() else { continue };
-            let efficiency = |floor: Option<f64>, wall: Option<f64>, resumed: usize| match (floor, wall) {
-                (Some(f), Some(w)) if resumed == 0 && w > 0.0 => Some(f / w),
-                _ => None,
-            };
             let mut by_shard = vec![];
             for (rank, r) in records.iter().enumerate() {
                 if !devices.contains(&r.device) {
                     devices.push(r.device.clone());
                 }
-                raws[rank] = raws[rank].or(r.raw_throughput);
                 let floor = r.floor_seconds();
                 by_shard.push(json!({
                     "rank": rank,
                     "device": r.device,
                     "chunks_computed": r.stats.chunks_computed,
                     "chunks_resumed": r.stats.chunks_resumed,
+                    "batch_size_after_oom": r.stats.batch_cap,
                     "wall_seconds": r.wall_seconds,
                     "floor_seconds": floor,
-                    "efficiency": efficiency(floor, r.wall_seconds, r.stats.chunks_resumed),
+                    "efficiency": efficiency(floor, r.wall_seconds, &r.stats),
+                    "raw_throughput": r.raw_throughput,
                 }));
             }
-            let computed: usize = records.iter().map(|r| r.stats.chunks_computed).sum();
-            let resumed: usize = records.iter().map(|r| r.stats.chunks_resumed).sum();
+            let mut stats = ExecStats {
+                batch_cap: records.iter().filter_map(|r| r.stats.batch_cap).min(),
+                ..Default::default()
+            };
+            for r in &records {
+                stats.chunks_computed += r.stats.chunks_computed;
+                stats.chunks_resumed += r.stats.chunks_resumed;
+            }
             let wall: Option<f64> = records.iter().map(|r| r.wall_seconds).sum();
             let floor: Option<f64> = records.iter().map(ShareRecord::floor_seconds).sum();
-            entry.insert("chunks_computed".into(), json!(computed));
-            entry.insert("chunks_resumed".into(), json!(resumed));
+            entry.insert("chunks_computed".into(), json!(stats.chunks_computed));
+            entry.insert("chunks_resumed".into(), json!(stats.chunks_resumed));
             entry.insert("wall_seconds".into(), json!(wall));
+            entry.remove("batch_size_after_oom");
+            if let Some(cap) = stats.batch_cap {
+                entry.insert("batch_size_after_oom".into(), json!(cap));
+            }
             entry.remove("floor_seconds");
             entry.remove("efficiency");
             if floor.is_some() {
                 entry.insert("floor_seconds".into(), json!(floor));
-                entry.insert("efficiency".into(), json!(efficiency(floor, wall, resumed)));
+                entry.insert("efficiency".into(), json!(efficiency(floor, wall, &stats)));
             }
             entry.insert("by_shard".into(), Value::Array(by_shard));
         }
+        if devices.is_empty() {
+            return;
+        }
         let Some(config) = doc.get_mut("config").and_then(Value::as_object_mut) else {
-            return Ok(());
+            return;
         };
-        if !devices.is_empty() {
-            let device = devices.join(", ");
-            config.insert("model_fingerprint".into(), json!(self.model_fingerprint(&device)));
-            config.insert("device".into(), json!(device));
-        }
+        let device = devices.join(", ");
+        config.insert("model_fingerprint".into(), json!(self.model_fingerprint(&device)));
+        config.insert("device".into(), json!(device));
+        // Each shard's speed is in its evaluations' `by_shard`.
         config.remove("raw_throughput");
-        if raws.iter().any(Option::is_some) {
-            config.insert("raw_throughput_by_shard".into(), json!(raws));
-        }
-        Ok(())
     }
 
     /// The results document of a set of outcomes (DESIGN.md section 2).
@@ -438,8 +455,10 @@ impl<'a> Evaluator<'a> {
             if let Some(raw) = &self.raw_throughput {
                 let floor = raw.floor_seconds(&o.stats.work.tokens);
                 m.insert("floor_seconds".into(), json!(floor));
-                let measured = o.stats.chunks_resumed == 0 && o.wall_seconds > 0.0;
-                m.insert("efficiency".into(), json!(measured.then(|| floor / o.wall_seconds)));
+                m.insert(
+                    "efficiency".into(),
+                    json!(efficiency(Some(floor), Some(o.wall_seconds), &o.stats)),
+                );
             }
             if !o.notes.is_empty() {
                 m.insert("notes".into(), json!(o.notes));
@@ -474,8 +493,6 @@ impl<'a> Evaluator<'a> {
         let o = &self.options;
         let mut config = self.config.clone();
         config.insert("model".into(), json!(self.model.describe()));
-        // What identifies the model as it ran (checkpoint, precision, device, shape); the
-        // per-evaluation `fingerprint`s identify the rows asked, whatever the model.
         let device = format!("{:?}", self.model.device());
         config.insert("model_fingerprint".into(), json!(self.model_fingerprint(&device)));
         config.insert("max_len".into(), json!(self.model.max_len()));

@@ -87,17 +87,20 @@ pub fn rank_dir(journal: &Path, rank: usize, world: usize) -> PathBuf {
 }
 
 /// What one rank did for one evaluation, kept beside its journal
-/// (`rank-R-of-N/<evaluation>.share.json`) so the merge reports the run's chunks, seconds and
-/// efficiency across the shards rather than the merging process's alone.
+/// (`rank-R-of-N/<evaluation>.share.json`; public as the record's format) so that the merge
+/// reports the run's chunks, seconds and efficiency across the shards rather than the merging
+/// process's alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShareRecord {
     /// The device the rank ran on (`Cpu`, `Cuda(1)`).
     pub device: String,
     /// The rank's own share: chunks computed by the process that wrote this record, chunks it
-    /// resumed from the rank's journal, and their tokens and seconds.
+    /// resumed from the rank's journal, their tokens and seconds, and its batch cap.
     pub stats: ExecStats,
-    /// Seconds the rank spent on the evaluation (lowering, its share, scoring); `None` until
-    /// the evaluation's share is done.
+    /// Seconds the rank spent on the evaluation: lowering and its share, and for a rank that
+    /// finds the other shares already journaled, gathering them and scoring too (the gather
+    /// that waited for other shards, and `evalkit merge`, count nowhere). `None` until the
+    /// evaluation's share is done.
     pub wall_seconds: Option<f64>,
     /// The rank's raw speed (`--floor`), which prices its share's floor.
     pub raw_throughput: Option<RawThroughput>,
@@ -114,15 +117,16 @@ impl ShareRecord {
         rank_dir(journal, rank, world).join(format!("{evaluation}.share.json"))
     }
 
-    fn read(path: &Path) -> Result<Option<ShareRecord>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| Error::Shards {
-                path: path.to_path_buf(),
-                message: format!("is not a share record ({e}): rerun this rank, or remove the output's .journal folder to start the run again"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("reading", path, e)),
+    /// The record at `path`; `None` when there is none. A record that cannot be read is only
+    /// bookkeeping lost: it is reported and counts as none (the next record overwrites it,
+    /// and the merge keeps the merging process's view of that evaluation).
+    fn read(path: &Path) -> Option<ShareRecord> {
+        if !path.is_file() {
+            return None;
         }
+        crate::error::read_json(path)
+            .map_err(|e| tracing::warn!("{e} (a shard's record of its share; ignored)"))
+            .ok()
     }
 
     fn write(&self, path: &Path) -> Result<()> {
@@ -133,9 +137,10 @@ impl ShareRecord {
         crate::evaluator::write_atomic(path, body.as_bytes())
     }
 
-    /// Records what this process did for `rank`'s share of `evaluation`. A process that only
-    /// read the share back from the journal (it was computed before) keeps the record of the
-    /// process that computed it.
+    /// Records what this process did for `rank`'s share of `evaluation` on `device`. A process
+    /// that only read the share back from the journal keeps the complete record of the one
+    /// that computed it; a record its process left incomplete (it died before its seconds
+    /// were counted) is replaced, so the share reads as resumed.
     pub(crate) fn record(
         journal: &Path,
         (rank, world): (usize, usize),
@@ -144,7 +149,7 @@ impl ShareRecord {
         stats: &ExecStats,
     ) -> Result<()> {
         let path = Self::path(journal, rank, world, evaluation);
-        if stats.chunks_computed == 0 && path.is_file() {
+        if stats.chunks_computed == 0 && Self::read(&path).is_some_and(|r| r.wall_seconds.is_some()) {
             return Ok(());
         }
         let record = ShareRecord {
@@ -167,7 +172,7 @@ impl ShareRecord {
         raw: Option<RawThroughput>,
     ) -> Result<()> {
         let path = Self::path(journal, rank, world, evaluation);
-        match Self::read(&path)? {
+        match Self::read(&path) {
             Some(mut r) if r.wall_seconds.is_none() => {
                 r.wall_seconds = Some(wall_seconds);
                 r.raw_throughput = raw;
@@ -178,8 +183,8 @@ impl ShareRecord {
     }
 
     /// Every rank's record of `evaluation`, by rank (`None` where a rank left none: a run
-    /// journaled by an earlier version).
-    pub(crate) fn read_all(journal: &Path, world: usize, evaluation: &str) -> Result<Vec<Option<ShareRecord>>> {
+    /// journaled by an earlier version, or an evaluation that runs outside the executor).
+    pub(crate) fn read_all(journal: &Path, world: usize, evaluation: &str) -> Vec<Option<ShareRecord>> {
         (0..world)
             .map(|r| Self::read(&Self::path(journal, r, world, evaluation)))
             .collect()
@@ -405,43 +410,46 @@ mod tests {
             .to_string()
             .contains("not below"));
     }
+
     #[test]
     fn a_share_record_is_kept_by_the_process_that_computed_the_share() {
         let dir = tempfile::tempdir().unwrap();
         let j = dir.path();
-        let computed = ExecStats {
-            chunks_computed: 3,
+        let stats = |computed, resumed| ExecStats {
+            chunks_computed: computed,
+            chunks_resumed: resumed,
             ..Default::default()
         };
-        ShareRecord::record(j, (1, 2), "t", tch::Device::Cpu, &computed).unwrap();
+        let read = |rank: usize| ShareRecord::read_all(j, 2, "t")[rank].clone();
+        ShareRecord::record(j, (1, 2), "t", tch::Device::Cpu, &stats(3, 0)).unwrap();
         ShareRecord::finish(j, (1, 2), "t", 2.5, None).unwrap();
         // A later process that only read the share back, and its seconds, change nothing.
-        let read_back = ExecStats {
-            chunks_resumed: 3,
-            ..Default::default()
-        };
-        ShareRecord::record(j, (1, 2), "t", tch::Device::Cpu, &read_back).unwrap();
+        ShareRecord::record(j, (1, 2), "t", tch::Device::Cpu, &stats(0, 3)).unwrap();
         ShareRecord::finish(j, (1, 2), "t", 0.1, None).unwrap();
-        let all = ShareRecord::read_all(j, 2, "t").unwrap();
-        assert_eq!(all[0], None, "rank 0 left no record");
-        let r = all[1].clone().unwrap();
+        assert_eq!(read(0), None, "rank 0 left no record");
+        let r = read(1).unwrap();
         assert_eq!(
             (r.stats, r.wall_seconds, r.device.as_str()),
-            (computed, Some(2.5), "Cpu")
+            (stats(3, 0), Some(2.5), "Cpu")
         );
         assert_eq!(r.floor_seconds(), None);
         // One that computed part of it anew replaces the record, its seconds still to come.
-        let partly = ExecStats {
-            chunks_computed: 1,
-            chunks_resumed: 2,
-            ..Default::default()
-        };
-        ShareRecord::record(j, (1, 2), "t", tch::Device::Cpu, &partly).unwrap();
-        let r = ShareRecord::read_all(j, 2, "t").unwrap()[1].clone().unwrap();
-        assert_eq!((r.stats, r.wall_seconds), (partly, None));
+        ShareRecord::record(j, (1, 2), "t", tch::Device::Cpu, &stats(1, 2)).unwrap();
+        assert_eq!(
+            (read(1).unwrap().stats, read(1).unwrap().wall_seconds),
+            (stats(1, 2), None)
+        );
+        // That process died before its seconds were counted: the rerun, which resumes all of
+        // the share, replaces the incomplete record and completes its own.
+        ShareRecord::record(j, (1, 2), "t", tch::Device::Cpu, &stats(0, 3)).unwrap();
+        ShareRecord::finish(j, (1, 2), "t", 0.1, None).unwrap();
+        let r = read(1).unwrap();
+        assert_eq!((r.stats, r.wall_seconds), (stats(0, 3), Some(0.1)));
+        // A record that cannot be read counts as none, and the next one replaces it.
         std::fs::create_dir_all(rank_dir(j, 0, 2)).unwrap();
         std::fs::write(ShareRecord::path(j, 0, 2, "t"), "{").unwrap();
-        let e = ShareRecord::read_all(j, 2, "t").unwrap_err().to_string();
-        assert!(e.contains("rank-0-of-2") && e.contains("not a share record"), "{e}");
+        assert_eq!(read(0), None);
+        ShareRecord::record(j, (0, 2), "t", tch::Device::Cpu, &stats(0, 2)).unwrap();
+        assert_eq!(read(0).unwrap().stats, stats(0, 2));
     }
 }

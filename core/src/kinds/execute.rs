@@ -17,7 +17,8 @@ use serde::{de::DeserializeOwned, Serialize};
 /// evaluation's journal (when the env has a journal folder); `key` must cover everything the
 /// results depend on but the model and the plan, which are added here. In a sharded run
 /// ([`Share`]) this process computes its rank's share and gathers the other ranks' shares
-/// from their journals; while one is incomplete the result is [`Error::ShardsPending`].
+/// from their journals; while one is incomplete the result is [`Error::ShardsPending`]. A
+/// shard leaves a [`ShareRecord`] of its own share beside its journal.
 pub(crate) fn execute<R, F>(
     env: &Env<'_>,
     name: &str,
