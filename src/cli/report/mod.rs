@@ -352,12 +352,15 @@ fn run_views(runs: &[Run]) -> Vec<RunView> {
                         "wall_seconds",
                         "chunks_computed",
                         "chunks_resumed",
+                        "floor_seconds",
+                        "efficiency",
                     ]
                     .iter()
                     .map(|k| {
                         let v = &e[*k];
                         let shown = match v.as_f64() {
                             Some(f) if k.ends_with("seconds") => format!("{f:.2}"),
+                            Some(f) if *k == "efficiency" => format!("{:.0}%", 100.0 * f),
                             _ => show(v),
                         };
                         (k.to_string(), shown)
