@@ -299,6 +299,38 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
         .expect("wikitext");
     assert!(wpp["paired"].is_null());
 
+    // A run with fewer rows is paired on the rows both have, and says so.
+    let half = tmp.path().join("half");
+    std::fs::create_dir_all(&half).expect("folder");
+    for f in ["results.json", "samples_wikitext.jsonl"] {
+        std::fs::copy(b.join(f), half.join(f)).expect("copy");
+    }
+    let rows = std::fs::read_to_string(b.join("samples_arc_easy.jsonl")).expect("samples");
+    let first: Vec<&str> = rows.lines().take(20).collect();
+    std::fs::write(half.join("samples_arc_easy.jsonl"), first.join("\n")).expect("write");
+    let o = evalkit(&["compare", a.to_str().expect("utf8"), half.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("arc_easy: paired on the 20 rows both runs evaluated (a has 40, b has 20)"),
+        "{}",
+        text(&o)
+    );
+    // Runs with no evaluation in common are refused, naming what each has.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).expect("folder");
+    let renamed = std::fs::read_to_string(b.join("results.json"))
+        .expect("results")
+        .replace("\"arc_easy\"", "\"arc_other\"")
+        .replace("\"wikitext\"", "\"wiki_other\"");
+    std::fs::write(other.join("results.json"), renamed).expect("write");
+    let o = evalkit(&["compare", a.to_str().expect("utf8"), other.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("share no evaluation") && text(&o).contains("arc_other"),
+        "{}",
+        text(&o)
+    );
+
     // A run that asked a different question on a shared row is refused.
     let c = tmp.path().join("c");
     run("stories260K-hf", &c);

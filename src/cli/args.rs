@@ -20,10 +20,12 @@ pub struct Global {
     /// Less output (no progress bars).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// More output (per-evaluation timing).
+    /// More output: per evaluation its seconds, tokens, chunks and efficiency; the raw speed
+    /// with `run --floor`.
     #[arg(short, long, global = true)]
     pub verbose: bool,
-    /// Output format of tables.
+    /// Output format: `text` tables (the default; for `report`, HTML), `json`, `md` (`show`,
+    /// `report`) or `html` (`report`).
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// libtorch CPU threads (default: $OMP_NUM_THREADS, else every core).
@@ -97,7 +99,8 @@ pub enum Command {
         /// Run output directories (or their results.json).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Where report.html and charts/ go (default: the run's directory when there is one).
+        /// Where report.html and charts/ go (default: the run's directory when there is one); with
+        /// `--format md`, report.md (default: standard output).
         #[arg(long)]
         output: Option<PathBuf>,
         /// Sample rows shown per task and run (the worst first).
@@ -200,7 +203,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Comma-separated task names (see `evalkit list`).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required = true, value_parser = trimmed)]
     pub tasks: Vec<String>,
     /// Evaluate only N rows of each task (the first N, or a seeded sample with --sample).
     #[arg(long)]
@@ -314,4 +317,9 @@ fn parse_batch_size(s: &str) -> Result<BatchSizeArg, String> {
             _ => Err(format!("`{s}` is neither a positive number nor `auto`")),
         },
     }
+}
+
+/// A list item without the spaces around it (`--tasks "arc_easy, hellaswag"`).
+fn trimmed(s: &str) -> Result<String, std::convert::Infallible> {
+    Ok(s.trim().to_string())
 }

@@ -58,9 +58,24 @@ struct Line {
 /// Compares two runs (see the module docs).
 pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Result<()> {
     let mut lines = vec![];
+    let mut notes = vec![];
     let Some(tasks) = ra["results"].as_object() else {
         bail!("{}: no results", a.display());
     };
+    let names = |r: &Value| {
+        r["results"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "))
+    };
+    if !tasks.keys().any(|t| rb["results"][t].is_object()) {
+        bail!(
+            "the runs share no evaluation: {} has {}; {} has {}",
+            a.display(),
+            names(ra).unwrap_or_default(),
+            b.display(),
+            names(rb).unwrap_or_default()
+        );
+    }
     for (task, ma) in tasks {
         let mb = &rb["results"][task];
         if !mb.is_object() {
@@ -68,6 +83,14 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
         }
         let (sa, sb) = (samples(run_dir(a), task)?, samples(run_dir(b), task)?);
         let common: Vec<u64> = sa.keys().filter(|k| sb.contains_key(k)).copied().collect();
+        if common.len() < sa.len().max(sb.len()) {
+            notes.push(format!(
+                "note: {task}: paired on the {} rows both runs evaluated (a has {}, b has {}); a paired metric's means are over those rows",
+                common.len(),
+                sa.len(),
+                sb.len()
+            ));
+        }
         if ma["fingerprint"] != mb["fingerprint"] {
             // Different subsets may still share rows; those must have been asked the same.
             for k in &common {
@@ -107,6 +130,9 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
                 paired,
             });
         }
+    }
+    for n in &notes {
+        eprintln!("{n}");
     }
     if format == Format::Json {
         let out: Vec<Value> = lines

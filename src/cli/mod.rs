@@ -183,7 +183,13 @@ fn run_process(
                 }
             }
             Err(e) => {
-                print_error(&format!("task {t}: {e}"));
+                // (Not named twice where the error names the task itself.)
+                let message = e.to_string();
+                if message.contains(&format!("`{t}`")) {
+                    print_error(&message);
+                } else {
+                    print_error(&format!("task {t}: {message}"));
+                }
                 failed = true;
             }
         }
@@ -266,6 +272,7 @@ fn run_process(
 /// Prints the results and checks the run's gates: exit 1 when one fails.
 fn finish(doc: &Value, a: &args::RunArgs, g: &args::Global, output: &Path) -> Result<u8> {
     table::print_results(doc, g.format);
+    notes(doc, g.verbose);
     let mut gate_failed = false;
     for gate in &settings::gates(a)? {
         if let Some(why) = gate_failure(gate, doc, output) {
@@ -276,10 +283,50 @@ fn finish(doc: &Value, a: &args::RunArgs, g: &args::Global, output: &Path) -> Re
     Ok(if gate_failed { 1 } else { 0 })
 }
 
+/// What the table leaves out, on stderr: rows whose input was cut to fit the model (always),
+/// and with `--verbose` each evaluation's seconds, tokens, chunks and efficiency.
+fn notes(doc: &Value, verbose: bool) {
+    let max_len = &doc["config"]["max_len"];
+    for (task, e) in doc["results"].as_object().into_iter().flatten() {
+        let n = |k: &str| e[k].as_u64().unwrap_or(0);
+        if n("truncated") > 0 {
+            eprintln!(
+                "note: {task}: {} of {} rows were cut to fit the model's max length {max_len} (their earliest tokens dropped; `truncated` in samples_{task}.jsonl)",
+                n("truncated"),
+                n("n")
+            );
+        }
+        if verbose {
+            let wall = e["wall_seconds"].as_f64().unwrap_or(0.0);
+            let efficiency = e["efficiency"]
+                .as_f64()
+                .map_or_else(String::new, |f| format!(", {:.0}% of its floor", 100.0 * f));
+            eprintln!(
+                "{task}: {wall:.2} s, {} tokens forwarded ({:.0}/s), {} scored; {} chunks computed, {} resumed{efficiency}",
+                n("tokens_forwarded"),
+                n("tokens_forwarded") as f64 / wall.max(1e-9),
+                n("tokens_scored"),
+                n("chunks_computed"),
+                n("chunks_resumed"),
+            );
+        }
+    }
+}
+
 fn write_report(paths: &[PathBuf], output: Option<PathBuf>, rows: usize, g: &args::Global) -> Result<u8> {
     let runs = report::read_runs(paths)?;
     match g.format {
-        Format::Md => print!("{}", report::markdown(&runs)),
+        Format::Md => match output {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join("report.md");
+                evalkit::core::evaluator::write_atomic(&path, report::markdown(&runs).as_bytes())?;
+                if !g.quiet {
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+            None => print!("{}", report::markdown(&runs)),
+        },
         Format::Json => anyhow::bail!("report writes HTML (the default) or Markdown (--format md), not JSON"),
         Format::Text | Format::Html => {
             let out = match (output, runs.as_slice()) {

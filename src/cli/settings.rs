@@ -62,8 +62,12 @@ fn source<'a>(a: &'a ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resul
     }
     if !dir.exists() {
         if let Some((id, rev)) = dir.to_str().and_then(evalkit::suites::hub::parse_model_id) {
-            let snapshot = evalkit::suites::hub::model_snapshot(&id, &rev, hub)
-                .with_context(|| format!("resolving hub model {id}@{rev}"))?;
+            let snapshot = evalkit::suites::hub::model_snapshot(&id, &rev, hub).with_context(|| {
+                format!(
+                    "no folder {} here, so --model was read as the hub model {id}@{rev}",
+                    dir.display()
+                )
+            })?;
             return Ok(Source::Checkpoint(snapshot));
         }
     }

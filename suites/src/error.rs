@@ -14,6 +14,16 @@ pub enum Error {
         /// Known names that contain it or start alike.
         close: String,
     },
+    /// A file of the Hugging Face Hub is neither in the hub cache nor could be fetched.
+    #[error("{what} is not in the hub cache ({path}); obtain it from {source_hint}")]
+    NotCached {
+        /// Where the hub cache would hold it.
+        path: PathBuf,
+        /// What it is.
+        what: String,
+        /// Where to get it.
+        source_hint: String,
+    },
     /// A benchmark file is missing.
     #[error("missing file {path}: {what}; obtain it from {source_hint} and put it under the data directory")]
     MissingFile {

@@ -67,7 +67,7 @@ pub fn capitalize(s: &str) -> String {
         .unwrap_or_default()
 }
 
-const SOURCE: &str = "https://github.com/rowanz/hellaswag (hellaswag_val.jsonl), or klosax/hellaswag_text_data";
+const SOURCE: &str = "https://github.com/rowanz/hellaswag (data/hellaswag_val.jsonl, read in place of the three parts), or klosax/hellaswag_text_data";
 
 /// Reads one part file.
 pub fn read(path: &std::path::Path) -> Result<Vec<Hellaswag>> {
@@ -112,9 +112,36 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn evalkit_core::
         return Ok(vec![evalkit_core::task(rows).named(name).build()]);
     }
     let dir = opts.data_dir.join("hellaswag");
-    let mut rows = vec![];
-    for part in 1..=3 {
-        rows.extend(read(&dir.join(format!("hellaswag_val_klosax.part{part}of3.jsonl")))?);
-    }
+    // The original file, where present, is what lm-eval reads; else klosax's three parts.
+    let original = dir.join("hellaswag_val.jsonl");
+    let rows = if original.is_file() {
+        read(&original)?
+    } else {
+        let mut rows = vec![];
+        for part in 1..=3 {
+            rows.extend(read(&dir.join(format!("hellaswag_val_klosax.part{part}of3.jsonl")))?);
+        }
+        rows
+    };
     Ok(vec![evalkit_core::task(rows).named(name).build()])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_original_validation_file_is_read_in_place_of_the_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("hellaswag")).unwrap();
+        let row = r#"{"ind": 24, "activity_label": "Roof shingle removal", "ctx_a": "A man is sitting on a roof.", "ctx_b": "he", "ctx": "A man is sitting on a roof. he", "endings": ["a", "b", "c", "d"], "label": "3", "split": "val"}"#;
+        std::fs::write(
+            dir.path().join("hellaswag/hellaswag_val.jsonl"),
+            format!("{row}\n{row}\n"),
+        )
+        .unwrap();
+        let e = super::load(&crate::LoadOptions::new(dir.path().to_path_buf()), "hellaswag").unwrap();
+        assert_eq!(e[0].len(), 2);
+        let rows = super::read(&dir.path().join("hellaswag/hellaswag_val.jsonl")).unwrap();
+        assert_eq!(rows[0].ctx, "Roof shingle removal: A man is sitting on a roof. He");
+        assert_eq!(rows[0].label, 3);
+    }
 }

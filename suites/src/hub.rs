@@ -71,13 +71,10 @@ fn fetch_file(repo: &Repo, id: &str, what: &str, file: &str, opts: &HubOptions) 
         _ => format!("https://huggingface.co/{id}"),
     };
     if opts.offline {
-        return Err(Error::MissingFile {
+        return Err(Error::NotCached {
             path: expected,
-            what: format!(
-                "{file} of {what} {id} at revision {} (offline: the hub cache has no copy)",
-                repo.revision()
-            ),
-            source_hint: format!("{page} (run once online, or unset HF_HUB_OFFLINE)"),
+            what: format!("{file} of {what} {id} at revision {}", repo.revision()),
+            source_hint: format!("{page}: run once online (offline now: --offline or HF_HUB_OFFLINE)"),
         });
     }
     let api = hf_hub::api::sync::ApiBuilder::new()
@@ -88,10 +85,10 @@ fn fetch_file(repo: &Repo, id: &str, what: &str, file: &str, opts: &HubOptions) 
             task: id.into(),
             message: format!("cannot reach the hub: {e}"),
         })?;
-    api.repo(repo.clone()).get(file).map_err(|e| Error::MissingFile {
+    api.repo(repo.clone()).get(file).map_err(|e| Error::NotCached {
         path: expected,
-        what: format!("{file} of {what} {id} at revision {} ({e})", repo.revision()),
-        source_hint: page,
+        what: format!("{file} of {what} {id} at revision {}", repo.revision()),
+        source_hint: format!("{page} (fetching it failed: {e})"),
     })
 }
 
