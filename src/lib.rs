@@ -39,7 +39,7 @@
 //! | struct | `context`/`continuation`/`prompt`/`target`/`text`/`count_text` `= "template"` or `= path` | a role from a template over fields (`{field}`, `{{` for a brace) or from a method `fn(&Self) -> String` |
 //! | struct | `choices = path`, `answer = path` | computed choices (`fn(&Self) -> Vec<String>`) or answer |
 //! | struct | `contexts = path`, with `continuation` | partial scoring (WinoGrande): one context per choice from `fn(&Self) -> Vec<String>` (or a `Result` of it, its error the row's), one continuation scored after each |
-//! | struct | `extra_metrics = path` | multiple-choice metrics from every choice's log-likelihood: `fn(&Self, &McItem, &[f64]) -> Vec<(&'static str, f64)>` (TruthfulQA MC2's probability mass); a name equal to a standard one replaces it |
+//! | struct | `extra_metrics = path` | multiple-choice metrics from every choice's log-likelihood: `fn(&Self, &McItem, &[f64]) -> Vec<(&'static str, f64)>` (TruthfulQA MC2's probability mass); a name equal to a standard one replaces it, and one named `acc` drops the other answer-counting accuracies |
 //! | struct | `delimiter = " "` | between context and choice (multiple choice) |
 //! | struct | `max_new_tokens = N`, `stop("a", "b")` | generation length (required) and stop strings |
 //! | struct | `clean = f`, `check = f`, `score = f` | generation hooks: a built-in name (`trim`, `first_number`, `last_number`, `gsm8k_strict`, `gsm8k_flexible`, `exact_match`, `number_match`, ...), any function path, `self.method` (a method of the row, given the hook's arguments: HumanEval runs its tests this way), or `clean = regex("...")` |

@@ -161,6 +161,12 @@ fn every_suite_runs_end_to_end() {
     ] {
         assert!(r[task][metric].is_number(), "{task}.{metric} missing: {}", r[task]);
     }
+    // MC2 is scored by its mass on every true answer, not by one right answer: no
+    // accuracies that count the first target alone (lm-eval reports `acc` only).
+    for m in ["acc_norm", "acc_bytes", "acc_token_norm"] {
+        assert!(r["truthfulqa_mc2"][m].is_null(), "{m}: {}", r["truthfulqa_mc2"]);
+        assert!(r["truthfulqa_mc1"][m].is_number(), "{m}: {}", r["truthfulqa_mc1"]);
+    }
     assert_eq!(doc["groups"]["mmlu"]["n"], 57 * 2);
     assert!(doc["groups"]["mmlu"]["acc"].is_number());
     // HumanEval's generation budget does not fit max length 512: lowered and recorded.

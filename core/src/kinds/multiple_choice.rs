@@ -95,7 +95,9 @@ pub trait MultipleChoice {
     fn get(&self) -> std::result::Result<McItem, RowError>;
 
     /// Metrics beyond the standard four, or replacing them (same name), from the choices'
-    /// log-likelihoods (e.g. TruthfulQA MC2's probability mass on true answers).
+    /// log-likelihoods (e.g. TruthfulQA MC2's probability mass on true answers). One that
+    /// replaces `acc` says the row is not scored by its one right answer, so the other
+    /// standard accuracies, which count that answer, are not reported for it.
     fn extra_metrics(&self, _item: &McItem, _loglikelihoods: &[f64]) -> Vec<(&'static str, f64)> {
         vec![]
     }
@@ -196,7 +198,11 @@ impl<T: MultipleChoice> Kind<T> for MultipleChoiceKind {
             ("acc_bytes", hit(norm(&|j| item.norm_texts[j].len().max(1) as f64))),
             ("acc_token_norm", hit(norm(&|j| s.num_tokens[j] as f64))),
         ];
-        for (k, v) in row.extra_metrics(&item, lls) {
+        let extra = row.extra_metrics(&item, lls);
+        if extra.iter().any(|&(k, _)| k == "acc") {
+            m.retain(|&(k, _)| k == "acc");
+        }
+        for (k, v) in extra {
             match m.iter_mut().find(|(n, _)| *n == k) {
                 Some(slot) => slot.1 = v,
                 None => m.push((k, v)),
