@@ -125,6 +125,30 @@ fn run_writes_results_and_gates_set_the_exit_code() {
         "{}",
         text(&o)
     );
+    // A gate on an evaluation the run lacks is refused before anything runs; one on a metric
+    // the evaluation does not report names those it does.
+    let typo = tmp.path().join("typo");
+    let mut t = args.clone();
+    let n = t.len();
+    t[n - 1] = typo.to_str().expect("utf8");
+    let mut misnamed = t.clone();
+    misnamed.extend(["--min", "arc_eazy.acc=0.5"]);
+    let o = evalkit(&misnamed);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("arc_eazy.acc names no evaluation of this run (it has arc_easy")
+            && !typo.join("results.json").exists(),
+        "{}",
+        text(&o)
+    );
+    t.extend(["--min", "arc_easy.accuracy=0.5"]);
+    let o = evalkit(&t);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("arc_easy.accuracy was not reported (arc_easy reports acc, acc_bytes"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

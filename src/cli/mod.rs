@@ -12,7 +12,7 @@ mod table;
 use anyhow::{Context, Result};
 use args::{Cli, Command, Format};
 use clap::Parser;
-use evalkit::core::evaluator::{Evaluator, RunEnd};
+use evalkit::core::evaluator::{Evaluator, RunEnd, RECORD_KEYS};
 use evalkit::core::shard::Share;
 use evalkit::core::throughput::RawThroughput;
 use serde_json::Value;
@@ -172,6 +172,7 @@ fn run_process(
     // One progress display per machine: the first shard's.
     ev.progress = !g.quiet && launch.is_none_or(|l| l.local_rank == 0) && !matches!(share, Share::Merge { .. });
     let mut failed = false;
+    let mut groups = vec![];
     for t in &s.tasks {
         match evalkit::suites::load(t, &s.suite_options) {
             Ok(loaded) => {
@@ -179,6 +180,7 @@ fn run_process(
                     ev.add(e);
                 }
                 for gr in loaded.groups {
+                    groups.push(gr.name.clone());
                     ev.add_group(gr);
                 }
             }
@@ -196,6 +198,22 @@ fn run_process(
     }
     if ev.names().is_empty() {
         anyhow::bail!("no task could be loaded");
+    }
+    // A gate on an evaluation the run does not have would only fail at the end.
+    let names: Vec<&str> = ev
+        .names()
+        .into_iter()
+        .chain(groups.iter().map(String::as_str))
+        .collect();
+    for gate in settings::gates(a)? {
+        if !names.contains(&gate.task.as_str()) {
+            anyhow::bail!(
+                "the gate on {}.{} names no evaluation of this run (it has {})",
+                gate.task,
+                gate.metric,
+                names.join(", ")
+            );
+        }
     }
     if failed && share != Share::Whole {
         anyhow::bail!("a sharded run needs every task: fix the tasks above, then start the shards again");
@@ -437,7 +455,20 @@ fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<u8> {
 fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String> {
     let entry = doc["results"].get(&gate.task).or_else(|| doc["groups"].get(&gate.task));
     let Some((e, v)) = entry.and_then(|e| e[&gate.metric].as_f64().map(|v| (e, v))) else {
-        return Some(format!("gate failed: {}.{} was not reported", gate.task, gate.metric));
+        let reported: Vec<&str> = entry
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| v.is_number() && !k.ends_with("_stderr") && !RECORD_KEYS.contains(&k.as_str()))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        return Some(format!(
+            "gate failed: {}.{} was not reported ({} reports {})",
+            gate.task,
+            gate.metric,
+            gate.task,
+            reported.join(", ")
+        ));
     };
     if gate.bound.holds(v) {
         return None;
