@@ -70,8 +70,25 @@ fn read_results(path: &Path) -> Result<Value> {
     } else {
         path.to_path_buf()
     };
-    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let text = results_text(&file)?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))
+}
+
+/// The text of a run's results.json; a run that has not finished (its journal is there) says
+/// how to finish it.
+pub fn results_text(file: &Path) -> Result<String> {
+    std::fs::read_to_string(file).with_context(|| {
+        let journal = file.with_file_name(".journal");
+        if journal.is_dir() {
+            format!(
+                "reading {}: the run has not finished; rerun its command to resume it from {} (or `evalkit merge` a sharded run whose shards are done)",
+                file.display(),
+                journal.display()
+            )
+        } else {
+            format!("reading {}", file.display())
+        }
+    })
 }
 
 fn list(format: Format) -> Result<u8> {

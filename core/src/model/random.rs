@@ -308,7 +308,9 @@ pub fn write(config: &Value, tokenizer_dir: &Path, seed: u64, dtype: Dtype, out:
     for f in TOKENIZER_FILES {
         let from = tokenizer_dir.join(f);
         if from.exists() {
-            std::fs::copy(&from, out.join(f)).map_err(|e| Error::io("copying", &from, e))?;
+            // (Written afresh rather than copied: a copy keeps a read-only source's mode.)
+            let bytes = std::fs::read(&from).map_err(|e| Error::io("reading", &from, e))?;
+            std::fs::write(out.join(f), bytes).map_err(|e| Error::io("writing", &out.join(f), e))?;
         }
     }
     let mut config = config.clone();

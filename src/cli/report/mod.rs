@@ -39,7 +39,7 @@ pub fn read_runs(paths: &[PathBuf]) -> Result<Vec<Run>> {
                 .unwrap_or(Path::new("."));
             (parent.to_path_buf(), p.clone())
         };
-        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let text = super::results_text(&file)?;
         let doc: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
         if !doc["results"].is_object() {
             bail!(
