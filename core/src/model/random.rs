@@ -310,7 +310,8 @@ pub fn write(config: &Value, tokenizer_dir: &Path, seed: u64, dtype: Dtype, out:
         if from.exists() {
             // (Written afresh rather than copied: a copy keeps a read-only source's mode.)
             let bytes = std::fs::read(&from).map_err(|e| Error::io("reading", &from, e))?;
-            std::fs::write(out.join(f), bytes).map_err(|e| Error::io("writing", &out.join(f), e))?;
+            let to = out.join(f);
+            std::fs::write(&to, bytes).map_err(|e| Error::io("writing", &to, e))?;
         }
     }
     let mut config = config.clone();
