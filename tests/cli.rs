@@ -220,10 +220,20 @@ fn errors_exit_2_and_name_the_problem() {
             &["--max-batch-size", "8"][..],
             "--max-batch-size goes with --batch-size auto",
         ),
+        (&["--limit", "0"][..], "`0` is not a positive whole number"),
+        (&["--chunk-size", "0"][..], "`0` is not a positive whole number"),
     ] {
-        let o = evalkit(&[&base[..], extra].concat());
+        let refused = tmp.path().join("refused");
+        // (`--limit 0` in place of the base's `--limit 6`.)
+        let own = if extra[0] == "--limit" {
+            &base[..base.len() - 2]
+        } else {
+            &base[..]
+        };
+        let o = evalkit(&[own, extra, &["--output", refused.to_str().expect("utf8")]].concat());
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));
         assert!(text(&o).contains(says), "{}", text(&o));
+        assert!(!refused.exists(), "a refused run makes no output folder");
     }
     let auto = [
         "--batch-size",

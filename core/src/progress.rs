@@ -24,11 +24,9 @@ impl Progress {
     /// A bar named after the evaluation.
     pub fn new(name: &str) -> Self {
         let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg:>24} [{bar:28}] {pos}/{len} rows  {prefix}  ETA {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        // Until its rows are known (the data read, the prompts built), the bar says so rather
+        // than `0/0 rows`.
+        bar.set_style(indicatif::ProgressStyle::with_template("{msg:>24} reading its rows").expect("valid template"));
         bar.set_message(name.to_string());
         Progress {
             bar,
@@ -44,6 +42,11 @@ impl Progress {
     pub(crate) fn set_rows(&self, rows: usize) {
         self.rows.set(rows);
         self.bar.set_length(rows as u64);
+        self.bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg:>24} [{bar:28}] {pos}/{len} rows  {prefix}  ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
     }
 
     /// The requests those rows lowered to, about to run.

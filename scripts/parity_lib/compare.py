@@ -8,7 +8,8 @@ Tolerances (float32 on both sides):
 deviations are reported in units of the tolerance, so anything <= 1 passes.
 
 Everything else must be equal: context and continuation strings, ``is_greedy``, the argmax
-prediction, the gold index and the per-sample acc / acc_norm / acc_bytes (multiple choice),
+prediction, the gold index and the per-sample acc / acc_norm / acc_bytes (multiple choice;
+TruthfulQA MC2's acc, a probability mass, within what the log-likelihoods' tolerances allow),
 acc (LAMBADA), word and byte counts (WikiText), and for generation the prompt, the
 generated text and each filter's exact_match (GSM8K strict-match / flexible-extract). A
 differing argmax decision is not counted as a failure when lm-eval's own scores of the two
@@ -119,6 +120,28 @@ def _decision(name: str, lm_scores: list[float], lm_tols: list[float], lm_pick: 
     return "diff"
 
 
+def _mc2_acc(c: Check, lm: dict, lm_ll: list[float], tols: list[float], ek_acc: float, out: list[str]) -> str:
+    """TruthfulQA MC2's acc, the probability mass on the true answers (lm-eval's
+    ``process_results_mc2``: the choices before the first false label are the true ones), is a
+    value, not a decision: it may differ by what the log-likelihoods' tolerances allow,
+    ``sum_j |d acc / d ll_j| * tol_j`` (``p_j (1 - acc)`` for a true choice, ``p_j acc`` for a
+    false one, ``p`` normalised), counted in ``max dev`` like a log-likelihood."""
+    lm_acc = _f(lm["acc"])
+    labels = list(lm["doc"]["mc2_targets"]["labels"])
+    split = labels.index(0) if 0 in labels else len(labels)
+    top = max(lm_ll)
+    p = [math.exp(x - top) for x in lm_ll]
+    total = sum(p)
+    slack = sum((q / total) * ((1.0 - lm_acc) if j < split else lm_acc) * t
+                for j, (q, t) in enumerate(zip(p, tols)))
+    d = abs(lm_acc - ek_acc) / (slack + 1e-12)
+    c.max_dev = max(c.max_dev, d)
+    if d <= 1.0:
+        return ""
+    out.append(f"acc (mc2 true mass): lm-eval {lm_acc!r} vs evalkit {ek_acc!r} ({d:.2f} tol)")
+    return "diff"
+
+
 def compare_mc(c: Check, lm: dict, ek: dict, loglikelihood_only: bool) -> None:
     args = _args(lm)
     lm_ll = [_f(r[0][0]) for r in lm["resps"]]
@@ -164,6 +187,8 @@ def compare_mc(c: Check, lm: dict, ek: dict, loglikelihood_only: bool) -> None:
         tols = [ll_tol(x) for x in lm_ll]
         choices = [cont[1:] if cont.startswith(" ") else cont for _, cont in args]
         gold = int(lm["target"]) if str(lm["target"]).lstrip("-").isdigit() else None
+        if c.task == "winogrande":  # partial scoring: the gold is doc_to_text's, the target a string
+            gold = {"1": 0, "2": 1}[str(lm["doc"]["answer"])]
         if gold is not None and ek.get("answer") is not None and gold != int(ek["answer"]):
             bad_dec = True
             lines.append(f"gold: lm-eval {gold} vs evalkit {ek['answer']}")
@@ -174,6 +199,9 @@ def compare_mc(c: Check, lm: dict, ek: dict, loglikelihood_only: bool) -> None:
         # (argmax of ll / len(choice), of ll / utf-8 bytes) on lm-eval's log-likelihoods.
         for metric, denom in (("acc", None), ("acc_norm", len), ("acc_bytes", lambda s: len(s.encode("utf-8")))):
             if metric not in em:
+                continue
+            if metric == "acc" and c.task == "truthfulqa_mc2":
+                verdicts.append(_mc2_acc(c, lm, lm_ll, tols, _f(em["acc"]), lines))
                 continue
             ds = [1.0] * n if denom is None else [float(denom(s)) or 1.0 for s in choices]
             scores = [x / d for x, d in zip(lm_ll, ds)]

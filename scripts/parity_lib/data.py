@@ -129,6 +129,35 @@ def gsm8k(data: Path, split: str) -> list[dict]:
     return [{"question": r["question"], "answer": r["answer"]} for r in _jsonl(data / "gsm8k" / f"{split}.jsonl")]
 
 
+def winogrande(data: Path) -> list[dict]:
+    """WinoGrande (``allenai/winogrande`` ``winogrande_xl`` layout): sentence, option1, option2,
+    answer ("1"/"2")."""
+    return [
+        {"sentence": r["sentence"], "option1": r["option1"], "option2": r["option2"], "answer": r["answer"]}
+        for r in _jsonl(data / "winogrande" / "dev.jsonl")
+    ]
+
+
+def boolq(data: Path) -> list[dict]:
+    """BoolQ (``aps/super_glue`` ``boolq`` layout): passage, question, idx, label (1 for true)."""
+    return [
+        {"passage": r["passage"], "question": r["question"], "idx": i, "label": int(bool(r["answer"]))}
+        for i, r in enumerate(_jsonl(data / "boolq" / "dev.jsonl"))
+    ]
+
+
+def truthfulqa(data: Path) -> list[dict]:
+    """TruthfulQA (``truthfulqa/truthful_qa`` ``multiple_choice`` layout): question, and
+    mc1_targets / mc2_targets as {choices, labels}, from ``mc_task.json``'s answer -> label
+    objects in file order."""
+    rows = json.loads((data / "truthfulqa" / "mc_task.json").read_text(encoding="utf-8"))
+    targets = lambda t: {"choices": list(t), "labels": [int(v) for v in t.values()]}  # noqa: E731
+    return [
+        {"question": r["question"], "mc1_targets": targets(r["mc1_targets"]), "mc2_targets": targets(r["mc2_targets"])}
+        for r in rows
+    ]
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:

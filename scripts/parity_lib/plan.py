@@ -45,6 +45,11 @@ def full() -> list[Item]:
             Item(m, "hellaswag", 0, 200),
             Item(m, "lambada_openai", 0, 200),
             Item(m, "wikitext", 0, 10),
+            Item(m, "arc_challenge", 0, 100),
+            Item(m, "winogrande", 0, 200),
+            Item(m, "boolq", 0, 100),
+            Item(m, "truthfulqa_mc1", 0, 100),
+            Item(m, "truthfulqa_mc2", 0, 100),
         ]
         for k in (0, 5):
             out += [Item(m, t, k, 100) for t in MMLU_FULL]
@@ -89,6 +94,7 @@ def quick() -> list[Item]:
             Item(m, "gsm8k", 0, 20 if m == MODELS[0] else 10),
         ]
         if m == MODELS[0]:
+            out += [Item(m, "winogrande", 0, 20), Item(m, "boolq", 0, 10), Item(m, "truthfulqa_mc2", 0, 10)]
             # lm-eval's default sampler (random.Random(1234).sample per row) stays guarded.
             out.append(Item(m, "gsm8k", 5, 10))
     m = CHAT_MODEL

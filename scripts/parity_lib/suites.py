@@ -70,6 +70,12 @@ def suite(name: str) -> Suite:
                      null_splits=("training_split",),
                      overrides={"process_docs": "!function parity_hellaswag.process_docs"},
                      helpers=("parity_hellaswag.py",))
+    if name == "winogrande":
+        return Suite(name, MC, "winogrande/default.yaml", "validation", D.winogrande, null_splits=("training_split",))
+    if name == "boolq":
+        return Suite(name, MC, "super_glue/boolq/default.yaml", "validation", D.boolq, null_splits=("training_split",))
+    if name in ("truthfulqa_mc1", "truthfulqa_mc2"):
+        return Suite(name, MC, f"truthfulqa/{name}.yaml", "validation", D.truthfulqa)
     if name == "lambada_openai":
         return Suite(name, LL, "lambada/lambada_openai.yaml", "test", D.lambada)
     if name == "wikitext":

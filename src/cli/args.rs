@@ -176,14 +176,14 @@ pub struct ModelArgs {
     #[arg(long)]
     pub served_model: Option<String>,
     /// Requests in flight at once to a served model.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = positive)]
     pub in_flight: usize,
     /// Retries of a request to a served model after a connection error or a 5xx (backoff from
     /// 0.5 s, doubling); then the run stops, and a rerun resumes from its journal.
     #[arg(long, default_value_t = 5)]
     pub retries: usize,
     /// Longest sequence the TorchScript module accepts.
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     pub max_len: Option<usize>,
     /// The TorchScript module's forward takes (ids, mask).
     #[arg(long)]
@@ -206,7 +206,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', required = true, value_parser = trimmed)]
     pub tasks: Vec<String>,
     /// Evaluate only N rows of each task (the first N, or a seeded sample with --sample).
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     pub limit: Option<usize>,
     /// With --limit: draw the rows with the task's seeded RNG instead of taking the first.
     #[arg(long, requires = "limit")]
@@ -222,7 +222,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_batch_size: Option<u64>,
     /// Batches per chunk (the unit of progress and of resuming).
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     pub chunk_size: Option<usize>,
     /// Benchmark files (default: $EVALKIT_DATA, else ~/.cache/evalkit/data).
     #[arg(long, env = "EVALKIT_DATA")]
@@ -247,7 +247,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f64,
     /// Generations per prompt.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = positive)]
     pub samples_per_prompt: usize,
     /// Score each choice with its own context pass instead of sharing the context's KV cache.
     #[arg(long)]
@@ -296,7 +296,7 @@ pub struct DemoArgs {
     #[arg(long, env = "EVALKIT_SHARED")]
     pub shared: Option<PathBuf>,
     /// Rows per task.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, value_parser = positive)]
     pub limit: usize,
 }
 
@@ -316,6 +316,15 @@ fn parse_batch_size(s: &str) -> Result<BatchSizeArg, String> {
             Ok(n) if n > 0 => Ok(BatchSizeArg::Fixed(n)),
             _ => Err(format!("`{s}` is neither a positive number nor `auto`")),
         },
+    }
+}
+
+/// A count of at least one (`--limit 0` would ask for nothing, and is refused before the
+/// output folder is made).
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a positive whole number")),
     }
 }
 
