@@ -17,7 +17,7 @@ fn main() {
             }) {
                 0
             } else {
-                cli::print_error(&format!("{err:#}"));
+                cli::print_error(&cli::error_message(&err));
                 2
             }
         }

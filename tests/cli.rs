@@ -387,3 +387,74 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
         text(&o)
     );
 }
+
+/// An evaluation that fails on a row of its own (an answer index out of range, found when the
+/// row is scored) does not stop the others: their results are written, the exit code is 2,
+/// and the journal is kept, so the same command after the fix reuses their work.
+#[test]
+fn one_failing_evaluation_leaves_the_others_results() {
+    let tmp = crate::tempdir!("cli-partial");
+    let data = tmp.path().join("data");
+    let arc = data.join("arc/ARC-Easy");
+    std::fs::create_dir_all(&arc).expect("mkdir");
+    let real = std::fs::read_to_string(data_dir().join("arc/ARC-Easy/ARC-Easy-Test.jsonl")).expect("arc");
+    let head: Vec<&str> = real.lines().take(6).collect();
+    std::fs::write(arc.join("ARC-Easy-Test.jsonl"), head.join("\n")).expect("write");
+    let hs = data.join("hellaswag");
+    std::fs::create_dir_all(&hs).expect("mkdir");
+    let write_hellaswag = |bad_label: u32| {
+        let row = |i: u32, label: u32| {
+            format!(
+                r#"{{"idx": {i}, "ctx": "A man is sitting on a roof. he", "label": {label}, "endings": ["is using wrap.", "is ripping tiles off.", "is holding a cube.", "starts pulling up roofing."]}}"#
+            )
+        };
+        let part1 = [row(0, 3), row(1, bad_label), row(2, 0)].join("\n");
+        std::fs::write(hs.join("hellaswag_val_klosax.part1of3.jsonl"), part1).expect("write");
+        std::fs::write(hs.join("hellaswag_val_klosax.part2of3.jsonl"), row(3, 1)).expect("write");
+        std::fs::write(hs.join("hellaswag_val_klosax.part3of3.jsonl"), row(4, 2)).expect("write");
+    };
+    write_hellaswag(7);
+    let out = tmp.path().join("out");
+    let model = model_dir("stories260K-hf");
+    let args = [
+        "run",
+        "-q",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--tasks",
+        "arc_easy,hellaswag",
+        "--chunk-size",
+        "1",
+        "--batch-size",
+        "2",
+        "--data-dir",
+        data.to_str().expect("utf8"),
+        "--output",
+        out.to_str().expect("utf8"),
+    ];
+    let o = evalkit(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("evaluation `hellaswag`, row 1: answer index 7"),
+        "{}",
+        text(&o)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");
+    assert_eq!(doc["results"]["arc_easy"]["n"], 6);
+    assert!(doc["results"].get("hellaswag").is_none());
+    assert!(out.join(".journal").is_dir(), "the journal is kept");
+
+    write_hellaswag(2);
+    let o = evalkit(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");
+    assert_eq!(doc["results"]["hellaswag"]["n"], 5);
+    assert_eq!(doc["results"]["arc_easy"]["chunks_computed"], 0, "{doc:#}");
+    assert!(!out.join(".journal").exists());
+}

@@ -254,6 +254,23 @@ fn bad_checkpoints_name_the_file_and_field() {
         "{msg}"
     );
 
+    // An activation this model does not run, no layers, and fewer layers than the checkpoint
+    // holds are refused (the extra layers would be left out without a word).
+    let with = |from: &str, to: &str| {
+        assert!(cfg.contains(from), "{from}");
+        std::fs::write(dir.join("config.json"), cfg.replace(from, to)).expect("write");
+        load_err(dir)
+    };
+    let msg = with("\"hidden_act\": \"silu\"", "\"hidden_act\": \"relu\"");
+    assert!(msg.contains("`hidden_act`: unsupported activation `relu`"), "{msg}");
+    let msg = with("\"num_hidden_layers\": 5", "\"num_hidden_layers\": 0");
+    assert!(msg.contains("`num_hidden_layers`: 0"), "{msg}");
+    let msg = with("\"num_hidden_layers\": 5", "\"num_hidden_layers\": 4");
+    assert!(
+        msg.contains("`num_hidden_layers`: 4, but the checkpoint has tensor `model.layers.4."),
+        "{msg}"
+    );
+
     // A tensor of the wrong shape: the file and the tensor are named.
     std::fs::write(dir.join("config.json"), &cfg).expect("write");
     let tensors = Tensor::read_safetensors(dir.join("model.safetensors")).expect("read");
@@ -275,6 +292,26 @@ fn bad_checkpoints_name_the_file_and_field() {
             && msg.contains("expected shape [32, 64], got [16, 64]"),
         "{msg}"
     );
+
+    // A weight stored as integers.
+    let tensors = Tensor::read_safetensors(model_dir("stories260K-hf").join("model.safetensors")).expect("read");
+    let ints: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .map(|(n, t)| {
+            if n == "model.norm.weight" {
+                (n, t.to_kind(Kind::Int))
+            } else {
+                (n, t)
+            }
+        })
+        .collect();
+    Tensor::write_safetensors(&ints, dir.join("model.safetensors")).expect("write");
+    let msg = load_err(dir);
+    assert!(
+        msg.contains("`model.norm.weight`: stored as Int: a weight must be floating point"),
+        "{msg}"
+    );
+    Tensor::write_safetensors(&broken, dir.join("model.safetensors")).expect("write");
 
     // A truncated weights file, and one too short for a header: the file is named, and what
     // is wrong with it.

@@ -205,6 +205,13 @@ fn gsm8k_fewshot_needs_its_train_split() {
         ..LoadOptions::new(dir.path().to_path_buf())
     };
     assert!(load("gsm8k", &zero).is_ok(), "0-shot needs no train split");
+    // A reference answer without its `#### N` line could never be matched: refused, by line.
+    let text = std::fs::read_to_string(gsm.join("test.jsonl")).expect("read");
+    let mut lines: Vec<String> = text.lines().take(3).map(str::to_string).collect();
+    lines[1] = lines[1].replace("#### ", "answer: ");
+    std::fs::write(gsm.join("test.jsonl"), lines.join("\n")).expect("write");
+    let msg = load("gsm8k", &zero).err().expect("no #### line").to_string();
+    assert!(msg.contains("test.jsonl:2: field `answer`: no `#### N` line"), "{msg}");
 }
 
 #[test]

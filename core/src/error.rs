@@ -189,6 +189,23 @@ impl Error {
             _ => false,
         }
     }
+
+    /// Whether the error is one evaluation's own (a row it cannot score, a metric it cannot
+    /// compute, non-finite logits on its inputs) rather than the run's (files, the device, a
+    /// served model, shards): the run's other evaluations can still finish.
+    ///
+    /// ```
+    /// use evalkit_core::Error;
+    /// let row = Error::Row { evaluation: "piqa".into(), row: 3, message: "too long".into() };
+    /// assert!(row.is_evaluation_specific());
+    /// assert!(!Error::Unsupported("bf16 on this device".into()).is_evaluation_specific());
+    /// ```
+    pub fn is_evaluation_specific(&self) -> bool {
+        matches!(
+            self,
+            Error::Row { .. } | Error::Evaluation { .. } | Error::NonFinite { .. }
+        )
+    }
 }
 
 /// Adds the libtorch operation name to a `tch` result.

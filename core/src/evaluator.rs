@@ -45,7 +45,7 @@ fn efficiency(floor: Option<f64>, wall: Option<f64>, stats: &ExecStats) -> Optio
 }
 
 /// How [`Evaluator::run_share`] ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum RunEnd {
     /// The results were written (the whole run, the last shard, or a merge): the document.
     Results(Value),
@@ -57,6 +57,15 @@ pub enum RunEnd {
     },
     /// Every share is done and another shard is merging them.
     Merging,
+    /// The results of the evaluations that finished were written (the document), but these
+    /// failed with an error of their own ([`Error::is_evaluation_specific`]; a whole run of
+    /// several evaluations only). The journal is kept: a rerun resumes the finished ones.
+    Partial {
+        /// The results of the others.
+        doc: Value,
+        /// Each failed evaluation's error, in run order.
+        failed: Vec<Error>,
+    },
 }
 
 /// A named group of evaluations reported as the micro-average over their rows (MMLU).
@@ -175,7 +184,9 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Runs every evaluation, resuming from `dir`'s journal, and writes `results.json` and
-    /// `samples_<name>.jsonl` there. Returns the results document. In a sharded run
+    /// `samples_<name>.jsonl` there. Returns the results document; where an evaluation failed
+    /// with an error of its own, that error, once the others' results are written
+    /// ([`RunEnd::Partial`]). In a sharded run
     /// ([`RunOptions::share`]) a shard that is not the last to finish returns
     /// [`Error::ShardsPending`]; [`Evaluator::run_share`] tells that case apart.
     pub fn run(&self, dir: &Path) -> Result<Value> {
@@ -187,6 +198,7 @@ impl<'a> Evaluator<'a> {
                 world: self.options.share.world(),
                 journal: dir.join(".journal"),
             }),
+            RunEnd::Partial { mut failed, .. } => Err(failed.remove(0)),
             RunEnd::Merging => Err(Error::Shards {
                 path: dir.join(".journal").join("merge.lock"),
                 message: format!(
@@ -251,8 +263,26 @@ impl<'a> Evaluator<'a> {
     pub fn run_share(&self, dir: &Path) -> Result<RunEnd> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating output directory", dir, e))?;
         let journal_dir = dir.join(".journal");
+        let mut failed = vec![];
         let outcomes = match self.options.share {
-            Share::Whole => self.run_all(Some(&journal_dir))?,
+            Share::Whole => {
+                // An evaluation that fails on its own rows or settings does not stop the others.
+                let mut outcomes = vec![];
+                for e in &self.evaluations {
+                    match self.run_one(e.as_ref(), Some(&journal_dir)) {
+                        Ok(o) => outcomes.push(o),
+                        Err(err) if err.is_evaluation_specific() && self.evaluations.len() > 1 => failed.push(err),
+                        Err(err) => return Err(err),
+                    }
+                }
+                if outcomes.is_empty() {
+                    for err in failed.iter().skip(1) {
+                        tracing::error!("{err}");
+                    }
+                    return Err(failed.remove(0));
+                }
+                outcomes
+            }
             Share::Rank { rank, world } => {
                 shard::claim(&journal_dir, &self.shard_settings())?;
                 // This rank's share of every evaluation; an evaluation whose other shares are
@@ -316,6 +346,9 @@ impl<'a> Evaluator<'a> {
                 .expect("results serialize")
                 .as_bytes(),
         )?;
+        if !failed.is_empty() {
+            return Ok(RunEnd::Partial { doc, failed });
+        }
         if journal_dir.exists() {
             std::fs::remove_dir_all(&journal_dir).map_err(|e| Error::io("removing journal", &journal_dir, e))?;
         }
@@ -468,7 +501,13 @@ impl<'a> Evaluator<'a> {
         let mut groups = Map::new();
         for g in &self.groups {
             let members: Vec<&Outcome> = outcomes.iter().filter(|o| g.members.contains(&o.name)).collect();
-            if members.is_empty() {
+            // A group lacking a member of this run (one that failed) is not reported: its
+            // average would be over other rows than the group's.
+            let lacking = self
+                .evaluations
+                .iter()
+                .any(|e| g.members.iter().any(|m| m == e.name()) && !outcomes.iter().any(|o| o.name == e.name()));
+            if members.is_empty() || lacking {
                 continue;
             }
             let mut pooled: BTreeMap<&str, Vec<f64>> = BTreeMap::new();

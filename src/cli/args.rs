@@ -163,7 +163,7 @@ pub struct ModelArgs {
     /// model `org/name[@revision]` read through the hub cache (downloaded unless --offline), or
     /// `openai-compatible:http://HOST:PORT/v1`, a model served by vLLM, SGLang, TGI or
     /// llama.cpp's server (needs --tokenizer).
-    #[arg(long, required_unless_present = "torchscript")]
+    #[arg(long, required_unless_present = "torchscript", conflicts_with = "torchscript")]
     pub model: Option<PathBuf>,
     /// A TorchScript module instead (needs --tokenizer and --max-len).
     #[arg(long, requires_all = ["tokenizer", "max_len"])]

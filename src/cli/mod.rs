@@ -203,7 +203,7 @@ fn run_process(
             }
             Err(e) => {
                 // (Not named twice where the error names the task itself.)
-                let message = e.to_string();
+                let message = error_message(&e.into());
                 if message.contains(&format!("`{t}`")) {
                     print_error(&message);
                 } else {
@@ -271,6 +271,18 @@ fn run_process(
     let who = launch.map_or_else(String::new, |l| format!("shard {} of {}: ", l.rank, l.world));
     let doc = match end {
         RunEnd::Results(doc) => doc,
+        RunEnd::Partial { doc, failed: errors } => {
+            for e in errors {
+                print_error(&error_message(&e.into()));
+            }
+            eprintln!(
+                "note: the other evaluations' results are written; the journal in {} is kept, so the \
+                 same command, once the above is fixed, reuses their work",
+                s.output.join(".journal").display()
+            );
+            failed = true;
+            doc
+        }
         RunEnd::Waiting { ranks } => {
             let ranks: Vec<String> = ranks.iter().map(ToString::to_string).collect();
             eprintln!(
@@ -329,6 +341,13 @@ fn notes(doc: &Value, verbose: bool) {
                 "note: {task}: {} of {} rows were cut to fit the model's max length {max_len} (their earliest tokens dropped; `truncated` in samples_{task}.jsonl)",
                 n("truncated"),
                 n("n")
+            );
+        }
+        if n("chunks_resumed") > 0 && !verbose {
+            eprintln!(
+                "note: {task}: {} of {} chunks were read back from the journal of an earlier, unfinished run",
+                n("chunks_resumed"),
+                n("chunks_resumed") + n("chunks_computed")
             );
         }
         if verbose {
@@ -510,6 +529,28 @@ fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String
     Some(msg)
 }
 
+/// An error's message with its causes, each said once (a cause whose text its wrapper already
+/// shows, such as an I/O error, is not repeated), and without the C++ stack trace libtorch
+/// appends to its messages (`Exception raised from … frame #0: …`).
+pub fn error_message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let text = text
+            .split("\nException raised from ")
+            .next()
+            .unwrap_or_default()
+            .trim_end();
+        if !message.contains(text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(text);
+        }
+    }
+    message
+}
+
 /// Prints `error: MESSAGE` to stderr in one write, led by the shard in a sharded run
 /// (`[shard R of N] `): the shards of `--shards` share the terminal, and a message written
 /// in pieces would interleave with theirs.
@@ -520,4 +561,24 @@ pub fn print_error(message: &str) {
         .flatten()
         .map_or_else(String::new, |l| format!("[shard {} of {}] ", l.rank, l.world));
     let _ = std::io::stderr().write_all(format!("{who}error: {message}\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_message;
+
+    #[test]
+    fn error_messages_say_each_cause_once_without_stack_traces() {
+        let io = std::io::Error::other("File exists (os error 17)");
+        let e = anyhow::Error::new(io).context("creating x: File exists (os error 17)");
+        assert_eq!(error_message(&e), "creating x: File exists (os error 17)");
+        let e = anyhow::Error::msg("disk full").context("writing y");
+        assert_eq!(error_message(&e), "writing y: disk full");
+        let torch = "loading m: not a ZIP archive\nException raised from valid at a.cc:242 (most recent call \
+                     first):\nframe #0: c10::Error::Error() + 0x9d";
+        assert_eq!(
+            error_message(&anyhow::Error::msg(torch)),
+            "loading m: not a ZIP archive"
+        );
+    }
 }

@@ -60,6 +60,18 @@ fn source<'a>(a: &'a ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resul
             .context("a served model needs --tokenizer DIR (the served model's tokenizer.json)")?;
         return Ok(Source::Served { url, tokenizer });
     }
+    if a.max_len.is_some() {
+        // A checkpoint's length is its config's: a --max-len that does nothing is refused.
+        anyhow::bail!(
+            "--max-len is for --torchscript and a served model; a checkpoint's max length is its config.json's"
+        );
+    }
+    if dir.is_file() {
+        anyhow::bail!(
+            "--model {} is a file: give the checkpoint's folder (with config.json, the safetensors and tokenizer.json)",
+            dir.display()
+        );
+    }
     if !dir.exists() {
         if let Some((id, rev)) = dir.to_str().and_then(evalkit::suites::hub::parse_model_id) {
             let snapshot = evalkit::suites::hub::model_snapshot(&id, &rev, hub).with_context(|| {
@@ -203,7 +215,11 @@ impl Gate {
         let (task, metric) = lhs
             .split_once('.')
             .with_context(|| format!("{flag} {g}: expected TASK.METRIC=VALUE"))?;
-        let v: f64 = v.parse().with_context(|| format!("{flag} {g}: {v} is not a number"))?;
+        let v: f64 = v
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .with_context(|| format!("{flag} {g}: {v} is not a finite number"))?;
         Ok(Gate {
             task: task.into(),
             metric: metric.into(),

@@ -55,7 +55,8 @@ fn field_of(msg: &str) -> String {
 /// Parses every non-empty line of a JSON-lines file as `T`.
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str, source: &str) -> Result<Vec<T>> {
     let text = read_text(path, what, source)?;
-    text.lines()
+    let rows: Vec<T> = text
+        .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
@@ -69,7 +70,35 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str, source: &str) ->
                 }
             })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    not_empty(rows, path, what, source)
+}
+
+/// `rows`, or an error naming the file when there are none.
+fn not_empty<T>(rows: Vec<T>, path: &Path, what: &str, source: &str) -> Result<Vec<T>> {
+    if rows.is_empty() {
+        return Err(Error::Empty {
+            path: path.to_path_buf(),
+            what: what.into(),
+            source_hint: source.into(),
+        });
+    }
+    Ok(rows)
+}
+
+/// The 1-based line of row `row` (0-based) of a JSON-lines file as [`read_jsonl`] reads it
+/// (blank lines skipped), for errors found after reading; 0 when the file cannot be reread.
+pub fn jsonl_line(path: &Path, row: usize) -> usize {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .nth(row)
+                .map(|(i, _)| i + 1)
+        })
+        .unwrap_or(0)
 }
 
 /// A malformed-row error.
@@ -111,5 +140,33 @@ pub fn read_csv(path: &Path, width: usize, what: &str, source: &str) -> Result<V
         }
         rows.push(rec.iter().map(str::to_string).collect());
     }
-    Ok(rows)
+    not_empty(rows, path, what, source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{jsonl_line, read_jsonl};
+    use crate::Error;
+
+    #[test]
+    fn a_file_without_rows_is_named_and_rows_map_to_their_lines() {
+        let dir = std::env::temp_dir().join(format!("evalkit-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let blank = dir.join("blank.jsonl");
+        std::fs::write(&blank, "\n  \n").unwrap();
+        match read_jsonl::<serde_json::Value>(&blank, "a test split", "nowhere") {
+            Err(e @ Error::Empty { .. }) => assert!(e.to_string().contains("blank.jsonl holds no rows"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let rows = dir.join("rows.jsonl");
+        std::fs::write(&rows, "{\"a\": 1}\n\n{\"a\": 2}\n").unwrap();
+        assert_eq!(
+            read_jsonl::<serde_json::Value>(&rows, "a test split", "nowhere")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!((jsonl_line(&rows, 0), jsonl_line(&rows, 1)), (1, 3));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

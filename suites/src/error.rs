@@ -46,6 +46,16 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A benchmark file holds no rows (empty, or blank lines only).
+    #[error("{path} holds no rows ({what}); obtain it again from {source_hint}")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// What the file is.
+        what: String,
+        /// Where to get it.
+        source_hint: String,
+    },
     /// The benchmark cannot run in this setting (e.g. no few-shot split).
     #[error("task `{task}`: {message}")]
     Setting {

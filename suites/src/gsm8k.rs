@@ -52,7 +52,17 @@ const SOURCE: &str = "https://github.com/openai/grade-school-math (grade_school_
 /// Loads `gsm8k`.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> {
     let dir = opts.data_dir.join("gsm8k");
-    let rows: Vec<Gsm8k> = read_jsonl(&dir.join("test.jsonl"), "GSM8K test (JSONL)", SOURCE)?;
+    let test = dir.join("test.jsonl");
+    let rows: Vec<Gsm8k> = read_jsonl(&test, "GSM8K test (JSONL)", SOURCE)?;
+    // The reference is the number after `#### `: an answer without it could never be matched.
+    if let Some(i) = rows.iter().position(|r| !r.answer.contains("#### ")) {
+        return Err(crate::data::malformed(
+            &test,
+            crate::data::jsonl_line(&test, i),
+            "answer",
+            "no `#### N` line: the reference answer is the number after `#### `",
+        ));
+    }
     let k = opts
         .num_fewshot
         .unwrap_or(<Gsm8k as evalkit_core::Benchmark>::NUM_FEWSHOT);

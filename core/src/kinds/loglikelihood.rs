@@ -65,6 +65,7 @@ impl<T: Loglikelihood> Kind<T> for LoglikelihoodKind {
             .row(0);
         let slots = lower_pairs(
             env.tokenizer,
+            env.model.max_len(),
             std::slice::from_ref(&item.context),
             std::slice::from_ref(&item.continuation),
             requests,

@@ -160,7 +160,13 @@ impl<T: MultipleChoice> Kind<T> for MultipleChoiceKind {
             *fp = fp.str(ctx).str(cont).str(norm);
         }
         *fp = fp.row(item.answer);
-        let slots = lower_pairs(env.tokenizer, &item.contexts, &item.continuations, requests)?;
+        let slots = lower_pairs(
+            env.tokenizer,
+            env.model.max_len(),
+            &item.contexts,
+            &item.continuations,
+            requests,
+        )?;
         Ok((item, slots))
     }
 

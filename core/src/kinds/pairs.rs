@@ -11,9 +11,11 @@ use crate::tokenizer::Tokenizer;
 pub(crate) type Slots = Vec<(usize, usize)>;
 
 /// Lowers the pairs `contexts[j]` + `continuations[j]`, appending a request per distinct
-/// context; a continuation that encodes to no tokens is a row error.
+/// context; a continuation that encodes to no tokens, or to more than the model's `max_len`
+/// (the context is cut from the left to fit, the continuation cannot be), is a row error.
 pub(crate) fn lower_pairs(
     tok: &Tokenizer,
+    max_len: usize,
     contexts: &[String],
     continuations: &[String],
     requests: &mut Vec<ScoreRequest>,
@@ -29,6 +31,13 @@ pub(crate) fn lower_pairs(
     for ((ctx, cont), (c_ids, k_ids)) in contexts.iter().zip(continuations).zip(encoded) {
         if k_ids.is_empty() {
             return Err(RowError::new(format!("continuation {cont:?} encodes to no tokens")).into());
+        }
+        if k_ids.len() > max_len {
+            return Err(RowError::new(format!(
+                "a continuation of {} tokens is longer than the model's max length {max_len}: it cannot be scored",
+                k_ids.len()
+            ))
+            .into());
         }
         let r = match by_context.iter().find(|(c, _)| c == ctx) {
             Some(&(_, r)) => r,

@@ -200,6 +200,13 @@ impl Gpt2 {
                 message: format!("{} does not divide n_embd {}", c.n_head, c.n_embd),
             });
         }
+        if c.n_layer == 0 {
+            return Err(Error::Config {
+                path: cfg_path,
+                field: "n_layer".into(),
+                message: "0: a model needs at least one layer".into(),
+            });
+        }
         let w = Weights::from_dir(dir, dtype.kind(), device)?;
         let _guard = tch::no_grad_guard();
         // `GPT2LMHeadModel` saves under `transformer.`, a bare `GPT2Model` without it.
@@ -208,6 +215,13 @@ impl Gpt2 {
         } else {
             ""
         };
+        if let Some(name) = w.layer_beyond(&format!("{root}h."), c.n_layer) {
+            return Err(Error::Config {
+                path: cfg_path,
+                field: "n_layer".into(),
+                message: format!("{}, but the checkpoint has tensor `{name}` of a later layer", c.n_layer),
+            });
+        }
         let (h, eps) = (c.n_embd, c.layer_norm_epsilon);
         let inner = c.n_inner.unwrap_or(4 * h);
         let head_dim = (h / c.n_head) as f64;

@@ -70,6 +70,8 @@ pub struct LlamaConfigFile {
     pub tie_word_embeddings: bool,
     /// Biases on q/k/v/o projections (Llama); Qwen2 always has q/k/v biases.
     pub attention_bias: Option<bool>,
+    /// The MLP's activation (SwiGLU's gate): `silu` (the default) is the one this model runs.
+    pub hidden_act: Option<String>,
     /// Beginning-of-sequence id.
     pub bos_token_id: Option<IdOrList>,
     /// End-of-sequence id(s).
@@ -122,6 +124,15 @@ impl LlamaConfigFile {
             field: field.into(),
             message,
         };
+        if let Some(act) = self.hidden_act.as_deref().filter(|a| !matches!(*a, "silu" | "swish")) {
+            return Err(cfg_err("hidden_act", format!("unsupported activation `{act}` (silu)")));
+        }
+        if self.num_hidden_layers == 0 {
+            return Err(cfg_err(
+                "num_hidden_layers",
+                "0: a model needs at least one layer".into(),
+            ));
+        }
         let heads = self.num_attention_heads;
         let kv_heads = self.num_key_value_heads.unwrap_or(heads);
         if heads <= 0 || kv_heads <= 0 || heads % kv_heads != 0 {
@@ -383,6 +394,16 @@ impl Llama {
         let file: LlamaConfigFile = read_json(&cfg_path)?;
         let config = file.into_config(&cfg_path)?;
         let weights = Weights::from_dir(dir, dtype.kind(), device)?;
+        if let Some(name) = weights.layer_beyond("model.layers.", config.layers) {
+            return Err(Error::Config {
+                path: cfg_path,
+                field: "num_hidden_layers".into(),
+                message: format!(
+                    "{}, but the checkpoint has tensor `{name}` of a later layer",
+                    config.layers
+                ),
+            });
+        }
         Self::from_weights(&weights, config, dtype, device, dir)
     }
 

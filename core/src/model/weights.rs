@@ -102,9 +102,48 @@ impl Weights {
                 message: format!("expected shape {shape:?}, got {:?}", t.size()),
             });
         }
+        if !matches!(t.kind(), Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double) {
+            return Err(Error::Tensor {
+                path: file.clone(),
+                name: name.to_string(),
+                message: format!(
+                    "stored as {:?}: a weight must be floating point (F16, BF16, F32, F64)",
+                    t.kind()
+                ),
+            });
+        }
         t.f_to_dtype(self.kind, false, false)
             .and_then(|t| t.f_to_device(self.device))
             .op(&format!("moving tensor `{name}` to {:?}", self.device))
+    }
+
+    /// The first tensor (by layer) of a layer numbered `layers` or more, where layers are
+    /// named `{prefix}{n}.…`: a checkpoint with more layers than its config says, whose extra
+    /// layers a model built from the config would silently leave out.
+    ///
+    /// ```
+    /// use evalkit_core::model::weights::Weights;
+    /// use tch::{Device, Kind, Tensor};
+    /// let names = ["h.0.w", "h.1.w", "h.2.w", "wte"];
+    /// let w = Weights::from_tensors(
+    ///     names.map(|n| (n.to_string(), Tensor::zeros([1], (Kind::Float, Device::Cpu)))),
+    ///     "model.safetensors",
+    ///     Kind::Float,
+    ///     Device::Cpu,
+    /// );
+    /// assert_eq!(w.layer_beyond("h.", 3), None);
+    /// assert_eq!(w.layer_beyond("h.", 1).as_deref(), Some("h.1.w"));
+    /// ```
+    pub fn layer_beyond(&self, prefix: &str, layers: usize) -> Option<String> {
+        self.tensors
+            .keys()
+            .filter_map(|name| {
+                let (n, _) = name.strip_prefix(prefix)?.split_once('.')?;
+                let n: usize = n.parse().ok()?;
+                (n >= layers).then_some((n, name))
+            })
+            .min()
+            .map(|(_, name)| name.clone())
     }
 
     /// Like [`Weights::get`], but `None` when the tensor is absent.
