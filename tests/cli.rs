@@ -431,6 +431,8 @@ fn one_failing_evaluation_leaves_the_others_results() {
         "1",
         "--batch-size",
         "2",
+        "--limit",
+        "10",
         "--data-dir",
         data.to_str().expect("utf8"),
         "--output",
@@ -457,4 +459,17 @@ fn one_failing_evaluation_leaves_the_others_results() {
     assert_eq!(doc["results"]["hellaswag"]["n"], 5);
     assert_eq!(doc["results"]["arc_easy"]["chunks_computed"], 0, "{doc:#}");
     assert!(!out.join(".journal").exists());
+    // What it says: the work read back, and that --limit asked for more rows than there are.
+    assert!(
+        text(&o).contains("note: arc_easy: 3 of 3 chunks were read back from the journal"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains(
+            "note: --limit 10: 2 task(s) have fewer rows, all of which were evaluated: arc_easy 6, hellaswag 5"
+        ),
+        "{}",
+        text(&o)
+    );
 }

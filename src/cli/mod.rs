@@ -334,15 +334,60 @@ fn finish(doc: &Value, a: &args::RunArgs, g: &args::Global, output: &Path) -> Re
 /// and with `--verbose` each evaluation's seconds, tokens, chunks and efficiency.
 fn notes(doc: &Value, verbose: bool) {
     let max_len = &doc["config"]["max_len"];
-    for (task, e) in doc["results"].as_object().into_iter().flatten() {
-        let n = |k: &str| e[k].as_u64().unwrap_or(0);
-        if n("truncated") > 0 {
+    // A --limit beyond a task's rows (a partial copy of a file, or a small MMLU subject).
+    let subset = &doc["config"]["subset"];
+    if let Some(limit) = subset["first"].as_u64().or(subset["sample"].as_u64()) {
+        let short: Vec<String> = doc["results"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(task, e)| e["n"].as_u64().filter(|&n| n < limit).map(|n| format!("{task} {n}")))
+            .collect();
+        if !short.is_empty() {
+            let more = short.len().saturating_sub(5);
             eprintln!(
-                "note: {task}: {} of {} rows were cut to fit the model's max length {max_len} (their earliest tokens dropped; `truncated` in samples_{task}.jsonl)",
-                n("truncated"),
-                n("n")
+                "note: --limit {limit}: {} task(s) have fewer rows, all of which were evaluated: {}{}",
+                short.len(),
+                short[..short.len().min(5)].join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
             );
         }
+    }
+    let cut: Vec<(&String, u64, u64)> = doc["results"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(task, e)| (task, e["truncated"].as_u64().unwrap_or(0), e["n"].as_u64().unwrap_or(0)))
+        .filter(|&(_, t, _)| t > 0)
+        .collect();
+    if cut.len() > 3 {
+        // One line for many (MMLU's subjects), not a line each.
+        let more = cut.len() - 5.min(cut.len());
+        let first: Vec<String> = cut.iter().take(5).map(|(t, c, n)| format!("{t} {c} of {n}")).collect();
+        eprintln!(
+            "note: rows of {} tasks were cut to fit the model's max length {max_len} (their earliest tokens dropped; \
+             `truncated` in their samples files): {}{}",
+            cut.len(),
+            first.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    } else {
+        for (task, t, n) in &cut {
+            eprintln!(
+                "note: {task}: {t} of {n} rows were cut to fit the model's max length {max_len} (their earliest tokens dropped; `truncated` in samples_{task}.jsonl)",
+            );
+        }
+    }
+    for (task, e) in doc["results"].as_object().into_iter().flatten() {
+        let n = |k: &str| e[k].as_u64().unwrap_or(0);
         if n("chunks_resumed") > 0 && !verbose {
             eprintln!(
                 "note: {task}: {} of {} chunks were read back from the journal of an earlier, unfinished run",

@@ -4,7 +4,7 @@
 //! as lm-eval does: `preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize())`.
 
 use crate::data::read_jsonl;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::LoadOptions;
 use evalkit_core::Evaluation;
 use serde::Deserialize;
@@ -41,12 +41,9 @@ enum Raw {
     },
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum LabelValue {
-    Int(usize),
-    Text(String),
-}
+/// A label as the files hold it: a number, or a number in a string (the original files); any
+/// other value is refused by [`convert`], naming the row.
+type LabelValue = serde_json::Value;
 
 /// lm-eval's `hellaswag.utils.preprocess`.
 ///
@@ -71,7 +68,22 @@ const SOURCE: &str = "https://github.com/rowanz/hellaswag (data/hellaswag_val.js
 
 /// Reads one part file.
 pub fn read(path: &std::path::Path) -> Result<Vec<Hellaswag>> {
-    convert(path, read_jsonl(path, "a HellaSwag validation file", SOURCE)?)
+    let raw = read_jsonl(path, "a HellaSwag validation file", SOURCE).map_err(|e| match e {
+        // serde's word for a row that is neither layout.
+        Error::Malformed {
+            path, line, message, ..
+        } if message.contains("untagged enum") => Error::Malformed {
+            path,
+            line,
+            field: "(row)".into(),
+            message: "neither layout: the original's fields `activity_label`, `ctx_a`, `ctx_b`, `endings` and \
+                      `label`, or the cleaned copy's `ctx`, `endings` and `label` (each a string, `endings` a \
+                      list of strings)"
+                .into(),
+        },
+        other => other,
+    })?;
+    convert(path, raw)
 }
 
 fn convert(path: &std::path::Path, raw: Vec<Raw>) -> Result<Vec<Hellaswag>> {
@@ -92,12 +104,14 @@ fn convert(path: &std::path::Path, raw: Vec<Raw>) -> Result<Vec<Hellaswag>> {
                     label,
                 ),
             };
-            let label = match label {
-                LabelValue::Int(n) => n,
-                LabelValue::Text(s) => s
-                    .parse()
-                    .map_err(|_| crate::data::malformed(path, i + 1, "label", format!("{s:?} is not an index")))?,
+            let index = match &label {
+                serde_json::Value::Number(n) => n.as_u64(),
+                serde_json::Value::String(s) => s.parse().ok(),
+                _ => None,
             };
+            let label = index.and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+                crate::data::malformed(path, i + 1, "label", format!("{label} is not an index of `endings`"))
+            })?;
             Ok(Hellaswag { ctx, endings, label })
         })
         .collect()
@@ -143,5 +157,19 @@ mod tests {
         let rows = super::read(&dir.path().join("hellaswag/hellaswag_val.jsonl")).unwrap();
         assert_eq!(rows[0].ctx, "Roof shingle removal: A man is sitting on a roof. He");
         assert_eq!(rows[0].label, 3);
+    }
+
+    #[test]
+    fn bad_rows_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part.jsonl");
+        let bad = |row: &str| {
+            std::fs::write(&path, row).unwrap();
+            super::read(&path).err().expect("refused").to_string()
+        };
+        let msg = bad(r#"{"ctx": "c", "endings": ["a", "b"], "label": -1}"#);
+        assert!(msg.contains("part.jsonl:1: field `label`: -1 is not an index"), "{msg}");
+        let msg = bad(r#"{"context": "c", "endings": ["a", "b"], "label": 1}"#);
+        assert!(msg.contains("part.jsonl:1: field `(row)`: neither layout"), "{msg}");
     }
 }
