@@ -135,3 +135,33 @@ fn killed_run_resumes_with_identical_results() {
         "the journal goes once results are written"
     );
 }
+
+/// Ctrl-C (SIGINT) stops a run with the shell's status for it, 130, saying where the finished
+/// chunks are journaled and that the same command resumes from them.
+#[test]
+fn ctrl_c_says_how_to_resume() {
+    let tmp = crate::tempdir!("ctrl-c");
+    let out = tmp.path().join("out");
+    let mut child = evalkit(&out).spawn().expect("starts");
+    let start = Instant::now();
+    while journaled_chunks(&out) < 5 {
+        assert!(
+            child.try_wait().expect("alive").is_none(),
+            "the run finished before Ctrl-C"
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "no chunk journaled in time");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: sends SIGINT to the child this test started (and has not reaped).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().expect("reaped");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: the finished chunks are journaled in")
+            && stderr.contains("the same command resumes from them"),
+        "{stderr}"
+    );
+    assert!(journaled_chunks(&out) >= 5 && !out.join("results.json").exists());
+}

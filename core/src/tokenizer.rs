@@ -176,8 +176,20 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// Fails unless every id the tokenizer can produce is a row of the model's output.
+    /// Fails unless every id the tokenizer can produce, and its BOS and EOS ids, are rows of
+    /// the model's output.
     pub fn check_fits(&self, model_vocab: usize) -> Result<()> {
+        if let Some(id) = self
+            .bos
+            .iter()
+            .chain(&self.eos)
+            .find(|&&id| usize::try_from(id).map_or(true, |i| i >= model_vocab))
+        {
+            return Err(self.err(format!(
+                "its BOS/EOS id {id} (config.json, generation_config.json or tokenizer_config.json) is outside \
+                 the model's vocabulary of {model_vocab} entries"
+            )));
+        }
         let max_id = self
             .inner
             .get_vocab(true)

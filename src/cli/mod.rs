@@ -264,6 +264,9 @@ fn run_process(
         }
         ev.raw_throughput = Some(raw);
     }
+    if share == Share::Whole {
+        say_on_interrupt(&s.output);
+    }
     let start = std::time::Instant::now();
     let end = ev
         .run_share(&s.output)
@@ -572,6 +575,39 @@ fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String
         }
     }
     Some(msg)
+}
+
+/// What Ctrl-C prints (set once, before the handler that reads it is installed).
+static INTERRUPTED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// On Ctrl-C (SIGINT), says that the run stopped and how to resume it, then exits with 130 as
+/// the default action would: every finished chunk is already journaled (each written whole), so
+/// nothing else needs doing on the way out.
+fn say_on_interrupt(output: &Path) {
+    extern "C" fn on_sigint(_: libc::c_int) {
+        if let Some(m) = INTERRUPTED.get() {
+            // SAFETY: `write` and `_exit` are async-signal-safe; the message was written before
+            // the handler was installed and is never changed.
+            unsafe {
+                libc::write(2, m.as_ptr().cast(), m.len());
+            }
+        }
+        // SAFETY: as above.
+        unsafe { libc::_exit(130) }
+    }
+    let message = format!(
+        "\ninterrupted: the finished chunks are journaled in {}; the same command resumes from them\n",
+        output.join(".journal").display()
+    );
+    if INTERRUPTED.set(message.into_bytes()).is_ok() {
+        // SAFETY: installs a handler that only calls async-signal-safe functions.
+        unsafe {
+            libc::signal(
+                libc::SIGINT,
+                on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+    }
 }
 
 /// An error's message with its causes, each said once (a cause whose text its wrapper already

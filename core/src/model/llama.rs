@@ -134,8 +134,14 @@ impl LlamaConfigFile {
             ));
         }
         let heads = self.num_attention_heads;
+        if heads <= 0 {
+            return Err(cfg_err("num_attention_heads", format!("{heads}: must be positive")));
+        }
         let kv_heads = self.num_key_value_heads.unwrap_or(heads);
-        if heads <= 0 || kv_heads <= 0 || heads % kv_heads != 0 {
+        if kv_heads <= 0 {
+            return Err(cfg_err("num_key_value_heads", format!("{kv_heads}: must be positive")));
+        }
+        if heads % kv_heads != 0 {
             return Err(cfg_err(
                 "num_key_value_heads",
                 format!("{kv_heads} does not divide num_attention_heads {heads}"),
