@@ -71,7 +71,14 @@ fn read_results(path: &Path) -> Result<Value> {
         path.to_path_buf()
     };
     let text = results_text(&file)?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))
+    let doc: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+    if !doc["results"].is_object() {
+        anyhow::bail!(
+            "{} has no `results` object: not an evalkit results file",
+            file.display()
+        );
+    }
+    Ok(doc)
 }
 
 /// The text of a run's results.json; a run that has not finished (its journal is there) says
@@ -315,6 +322,7 @@ fn run_process(
         // The process that started the workers prints the table and checks the gates.
         return Ok(if failed { 2 } else { 0 });
     }
+    stale_samples(&doc, &s.output);
     let code = finish(&doc, a, g, &s.output)?;
     Ok(if failed { 2 } else { code })
 }
@@ -575,6 +583,30 @@ fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String
         }
     }
     Some(msg)
+}
+
+/// Notes samples files in `output` that this run did not write (an earlier run's, perhaps of
+/// another model): they are left alone, but are not this run's.
+fn stale_samples(doc: &Value, output: &Path) {
+    let Ok(entries) = std::fs::read_dir(output) else {
+        return;
+    };
+    let mut stale: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| {
+            f.strip_prefix("samples_")
+                .and_then(|f| f.strip_suffix(".jsonl"))
+                .is_some_and(|task| doc["results"].get(task).is_none())
+        })
+        .collect();
+    stale.sort();
+    if !stale.is_empty() {
+        eprintln!(
+            "note: {} also holds {} from an earlier run, not this run's results",
+            output.display(),
+            stale.join(", ")
+        );
+    }
 }
 
 /// What Ctrl-C prints (set once, before the handler that reads it is installed).
