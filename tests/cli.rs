@@ -472,4 +472,16 @@ fn one_failing_evaluation_leaves_the_others_results() {
         "{}",
         text(&o)
     );
+    // A later run of fewer tasks into the same folder says which samples files are not its own.
+    let arc_only: Vec<&str> = args
+        .iter()
+        .map(|&a| if a == "arc_easy,hellaswag" { "arc_easy" } else { a })
+        .collect();
+    let o = evalkit(&arc_only);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("also holds samples_hellaswag.jsonl from an earlier run"),
+        "{}",
+        text(&o)
+    );
 }
