@@ -34,6 +34,19 @@ fn evalkit(out: &Path) -> Command {
     c
 }
 
+/// Waits until the running `child` has journaled `n` chunks into `out`.
+fn wait_for_chunks(child: &mut std::process::Child, out: &Path, n: usize) {
+    let start = Instant::now();
+    while journaled_chunks(out) < n {
+        assert!(
+            child.try_wait().expect("alive").is_none(),
+            "the run finished before it could be stopped"
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "no chunk journaled in time");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn journaled_chunks(out: &Path) -> usize {
     let Ok(dir) = std::fs::read_dir(out.join(".journal")) else {
         return 0;
@@ -76,15 +89,7 @@ fn killed_run_resumes_with_identical_results() {
     assert!(status.success());
 
     let mut child = evalkit(&killed).spawn().expect("starts");
-    let start = Instant::now();
-    while journaled_chunks(&killed) < 20 {
-        assert!(
-            child.try_wait().expect("alive").is_none(),
-            "the run finished before it could be killed"
-        );
-        assert!(start.elapsed() < Duration::from_secs(120), "no chunk journaled in time");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_chunks(&mut child, &killed, 20);
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
     let done_before = journaled_chunks(&killed);
@@ -143,15 +148,7 @@ fn ctrl_c_says_how_to_resume() {
     let tmp = crate::tempdir!("ctrl-c");
     let out = tmp.path().join("out");
     let mut child = evalkit(&out).spawn().expect("starts");
-    let start = Instant::now();
-    while journaled_chunks(&out) < 5 {
-        assert!(
-            child.try_wait().expect("alive").is_none(),
-            "the run finished before Ctrl-C"
-        );
-        assert!(start.elapsed() < Duration::from_secs(120), "no chunk journaled in time");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_chunks(&mut child, &out, 5);
     let pid = libc::pid_t::try_from(child.id()).expect("pid");
     // SAFETY: sends SIGINT to the child this test started (and has not reaped).
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
