@@ -147,6 +147,10 @@ pub enum Error {
     /// A request that the model cannot serve (an unsupported device, dtype or operation).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Several evaluations of a run failed, each on a row of its own (see
+    /// [`Error::is_evaluation_specific`]); each error on its own line.
+    #[error("{} evaluations failed:\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Evaluations(Vec<Error>),
 }
 
 impl Error {
@@ -190,21 +194,21 @@ impl Error {
         }
     }
 
-    /// Whether the error is one evaluation's own (a row it cannot score, a metric it cannot
-    /// compute, non-finite logits on its inputs) rather than the run's (files, the device, a
-    /// served model, shards): the run's other evaluations can still finish.
+    /// Whether the error is one evaluation's own — a row of its data it cannot score (an
+    /// answer out of range, a continuation longer than the model) — rather than the run's
+    /// (files, the model, the device, a served model, shards, non-finite logits): the run's
+    /// other evaluations can still finish, and their work stands.
     ///
     /// ```
     /// use evalkit_core::Error;
     /// let row = Error::Row { evaluation: "piqa".into(), row: 3, message: "too long".into() };
     /// assert!(row.is_evaluation_specific());
     /// assert!(!Error::Unsupported("bf16 on this device".into()).is_evaluation_specific());
+    /// let nan = Error::NonFinite { evaluation: "piqa".into(), what: "logits".into() };
+    /// assert!(!nan.is_evaluation_specific());
     /// ```
     pub fn is_evaluation_specific(&self) -> bool {
-        matches!(
-            self,
-            Error::Row { .. } | Error::Evaluation { .. } | Error::NonFinite { .. }
-        )
+        matches!(self, Error::Row { .. })
     }
 }
 

@@ -178,9 +178,10 @@ impl<'a> Evaluator<'a> {
         self.run_all(None)
     }
 
-    /// True when `dir` already holds results.
+    /// True when `dir` holds the results of a finished run (a run that stopped, or whose
+    /// evaluations did not all finish, keeps its journal there).
     pub fn done(dir: &Path) -> bool {
-        dir.join("results.json").is_file()
+        dir.join("results.json").is_file() && !dir.join(".journal").exists()
     }
 
     /// Runs every evaluation, resuming from `dir`'s journal, and writes `results.json` and
@@ -198,7 +199,10 @@ impl<'a> Evaluator<'a> {
                 world: self.options.share.world(),
                 journal: dir.join(".journal"),
             }),
-            RunEnd::Partial { mut failed, .. } => Err(failed.remove(0)),
+            RunEnd::Partial { mut failed, .. } => Err(match failed.len() {
+                1 => failed.remove(0),
+                _ => Error::Evaluations(failed),
+            }),
             RunEnd::Merging => Err(Error::Shards {
                 path: dir.join(".journal").join("merge.lock"),
                 message: format!(
@@ -275,13 +279,11 @@ impl<'a> Evaluator<'a> {
                         Err(err) => return Err(err),
                     }
                 }
-                if outcomes.is_empty() {
-                    for err in failed.iter().skip(1) {
-                        tracing::error!("{err}");
-                    }
-                    return Err(failed.remove(0));
+                match (outcomes.is_empty(), failed.len()) {
+                    (true, 1) => return Err(failed.remove(0)),
+                    (true, _) => return Err(Error::Evaluations(failed)),
+                    _ => outcomes,
                 }
-                outcomes
             }
             Share::Rank { rank, world } => {
                 shard::claim(&journal_dir, &self.shard_settings())?;
@@ -337,6 +339,23 @@ impl<'a> Evaluator<'a> {
             write_atomic(&dir.join(format!("samples_{}.jsonl", o.name)), body.as_bytes())?;
         }
         let mut doc = self.results_document(&outcomes);
+        if !failed.is_empty() {
+            // What is missing, and why, in the document itself.
+            let mut failures: Map<String, Value> = failed
+                .iter()
+                .filter_map(|e| match e {
+                    Error::Row { evaluation, .. } => Some((evaluation.clone(), json!(e.to_string()))),
+                    _ => None,
+                })
+                .collect();
+            for g in &self.groups {
+                if let Some(m) = g.members.iter().find(|m| failures.contains_key(m.as_str())) {
+                    let why = format!("not reported: its member `{m}` failed");
+                    failures.insert(g.name.clone(), json!(why));
+                }
+            }
+            doc["failed"] = Value::Object(failures);
+        }
         if let Share::Rank { world, .. } | Share::Merge { world } = self.options.share {
             self.account_shards(&mut doc, &journal_dir, world);
         }
@@ -579,4 +598,123 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Evaluator, Group, RunEnd};
+    use crate::kinds::{LlItem, Loglikelihood, LoglikelihoodTask, RowError};
+    use crate::model::{KvCache, Model};
+    use crate::{Error, Tokenizer};
+    use tch::{Device, Kind, Tensor};
+
+    /// Uniform next-token probabilities over four tokens.
+    struct Uniform;
+    impl Model for Uniform {
+        fn max_len(&self) -> usize {
+            32
+        }
+        fn vocab_size(&self) -> usize {
+            4
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+        fn describe(&self) -> String {
+            "uniform".into()
+        }
+        fn hidden_states(&self, ids: &Tensor, _: &Tensor, cache: Option<&mut KvCache>) -> crate::Result<Tensor> {
+            if let Some(c) = cache {
+                c.advance(ids.size()[1] as usize)
+            }
+            Ok(ids.zeros_like().to_kind(Kind::Float).unsqueeze(-1))
+        }
+        fn head(&self, h: &Tensor) -> crate::Result<Tensor> {
+            Ok(h.matmul(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu))))
+        }
+        fn new_cache(&self) -> Option<KvCache> {
+            Some(KvCache::new(0, 64))
+        }
+    }
+
+    /// A row, or one that cannot be read.
+    struct Row(bool);
+    impl Loglikelihood for Row {
+        fn get(&self) -> Result<LlItem, RowError> {
+            if self.0 {
+                Ok(LlItem {
+                    context: "a".into(),
+                    continuation: " b c".into(),
+                })
+            } else {
+                Err(RowError::new("field `text`: unreadable"))
+            }
+        }
+    }
+
+    fn tokenizer() -> Tokenizer {
+        let vocab = ["<s>", "a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as u32))
+            .collect();
+        let wl = tokenizers::models::wordlevel::WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("<s>".into())
+            .build()
+            .expect("vocabulary");
+        let mut t = tokenizers::Tokenizer::new(wl);
+        t.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
+        Tokenizer::from_parts(t, Some(0), vec![0])
+    }
+
+    fn task(name: &str, good: bool) -> Box<LoglikelihoodTask<Row>> {
+        Box::new(LoglikelihoodTask::new(
+            name,
+            (0..4).map(|i| Row(good || i != 2)).collect(),
+        ))
+    }
+
+    #[test]
+    fn a_failing_evaluation_leaves_the_others_and_its_group_out() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tok = tokenizer();
+        let mut ev = Evaluator::new(&Uniform, &tok);
+        ev.add(task("ok", true))
+            .add(task("bad", false))
+            .add(task("member", true));
+        ev.add_group(Group {
+            name: "pair".into(),
+            members: vec!["bad".into(), "member".into()],
+        });
+        let end = ev.run_share(tmp.path()).expect("runs");
+        let RunEnd::Partial { doc, failed } = end else {
+            panic!("{end:?}")
+        };
+        assert!(matches!(&failed[..], [Error::Row { evaluation, row: 2, .. }] if evaluation == "bad"));
+        assert_eq!(doc["results"]["ok"]["n"], 4);
+        assert!(doc["results"].get("bad").is_none() && doc["groups"].get("pair").is_none());
+        assert!(doc["failed"]["bad"].as_str().is_some_and(|m| m.contains("row 2")));
+        assert_eq!(doc["failed"]["pair"], "not reported: its member `bad` failed");
+        assert!(!Evaluator::done(tmp.path()), "the journal is kept, the run is not done");
+        // The library's `run` says what failed.
+        let e = ev.run(tmp.path()).expect_err("fails again");
+        assert!(
+            matches!(&e, Error::Row { evaluation, .. } if evaluation == "bad"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn when_every_evaluation_fails_each_error_is_returned() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tok = tokenizer();
+        let mut ev = Evaluator::new(&Uniform, &tok);
+        ev.add(task("one", false)).add(task("two", false));
+        let e = ev.run_share(tmp.path()).expect_err("nothing finished");
+        let Error::Evaluations(errors) = &e else { panic!("{e}") };
+        assert_eq!(errors.len(), 2);
+        assert!(e.to_string().contains("evaluation `one`, row 2") && e.to_string().contains("evaluation `two`, row 2"));
+        assert!(!tmp.path().join("results.json").exists());
+    }
 }

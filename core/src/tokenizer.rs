@@ -176,18 +176,15 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// Fails unless every id the tokenizer can produce, and its BOS and EOS ids, are rows of
-    /// the model's output.
+    /// Fails unless every id the tokenizer can produce, and the id put before whole texts (BOS,
+    /// else the first EOS), are rows of the model's output (another EOS id outside them stops
+    /// nothing, but is never fed to the model).
     pub fn check_fits(&self, model_vocab: usize) -> Result<()> {
-        if let Some(id) = self
-            .bos
-            .iter()
-            .chain(&self.eos)
-            .find(|&&id| usize::try_from(id).map_or(true, |i| i >= model_vocab))
-        {
+        let prefix = self.bos.or_else(|| self.eos.first().copied());
+        if let Some(id) = prefix.filter(|&id| usize::try_from(id).map_or(true, |i| i >= model_vocab)) {
             return Err(self.err(format!(
-                "its BOS/EOS id {id} (config.json, generation_config.json or tokenizer_config.json) is outside \
-                 the model's vocabulary of {model_vocab} entries"
+                "its BOS id {id} (else first EOS id; tokenizer_config.json, generation_config.json or \
+                 config.json) is outside the model's vocabulary of {model_vocab} entries"
             )));
         }
         let max_id = self

@@ -182,7 +182,8 @@ pub struct ModelArgs {
     /// 0.5 s, doubling); then the run stops, and a rerun resumes from its journal.
     #[arg(long, default_value_t = 5)]
     pub retries: usize,
-    /// Longest sequence the TorchScript module accepts.
+    /// Longest sequence the TorchScript module (or the served model, instead of its
+    /// tokenizer's config.json) accepts; a checkpoint's is its config's.
     #[arg(long, value_parser = positive)]
     pub max_len: Option<usize>,
     /// The TorchScript module's forward takes (ids, mask).

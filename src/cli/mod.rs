@@ -34,7 +34,9 @@ pub fn run() -> Result<u8> {
         Command::Run(a) => run_tasks(&a, &cli.global),
         Command::List => list(cli.global.format),
         Command::Show { path } => {
-            table::print_results(&read_results(&path)?, cli.global.format);
+            let doc = read_results(&path)?;
+            table::print_results(&doc, cli.global.format);
+            failed_notes(&doc, |_| true);
             Ok(0)
         }
         Command::Report { paths, output, rows } => write_report(&paths, output, rows, &cli.global),
@@ -271,13 +273,12 @@ fn run_process(
         }
         ev.raw_throughput = Some(raw);
     }
-    if share == Share::Whole {
-        say_on_interrupt(&s.output);
-    }
+    let interrupt_note = (share == Share::Whole).then(|| InterruptNote::install(&s.output));
     let start = std::time::Instant::now();
     let end = ev
         .run_share(&s.output)
         .with_context(|| format!("running into {}", s.output.display()))?;
+    drop(interrupt_note);
     let who = launch.map_or_else(String::new, |l| format!("shard {} of {}: ", l.rank, l.world));
     let doc = match end {
         RunEnd::Results(doc) => doc,
@@ -285,6 +286,10 @@ fn run_process(
             for e in errors {
                 print_error(&error_message(&e.into()));
             }
+            // The groups left out for them (the evaluations' own errors are above).
+            failed_notes(&doc, |name| {
+                doc["results"].get(name).is_none() && !ev.names().contains(&name)
+            });
             eprintln!(
                 "note: the other evaluations' results are written; the journal in {} is kept, so the \
                  same command, once the above is fixed, reuses their work",
@@ -585,6 +590,16 @@ fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String
     Some(msg)
 }
 
+/// Notes what a run's results lack (`failed` in results.json: evaluations that failed on their
+/// rows, groups left out for them), for the entries `which` picks.
+fn failed_notes(doc: &Value, which: impl Fn(&str) -> bool) {
+    for (name, why) in doc["failed"].as_object().into_iter().flatten() {
+        if which(name) {
+            eprintln!("note: {name}: {}", why.as_str().unwrap_or_default());
+        }
+    }
+}
+
 /// Notes samples files in `output` that this run did not write (an earlier run's, perhaps of
 /// another model): they are left alone, but are not this run's.
 fn stale_samples(doc: &Value, output: &Path) {
@@ -612,38 +627,75 @@ fn stale_samples(doc: &Value, output: &Path) {
 /// What Ctrl-C prints (set once, before the handler that reads it is installed).
 static INTERRUPTED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
 
-/// On Ctrl-C (SIGINT), says that the run stopped and how to resume it, then exits with 130 as
-/// the default action would: every finished chunk is already journaled (each written whole), so
-/// nothing else needs doing on the way out.
-fn say_on_interrupt(output: &Path) {
-    extern "C" fn on_sigint(_: libc::c_int) {
-        if let Some(m) = INTERRUPTED.get() {
-            // SAFETY: `write` and `_exit` are async-signal-safe; the message was written before
-            // the handler was installed and is never changed.
+/// While it lives, Ctrl-C (SIGINT) says that the run stopped and how to resume it, then ends
+/// the process by the signal, as it would have ended (so a shell loop over runs stops too):
+/// every finished chunk is already journaled (each written whole), so nothing else needs doing
+/// on the way out. A process started with SIGINT ignored (a background job) keeps ignoring it.
+struct InterruptNote {
+    previous: Option<libc::sigaction>,
+}
+
+impl InterruptNote {
+    fn install(output: &Path) -> InterruptNote {
+        extern "C" fn on_sigint(_: libc::c_int) {
+            if let Some(m) = INTERRUPTED.get() {
+                // SAFETY: `write` is async-signal-safe; the message was set before the handler
+                // was installed and never changes.
+                unsafe {
+                    libc::write(2, m.as_ptr().cast(), m.len());
+                }
+            }
+            // SAFETY: `raise` is async-signal-safe. The handler was installed with
+            // SA_RESETHAND, so the signal, delivered once this handler returns, takes its
+            // default action.
             unsafe {
-                libc::write(2, m.as_ptr().cast(), m.len());
+                libc::raise(libc::SIGINT);
             }
         }
-        // SAFETY: as above.
-        unsafe { libc::_exit(130) }
-    }
-    let message = format!(
-        "\ninterrupted: the finished chunks are journaled in {}; the same command resumes from them\n",
-        output.join(".journal").display()
-    );
-    if INTERRUPTED.set(message.into_bytes()).is_ok() {
-        // SAFETY: installs a handler that only calls async-signal-safe functions.
+        let message = format!(
+            "\ninterrupted: the finished chunks are journaled in {}; the same command resumes from them\n",
+            output.join(".journal").display()
+        );
+        if INTERRUPTED.set(message.into_bytes()).is_err() {
+            return InterruptNote { previous: None };
+        }
+        // SAFETY: plain sigaction calls on zero-initialised structs; the handler only calls
+        // async-signal-safe functions.
         unsafe {
-            libc::signal(
-                libc::SIGINT,
-                on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            );
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGINT, std::ptr::null(), &mut previous) != 0
+                || previous.sa_sigaction == libc::SIG_IGN
+            {
+                return InterruptNote { previous: None };
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESETHAND;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut()) != 0 {
+                return InterruptNote { previous: None };
+            }
+            InterruptNote {
+                previous: Some(previous),
+            }
+        }
+    }
+}
+
+impl Drop for InterruptNote {
+    /// The run's work is written: Ctrl-C goes back to what it did before.
+    fn drop(&mut self) {
+        if let Some(previous) = &self.previous {
+            // SAFETY: restores the disposition read in `install`.
+            unsafe {
+                libc::sigaction(libc::SIGINT, previous, std::ptr::null_mut());
+            }
         }
     }
 }
 
 /// An error's message with its causes, each said once (a cause whose text its wrapper already
-/// shows, such as an I/O error, is not repeated), and without the C++ stack trace libtorch
+/// ends with, such as an I/O error, is not repeated), and without the C++ stack trace libtorch
 /// appends to its messages (`Exception raised from … frame #0: …`).
 pub fn error_message(err: &anyhow::Error) -> String {
     let mut message = String::new();
@@ -654,7 +706,7 @@ pub fn error_message(err: &anyhow::Error) -> String {
             .next()
             .unwrap_or_default()
             .trim_end();
-        if !message.contains(text) {
+        if !message.ends_with(text) {
             if !message.is_empty() {
                 message.push_str(": ");
             }

@@ -60,12 +60,6 @@ fn source<'a>(a: &'a ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resul
             .context("a served model needs --tokenizer DIR (the served model's tokenizer.json)")?;
         return Ok(Source::Served { url, tokenizer });
     }
-    if a.max_len.is_some() {
-        // A checkpoint's length is its config's: a --max-len that does nothing is refused.
-        anyhow::bail!(
-            "--max-len is for --torchscript and a served model; a checkpoint's max length is its config.json's"
-        );
-    }
     if dir.is_file() {
         anyhow::bail!(
             "--model {} is a file: give the checkpoint's folder (with config.json, the safetensors and tokenizer.json)",
@@ -111,6 +105,13 @@ pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resu
         }
         Source::Served { url, tokenizer } => open_served(a, url, tokenizer),
         Source::Checkpoint(dir) => {
+            // A checkpoint's length is its config's: a --max-len that would do nothing is
+            // refused (here, not in `source`: `evalkit merge` reads older runs' commands).
+            if a.max_len.is_some() {
+                anyhow::bail!(
+                    "--max-len is for --torchscript and a served model; a checkpoint's max length is its config.json's"
+                );
+            }
             let mut opened = open_checkpoint(&dir, device, dtype)?;
             opened.name = model_name(a);
             Ok(opened)
@@ -165,7 +166,7 @@ fn open_served(a: &ModelArgs, url: &str, tok_dir: &Path) -> Result<OpenedModel> 
     };
     let mut opts = Served::options(url, max_len);
     opts.model = a.served_model.clone();
-    opts.in_flight = a.in_flight.max(1);
+    opts.in_flight = a.in_flight;
     opts.retries = a.retries;
     let tokenizer = Tokenizer::from_dir(tok_dir)?;
     let model = Served::connect(opts, tokenizer.clone())?;

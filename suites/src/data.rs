@@ -150,8 +150,8 @@ mod tests {
 
     #[test]
     fn a_file_without_rows_is_named_and_rows_map_to_their_lines() {
-        let dir = std::env::temp_dir().join(format!("evalkit-data-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let blank = dir.join("blank.jsonl");
         std::fs::write(&blank, "\n  \n").unwrap();
         match read_jsonl::<serde_json::Value>(&blank, "a test split", "nowhere") {
@@ -167,6 +167,5 @@ mod tests {
             2
         );
         assert_eq!((jsonl_line(&rows, 0), jsonl_line(&rows, 1)), (1, 3));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -55,12 +55,17 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> 
     let test = dir.join("test.jsonl");
     let rows: Vec<Gsm8k> = read_jsonl(&test, "GSM8K test (JSONL)", SOURCE)?;
     // The reference is the number after `#### `: an answer without it could never be matched.
-    if let Some(i) = rows.iter().position(|r| !r.answer.contains("#### ")) {
+    let bad: Vec<usize> = (0..rows.len()).filter(|&i| !rows[i].answer.contains("#### ")).collect();
+    if let Some(&i) = bad.first() {
+        let others = match bad.len() - 1 {
+            0 => String::new(),
+            n => format!(" ({n} more rows lack it)"),
+        };
         return Err(crate::data::malformed(
             &test,
             crate::data::jsonl_line(&test, i),
             "answer",
-            "no `#### N` line: the reference answer is the number after `#### `",
+            format!("no `#### N` line: the reference answer is the number after `#### `{others}"),
         ));
     }
     let k = opts
