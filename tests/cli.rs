@@ -450,6 +450,13 @@ fn one_failing_evaluation_leaves_the_others_results() {
     assert_eq!(doc["results"]["arc_easy"]["n"], 6);
     assert!(doc["results"].get("hellaswag").is_none());
     assert!(out.join(".journal").is_dir(), "the journal is kept");
+    assert!(doc["failed"]["hellaswag"].as_str().is_some_and(|m| m.contains("row 1")));
+    let shown = evalkit(&["show", out.to_str().expect("utf8")]);
+    assert!(
+        text(&shown).contains("note: hellaswag: evaluation `hellaswag`, row 1: answer index 7"),
+        "{}",
+        text(&shown)
+    );
 
     write_hellaswag(2);
     let o = evalkit(&args);
