@@ -76,12 +76,18 @@ pub enum Error {
         source: tch::TchError,
     },
     /// The model produced non-finite logits.
-    #[error("model produced non-finite logits ({what}) in evaluation `{evaluation}`")]
+    #[error(
+        "model produced non-finite logits ({what}) in evaluation `{evaluation}`{}",
+        rows_of(rows)
+    )]
     NonFinite {
         /// The evaluation.
         evaluation: String,
-        /// Where (batch, row).
+        /// What was being computed.
         what: String,
+        /// The rows of the dataset it happened on, or of the batch it happened in (empty where
+        /// not known); below the evaluation, positions in the batch, then its request indices.
+        rows: Vec<usize>,
     },
     /// A served model's endpoint failed or answered something unusable.
     #[error("{url}: {message}")]
@@ -153,6 +159,25 @@ pub enum Error {
     Evaluations(Vec<Error>),
 }
 
+/// ", rows 3, 4, 9" (the first eight, then how many more), or nothing.
+fn rows_of(rows: &[usize]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = rows.iter().take(8).map(ToString::to_string).collect();
+    let more = rows.len().saturating_sub(8);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        ", {} {}{more}",
+        if rows.len() == 1 { "row" } else { "in a batch of rows" },
+        shown.join(", ")
+    )
+}
+
 impl Error {
     /// Wraps an io error with the operation and the path.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -204,7 +229,7 @@ impl Error {
     /// let row = Error::Row { evaluation: "piqa".into(), row: 3, message: "too long".into() };
     /// assert!(row.is_evaluation_specific());
     /// assert!(!Error::Unsupported("bf16 on this device".into()).is_evaluation_specific());
-    /// let nan = Error::NonFinite { evaluation: "piqa".into(), what: "logits".into() };
+    /// let nan = Error::NonFinite { evaluation: "piqa".into(), what: "logits".into(), rows: vec![3] };
     /// assert!(!nan.is_evaluation_specific());
     /// ```
     pub fn is_evaluation_specific(&self) -> bool {

@@ -705,6 +705,63 @@ mod tests {
         );
     }
 
+    /// [`Uniform`], but non-finite logits after token `c`.
+    struct NanAfterC;
+    impl Model for NanAfterC {
+        fn max_len(&self) -> usize {
+            32
+        }
+        fn vocab_size(&self) -> usize {
+            4
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+        fn describe(&self) -> String {
+            "nan-after-c".into()
+        }
+        fn hidden_states(&self, ids: &Tensor, _: &Tensor, cache: Option<&mut KvCache>) -> crate::Result<Tensor> {
+            // Each position's own token id as its one hidden value.
+            if let Some(c) = cache {
+                c.advance(ids.size()[1] as usize)
+            }
+            Ok(ids.to_kind(Kind::Float).unsqueeze(-1))
+        }
+        fn head(&self, h: &Tensor) -> crate::Result<Tensor> {
+            // log(1 - [id = 3]): 0, or −∞ at every logit after a `c`.
+            let after_c = (h.eq(3.0).to_kind(Kind::Float).neg() + 1.0).log();
+            Ok(Uniform.head(h)? + after_c)
+        }
+        fn new_cache(&self) -> Option<KvCache> {
+            Some(KvCache::new(0, 64))
+        }
+    }
+
+    /// A row whose context ends in `c` or in `a`.
+    struct Ends(bool);
+    impl Loglikelihood for Ends {
+        fn get(&self) -> Result<LlItem, RowError> {
+            Ok(LlItem {
+                context: if self.0 { "a c" } else { "a" }.into(),
+                continuation: " b".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn non_finite_logits_name_their_rows() {
+        let tok = tokenizer();
+        let mut ev = Evaluator::new(&NanAfterC, &tok);
+        ev.add(Box::new(LoglikelihoodTask::new(
+            "poisoned",
+            (0..4).map(|i| Ends(i == 2)).collect(),
+        )));
+        ev.options.batch_size = Some(1);
+        let e = ev.evaluate().expect_err("NaN");
+        assert!(matches!(&e, Error::NonFinite { rows, .. } if rows == &[2]), "{e}");
+        assert!(e.to_string().ends_with("in evaluation `poisoned`, row 2"), "{e}");
+    }
+
     #[test]
     fn when_every_evaluation_fails_each_error_is_returned() {
         let tmp = tempfile::tempdir().expect("tempdir");

@@ -73,7 +73,8 @@ pub fn generate_batch<M: Model + ?Sized>(
             if row.iter().any(|x| x.is_nan()) {
                 return Err(Error::NonFinite {
                     evaluation: String::new(),
-                    what: format!("NaN logits while generating row {i}, step {step}"),
+                    what: format!("NaN logits while generating, step {step}"),
+                    rows: vec![i],
                 });
             }
             let t = choose_token(row, params.sampling, &mut rngs[i]);

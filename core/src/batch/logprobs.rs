@@ -123,6 +123,7 @@ fn non_finite() -> Error {
     Error::NonFinite {
         evaluation: String::new(),
         what: "NaN or infinite logits at a scored position".into(),
+        rows: vec![],
     }
 }
 

@@ -154,16 +154,24 @@ pub(crate) fn score_requests(
     }
     execute(env, name, key, &lengths, batch, |items, counts| {
         let batch: Vec<&ScoreRequest> = items.iter().map(|&i| &reqs[i]).collect();
-        env.model.score(&batch, share, counts).map_err(|e| name_error(name, e))
+        env.model
+            .score(&batch, share, counts)
+            .map_err(|e| name_error(name, items, e))
     })
 }
 
-/// Adds the evaluation's name to errors raised below it.
-pub(crate) fn name_error(name: &str, e: Error) -> Error {
+/// Adds the evaluation's name to errors raised below it; non-finite logits of a batch of
+/// requests `items` name their requests (those at the positions the error names, else all).
+pub(crate) fn name_error(name: &str, items: &[usize], e: Error) -> Error {
     match e {
-        Error::NonFinite { what, .. } => Error::NonFinite {
+        Error::NonFinite { what, rows, .. } => Error::NonFinite {
             evaluation: name.into(),
             what,
+            rows: if rows.is_empty() {
+                items.to_vec()
+            } else {
+                rows.iter().filter_map(|&p| items.get(p).copied()).collect()
+            },
         },
         Error::Unsupported(m) => Error::Evaluation {
             evaluation: name.into(),

@@ -192,7 +192,7 @@ impl<T: Generate> Kind<T> for GenerateKind {
             let batch: Vec<&GenerateRequest> = idx.iter().map(|&i| &requests[i]).collect();
             env.model
                 .generate(env.tokenizer, &batch, &self.params, counts)
-                .map_err(|e| name_error(name, e))
+                .map_err(|e| name_error(name, idx, e))
         })
     }
 

@@ -211,14 +211,25 @@ impl<T, K: Kind<T>> Evaluation for Task<T, K> {
         );
         let mut requests = vec![];
         let mut lowered = Vec::with_capacity(prep.rows.len());
+        // The row each request came from (errors of a batch name rows, not requests).
+        let mut owner = vec![];
         for &i in &prep.rows {
             fingerprint = fingerprint.row(i);
             let low = kind
                 .lower(i, &self.rows[i], &prompter.row(i), env, &mut fingerprint, &mut requests)
                 .map_err(|f| failed(i, f))?;
             lowered.push(low);
+            owner.resize(requests.len(), i);
         }
-        let (responses, stats) = kind.execute(env, name, &requests, prep.batch)?;
+        let (responses, stats) = kind.execute(env, name, &requests, prep.batch).map_err(|e| match e {
+            Error::NonFinite { evaluation, what, rows } => {
+                let mut rows: Vec<usize> = rows.iter().filter_map(|&r| owner.get(r).copied()).collect();
+                rows.sort_unstable();
+                rows.dedup();
+                Error::NonFinite { evaluation, what, rows }
+            }
+            other => other,
+        })?;
         let mut per_sample: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let (mut samples, mut inter, mut truncated) = (vec![], vec![], 0);
         // Every row must report the same metrics the same number of times, so that per-sample
