@@ -147,7 +147,17 @@ fn killed_run_resumes_with_identical_results() {
 fn ctrl_c_says_how_to_resume() {
     let tmp = crate::tempdir!("ctrl-c");
     let out = tmp.path().join("out");
-    let mut child = evalkit(&out).spawn().expect("starts");
+    let mut command = evalkit(&out);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only resets the signal's disposition between fork and exec (async-signal-safe),
+    // so that a test run started with SIGINT ignored (a background job) still tests Ctrl-C.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("starts");
     wait_for_chunks(&mut child, &out, 5);
     let pid = libc::pid_t::try_from(child.id()).expect("pid");
     // SAFETY: sends SIGINT to the child this test started (and has not reaped).

@@ -159,7 +159,8 @@ pub enum Error {
     Evaluations(Vec<Error>),
 }
 
-/// ", rows 3, 4, 9" (the first eight, then how many more), or nothing.
+/// ", row 3" or ", in a batch of rows 3, 4, 9" (the first eight, then how many more), or
+/// nothing.
 fn rows_of(rows: &[usize]) -> String {
     if rows.is_empty() {
         return String::new();

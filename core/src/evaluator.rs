@@ -185,9 +185,9 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Runs every evaluation, resuming from `dir`'s journal, and writes `results.json` and
-    /// `samples_<name>.jsonl` there. Returns the results document; where an evaluation failed
-    /// with an error of its own, that error, once the others' results are written
-    /// ([`RunEnd::Partial`]). In a sharded run
+    /// `samples_<name>.jsonl` there. Returns the results document; where evaluations failed on
+    /// rows of their own ([`RunEnd::Partial`]), their error ([`Error::Evaluations`] for
+    /// several), once the others' results are written. In a sharded run
     /// ([`RunOptions::share`]) a shard that is not the last to finish returns
     /// [`Error::ShardsPending`]; [`Evaluator::run_share`] tells that case apart.
     pub fn run(&self, dir: &Path) -> Result<Value> {
@@ -270,7 +270,8 @@ impl<'a> Evaluator<'a> {
         let mut failed = vec![];
         let outcomes = match self.options.share {
             Share::Whole => {
-                // An evaluation that fails on its own rows or settings does not stop the others.
+                // An evaluation that fails on a row of its data does not stop the others
+                // ([`Error::is_evaluation_specific`]); any other error stops the run.
                 let mut outcomes = vec![];
                 for e in &self.evaluations {
                     match self.run_one(e.as_ref(), Some(&journal_dir)) {
@@ -366,6 +367,8 @@ impl<'a> Evaluator<'a> {
                 .as_bytes(),
         )?;
         if !failed.is_empty() {
+            // The journal stays (made where no evaluation wrote one): the run is not done.
+            std::fs::create_dir_all(&journal_dir).map_err(|e| Error::io("creating journal", &journal_dir, e))?;
             return Ok(RunEnd::Partial { doc, failed });
         }
         if journal_dir.exists() {

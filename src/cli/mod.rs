@@ -1,6 +1,7 @@
 //! The CLI: parses arguments once into settings, then dispatches on the subcommand. Exit codes:
-//! 0 success, 1 a score gate (`--min`) failed, 2 an error (a task that failed to load or run is
-//! reported and the others still run; the exit status then is 2).
+//! 0 success, 1 a score gate (`--min`) failed, 2 an error (a task that failed to load, or whose
+//! run stopped on a row of its data, is reported and the others still run; the exit status
+//! then is 2).
 
 mod args;
 mod compare;
