@@ -165,7 +165,7 @@ mod tests {
         let path = dir.path().join("part.jsonl");
         let bad = |row: &str| {
             std::fs::write(&path, row).unwrap();
-            super::read(&path).err().expect("refused").to_string()
+            super::read(&path).expect_err("refused").to_string()
         };
         let msg = bad(r#"{"ctx": "c", "endings": ["a", "b"], "label": -1}"#);
         assert!(msg.contains("part.jsonl:1: field `label`: -1 is not an index"), "{msg}");
