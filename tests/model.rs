@@ -271,20 +271,20 @@ fn bad_checkpoints_name_the_file_and_field() {
         "{msg}"
     );
 
+    // The checkpoint's weights with one tensor replaced.
+    let with_tensor = |name: &str, replace: &dyn Fn(Tensor) -> Tensor| {
+        let tensors = Tensor::read_safetensors(model_dir("stories260K-hf").join("model.safetensors")).expect("read");
+        let changed: Vec<(String, Tensor)> = tensors
+            .into_iter()
+            .map(|(n, t)| if n == name { (n, replace(t)) } else { (n, t) })
+            .collect();
+        Tensor::write_safetensors(&changed, dir.join("model.safetensors")).expect("write");
+    };
+    let wrong_shape = |_| Tensor::zeros([16, 64], (Kind::Float, tch::Device::Cpu));
+
     // A tensor of the wrong shape: the file and the tensor are named.
     std::fs::write(dir.join("config.json"), &cfg).expect("write");
-    let tensors = Tensor::read_safetensors(dir.join("model.safetensors")).expect("read");
-    let broken: Vec<(String, Tensor)> = tensors
-        .into_iter()
-        .map(|(n, t)| {
-            if n == "model.layers.2.self_attn.k_proj.weight" {
-                (n, Tensor::zeros([16, 64], (Kind::Float, tch::Device::Cpu)))
-            } else {
-                (n, t)
-            }
-        })
-        .collect();
-    Tensor::write_safetensors(&broken, dir.join("model.safetensors")).expect("write");
+    with_tensor("model.layers.2.self_attn.k_proj.weight", &wrong_shape);
     let msg = load_err(dir);
     assert!(
         msg.contains("model.safetensors")
@@ -294,24 +294,13 @@ fn bad_checkpoints_name_the_file_and_field() {
     );
 
     // A weight stored as integers.
-    let tensors = Tensor::read_safetensors(model_dir("stories260K-hf").join("model.safetensors")).expect("read");
-    let ints: Vec<(String, Tensor)> = tensors
-        .into_iter()
-        .map(|(n, t)| {
-            if n == "model.norm.weight" {
-                (n, t.to_kind(Kind::Int))
-            } else {
-                (n, t)
-            }
-        })
-        .collect();
-    Tensor::write_safetensors(&ints, dir.join("model.safetensors")).expect("write");
+    with_tensor("model.norm.weight", &|t: Tensor| t.to_kind(Kind::Int));
     let msg = load_err(dir);
     assert!(
         msg.contains("`model.norm.weight`: stored as Int: a weight must be floating point"),
         "{msg}"
     );
-    Tensor::write_safetensors(&broken, dir.join("model.safetensors")).expect("write");
+    with_tensor("model.layers.2.self_attn.k_proj.weight", &wrong_shape);
 
     // A truncated weights file, and one too short for a header: the file is named, and what
     // is wrong with it.

@@ -236,6 +236,15 @@ impl Error {
     pub fn is_evaluation_specific(&self) -> bool {
         matches!(self, Error::Row { .. })
     }
+
+    /// The error of evaluations that failed on their own: the one error, or
+    /// [`Error::Evaluations`] of several. `failed` is not empty.
+    pub(crate) fn of_evaluations(mut failed: Vec<Error>) -> Error {
+        match failed.len() {
+            1 => failed.remove(0),
+            _ => Error::Evaluations(failed),
+        }
+    }
 }
 
 /// Adds the libtorch operation name to a `tch` result.

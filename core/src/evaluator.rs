@@ -199,10 +199,7 @@ impl<'a> Evaluator<'a> {
                 world: self.options.share.world(),
                 journal: dir.join(".journal"),
             }),
-            RunEnd::Partial { mut failed, .. } => Err(match failed.len() {
-                1 => failed.remove(0),
-                _ => Error::Evaluations(failed),
-            }),
+            RunEnd::Partial { failed, .. } => Err(Error::of_evaluations(failed)),
             RunEnd::Merging => Err(Error::Shards {
                 path: dir.join(".journal").join("merge.lock"),
                 message: format!(
@@ -280,11 +277,10 @@ impl<'a> Evaluator<'a> {
                         Err(err) => return Err(err),
                     }
                 }
-                match (outcomes.is_empty(), failed.len()) {
-                    (true, 1) => return Err(failed.remove(0)),
-                    (true, _) => return Err(Error::Evaluations(failed)),
-                    _ => outcomes,
+                if outcomes.is_empty() {
+                    return Err(Error::of_evaluations(failed));
                 }
+                outcomes
             }
             Share::Rank { rank, world } => {
                 shard::claim(&journal_dir, &self.shard_settings())?;
@@ -611,9 +607,13 @@ mod tests {
     use crate::{Error, Tokenizer};
     use tch::{Device, Kind, Tensor};
 
-    /// Uniform next-token probabilities over four tokens.
-    struct Uniform;
-    impl Model for Uniform {
+    /// A four-token model whose hidden value at each position is its token id: uniform
+    /// next-token probabilities, or (with `nan_after_c`) −∞ logits after token `c`.
+    struct Toy {
+        nan_after_c: bool,
+    }
+    const UNIFORM: Toy = Toy { nan_after_c: false };
+    impl Model for Toy {
         fn max_len(&self) -> usize {
             32
         }
@@ -624,16 +624,21 @@ mod tests {
             Device::Cpu
         }
         fn describe(&self) -> String {
-            "uniform".into()
+            format!("toy (nan after c: {})", self.nan_after_c)
         }
         fn hidden_states(&self, ids: &Tensor, _: &Tensor, cache: Option<&mut KvCache>) -> crate::Result<Tensor> {
             if let Some(c) = cache {
                 c.advance(ids.size()[1] as usize)
             }
-            Ok(ids.zeros_like().to_kind(Kind::Float).unsqueeze(-1))
+            Ok(ids.to_kind(Kind::Float).unsqueeze(-1))
         }
         fn head(&self, h: &Tensor) -> crate::Result<Tensor> {
-            Ok(h.matmul(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu))))
+            let uniform = h.matmul(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)));
+            if !self.nan_after_c {
+                return Ok(uniform);
+            }
+            // log(1 - [id = 3]): 0, or −∞ at every logit after a `c`.
+            Ok(uniform + (h.eq(3.0).to_kind(Kind::Float).neg() + 1.0).log())
         }
         fn new_cache(&self) -> Option<KvCache> {
             Some(KvCache::new(0, 64))
@@ -682,7 +687,7 @@ mod tests {
     fn a_failing_evaluation_leaves_the_others_and_its_group_out() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let tok = tokenizer();
-        let mut ev = Evaluator::new(&Uniform, &tok);
+        let mut ev = Evaluator::new(&UNIFORM, &tok);
         ev.add(task("ok", true))
             .add(task("bad", false))
             .add(task("member", true));
@@ -708,38 +713,6 @@ mod tests {
         );
     }
 
-    /// [`Uniform`], but non-finite logits after token `c`.
-    struct NanAfterC;
-    impl Model for NanAfterC {
-        fn max_len(&self) -> usize {
-            32
-        }
-        fn vocab_size(&self) -> usize {
-            4
-        }
-        fn device(&self) -> Device {
-            Device::Cpu
-        }
-        fn describe(&self) -> String {
-            "nan-after-c".into()
-        }
-        fn hidden_states(&self, ids: &Tensor, _: &Tensor, cache: Option<&mut KvCache>) -> crate::Result<Tensor> {
-            // Each position's own token id as its one hidden value.
-            if let Some(c) = cache {
-                c.advance(ids.size()[1] as usize)
-            }
-            Ok(ids.to_kind(Kind::Float).unsqueeze(-1))
-        }
-        fn head(&self, h: &Tensor) -> crate::Result<Tensor> {
-            // log(1 - [id = 3]): 0, or −∞ at every logit after a `c`.
-            let after_c = (h.eq(3.0).to_kind(Kind::Float).neg() + 1.0).log();
-            Ok(Uniform.head(h)? + after_c)
-        }
-        fn new_cache(&self) -> Option<KvCache> {
-            Some(KvCache::new(0, 64))
-        }
-    }
-
     /// A row whose context ends in `c` or in `a`.
     struct Ends(bool);
     impl Loglikelihood for Ends {
@@ -754,7 +727,7 @@ mod tests {
     #[test]
     fn non_finite_logits_name_their_rows() {
         let tok = tokenizer();
-        let mut ev = Evaluator::new(&NanAfterC, &tok);
+        let mut ev = Evaluator::new(&Toy { nan_after_c: true }, &tok);
         ev.add(Box::new(LoglikelihoodTask::new(
             "poisoned",
             (0..4).map(|i| Ends(i == 2)).collect(),
@@ -769,7 +742,7 @@ mod tests {
     fn when_every_evaluation_fails_each_error_is_returned() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let tok = tokenizer();
-        let mut ev = Evaluator::new(&Uniform, &tok);
+        let mut ev = Evaluator::new(&UNIFORM, &tok);
         ev.add(task("one", false)).add(task("two", false));
         let e = ev.run_share(tmp.path()).expect_err("nothing finished");
         let Error::Evaluations(errors) = &e else { panic!("{e}") };

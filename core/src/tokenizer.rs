@@ -180,14 +180,12 @@ impl Tokenizer {
     /// else the first EOS), are rows of the model's output (another EOS id outside them stops
     /// nothing, but is never fed to the model).
     pub fn check_fits(&self, model_vocab: usize) -> Result<()> {
-        let prefix = match self.bos {
-            Some(id) => Some(("BOS", id)),
-            None => self
-                .eos
-                .first()
-                .map(|&id| ("EOS (put before texts for want of a BOS)", id)),
-        };
-        if let Some((what, id)) = prefix.filter(|&(_, id)| usize::try_from(id).map_or(true, |i| i >= model_vocab)) {
+        let prefix = self.prefix_token().ok();
+        if let Some(id) = prefix.filter(|&id| usize::try_from(id).map_or(true, |i| i >= model_vocab)) {
+            let what = match self.bos {
+                Some(_) => "BOS",
+                None => "EOS (put before texts for want of a BOS)",
+            };
             return Err(self.err(format!(
                 "its {what} id {id} (tokenizer_config.json, generation_config.json or config.json) is outside \
                  the model's vocabulary of {model_vocab} entries"

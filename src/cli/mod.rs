@@ -288,9 +288,8 @@ fn run_process(
                 print_error(&error_message(&e.into()));
             }
             // The groups left out for them (the evaluations' own errors are above).
-            failed_notes(&doc, |name| {
-                doc["results"].get(name).is_none() && !ev.names().contains(&name)
-            });
+            let evaluations = ev.names();
+            failed_notes(&doc, |name| !evaluations.contains(&name));
             eprintln!(
                 "note: the other evaluations' results are written; the journal in {} is kept, so the \
                  same command, once the above is fixed, reuses their work",
@@ -361,16 +360,10 @@ fn notes(doc: &Value, verbose: bool) {
             .filter_map(|(task, e)| e["n"].as_u64().filter(|&n| n < limit).map(|n| format!("{task} {n}")))
             .collect();
         if !short.is_empty() {
-            let more = short.len().saturating_sub(5);
             eprintln!(
-                "note: --limit {limit}: {} task(s) have fewer rows, all of which were evaluated: {}{}",
+                "note: --limit {limit}: {} task(s) have fewer rows, all of which were evaluated: {}",
                 short.len(),
-                short[..short.len().min(5)].join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
+                first_five(&short)
             );
         }
     }
@@ -383,18 +376,12 @@ fn notes(doc: &Value, verbose: bool) {
         .collect();
     if cut.len() > 3 {
         // One line for many (MMLU's subjects), not a line each.
-        let more = cut.len() - 5.min(cut.len());
-        let first: Vec<String> = cut.iter().take(5).map(|(t, c, n)| format!("{t} {c} of {n}")).collect();
+        let all: Vec<String> = cut.iter().map(|(t, c, n)| format!("{t} {c} of {n}")).collect();
         eprintln!(
             "note: rows of {} tasks were cut to fit the model's max length {max_len} (their earliest tokens dropped; \
-             `truncated` in their samples files): {}{}",
+             `truncated` in their samples files): {}",
             cut.len(),
-            first.join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
+            first_five(&all)
         );
     } else {
         for (task, t, n) in &cut {
@@ -589,6 +576,15 @@ fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String
         }
     }
     Some(msg)
+}
+
+/// The first five of `items`, then how many more: `a, b, c, d, e and 3 more`.
+fn first_five(items: &[String]) -> String {
+    let shown = items[..items.len().min(5)].join(", ");
+    match items.len().saturating_sub(5) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
 }
 
 /// Notes what a run's results lack (`failed` in results.json: evaluations that failed on their

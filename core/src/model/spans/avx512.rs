@@ -150,8 +150,9 @@ unsafe fn heads<const D: usize, const G: usize>(
         *m = _mm512_set1_ps(_mm512_reduce_max_ps(*m));
     }
     // softmax · values in one pass: each vector of scores is read back where it was stored,
-    // exponentiated, its lanes past the span zeroed, summed, and weights its values: per dimension, sixteen keys at a time. The
-    // values' lanes past a span are not read (a NaN there never reaches this query).
+    // exponentiated, its lanes past the span zeroed, summed, and weights its values: per
+    // dimension, sixteen keys at a time. The values' lanes past a span are not read (a NaN
+    // there never reaches this query).
     let mut sum = [_mm512_setzero_ps(); G];
     let mut acc = [[_mm512_setzero_ps(); D]; G];
     let mut off = 0;
