@@ -5,11 +5,11 @@
 //! This is the CPU float32 path of [`super::packed::PackedBatch::attend`] for small head
 //! sizes. There, libtorch's flash attention spends its time on tiling and softmax bookkeeping
 //! rather than arithmetic (stories260K's heads are 8 wide), and padding the packed rows to
-//! rectangles for it costs as much again. Here each (query, head) takes two passes over its
-//! keys — scores, then `softmax · values` — in whole vectors of keys, with the queries split
-//! over libtorch's own threads ([`crate::threads`]): sixteen keys per vector on AVX-512
-//! ([`avx512`], values transposed like the keys), else eight ([`super::lanes`]: AVX2 when the
-//! CPU has it).
+//! rectangles for it costs as much again. Here attention takes two passes over the keys —
+//! scores, then `softmax · values` — with the queries split over libtorch's own threads
+//! ([`crate::threads`]): on AVX-512, sixteen queries of a request per vector, each key
+//! broadcast to them ([`avx512`]); else one query at a time, eight keys per vector
+//! ([`super::lanes`]: AVX2 when the CPU has it).
 
 #[cfg(target_arch = "x86_64")]
 use super::lanes::Avx2;
@@ -28,7 +28,7 @@ const PAD: usize = 16;
 /// `packed_attention` benchmark, one thread, AVX2: 8 wide 1.6 ms against 4.2 ms, 16 wide 3.1
 /// against 5.4; 32 wide, on the first version of this kernel, 10.5 against 8.1). On an
 /// AVX-512 Xeon the eight-lane kernel took 2.14 and 5.27 ms against libtorch's 3.35 and 4.1;
-/// the sixteen-lane one takes 1.77 and 3.15–3.54.
+/// the AVX-512 one takes 1.01 and 1.93.
 pub(crate) const HEAD_DIMS: [usize; 2] = [8, 16];
 
 /// The keys one query attends: `first` and then `second` (empty for a context token), as
@@ -95,19 +95,9 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale:
         )));
     }
     let scale = scale.unwrap_or(1.0 / (dim as f64).sqrt()) as f32;
-    // Queries (Q, heads, d); keys transposed (kv_heads, d, T + PAD) and zero-padded so scores
-    // vectorise along the keys with whole chunks; values in the kernel's layout
-    // ([`Kernel::transposed_values`]).
     let kernel = best_kernel();
     let flat = |x: Tensor, what: &str| -> Result<Vec<f32>> { Vec::<f32>::try_from(x.contiguous().view([-1])).op(what) };
-    let transposed = |x: &Tensor| x.squeeze_dim(0).transpose(1, 2).constant_pad_nd([0, PAD as i64]);
-    let qv = flat(q.squeeze_dim(0).transpose(0, 1), "reading queries")?;
-    let kt = flat(transposed(k), "reading keys")?;
-    let vv = if kernel.transposed_values() {
-        flat(transposed(v), "reading values")?
-    } else {
-        flat(v.squeeze_dim(0), "reading values")?
-    };
+    let threads = tch::get_num_threads().max(1) as usize;
     let shape = Shape {
         heads: heads as usize,
         rep: (heads / kv_heads) as usize,
@@ -116,14 +106,38 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[Spans], scale:
         dim: dim as usize,
         scale,
     };
-    let threads = tch::get_num_threads().max(1) as usize;
-    let inputs = Inputs {
-        q: &qv,
-        kt: &kt,
-        v: &vv,
-        spans,
+    let out = match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => {
+            // Queries transposed (heads, d, Q), so that a tile's queries lie in a vector;
+            // keys and values (kv_heads, T, d), each key's dimensions broadcast in turn.
+            let qt = flat(q.squeeze_dim(0).transpose(1, 2), "reading queries")?;
+            let kf = flat(k.squeeze_dim(0), "reading keys")?;
+            let vf = flat(v.squeeze_dim(0), "reading values")?;
+            // SAFETY: `Avx512` is only chosen where the CPU has AVX-512F (`best_kernel`).
+            unsafe {
+                match dim {
+                    8 => avx512::compute::<8>(&shape, &qt, &kf, &vf, spans, threads),
+                    _ => avx512::compute::<16>(&shape, &qt, &kf, &vf, spans, threads),
+                }
+            }
+        }
+        Kernel::Eight(lanes) => {
+            // Queries (Q, heads, d); keys transposed (kv_heads, d, T + PAD) and zero-padded so
+            // scores vectorise along the keys with whole chunks; values (kv_heads, T, d).
+            let kt = k.squeeze_dim(0).transpose(1, 2).constant_pad_nd([0, PAD as i64]);
+            let qv = flat(q.squeeze_dim(0).transpose(0, 1), "reading queries")?;
+            let kt = flat(kt, "reading keys")?;
+            let vv = flat(v.squeeze_dim(0), "reading values")?;
+            let inputs = Inputs {
+                q: &qv,
+                kt: &kt,
+                v: &vv,
+                spans,
+            };
+            compute(&shape, inputs, threads, lanes)
+        }
     };
-    let out = compute(&shape, inputs, threads, kernel);
     Tensor::from_slice(&out)
         .f_view([1, queries, heads * dim])
         .op("span attention output")
@@ -143,9 +157,9 @@ struct Shape {
     scale: f32,
 }
 
-/// The flattened operands: queries `(Q, heads, d)`, keys transposed `(kv_heads, d, T + PAD)`
-/// (zeros after the `T` keys), values `(kv_heads, T, d)` or, where the kernel says
-/// ([`Kernel::transposed_values`]), transposed and padded as the keys; and each query's spans.
+/// The flattened operands of the eight-lane kernels: queries `(Q, heads, d)`, keys transposed
+/// `(kv_heads, d, T + PAD)` (zeros after the `T` keys), values `(kv_heads, T, d)`; and each
+/// query's spans.
 #[derive(Clone, Copy)]
 struct Inputs<'a> {
     q: &'a [f32],
@@ -154,32 +168,24 @@ struct Inputs<'a> {
     spans: &'a [Spans],
 }
 
-/// Which instructions the inner loops use.
+/// Which kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
-    /// AVX-512 (foundation): sixteen keys per vector ([`avx512`]).
+    /// AVX-512 (foundation): sixteen queries per vector ([`avx512`]).
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// One query at a time, eight keys per vector ([`queries`]).
+    Eight(Lanes),
+}
+
+/// Which instructions the eight-lane kernel's inner loops use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lanes {
     /// AVX2 with fused multiply-adds.
     #[cfg(target_arch = "x86_64")]
     Avx2,
     /// What the target was compiled for.
     Portable,
-}
-
-impl Kernel {
-    /// Whether the kernel takes the values transposed `(kv_heads, d, T + PAD)` like the keys,
-    /// rather than `(kv_heads, T, d)`.
-    fn transposed_values(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            self == Kernel::Avx512
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    }
 }
 
 fn best_kernel() -> Kernel {
@@ -189,15 +195,15 @@ fn best_kernel() -> Kernel {
             return Kernel::Avx512;
         }
         if super::lanes::avx2_available() {
-            return Kernel::Avx2;
+            return Kernel::Eight(Lanes::Avx2);
         }
     }
-    Kernel::Portable
+    Kernel::Eight(Lanes::Portable)
 }
 
-/// The attention output `(Q, heads × d)`, row-major: contiguous runs of queries of about equal
-/// work, a few per thread, on `threads` of libtorch's threads.
-fn compute(s: &Shape, x: Inputs<'_>, threads: usize, kernel: Kernel) -> Vec<f32> {
+/// The attention output `(Q, heads × d)`, row-major, of the eight-lane kernel: contiguous runs
+/// of queries of about equal work, a few per thread, on `threads` of libtorch's threads.
+fn compute(s: &Shape, x: Inputs<'_>, threads: usize, kernel: Lanes) -> Vec<f32> {
     let spans = x.spans;
     let width = s.heads * s.dim;
     let mut out = vec![0f32; s.queries * width];
@@ -228,19 +234,12 @@ fn compute(s: &Shape, x: Inputs<'_>, threads: usize, kernel: Kernel) -> Vec<f32>
 }
 
 /// Runs queries `from..` (as many as `out` holds rows) with `kernel`.
-fn run_dim<const D: usize>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32], kernel: Kernel) {
+fn run_dim<const D: usize>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32], kernel: Lanes) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx512` is only chosen where the CPU has AVX-512F (`best_kernel`).
-        // Two heads at a time where they are 8 wide (their 16 accumulators fit the registers).
-        Kernel::Avx512 if D == 8 => unsafe { avx512::queries::<D, 2>(s, x, from, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Kernel::Avx512 => unsafe { avx512::queries::<D, 1>(s, x, from, out) },
-        #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx2` is only chosen where the CPU has AVX2 and FMA (`best_kernel`).
-        Kernel::Avx2 => unsafe { queries_avx2::<D>(s, x, from, out) },
-        Kernel::Portable => queries::<D, Portable>(s, x, from, out),
+        Lanes::Avx2 => unsafe { queries_avx2::<D>(s, x, from, out) },
+        Lanes::Portable => queries::<D, Portable>(s, x, from, out),
     }
 }
 
@@ -361,16 +360,16 @@ fn queries<const D: usize, V: F32x8>(s: &Shape, x: Inputs<'_>, from: usize, out:
 
 #[cfg(test)]
 mod tests {
-    use super::{best_kernel, compute, Kernel, Shape, Spans, PAD};
+    use super::{best_kernel, compute, Inputs, Kernel, Lanes, Shape, Spans, PAD};
 
     /// The kernels this CPU runs, the portable one first.
     fn kernels() -> Vec<Kernel> {
-        let mut all = vec![Kernel::Portable];
+        let mut all = vec![Kernel::Eight(Lanes::Portable)];
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
             if super::super::lanes::avx2_available() {
-                all.push(Kernel::Avx2);
+                all.push(Kernel::Eight(Lanes::Avx2));
             }
             if has!("avx512f") {
                 all.push(Kernel::Avx512);
@@ -387,16 +386,36 @@ mod tests {
             .collect()
     }
 
-    /// Values `(kv_heads, T, d)` in `kernel`'s layout.
-    fn values_for(kernel: Kernel, v: &[f32], tokens: usize, dim: usize) -> Vec<f32> {
-        if !kernel.transposed_values() {
-            return v.to_vec();
+    /// `kernel`'s attention of queries `q` `(Q, heads, d)` over keys `kt` transposed
+    /// `(kv_heads, d, T)` and values `v` `(kv_heads, T, d)`, each put in the kernel's layout.
+    fn run(kernel: Kernel, s: &Shape, x: Inputs<'_>, threads: usize) -> Vec<f32> {
+        let (tokens, dim) = (s.tokens, s.dim);
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                // Queries (heads, d, Q), keys (kv_heads, T, d).
+                let qt: Vec<f32> = (0..s.heads)
+                    .flat_map(|h| (0..dim).flat_map(move |d| (0..s.queries).map(move |i| (i, h, d))))
+                    .map(|(i, h, d)| x.q[(i * s.heads + h) * dim + d])
+                    .collect();
+                let k: Vec<f32> =
+                    x.kt.chunks_exact(dim * tokens)
+                        .flat_map(|head| (0..tokens).flat_map(move |j| (0..dim).map(move |d| head[d * tokens + j])))
+                        .collect();
+                // SAFETY: `kernels` lists `Avx512` only where the CPU has AVX-512F.
+                unsafe {
+                    match dim {
+                        8 => super::avx512::compute::<8>(s, &qt, &k, x.v, x.spans, threads),
+                        _ => super::avx512::compute::<16>(s, &qt, &k, x.v, x.spans, threads),
+                    }
+                }
+            }
+            Kernel::Eight(lanes) => {
+                // Each dimension's row of keys padded with PAD zeros.
+                let kt = padded(x.kt, tokens);
+                compute(s, Inputs { kt: &kt, ..x }, threads, lanes)
+            }
         }
-        let transposed: Vec<f32> = v
-            .chunks_exact(tokens * dim)
-            .flat_map(|head| (0..dim).flat_map(move |d| (0..tokens).map(move |t| head[t * dim + d])))
-            .collect();
-        padded(&transposed, tokens)
     }
 
     /// A context of 30 tokens, then segments of 9 and 7 tokens over it.
@@ -464,8 +483,6 @@ mod tests {
                 random(kv_heads * dim * tokens),
                 random(kv_heads * tokens * dim),
             );
-            // The kernels' key layout: each dimension's row padded with PAD zeros.
-            let kt_padded = padded(&kt, tokens);
             let mut want = vec![0f64; tokens * heads * dim];
             for (t, sp) in spans.iter().enumerate() {
                 for h in 0..heads {
@@ -498,14 +515,13 @@ mod tests {
             }
             let runs = kernels().into_iter().flat_map(|k| [(k, 1), (k, 2), (k, 3)]);
             for (kernel, threads) in runs {
-                let values = values_for(kernel, &v, tokens, dim);
-                let x = super::Inputs {
+                let x = Inputs {
                     q: &q,
-                    kt: &kt_padded,
-                    v: &values,
+                    kt: &kt,
+                    v: &v,
                     spans,
                 };
-                let got = compute(&s, x, threads, kernel);
+                let got = run(kernel, &s, x, threads);
                 let worst = got
                     .iter()
                     .zip(&want)
@@ -521,19 +537,19 @@ mod tests {
                 let row = heads * dim;
                 let q_some: Vec<f32> = some.iter().flat_map(|&t| q[t * row..(t + 1) * row].to_vec()).collect();
                 let spans_some: Vec<Spans> = some.iter().map(|&t| spans[t]).collect();
-                let x = super::Inputs {
+                let x = Inputs {
                     q: &q_some,
                     spans: &spans_some,
                     ..x
                 };
-                let got = compute(
+                let got = run(
+                    kernel,
                     &Shape {
                         queries: some.len(),
                         ..s
                     },
                     x,
                     threads,
-                    kernel,
                 );
                 for (i, &t) in some.iter().enumerate() {
                     for (g, w) in got[i * row..(i + 1) * row].iter().zip(&want[t * row..(t + 1) * row]) {
@@ -581,16 +597,14 @@ mod tests {
             ("key", &nan_keys, &clean_values, 0..dim),
             ("value", &clean_keys, &nan_values, 0..1),
         ] {
-            let kt = padded(kt, tokens);
             for kernel in kernels() {
-                let values = values_for(kernel, v, tokens, dim);
-                let x = super::Inputs {
+                let x = Inputs {
                     q: &q,
-                    kt: &kt,
-                    v: &values,
+                    kt,
+                    v,
                     spans: &spans,
                 };
-                let got = compute(&s, x, 1, kernel);
+                let got = run(kernel, &s, x, 1);
                 for (t, row) in got.chunks_exact(heads * dim).enumerate() {
                     let sees = (30..39).contains(&t) && t >= nan;
                     for (i, x) in row.iter().enumerate() {
