@@ -125,8 +125,11 @@ impl<'a> Evaluator<'a> {
 
     /// Records the training step of live weights in results.json (`config.step`): a training
     /// loop implements [`Model`] for its module and evaluates it every N steps, with no
-    /// checkpoint written (the seed design's `Evaluator.from_trainer`).
+    /// checkpoint written (the seed design's `Evaluator.from_trainer`). The step is part of
+    /// the journals' key ([`RunOptions::step`]): a journal that an interrupted run of another
+    /// step left in the output folder is not resumed.
     pub fn at_step(&mut self, step: u64) -> &mut Self {
+        self.options.step = Some(step);
         self.config.insert("step".into(), json!(step));
         self
     }
@@ -711,6 +714,27 @@ mod tests {
             matches!(&e, Error::Row { evaluation, .. } if evaluation == "bad"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_journal_resumes_only_at_its_own_step() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tok = tokenizer();
+        // A failing evaluation keeps the journal of the one that finished.
+        let run = |step: u64| {
+            let mut ev = Evaluator::new(&UNIFORM, &tok);
+            ev.add(task("ok", true)).add(task("bad", false)).at_step(step);
+            let end = ev.run_share(tmp.path()).expect("runs");
+            let RunEnd::Partial { doc, .. } = end else {
+                panic!("{end:?}")
+            };
+            assert_eq!(doc["config"]["step"], step);
+            let ok = &doc["results"]["ok"];
+            (ok["chunks_computed"].as_u64(), ok["chunks_resumed"].as_u64())
+        };
+        assert_eq!(run(1), (Some(1), Some(0)));
+        assert_eq!(run(1), (Some(0), Some(1)), "the same step resumes");
+        assert_eq!(run(2), (Some(1), Some(0)), "another step starts afresh");
     }
 
     /// A row whose context ends in `c` or in `a`.

@@ -34,6 +34,11 @@ where
     let plan = Plan::new(lengths, batch);
     let n = lengths.len();
     let key = key.str(&env.model.describe());
+    // Live weights change from step to step under one description.
+    let key = match env.options.step {
+        Some(step) => key.str(&format!("step {step}")),
+        None => key,
+    };
     let file = format!("{name}.journal.jsonl");
     let (rank, world) = match env.options.share {
         Share::Whole => {

@@ -69,6 +69,10 @@ pub struct RunOptions {
     pub chat: Option<ChatOptions>,
     /// This process's share of a data-parallel run (see [`crate::shard`]).
     pub share: Share,
+    /// The training step of the weights ([`crate::Evaluator::at_step`]): part of every
+    /// journal's key, so that a journal another step left in the output folder is started
+    /// afresh rather than resumed.
+    pub step: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -87,6 +91,7 @@ impl Default for RunOptions {
             system_instruction: None,
             chat: None,
             share: Share::Whole,
+            step: None,
         }
     }
 }
