@@ -154,7 +154,8 @@ pub enum Error {
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// Several evaluations of a run failed, each on a row of its own (see
-    /// [`Error::is_evaluation_specific`]); each error on its own line.
+    /// [`Error::is_evaluation_specific`]), or the last with an error that stopped the run;
+    /// each error on its own line.
     #[error("{} evaluations failed:\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Evaluations(Vec<Error>),
 }

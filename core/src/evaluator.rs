@@ -277,7 +277,12 @@ impl<'a> Evaluator<'a> {
                     match self.run_one(e.as_ref(), Some(&journal_dir)) {
                         Ok(o) => outcomes.push(o),
                         Err(err) if err.is_evaluation_specific() && self.evaluations.len() > 1 => failed.push(err),
-                        Err(err) => return Err(err),
+                        Err(err) => {
+                            // Said with the row failures before it, which it stops from being
+                            // written.
+                            failed.push(err);
+                            return Err(Error::of_evaluations(failed));
+                        }
                     }
                 }
                 if outcomes.is_empty() {
@@ -760,6 +765,24 @@ mod tests {
         let e = ev.evaluate().expect_err("NaN");
         assert!(matches!(&e, Error::NonFinite { rows, .. } if rows == &[2]), "{e}");
         assert!(e.to_string().ends_with("in evaluation `poisoned`, row 2"), "{e}");
+    }
+
+    #[test]
+    fn an_error_that_stops_the_run_comes_with_the_row_failures_before_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tok = tokenizer();
+        let mut ev = Evaluator::new(&Toy { nan_after_c: true }, &tok);
+        ev.add(task("bad", false)).add(Box::new(LoglikelihoodTask::new(
+            "poisoned",
+            (0..4).map(|i| Ends(i == 2)).collect(),
+        )));
+        let e = ev.run_share(tmp.path()).expect_err("NaN stops the run");
+        let Error::Evaluations(errors) = &e else { panic!("{e}") };
+        assert!(
+            matches!(&errors[..], [Error::Row { .. }, Error::NonFinite { .. }]),
+            "{e}"
+        );
+        assert!(!tmp.path().join("results.json").exists());
     }
 
     #[test]

@@ -64,8 +64,9 @@ fn tiles(spans: &[Spans]) -> Vec<Tile> {
     out
 }
 
-/// The attention output `(Q, heads × d)`, row-major, of queries `(heads, d, Q)` (transposed), keys and values `(kv_heads, T, d)`: runs of tiles of about equal work, a few per
-/// thread, on `threads` of libtorch's threads.
+/// The attention output `(Q, heads × d)`, row-major, of queries `(heads, d, Q)` (transposed),
+/// keys and values `(kv_heads, T, d)`: runs of tiles of about equal work, a few per thread, on
+/// `threads` of libtorch's threads.
 ///
 /// # Safety
 /// The CPU must have AVX-512F (`is_x86_feature_detected!("avx512f")`). Every other condition
@@ -213,7 +214,7 @@ unsafe fn run_tile<const D: usize>(
                     acc = _mm512_fmadd_ps(*qd, _mm512_set1_ps(*kj.add(d)), acc);
                 }
                 let acc = _mm512_mask_mov_ps(neg, *masks.get_unchecked(i), acc);
-                // A NaN score is kept in the maximum (the second operand's NaN is returned).
+                // A NaN score may be lost from the maximum; its exponential is still NaN.
                 max = _mm512_max_ps(max, acc);
                 _mm512_storeu_ps(sc.add(i * W), acc);
                 i += 1;
