@@ -1,6 +1,6 @@
 //! Attention over key spans on the CPU: each query attends one or two contiguous spans of
 //! the keys (its context, then its own segment), computed directly on the packed token row
-//! with no padding, gathers or masks.
+//! with no padding or gathers, and no mask beyond the lanes of a vector.
 //!
 //! This is the CPU float32 path of [`super::packed::PackedBatch::attend`] for small head
 //! sizes. There, libtorch's flash attention spends its time on tiling and softmax bookkeeping
@@ -20,15 +20,15 @@ use tch::{Device, Kind, Tensor};
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-/// Zeros after each transposed key (and value) row: a span's last whole vector, of up to
-/// sixteen keys, reads past the span's end.
-const PAD: usize = 16;
+/// Zeros after each transposed key row of the eight-lane kernel: a span's last whole vector
+/// reads past the span's end.
+const PAD: usize = LANES;
 
 /// The head sizes this path runs. From 32 wide libtorch's kernel is faster (the
 /// `packed_attention` benchmark, one thread, AVX2: 8 wide 1.6 ms against 4.2 ms, 16 wide 3.1
 /// against 5.4; 32 wide, on the first version of this kernel, 10.5 against 8.1). On an
 /// AVX-512 Xeon the eight-lane kernel took 2.14 and 5.27 ms against libtorch's 3.35 and 4.1;
-/// the AVX-512 one takes 1.01 and 1.93.
+/// the AVX-512 one takes 0.97 and 1.93.
 pub(crate) const HEAD_DIMS: [usize; 2] = [8, 16];
 
 /// The keys one query attends: `first` and then `second` (empty for a context token), as
@@ -439,8 +439,7 @@ mod tests {
     #[test]
     fn kernels_and_splits_equal_plain_attention() {
         // Also a context of 32 tokens (whole vectors of 8 and 16 keys) then a segment over it,
-        // and a query whose first span is empty; and head counts that the two-at-a-time heads
-        // of the AVX-512 kernel do not divide.
+        // and a query whose first span is empty; and head counts of 3 and 6.
         let mut whole: Vec<Spans> = (0..32)
             .map(|p| Spans {
                 first: (0, p + 1),
@@ -455,7 +454,33 @@ mod tests {
             first: (5, 5),
             second: (30, 34),
         });
-        let cases = [(layout(), 4, 2), (layout(), 3, 1), (whole.clone(), 3, 3), (whole, 6, 2)];
+        // And spans no packed batch makes, which the AVX-512 kernel's tiles must still take:
+        // a second span inside the others' first spans, second spans with a gap between them,
+        // and queries of no context (empty first spans) sharing a tile.
+        let mut odd: Vec<Spans> = (0..20)
+            .map(|p| Spans {
+                first: (0, p + 1),
+                second: (0, 0),
+            })
+            .collect();
+        for (first, second) in [((0, 5), (10, 12)), ((0, 10), (20, 22)), ((0, 10), (30, 31))] {
+            odd.push(Spans { first, second });
+        }
+        odd.extend((0..6).map(|p| Spans {
+            first: (23, 23),
+            second: (23, 23 + p + 1),
+        }));
+        odd.extend((0..7).map(|_| Spans {
+            first: (0, 36),
+            second: (0, 0),
+        }));
+        let cases = [
+            (layout(), 4, 2),
+            (layout(), 3, 1),
+            (whole.clone(), 3, 3),
+            (whole, 6, 2),
+            (odd, 2, 1),
+        ];
         for (spans, dim, (heads, kv_heads)) in cases
             .iter()
             .flat_map(|(spans, h, kv)| super::HEAD_DIMS.map(|dim| (spans, dim, (*h, *kv))))
@@ -564,15 +589,19 @@ mod tests {
     }
 
     /// A NaN key, or a NaN value, reaches exactly the queries that attend it, although the
-    /// whole-chunk reads of the others' spans load it too.
+    /// whole-vector reads of the others' spans (or a tile's keys, for all its queries) load it
+    /// too: one in the first segment, one in the context.
     #[test]
     fn a_nan_key_or_value_reaches_only_its_queries() {
         for dim in super::HEAD_DIMS {
-            nan_reaches_only_its_queries(dim);
+            // Inside the first segment (30..39), seen by its tokens 36..39.
+            nan_reaches_only_its_queries(dim, 36, |t| (36..39).contains(&t));
+            // Inside the context (0..30), seen by its tokens from 20 and by every segment's.
+            nan_reaches_only_its_queries(dim, 20, |t| t >= 20);
         }
     }
 
-    fn nan_reaches_only_its_queries(dim: usize) {
+    fn nan_reaches_only_its_queries(dim: usize, nan: usize, sees: impl Fn(usize) -> bool) {
         let spans = layout();
         let (heads, kv_heads, tokens) = (2, 1, spans.len());
         let s = Shape {
@@ -583,7 +612,6 @@ mod tests {
             dim,
             scale: 0.5,
         };
-        let nan = 36; // inside the first segment (30..39), seen by its tokens 36..39
         let q = vec![0.25f32; tokens * heads * dim];
         let clean_keys = vec![0f32; kv_heads * dim * tokens];
         let clean_values: Vec<f32> = (0..tokens * dim).map(|i| i as f32 / 100.0).collect();
@@ -606,9 +634,8 @@ mod tests {
                 };
                 let got = run(kernel, &s, x, 1);
                 for (t, row) in got.chunks_exact(heads * dim).enumerate() {
-                    let sees = (30..39).contains(&t) && t >= nan;
                     for (i, x) in row.iter().enumerate() {
-                        let poisoned = sees && nan_dims.contains(&(i % dim));
+                        let poisoned = sees(t) && nan_dims.contains(&(i % dim));
                         assert_eq!(
                             x.is_nan(),
                             poisoned,

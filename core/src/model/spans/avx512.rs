@@ -1,8 +1,9 @@
 //! The span kernel on AVX-512 registers with the queries across the lanes: sixteen queries of
 //! one packed request (a tile) per vector, so that every key and value is read once per tile
-//! and broadcast, the softmax's maximum and sum are lane-wise (no horizontal reductions per
-//! query), and no accumulator is spilled. On the `packed_attention` benchmark (one thread) it
-//! takes 1.01 ms at stories260K's heads (8 of 8 wide) and 1.93 ms at 8 of 16 wide, where the
+//! and query head and broadcast, the softmax's maximum and sum are lane-wise (no horizontal
+//! reductions per query), and no accumulator is spilled. On the `packed_attention` benchmark
+//! (one thread) it takes 0.97 ms at stories260K's heads (8 of 8 wide) and 1.93 ms at 8 of 16
+//! wide, where the
 //! kernel before it — sixteen keys per vector, one query (two heads) at a time — took 1.46 and
 //! 3.13 ms: that one's per-query reductions and spilled accumulators dominated.
 //!
@@ -19,8 +20,9 @@ use std::arch::x86_64::*;
 const W: usize = 16;
 
 /// Up to [`W`] consecutive queries whose first spans start at the same key, and the key ranges
-/// they attend together: `first` from that start to the furthest first-span end, `second`
-/// over their second spans (`(0, 0)` when none has one).
+/// the tile runs over: `first` from that start to the furthest first-span end, `second` from
+/// the earliest second-span start to the latest end, gaps between them included (`(0, 0)`
+/// when none has one). Every end is a span's end, so within the keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Tile {
     from: usize,
@@ -70,7 +72,8 @@ fn tiles(spans: &[Spans]) -> Vec<Tile> {
 ///
 /// # Safety
 /// The CPU must have AVX-512F (`is_x86_feature_detected!("avx512f")`). Every other condition
-/// the raw reads and writes rely on is asserted here.
+/// the raw reads and writes rely on is asserted here (the operands' sizes computed without
+/// overflow).
 pub(super) unsafe fn compute<const D: usize>(
     s: &Shape,
     q: &[f32],
@@ -85,10 +88,13 @@ pub(super) unsafe fn compute<const D: usize>(
         "query heads a whole multiple of the key heads"
     );
     assert_eq!(s.dim, D, "head size");
-    assert_eq!(q.len(), s.heads * D * s.queries, "queries (heads, d, Q)");
-    assert_eq!(k.len(), kv_heads * s.tokens * D, "keys (kv_heads, T, d)");
-    assert_eq!(v.len(), kv_heads * s.tokens * D, "values (kv_heads, T, d)");
+    let size = |a: usize, b: usize, c: usize| a.checked_mul(b).and_then(|ab| ab.checked_mul(c));
+    assert_eq!(Some(q.len()), size(s.heads, D, s.queries), "queries (heads, d, Q)");
+    assert_eq!(Some(k.len()), size(kv_heads, s.tokens, D), "keys (kv_heads, T, d)");
+    assert_eq!(Some(v.len()), size(kv_heads, s.tokens, D), "values (kv_heads, T, d)");
     assert_eq!(spans.len(), s.queries, "spans per query");
+    // Key indices are compared as unsigned 32-bit lanes.
+    assert!(u32::try_from(s.tokens).is_ok(), "{} tokens", s.tokens);
     for (t, sp) in spans.iter().enumerate() {
         for (a, b) in [sp.first, sp.second] {
             assert!(
@@ -160,10 +166,10 @@ unsafe fn run_tile<const D: usize>(
     assert!(tile.len <= W && tile.from + tile.len <= s.queries && out.len() == tile.len * width);
     // Each lane's bounds: its first span's end, its second span; lanes past the tile attend
     // nothing.
-    let (mut f1, mut s0, mut s1) = ([0i32; W], [0i32; W], [0i32; W]);
+    let (mut f1, mut s0, mut s1) = ([0u32; W], [0u32; W], [0u32; W]);
     for (lane, sp) in spans[tile.from..tile.from + tile.len].iter().enumerate() {
-        f1[lane] = sp.first.1 as i32;
-        (s0[lane], s1[lane]) = (sp.second.0 as i32, sp.second.1 as i32);
+        f1[lane] = sp.first.1;
+        (s0[lane], s1[lane]) = sp.second;
     }
     let (f1, s0, s1) = (
         _mm512_loadu_si512(f1.as_ptr().cast()),
@@ -172,12 +178,13 @@ unsafe fn run_tile<const D: usize>(
     );
     // The lanes that attend each key of the tile's ranges, in order (the same for every head).
     masks.clear();
+    // (Every index is below the tokens, which fit in 32 bits: asserted by `compute`.)
     for j in tile.first.0..tile.first.1 {
-        masks.push(_mm512_cmplt_epi32_mask(_mm512_set1_epi32(j as i32), f1));
+        masks.push(_mm512_cmplt_epu32_mask(_mm512_set1_epi32(j as i32), f1));
     }
     for j in tile.second.0..tile.second.1 {
         let at = _mm512_set1_epi32(j as i32);
-        masks.push(_mm512_cmple_epi32_mask(s0, at) & _mm512_cmplt_epi32_mask(at, s1));
+        masks.push(_mm512_cmple_epu32_mask(s0, at) & _mm512_cmplt_epu32_mask(at, s1));
     }
     let keys = masks.len();
     scores.resize(keys * W, 0.0);
@@ -191,8 +198,10 @@ unsafe fn run_tile<const D: usize>(
     for h in 0..s.heads {
         let kv = h / s.rep;
         // SAFETY (every pointer below): query row (h·D + d)·Q + from + lane with lane < len ≤
-        // Q − from lies in `q`; key and value rows (kv·T + j)·D + d with j < T (every range is
-        // within a span, asserted by `compute`) lie in `k` and `v`; score row i < keys.
+        // Q − from lies in `q`; key and value rows (kv·T + j)·D + d with j < T (each range's
+        // ends are spans' ends, within the tokens as `compute` asserts, as it asserts the
+        // operands' sizes, computed without overflow) lie in `k` and `v`; score row i < keys
+        // (as many as the masks, pushed over the same ranges).
         let qh = q.as_ptr().add(h * D * s.queries + tile.from);
         let scale = _mm512_set1_ps(s.scale);
         let mut qt = [_mm512_setzero_ps(); D];
@@ -289,6 +298,9 @@ mod tests {
         spans.extend((0..3).map(|p| span((0, 20), (20, 21 + p))));
         spans.extend((0..2).map(|p| span((0, 20), (23, 24 + p))));
         spans.push(span((25, 26), (0, 0)));
+        // Second spans with a gap between them: the tile runs over it.
+        spans.push(span((26, 27), (30, 32)));
+        spans.push(span((26, 27), (40, 41)));
         let got = tiles(&spans);
         assert_eq!(
             got,
@@ -310,6 +322,12 @@ mod tests {
                     len: 1,
                     first: (25, 26),
                     second: (0, 0)
+                },
+                Tile {
+                    from: 26,
+                    len: 2,
+                    first: (26, 27),
+                    second: (30, 41)
                 },
             ]
         );
