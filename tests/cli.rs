@@ -492,3 +492,71 @@ fn one_failing_evaluation_leaves_the_others_results() {
         text(&o)
     );
 }
+
+#[test]
+fn checkpoint_tensors_the_model_does_not_use_are_warned_of() {
+    use tch::{Kind, Tensor};
+    let tmp = crate::tempdir!("cli-unused-tensors");
+    let dir = tmp.path().join("model");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let shared = model_dir("stories260K-hf");
+    for f in [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(shared.join(f), dir.join(f)).expect("copy");
+    }
+    // A query bias the config does not ask for (`attention_bias`), and the rotary frequencies
+    // older checkpoints stored (the model computes them: no warning).
+    let mut tensors = Tensor::read_safetensors(shared.join("model.safetensors")).expect("read");
+    let extra = |name: &str, n: i64| (name.to_string(), Tensor::zeros([n], (Kind::Float, tch::Device::Cpu)));
+    tensors.push(extra("model.layers.0.self_attn.q_proj.bias", 64));
+    tensors.push(extra("model.layers.0.self_attn.rotary_emb.inv_freq", 4));
+    Tensor::write_safetensors(&tensors, dir.join("model.safetensors")).expect("write");
+    let out = tmp.path().join("out");
+    let run = |log: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_evalkit"));
+        c.args([
+            "run",
+            "-q",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--tasks",
+            "arc_easy",
+            "--limit",
+            "1",
+        ])
+        .arg("--model")
+        .arg(&dir)
+        .arg("--data-dir")
+        .arg(data_dir())
+        .arg("--output")
+        .arg(&out)
+        .env_remove("EVALKIT_LOG");
+        if let Some(level) = log {
+            c.env("EVALKIT_LOG", level);
+        }
+        c.output().expect("runs")
+    };
+    let o = run(None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: ")
+            && err.contains(
+                "1 tensor of the checkpoint is not used by the model: `model.layers.0.self_attn.q_proj.bias`"
+            )
+            && !err.contains("inv_freq"),
+        "{err}"
+    );
+    let o = run(Some("off"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("warning"), "{}", text(&o));
+    let o = run(Some("loud"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("EVALKIT_LOG=\"loud\" is no level"), "{err}");
+}

@@ -5,6 +5,7 @@
 
 mod args;
 mod compare;
+mod log;
 mod report;
 mod settings;
 mod shards;
@@ -30,6 +31,7 @@ pub fn run() -> Result<u8> {
             return Ok(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    log::init();
     tch::set_num_threads(cli.global.threads());
     match cli.command {
         Command::Run(a) => run_tasks(&a, &cli.global),

@@ -251,7 +251,7 @@ impl Gpt2 {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Gpt2 {
+        let model = Gpt2 {
             wte: w.get(&format!("{root}wte.weight"), &[c.vocab_size, h])?,
             wpe: w.get(&format!("{root}wpe.weight"), &[c.n_positions as i64, h])?,
             blocks,
@@ -261,7 +261,10 @@ impl Gpt2 {
             kind: dtype.kind(),
             device,
             path: dir.to_path_buf(),
-        })
+        };
+        // Older checkpoints store the causal mask (`attn.bias`, `attn.masked_bias`).
+        w.warn_unused(|n| n.ends_with(".attn.bias") || n.ends_with(".attn.masked_bias"));
+        Ok(model)
     }
 }
 

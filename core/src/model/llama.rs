@@ -410,7 +410,10 @@ impl Llama {
                 ),
             });
         }
-        Self::from_weights(&weights, config, dtype, device, dir)
+        let model = Self::from_weights(&weights, config, dtype, device, dir)?;
+        // Older checkpoints store the rotary frequencies, which the model computes.
+        weights.warn_unused(|n| n.ends_with(".rotary_emb.inv_freq"));
+        Ok(model)
     }
 
     /// Builds the model from named weights and a resolved configuration.

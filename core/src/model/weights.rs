@@ -8,13 +8,16 @@
 //! own memory; on GPT-2 small's 500 MB that cost about 0.3 s of start-up).
 
 use crate::error::{read_json, Error, Result, TorchContext};
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 /// The tensors of a checkpoint, by name, each with the file it came from.
 pub struct Weights {
     tensors: HashMap<String, (Tensor, PathBuf)>,
+    /// The names [`Weights::get`] has handed out (or been asked for).
+    taken: RefCell<HashSet<String>>,
     /// What errors name as the source when a tensor is missing (the file or the index).
     origin: PathBuf,
     kind: Kind,
@@ -59,6 +62,7 @@ impl Weights {
         }
         Ok(Weights {
             tensors,
+            taken: RefCell::default(),
             origin,
             kind,
             device,
@@ -76,6 +80,7 @@ impl Weights {
         let tensors = tensors.into_iter().map(|(n, t)| (n, (t, origin.clone()))).collect();
         Weights {
             tensors,
+            taken: RefCell::default(),
             origin,
             kind,
             device,
@@ -90,6 +95,7 @@ impl Weights {
     /// Takes the tensor `name`, checks that its shape is `shape`, and converts it to the
     /// model's dtype and device.
     pub fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
+        self.taken.borrow_mut().insert(name.to_string());
         let (t, file) = self.tensors.get(name).ok_or_else(|| Error::Tensor {
             path: self.origin.clone(),
             name: name.to_string(),
@@ -144,6 +150,63 @@ impl Weights {
             })
             .min()
             .map(|(_, name)| name.clone())
+    }
+
+    /// The checkpoint's tensors that no [`Weights::get`] took, sorted, but those `buffer`
+    /// says the model computes for itself (a causal mask, rotary frequencies): weights a
+    /// model built from them leaves out, as transformers warns of them ("Some weights of the
+    /// model checkpoint were not used").
+    ///
+    /// ```
+    /// use evalkit_core::model::weights::Weights;
+    /// use tch::{Device, Kind, Tensor};
+    /// let names = ["wte", "h.0.attn.bias", "h.0.q.bias", "h.0.q.weight"];
+    /// let w = Weights::from_tensors(
+    ///     names.map(|n| (n.to_string(), Tensor::zeros([1], (Kind::Float, Device::Cpu)))),
+    ///     "model.safetensors",
+    ///     Kind::Float,
+    ///     Device::Cpu,
+    /// );
+    /// w.get("wte", &[1])?;
+    /// w.get("h.0.q.weight", &[1])?;
+    /// assert_eq!(w.unused(|n| n.ends_with(".attn.bias")), ["h.0.q.bias"]);
+    /// # Ok::<(), evalkit_core::Error>(())
+    /// ```
+    pub fn unused(&self, buffer: impl Fn(&str) -> bool) -> Vec<String> {
+        let taken = self.taken.borrow();
+        let mut names: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|n| !taken.contains(n.as_str()) && !buffer(n))
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Warns (`tracing`) of the tensors [`Weights::unused`] returns, naming the first five
+    /// and how many in all: their model would compute something else than the checkpoint's.
+    pub fn warn_unused(&self, buffer: impl Fn(&str) -> bool) {
+        let unused = self.unused(buffer);
+        if unused.is_empty() {
+            return;
+        }
+        let shown: Vec<String> = unused.iter().take(5).map(|n| format!("`{n}`")).collect();
+        let more = match unused.len() {
+            n if n > 5 => format!(" and {} more", n - 5),
+            _ => String::new(),
+        };
+        let (what, are) = match unused.len() {
+            1 => ("tensor", "is"),
+            _ => ("tensors", "are"),
+        };
+        tracing::warn!(
+            "{}: {} {what} of the checkpoint {are} not used by the model: {}{more} (does \
+             config.json match the weights?)",
+            self.origin.display(),
+            unused.len(),
+            shown.join(", ")
+        );
     }
 
     /// Like [`Weights::get`], but `None` when the tensor is absent.
