@@ -332,6 +332,45 @@ fn bad_checkpoints_name_the_file_and_field() {
 }
 
 #[test]
+fn gpt2_reads_its_own_head_where_untied_and_ignores_a_stored_one_where_tied() {
+    crate::util::init();
+    let tmp = crate::tempdir!("gpt2-head");
+    let dir = tmp.path();
+    copy_checkpoint("tiny-gpt2-random", dir);
+    let ids = [15496i64, 995, 11, 314];
+    let tied = evalkit::core::load_checkpoint(dir, Default::default()).expect("tied");
+    let want = row_logits(tied.as_ref(), &ids);
+    let weights = Tensor::read_safetensors(model_dir("tiny-gpt2-random").join("model.safetensors")).expect("read");
+    let wte = weights
+        .iter()
+        .find(|(n, _)| n.ends_with("wte.weight"))
+        .map(|(_, t)| t.shallow_clone())
+        .expect("wte");
+    let write = |head: Option<Tensor>| {
+        let mut all: Vec<(String, Tensor)> = weights.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+        all.extend(head.map(|h| ("lm_head.weight".to_string(), h)));
+        Tensor::write_safetensors(&all, dir.join("model.safetensors")).expect("write");
+    };
+    // Tied (the default) with a head stored: the embedding is the head, as in transformers.
+    write(Some(Tensor::zeros_like(&wte)));
+    let m = evalkit::core::load_checkpoint(dir, Default::default()).expect("tied, head stored");
+    assert!(row_logits(m.as_ref(), &ids).allclose(&want, 0.0, 0.0, false));
+    // Untied: the stored head is read (a zero head gives zero logits), and one missing is named.
+    let cfg = std::fs::read_to_string(model_dir("tiny-gpt2-random").join("config.json")).expect("config");
+    let mut v: Value = serde_json::from_str(&cfg).expect("json");
+    v["tie_word_embeddings"] = Value::Bool(false);
+    std::fs::write(dir.join("config.json"), v.to_string()).expect("write");
+    let m = evalkit::core::load_checkpoint(dir, Default::default()).expect("untied");
+    assert_eq!(row_logits(m.as_ref(), &ids).abs().max().double_value(&[]), 0.0);
+    write(Some(wte.shallow_clone()));
+    let m = evalkit::core::load_checkpoint(dir, Default::default()).expect("untied, head = wte");
+    assert!(row_logits(m.as_ref(), &ids).allclose(&want, 1e-6, 1e-6, false));
+    write(None);
+    let msg = load_err(dir);
+    assert!(msg.contains("`lm_head.weight`") && msg.contains("missing"), "{msg}");
+}
+
+#[test]
 fn older_config_layout_and_reduced_precision_load() {
     crate::util::init();
     let tmp = crate::tempdir!("old-config");

@@ -203,6 +203,9 @@ impl Error {
     /// let oom = tch::TchError::Torch("CUDA out of memory. Tried to allocate 2.00 GiB".into());
     /// assert!(Error::torch("linear", oom).is_out_of_memory());
     /// assert!(!Error::Unsupported("out of memory".into()).is_out_of_memory());
+    /// let oom = tch::TchError::Torch("CUDA out of memory".into());
+    /// let row = Error::Row { evaluation: "arc".into(), row: 3, message: "answer 7".into() };
+    /// assert!(Error::Evaluations(vec![row, Error::torch("linear", oom)]).is_out_of_memory());
     /// ```
     pub fn is_out_of_memory(&self) -> bool {
         match self {
@@ -217,6 +220,8 @@ impl Error {
                 .iter()
                 .any(|s| m.contains(s))
             }
+            // The error that stopped a run comes after the rows that failed before it.
+            Error::Evaluations(all) => all.last().is_some_and(Error::is_out_of_memory),
             _ => false,
         }
     }

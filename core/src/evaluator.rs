@@ -123,14 +123,13 @@ impl<'a> Evaluator<'a> {
         self
     }
 
-    /// Records the training step of live weights in results.json (`config.step`): a training
-    /// loop implements [`Model`] for its module and evaluates it every N steps, with no
-    /// checkpoint written (the seed design's `Evaluator.from_trainer`). The step is part of
-    /// the journals' key ([`RunOptions::step`]): a journal that an interrupted run of another
+    /// Sets [`RunOptions::step`], the training step of live weights, recorded in results.json
+    /// (`config.step`): a training loop implements [`Model`] for its module and evaluates it
+    /// every N steps, with no checkpoint written (the seed design's `Evaluator.from_trainer`).
+    /// The step is part of the journals' key: a journal that an interrupted run of another
     /// step left in the output folder is not resumed.
     pub fn at_step(&mut self, step: u64) -> &mut Self {
         self.options.step = Some(step);
-        self.config.insert("step".into(), json!(step));
         self
     }
 
@@ -190,7 +189,9 @@ impl<'a> Evaluator<'a> {
     /// Runs every evaluation, resuming from `dir`'s journal, and writes `results.json` and
     /// `samples_<name>.jsonl` there. Returns the results document; where evaluations failed on
     /// rows of their own ([`RunEnd::Partial`]), their error ([`Error::Evaluations`] for
-    /// several), once the others' results are written. In a sharded run
+    /// several), once the others' results are written. An error that stops the run (an engine
+    /// or device error, non-finite logits) comes last in an [`Error::Evaluations`] after the
+    /// row failures before it, if any ([`Error::is_out_of_memory`] reads it there). In a sharded run
     /// ([`RunOptions::share`]) a shard that is not the last to finish returns
     /// [`Error::ShardsPending`]; [`Evaluator::run_share`] tells that case apart.
     pub fn run(&self, dir: &Path) -> Result<Value> {
@@ -557,6 +558,9 @@ impl<'a> Evaluator<'a> {
         }
         let o = &self.options;
         let mut config = self.config.clone();
+        if let Some(step) = o.step {
+            config.insert("step".into(), json!(step));
+        }
         config.insert("model".into(), json!(self.model.describe()));
         let device = format!("{:?}", self.model.device());
         config.insert("model_fingerprint".into(), json!(self.model_fingerprint(&device)));

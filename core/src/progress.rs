@@ -3,7 +3,32 @@
 //! scheduler runs) and shown in rows, the unit a user asked for.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
+
+/// The bar on screen, if any (with its [`Progress`]'s number): [`suspend`] clears it while
+/// other output is written.
+static SHOWN: Mutex<Option<(u64, indicatif::ProgressBar)>> = Mutex::new(None);
+/// Numbers the bars.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `f` — a write to the terminal, such as a warning — with the evaluation's progress bar
+/// cleared from the screen and drawn again after, so that the two do not share a line.
+///
+/// ```
+/// let p = evalkit_core::Progress::new("arc_easy");
+/// evalkit_core::progress::suspend(|| eprintln!("warning: a retry"));
+/// p.finish();
+/// ```
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    // The bar is cloned (a handle) so that `f` runs without the lock held.
+    let shown = SHOWN.lock().ok().and_then(|s| s.as_ref().map(|(_, bar)| bar.clone()));
+    match shown {
+        Some(bar) => bar.suspend(f),
+        None => f(),
+    }
+}
 
 /// A progress bar for one evaluation (hidden when stderr is not a terminal, as indicatif does).
 ///
@@ -13,6 +38,8 @@ use std::time::Instant;
 /// ```
 pub struct Progress {
     bar: indicatif::ProgressBar,
+    /// Its number in [`SHOWN`].
+    id: u64,
     rows: Cell<usize>,
     requests: Cell<usize>,
     requests_done: Cell<usize>,
@@ -28,8 +55,13 @@ impl Progress {
         // than `0/0 rows`.
         bar.set_style(indicatif::ProgressStyle::with_template("{msg:>24} reading its rows").expect("valid template"));
         bar.set_message(name.to_string());
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut shown) = SHOWN.lock() {
+            *shown = Some((id, bar.clone()));
+        }
         Progress {
             bar,
+            id,
             rows: Cell::new(0),
             requests: Cell::new(0),
             requests_done: Cell::new(0),
@@ -76,5 +108,21 @@ impl Progress {
     pub fn finish(&self) {
         self.bar.set_position(self.rows.get() as u64);
         self.bar.finish();
+        self.forget();
+    }
+
+    /// No longer the bar [`suspend`] clears (once finished, or dropped on an error).
+    fn forget(&self) {
+        if let Ok(mut shown) = SHOWN.lock() {
+            if shown.as_ref().is_some_and(|(id, _)| *id == self.id) {
+                *shown = None;
+            }
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.forget();
     }
 }

@@ -260,7 +260,7 @@ pub struct RunArgs {
     #[arg(long = "max", value_name = "TASK.METRIC=VALUE")]
     pub max_gates: Vec<String>,
     /// The training step of the checkpoint, recorded as `config.step` (report plots such runs
-    /// against it).
+    /// against it); part of the journal's key, so a journal another step left is not resumed.
     #[arg(long)]
     pub step: Option<u64>,
     /// Render every prompt through the checkpoint's chat template (lm-eval's

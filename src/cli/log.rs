@@ -1,9 +1,12 @@
-//! The library's `tracing` events on standard error, as the CLI's own notes are printed
-//! (`warning: …`): a served model's retries, checkpoint tensors the model does not use. The
+//! The library's `tracing` events on standard error, one line each as the CLI's notes and
+//! errors are printed (`warning: …`, prefixed `[shard R of N]` in a data-parallel run's
+//! processes, and written between the progress bar's redraws): a served model's retries,
+//! batches halved on running out of memory, checkpoint tensors the model does not use. The
 //! level is `warn`; `EVALKIT_LOG` sets another (`off`, `error`, `warn`, `info`, `debug`,
 //! `trace`).
 
 use std::fmt;
+use std::io::Write;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
@@ -22,10 +25,14 @@ pub fn init() {
         },
         Err(_) => (LevelFilter::WARN, None),
     };
+    let shard = evalkit::core::shard::Launch::from_env()
+        .ok()
+        .flatten()
+        .map_or_else(String::new, |l| format!("[shard {} of {}] ", l.rank, l.world));
     let installed = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .event_format(Plain)
+        .with_writer(|| BelowBar)
+        .event_format(Plain { shard })
         .try_init()
         .is_ok();
     if let Some(v) = bad.filter(|_| installed) {
@@ -33,8 +40,22 @@ pub fn init() {
     }
 }
 
-/// `level: message fields`, one line per event, no time or target.
-struct Plain;
+/// Standard error, written with the progress bar cleared ([`evalkit::core::progress::suspend`]).
+struct BelowBar;
+
+impl Write for BelowBar {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        evalkit::core::progress::suspend(|| std::io::stderr().write(buf))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// `level: message fields`, one line per event, no time or target; after the shard's prefix.
+struct Plain {
+    shard: String,
+}
 
 impl<S, N> FormatEvent<S, N> for Plain
 where
@@ -49,7 +70,7 @@ where
             Level::DEBUG => "debug",
             Level::TRACE => "trace",
         };
-        write!(writer, "{level}: ")?;
+        write!(writer, "{}{level}: ", self.shard)?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }

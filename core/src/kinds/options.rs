@@ -69,9 +69,9 @@ pub struct RunOptions {
     pub chat: Option<ChatOptions>,
     /// This process's share of a data-parallel run (see [`crate::shard`]).
     pub share: Share,
-    /// The training step of the weights ([`crate::Evaluator::at_step`]): part of every
-    /// journal's key, so that a journal another step left in the output folder is started
-    /// afresh rather than resumed.
+    /// The training step of the weights ([`crate::Evaluator::at_step`]): recorded in
+    /// results.json (`config.step`) and part of every journal's key, so that a journal another
+    /// step left in the output folder is started afresh rather than resumed.
     pub step: Option<u64>,
 }
 

@@ -1,5 +1,6 @@
 //! GPT-2: learned absolute positions, pre-norm LayerNorm with bias, `gelu_new` (tanh
-//! approximation), fused `c_attn`, and a head tied to the token embedding.
+//! approximation), fused `c_attn`, and a head tied to the token embedding (or its own, where
+//! `tie_word_embeddings` is false).
 //!
 //! Follows Radford et al. 2019 as implemented by Hugging Face
 //! `transformers/models/gpt2/modeling_gpt2.py`. Its `Conv1D` layers store weights as
@@ -41,6 +42,11 @@ pub struct Gpt2ConfigFile {
     pub scale_attn_weights: bool,
     /// End-of-sequence id(s).
     pub eos_token_id: Option<IdOrList>,
+    /// The head is the token embedding (`wte`), as in every GPT-2 release; `false` reads
+    /// `lm_head.weight` (a stored `lm_head.weight` of a tied model is ignored, as transformers
+    /// ignores it).
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
 }
 
 fn default_ln_eps() -> f64 {
@@ -168,6 +174,8 @@ impl Block {
 #[derive(Debug)]
 pub struct Gpt2 {
     wte: Tensor,
+    /// The output head: `wte` itself where tied.
+    lm_head: Tensor,
     wpe: Tensor,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
@@ -251,8 +259,14 @@ impl Gpt2 {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let wte = w.get(&format!("{root}wte.weight"), &[c.vocab_size, h])?;
+        let lm_head = match c.tie_word_embeddings {
+            true => wte.shallow_clone(),
+            false => w.get("lm_head.weight", &[c.vocab_size, h])?,
+        };
         let model = Gpt2 {
-            wte: w.get(&format!("{root}wte.weight"), &[c.vocab_size, h])?,
+            wte,
+            lm_head,
             wpe: w.get(&format!("{root}wpe.weight"), &[c.n_positions as i64, h])?,
             blocks,
             ln_f: LayerNorm::load(&w, &format!("{root}ln_f"), h, eps)?,
@@ -262,8 +276,13 @@ impl Gpt2 {
             device,
             path: dir.to_path_buf(),
         };
-        // Older checkpoints store the causal mask (`attn.bias`, `attn.masked_bias`).
-        w.warn_unused(|n| n.ends_with(".attn.bias") || n.ends_with(".attn.masked_bias"));
+        // Older checkpoints store the causal mask (`attn.bias`, `attn.masked_bias`), and tied
+        // ones sometimes the head.
+        w.warn_unused(|n| {
+            n.ends_with(".attn.bias")
+                || n.ends_with(".attn.masked_bias")
+                || (c.tie_word_embeddings && n == "lm_head.weight")
+        });
         Ok(model)
     }
 }
@@ -335,7 +354,7 @@ impl Model for Gpt2 {
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        Ok(hidden.linear::<Tensor>(&self.wte, None).to_kind(Kind::Float))
+        Ok(hidden.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float))
     }
 
     fn new_cache(&self) -> Option<KvCache> {

@@ -19,7 +19,7 @@ pub struct Bar {
     pub run: usize,
     /// The score.
     pub value: f64,
-    /// Standard error: the bar's 95% interval is ±1.96 of it.
+    /// Standard error: the bar's 95% interval is ±1.96 of it ([`interval`]).
     pub stderr: Option<f64>,
 }
 
@@ -102,7 +102,7 @@ impl Chart {
     fn height(&self) -> u32 {
         match self {
             Chart::Bars { bars, runs, .. } => 90 + 22 * bars.len() as u32 + 18 * runs.len() as u32,
-            Chart::Steps { .. } => 420,
+            Chart::Steps { lines, .. } => 390 + legend_layout(lines).1,
         }
     }
 
@@ -139,11 +139,31 @@ fn plot_error<E: std::error::Error + Send + Sync + 'static>(e: DrawingAreaErrorK
     anyhow::anyhow!("drawing a chart: {e}")
 }
 
-/// The interval a score's bar shows: value ± 1.96 standard errors.
-fn interval(value: f64, stderr: Option<f64>) -> (f64, f64) {
+/// The 95% interval of a score on `metric`: value ± 1.96 standard errors, within the values
+/// the metric can take ([`bounds`]: an accuracy of 0.015 ± 0.017 is [0, 0.032], not below 0).
+pub fn interval(metric: &str, value: f64, stderr: Option<f64>) -> (f64, f64) {
     match stderr.filter(|s| s.is_finite()) {
-        Some(s) => (value - 1.96 * s, value + 1.96 * s),
+        Some(s) => {
+            let (lo, hi) = bounds(metric);
+            ((value - 1.96 * s).max(lo), (value + 1.96 * s).min(hi))
+        }
         None => (value, value),
+    }
+}
+
+/// The values `metric` can take: accuracies (`acc`, `acc_*`), exact matches and pass@k are
+/// proportions in [0, 1], perplexities at least 1, bits per byte at least 0; any other metric
+/// (a benchmark's own) is taken as unbounded.
+fn bounds(metric: &str) -> (f64, f64) {
+    if metric == "acc" || metric.starts_with("acc_") || metric.starts_with("exact_match") || metric.starts_with("pass@")
+    {
+        (0.0, 1.0)
+    } else if metric.ends_with("perplexity") {
+        (1.0, f64::INFINITY)
+    } else if metric == "bits_per_byte" {
+        (0.0, f64::INFINITY)
+    } else {
+        (f64::NEG_INFINITY, f64::INFINITY)
     }
 }
 
@@ -188,7 +208,7 @@ where
 {
     let (lo, hi) = span(
         bars.iter().flat_map(|b| {
-            let (l, h) = interval(b.value, b.stderr);
+            let (l, h) = interval(metric, b.value, b.stderr);
             [l, h]
         }),
         true,
@@ -253,7 +273,7 @@ where
         );
         rect.set_margin(4, 4, 0, 0);
         chart.draw_series(std::iter::once(rect)).map_err(plot_error)?;
-        let (l, h) = interval(b.value, b.stderr);
+        let (l, h) = interval(metric, b.value, b.stderr);
         if b.stderr.is_some() {
             chart
                 .draw_series(std::iter::once(ErrorBar::new_horizontal(
@@ -289,13 +309,27 @@ where
     let (x0, x1) = span(points().map(|p| p.step), false);
     let (y0, y1) = span(
         points().flat_map(|p| {
-            let (l, h) = interval(p.value, p.stderr);
+            let (l, h) = interval(metric, p.value, p.stderr);
             [l, h]
         }),
         false,
     );
-    let mut chart = ChartBuilder::on(root)
-        .caption(format!("{metric} against the training step"), (FAMILY, 17))
+    // The title, then the legend above the plot (inside it, a legend hides the lines it names).
+    let (at, legend_height) = legend_layout(lines);
+    let (top, body) = root.split_vertically(legend_height);
+    top.titled(&format!("{metric} against the training step"), (FAMILY, 17))
+        .map_err(plot_error)?;
+    for (i, ((task, _), &(x, y))) in lines.iter().zip(&at).enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        top.draw(&PathElement::new(
+            vec![(x, y + 7), (x + 16, y + 7)],
+            colour.stroke_width(2),
+        ))
+        .map_err(plot_error)?;
+        top.draw(&Text::new(task.clone(), (x + 22, y), (FAMILY, 13)))
+            .map_err(plot_error)?;
+    }
+    let mut chart = ChartBuilder::on(&body)
         .margin(10)
         .x_label_area_size(34)
         .y_label_area_size(60)
@@ -310,32 +344,65 @@ where
         .label_style((FAMILY, 12))
         .draw()
         .map_err(plot_error)?;
-    for (i, (task, pts)) in lines.iter().enumerate() {
+    for (i, (_, pts)) in lines.iter().enumerate() {
         let colour = Palette99::pick(i).to_rgba();
         chart
             .draw_series(LineSeries::new(
                 pts.iter().map(|p| (p.step, p.value)),
                 colour.stroke_width(2),
             ))
-            .map_err(plot_error)?
-            .label(task.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+            .map_err(plot_error)?;
         chart
             .draw_series(pts.iter().map(|p| Circle::new((p.step, p.value), 3, colour.filled())))
             .map_err(plot_error)?;
         chart
             .draw_series(pts.iter().filter(|p| p.stderr.is_some()).map(|p| {
-                let (l, h) = interval(p.value, p.stderr);
+                let (l, h) = interval(metric, p.value, p.stderr);
                 ErrorBar::new_vertical(p.step, l, p.value, h, colour.stroke_width(1), 8)
             }))
             .map_err(plot_error)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FAMILY, 12))
-        .draw()
-        .map_err(plot_error)?;
     Ok(())
+}
+
+/// Where a steps chart's legend entries go — each line's swatch and task name, flowing in
+/// rows across the width below the 30 pixels of the title (names measured at 7 pixels a
+/// character, as the bars' labels are) — and the height of title and legend together.
+fn legend_layout(lines: &[(String, Vec<Point>)]) -> (Vec<(i32, i32)>, u32) {
+    let (mut x, mut y) = (12i32, 30i32);
+    let mut at = Vec::with_capacity(lines.len());
+    for (task, _) in lines {
+        let width = 22 + 7 * task.chars().count() as i32 + 18;
+        if x > 12 && x + width > WIDTH as i32 - 12 {
+            (x, y) = (12, y + 18);
+        }
+        at.push((x, y));
+        x += width;
+    }
+    let height = if lines.is_empty() { 34 } else { y + 18 + 6 };
+    (at, height as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interval;
+
+    #[test]
+    fn intervals_stay_within_the_metrics_range() {
+        let close = |(a, b): (f64, f64), (c, d): (f64, f64)| (a - c).abs() < 1e-12 && (b - d).abs() < 1e-12;
+        assert!(close(interval("acc", 0.5, Some(0.1)), (0.304, 0.696)));
+        assert!(close(
+            interval("acc_norm", 0.015, Some(0.0086)),
+            (0.0, 0.015 + 1.96 * 0.0086)
+        ));
+        assert!(close(
+            interval("exact_match_strict", 0.99, Some(0.01)),
+            (0.99 - 0.0196, 1.0)
+        ));
+        assert!(close(interval("perplexity", 1.2, Some(0.5)), (1.0, 1.2 + 0.98)));
+        assert!(close(interval("bits_per_byte", 0.1, Some(0.1)), (0.0, 0.296)));
+        // A benchmark's own metric may be negative.
+        assert!(close(interval("margin", 0.0, Some(1.0)), (-1.96, 1.96)));
+        assert!(close(interval("acc", 0.3, None), (0.3, 0.3)));
+    }
 }

@@ -173,7 +173,10 @@ fn results_table(runs: &[Run]) -> Vec<ResultRow> {
                             value: format!("{v:.4}"),
                             raw: v.to_string(),
                             interval: se
-                                .map(|s| format!("[{:.4}, {:.4}]", v - 1.96 * s, v + 1.96 * s))
+                                .map(|s| {
+                                    let (lo, hi) = charts::interval(&metric, v, Some(s));
+                                    format!("[{lo:.4}, {hi:.4}]")
+                                })
                                 .unwrap_or_default(),
                         },
                         None => Cell {
