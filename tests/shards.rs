@@ -348,8 +348,16 @@ fn merge_writes_the_results_a_dead_merger_left() {
         }
     }
     let out = tmp.path().join("sharded");
-    let shard = |rank| as_shard(evalkit_on(&model, &out, TASKS, 12, &[]), rank, 2);
+    // At a training step, which every shard must share (it keys their journals).
+    let at_step = |rank, step: &str| as_shard(evalkit_on(&model, &out, TASKS, 12, &["--step", step]), rank, 2);
+    let shard = |rank| at_step(rank, "7");
     ok(shard(0).output().expect("runs"));
+    let other = at_step(1, "8").output().expect("runs");
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        !other.status.success() && err.contains("settings other than the run's") && err.contains("step"),
+        "{err}"
+    );
     // The shard that would merge finds the lock of one that died while merging.
     std::fs::write(out.join(".journal").join("merge.lock"), "").expect("lock");
     let err = ok(shard(1).output().expect("runs"));
@@ -361,6 +369,7 @@ fn merge_writes_the_results_a_dead_merger_left() {
     // The results record the shards' command, devices and chunks, not the merge's.
     let (r, o) = (read(&out.join("results.json")), read(&one.join("results.json")));
     assert_eq!(r["config"]["command"][0], "run");
+    assert_eq!(r["config"]["step"], 7);
     assert_eq!(r["config"]["device"], "Cpu");
     for t in TASKS {
         assert_eq!(
