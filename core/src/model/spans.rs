@@ -207,18 +207,7 @@ fn compute(s: &Shape, x: Inputs<'_>, threads: usize, kernel: Lanes) -> Vec<f32> 
     let spans = x.spans;
     let width = s.heads * s.dim;
     let mut out = vec![0f32; s.queries * width];
-    let runs = if threads == 1 { 1 } else { 4 * threads };
-    let total: usize = spans.iter().map(Spans::keys).sum();
-    let mut bounds = vec![0usize];
-    let mut acc = 0;
-    for (t, sp) in spans.iter().enumerate() {
-        acc += sp.keys();
-        if bounds.len() < runs && acc * runs >= total * bounds.len() {
-            bounds.push(t + 1);
-        }
-    }
-    bounds.push(s.queries);
-    bounds.dedup();
+    let bounds = even_runs(spans.iter().map(Spans::keys), threads);
     let mut chunks = vec![];
     let mut rest = out.as_mut_slice();
     for pair in bounds.windows(2) {
@@ -231,6 +220,26 @@ fn compute(s: &Shape, x: Inputs<'_>, threads: usize, kernel: Lanes) -> Vec<f32> 
         _ => run_dim::<16>(s, x, *from, chunk, kernel),
     });
     out
+}
+
+/// Where runs of consecutive items of about equal cost start — a few per thread, or one on
+/// one thread — then the number of items: the bounds of the runs, each run a part for
+/// [`crate::threads::parallel_parts`].
+fn even_runs(costs: impl Iterator<Item = usize> + Clone, threads: usize) -> Vec<usize> {
+    let runs = if threads == 1 { 1 } else { 4 * threads };
+    let total: usize = costs.clone().sum();
+    let mut bounds = vec![0usize];
+    let (mut acc, mut items) = (0, 0);
+    for (i, cost) in costs.enumerate() {
+        acc += cost;
+        items = i + 1;
+        if bounds.len() < runs && acc * runs >= total * bounds.len() {
+            bounds.push(i + 1);
+        }
+    }
+    bounds.push(items);
+    bounds.dedup();
+    bounds
 }
 
 /// Runs queries `from..` (as many as `out` holds rows) with `kernel`.
@@ -646,6 +655,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn runs_split_items_by_cost() {
+        assert_eq!(super::even_runs([5, 1, 1, 1, 1, 1].into_iter(), 1), [0, 6]);
+        // Eight runs on two threads: a run ends once its share of the cost is reached (the
+        // costly first item covers four shares, so the next runs take an item each), the last
+        // run takes the rest.
+        assert_eq!(
+            super::even_runs([8, 1, 1, 1, 1, 1, 1, 1, 1].into_iter(), 2),
+            [0, 1, 2, 3, 4, 5, 6, 7, 9]
+        );
+        assert_eq!(
+            super::even_runs([1; 16].into_iter(), 2),
+            [0, 2, 4, 6, 8, 10, 12, 14, 16]
+        );
+        assert_eq!(super::even_runs(std::iter::empty(), 2), [0]);
     }
 
     #[test]

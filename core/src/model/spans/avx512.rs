@@ -108,18 +108,7 @@ pub(super) unsafe fn compute<const D: usize>(
     let mut out = vec![0f32; s.queries * width];
     let tiles = tiles(spans);
     // Runs of consecutive tiles of about equal keys (a tile costs its keys, whatever its lanes).
-    let runs = if threads == 1 { 1 } else { 4 * threads };
-    let total: usize = tiles.iter().map(Tile::keys).sum();
-    let mut bounds = vec![0usize];
-    let mut acc = 0;
-    for (i, tile) in tiles.iter().enumerate() {
-        acc += tile.keys();
-        if bounds.len() < runs && acc * runs >= total * bounds.len() {
-            bounds.push(i + 1);
-        }
-    }
-    bounds.push(tiles.len());
-    bounds.dedup();
+    let bounds = super::even_runs(tiles.iter().map(Tile::keys), threads);
     let mut parts = vec![];
     let mut rest = out.as_mut_slice();
     for pair in bounds.windows(2) {
