@@ -25,10 +25,7 @@ pub fn init() {
         },
         Err(_) => (LevelFilter::WARN, None),
     };
-    let shard = evalkit::core::shard::Launch::from_env()
-        .ok()
-        .flatten()
-        .map_or_else(String::new, |l| format!("[shard {} of {}] ", l.rank, l.world));
+    let shard = super::shard_prefix();
     let installed = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(|| BelowBar)

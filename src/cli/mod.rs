@@ -715,15 +715,21 @@ pub fn error_message(err: &anyhow::Error) -> String {
     message
 }
 
+/// `[shard R of N] ` in a process of a data-parallel run (its launcher's environment), else
+/// nothing: what the process's errors and warnings start with.
+pub fn shard_prefix() -> String {
+    evalkit::core::shard::Launch::from_env()
+        .ok()
+        .flatten()
+        .map_or_else(String::new, |l| format!("[shard {} of {}] ", l.rank, l.world))
+}
+
 /// Prints `error: MESSAGE` to stderr in one write, led by the shard in a sharded run
 /// (`[shard R of N] `): the shards of `--shards` share the terminal, and a message written
 /// in pieces would interleave with theirs.
 pub fn print_error(message: &str) {
     use std::io::Write;
-    let who = evalkit::core::shard::Launch::from_env()
-        .ok()
-        .flatten()
-        .map_or_else(String::new, |l| format!("[shard {} of {}] ", l.rank, l.world));
+    let who = shard_prefix();
     let _ = std::io::stderr().write_all(format!("{who}error: {message}\n").as_bytes());
 }
 
