@@ -398,3 +398,82 @@ fn hellaswag_original_layout_and_mmlu_fewshot_follow_lm_eval() {
         serde_json::json!([" A", " B", " C", " D"])
     );
 }
+
+/// The HumanEval problems as stored.
+fn humaneval_rows() -> Vec<evalkit::suites::humaneval::HumanEval> {
+    let text = std::fs::read_to_string(data_dir().join("humaneval/HumanEval.jsonl")).expect("HumanEval.jsonl");
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("a HumanEval row"))
+        .collect()
+}
+
+#[test]
+fn humaneval_canonical_solutions_pass_their_tests() {
+    use evalkit::suites::humaneval::{python, run, Outcome, TIMEOUT};
+    let py = python().expect("HumanEval needs python3");
+    let rows = humaneval_rows();
+    assert_eq!(rows.len(), 164);
+    // Both cores, each taking every other problem.
+    let failed: Vec<String> = std::thread::scope(|s| {
+        let halves: Vec<_> = (0..2)
+            .map(|half| {
+                let (rows, py) = (&rows, &py);
+                s.spawn(move || {
+                    rows.iter()
+                        .skip(half)
+                        .step_by(2)
+                        .filter_map(|r| match run(py, &r.program(&r.canonical_solution), TIMEOUT) {
+                            Outcome::Passed => None,
+                            other => Some(format!("{}: {other:?}", r.task_id)),
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        halves.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+    });
+    assert!(failed.is_empty(), "canonical solutions failing: {failed:?}");
+    // The prompt alone (a function with no body after its docstring returns None) fails.
+    let first = &rows[0];
+    assert!(!run(&py, &first.program(""), TIMEOUT).passed());
+}
+
+#[test]
+fn humaneval_programs_run_as_lm_evals_code_eval_runs_them() {
+    use evalkit::suites::humaneval::{python, run, Outcome};
+    use std::time::{Duration, Instant};
+    let py = python().expect("HumanEval needs python3");
+    let short = Duration::from_millis(500);
+    let failed = |program: &str, why: &str| match run(&py, program, short) {
+        Outcome::Failed(message) => assert!(message.contains(why), "{program:?}: {message}"),
+        other => panic!("{program:?} should fail with {why}: {other:?}"),
+    };
+    assert_eq!(run(&py, "x = 1\nassert x == 1", short), Outcome::Passed);
+    failed("assert 1 == 2", "AssertionError");
+    failed("def f(:\n  pass", "SyntaxError");
+    // Leaving early is no pass: SystemExit is an exception, `exit` is disabled, and a process
+    // ended from inside reports no verdict.
+    failed("import sys\nsys.exit(0)", "SystemExit");
+    failed("exit(0)", "TypeError");
+    failed("import os\nos._exit(0)", "without a verdict");
+    // Output is swallowed (even a lot of it), input raises, destructive calls are disabled.
+    assert_eq!(
+        run(&py, "for i in range(200000):\n    print(i)", short),
+        Outcome::Passed
+    );
+    failed("input()", "OSError");
+    failed("import os\nos.remove('x')", "TypeError");
+    failed("import subprocess\nsubprocess.run(['true'])", "TypeError");
+    // The program runs in fresh globals, not as `__main__`.
+    assert_eq!(
+        run(&py, "if __name__ == '__main__':\n    raise ValueError", short),
+        Outcome::Passed
+    );
+    // The alarm stops a loop; a loop that swallows it is killed a second later.
+    let t = Instant::now();
+    assert_eq!(run(&py, "while True:\n    pass", short), Outcome::TimedOut);
+    let stubborn =
+        "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass";
+    assert_eq!(run(&py, stubborn, short), Outcome::TimedOut);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}

@@ -8,6 +8,10 @@ turn where it would end a sentence (generation must stop there), Qwen2's ChatML 
 core/tests/fixtures/chat-templates/qwen2.jinja) as its chat template, and ``<|im_end|>``
 added to generation_config.json's EOS list — saved with ``save_pretrained`` (transformers 5
 writes the template to chat_template.jinja).
+
+``stories260K-long``: stories260K-hf with ``max_position_embeddings`` 1280 (its rotary positions
+need no table, so the weights are unchanged), for HumanEval's 1024 new tokens: both sides keep
+the last 256 tokens of a longer prompt (about half of HumanEval's), the rest whole.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CHATML_TEMPLATE = REPO / "core" / "tests" / "fixtures" / "chat-templates" / "qwen2.jinja"
 
-GENERATED = {"stories260K-chatml": "stories260K-hf"}
+GENERATED = {"stories260K-chatml": "stories260K-hf", "stories260K-long": "stories260K-hf"}
+LONG_POSITIONS = 1280
 # Served by llama.cpp's server (scripts/install-llama-server: llama-cpp-python[server]==0.3.36
 # and a GGUF of the checkpoint); both sides reach it over HTTP, with the checkpoint's tokenizer.
 SERVED = {"stories260K-served": "stories260K-hf"}
@@ -81,8 +86,22 @@ def model_dir(name: str, shared: Path, work: Path) -> Path:
         return shared / "models" / name
     out = work / "models" / name
     if not (out / "config.json").is_file():
-        make_chatml(shared / "models" / GENERATED[name], out)
+        make = make_chatml if name == "stories260K-chatml" else make_long
+        make(shared / "models" / GENERATED[name], out)
     return out
+
+
+def make_long(src: Path, out: Path) -> None:
+    import json
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.name not in ("config.json", "reference.json"):
+            shutil.copyfile(f, out / f.name)
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    cfg["max_position_embeddings"] = LONG_POSITIONS
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
 
 
 def make_chatml(src: Path, out: Path) -> None:

@@ -11,7 +11,8 @@ Everything else must be equal: context and continuation strings, ``is_greedy``, 
 prediction, the gold index and the per-sample acc / acc_norm / acc_bytes (multiple choice;
 TruthfulQA MC2's acc, a probability mass, within what the log-likelihoods' tolerances allow),
 acc (LAMBADA), word and byte counts (WikiText), and for generation the prompt, the
-generated text and each filter's exact_match (GSM8K strict-match / flexible-extract). A
+generated text and each filter's exact_match (GSM8K strict-match / flexible-extract) or
+pass@1 (HumanEval: the tests run on prompt + generation, on each side by its own runner). A
 differing argmax decision is not counted as a failure when lm-eval's own scores of the two
 picks are within tolerance of a tie (then float rounding decides; it is reported as a tie).
 """
@@ -282,6 +283,14 @@ def compare_gen(c: Check, lms: dict[str, dict], ek: dict) -> None:
         lines.append("generation: " + _first_diff(gen, ek_gen or ""))
     em = ek.get("metrics", {})
     for filt, rec in sorted(lms.items()):
+        if "pass@1" in rec:  # HumanEval: whether prompt + generation passed its tests
+            if "pass@1" not in em:
+                bad_dec = True
+                lines.append(f"{filt}: evalkit has no pass@1")
+            elif _f(rec["pass@1"]) != _f(em["pass@1"]):
+                bad_dec = True
+                lines.append(f"{filt}: lm-eval pass@1 {rec['pass@1']}; evalkit {em['pass@1']}")
+            continue
         metric = GSM8K_FILTERS.get(filt)
         if metric is None:
             continue

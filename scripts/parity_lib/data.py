@@ -129,6 +129,13 @@ def gsm8k(data: Path, split: str) -> list[dict]:
     return [{"question": r["question"], "answer": r["answer"]} for r in _jsonl(data / "gsm8k" / f"{split}.jsonl")]
 
 
+def humaneval(data: Path) -> list[dict]:
+    """HumanEval (``openai/openai_humaneval`` layout): task_id, prompt, canonical_solution, test,
+    entry_point."""
+    keys = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+    return [{k: r[k] for k in keys} for r in _jsonl(data / "humaneval" / "HumanEval.jsonl")]
+
+
 def winogrande(data: Path) -> list[dict]:
     """WinoGrande (``allenai/winogrande`` ``winogrande_xl`` layout): sentence, option1, option2,
     answer ("1"/"2")."""

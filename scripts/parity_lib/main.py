@@ -21,8 +21,6 @@ from .runners import (Failed, env, max_length, read_evalkit_samples, read_lmeval
                       run_evalkit, run_lmeval)
 from .suites import GEN, ROLLING, suite, write_task
 
-GSM8K_MAX_NEW = 256  # lm-eval's gsm8k (HFLM.max_gen_toks) and evalkit's max_new_tokens
-
 
 def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
@@ -89,18 +87,23 @@ def run_model_on(model: str, items: list[P.Item], shared: Path, work: Path, bina
         names[it], rows = write_task(tasks_dir, work / "lmeval-data", data, cache, s, it.k, it.rows)
         checks[it] = Check(model, it.task, it.k, len(rows), s.kind, chat=it.chat)
 
+    # A generation budget that leaves no room for a prompt: evalkit lowers max_new_tokens to
+    # max_len / 2 (DESIGN.md section 3), where lm-eval would assert; lm-eval is then given the
+    # same with --gen_kwargs, which holds for every task of its process: a lowered task can
+    # only share it with generation tasks lowered the same (or asking for that many anyway).
     max_gen = None
-    if any(suite(it.task).kind == GEN for it in items):
-        L = max_length(mdir)
-        if GSM8K_MAX_NEW >= L:
-            # evalkit lowers max_new_tokens to max_len / 2 when it leaves no room for a prompt
-            # (DESIGN.md section 3); lm-eval would assert. Both sides then use max_len / 2.
-            max_gen = max(L // 2, 1)
-            for it in items:
-                if suite(it.task).kind == GEN:
-                    checks[it].notes.append(f"{GSM8K_MAX_NEW} new tokens leave no room for a prompt in max length {L}: "
-                                            f"both sides generate at most {max_gen} (lm-eval: --gen_kwargs "
-                                            f"max_gen_toks={max_gen})")
+    gens = [it for it in items if suite(it.task).kind == GEN]
+    L = max_length(mdir)
+    if any(suite(it.task).max_new >= L for it in gens):
+        max_gen = max(L // 2, 1)
+        for it in gens:
+            asked = suite(it.task).max_new
+            if asked >= L:
+                checks[it].notes.append(f"{asked} new tokens leave no room for a prompt in max length {L}: both "
+                                        f"sides generate at most {max_gen} (lm-eval: --gen_kwargs max_gen_toks={max_gen})")
+            elif asked != max_gen:
+                checks[it].error = (f"asks for {asked} new tokens, but lm-eval's process is given max_gen_toks="
+                                    f"{max_gen} for another task: compare it in a run of its own (--tasks)")
 
     # lm-eval: one process per chat mode for all of this model's tasks.
     lm_outs: dict[P.Item, Path] = {}

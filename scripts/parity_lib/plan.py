@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 MODELS = ("stories260K-hf", "tiny-gpt2-random")
 CHAT_MODEL = "stories260K-chatml"  # made by checkpoints.py from stories260K-hf
+LONG_MODEL = "stories260K-long"  # likewise: room for HumanEval's 1024 new tokens
 SERVED_MODEL = "stories260K-served"  # llama.cpp's server (checkpoints.Server)
 SYSTEM = "You are a careful assistant. Answer the question."
 
@@ -54,7 +55,7 @@ def full() -> list[Item]:
         for k in (0, 5):
             out += [Item(m, t, k, 100) for t in MMLU_FULL]
         out += [Item(m, "gsm8k", k, 30) for k in (0, 5)]
-    return out + chat_full() + served(200, 30)
+    return out + chat_full() + [Item(LONG_MODEL, "humaneval", 0, 40)] + served(200, 30)
 
 
 def served(rows: int, gen_rows: int) -> list[Item]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,12 +33,12 @@ class Failed(Exception):
     """A side's command failed; the message holds the command and the end of its log."""
 
 
-def _run(cmd: list[str], log: Path, environ: dict) -> float:
+def _run(cmd: list[str], log: Path, environ: dict, cwd: Path | None = None) -> float:
     t0 = time.monotonic()
     with log.open("w", encoding="utf-8") as f:
         f.write("$ " + " ".join(cmd) + "\n\n")
         f.flush()
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=environ).returncode
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=environ, cwd=cwd).returncode
     dt = time.monotonic() - t0
     if rc != 0:
         lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -83,8 +84,12 @@ def run_lmeval(model: Path, tasks: list[str], include: Path, out: Path, log: Pat
     ]
     if max_gen_toks is not None:
         cmd += ["--gen_kwargs", f"max_gen_toks={max_gen_toks}"]
-    cmd += extra
-    return _run(cmd, log, environ)
+    # HumanEval: lm-eval runs model-written code only when told to, through the code_eval
+    # metric that evaluate finds as code_eval/code_eval.py under the working directory.
+    cmd += ["--confirm_run_unsafe_code", *extra]
+    cwd = log.parent / "lmeval-cwd"
+    shutil.copytree(Path(__file__).parent / "lmeval_utils" / "code_eval", cwd / "code_eval", dirs_exist_ok=True)
+    return _run(cmd, log, dict(environ, HF_ALLOW_CODE_EVAL="1"), cwd)
 
 
 def read_lmeval_samples(out: Path, task: str) -> list[dict]:
@@ -121,6 +126,8 @@ def run_evalkit(binary: str, model: Path, tasks: list[str], limit: int, k: int, 
     # HF_HUB_OFFLINE=1 alone makes a plain `evalkit run` a usage error; evalkit reads only
     # --data-dir without --hub anyway.
     e.pop("HF_HUB_OFFLINE", None)
+    # HumanEval's tests run with the Python that lm-eval's run them with.
+    e["EVALKIT_PYTHON"] = sys.executable
     return _run(cmd, log, e)
 
 

