@@ -1,7 +1,7 @@
 """What a run compares: (model, task, few-shot k, rows, chat mode) for the full and the quick mode.
 
 Rows are always the first ``rows`` of the task's file (lm-eval ``doc_id`` 0..rows-1). The
-counts keep a full run well under 20 minutes and ``--quick`` at about two minutes on two CPU
+counts keep a full run well under 20 minutes and ``--quick`` at two to three minutes on two CPU
 cores; WikiText pages are long (thousands of tokens, many windows each), hence few of them.
 """
 
@@ -103,4 +103,5 @@ def quick() -> list[Item]:
         Item(m, "arc_easy", 0, 20, "chat"),
         Item(m, "mmlu_anatomy", 5, 10, "chat+system"),
         Item(m, "gsm8k", 5, 5, "chat"),
+        Item(LONG_MODEL, "humaneval", 0, 3),
     ] + served(10, 3)
