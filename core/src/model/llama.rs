@@ -303,17 +303,7 @@ impl Attention {
             Some(c) => c.update(layer, &k, &v)?,
             None => (k, v),
         };
-        let rep = self.heads / self.kv_heads;
-        let (k, v) = if rep > 1 {
-            (
-                k.repeat_interleave_self_int(rep, 1, None),
-                v.repeat_interleave_self_int(rep, 1, None),
-            )
-        } else {
-            (k, v)
-        };
-        let y = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(bias), 0.0, false, None, false)
-            .op("scaled_dot_product_attention")?;
+        let y = super::mask::sdpa(&q, &k, &v, Some(bias), false, None)?;
         let y = y.transpose(1, 2).reshape([b, s, self.heads * self.head_dim]);
         Ok(self.o_proj.forward(&y))
     }

@@ -332,8 +332,6 @@ impl PackedBatch {
     /// the segment rows, each padded to a rectangle (the path for GPUs and wide heads).
     pub fn attend_padded(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: Option<f64>) -> Result<Tensor> {
         let (_, heads, _, dim) = q.size4().op("attention query shape")?;
-        let kv_heads = k.size4().op("attention key shape")?.1;
-        let rep = heads / kv_heads.max(1);
         // (1, h, T, d) → rows of `index` as (rows, h, width, d)
         let gather = |x: &Tensor, index: &Tensor, rows: i64, width: i64| -> Tensor {
             let h = x.size()[1];
@@ -343,27 +341,13 @@ impl PackedBatch {
                 .view([rows, width, h, dim])
                 .transpose(1, 2)
         };
-        let repeat = |x: Tensor| {
-            if rep > 1 {
-                x.repeat_interleave_self_int(rep, 1, None)
-            } else {
-                x
-            }
-        };
         let (b, lc) = (self.ctx_rows, self.ctx_width);
         let kc = gather(k, &self.ctx_index, b, lc);
         let vc = gather(v, &self.ctx_index, b, lc);
         let qc = gather(q, &self.ctx_index, b, lc);
-        let yc = super::mask::sdpa(
-            &qc,
-            &repeat(kc.shallow_clone()),
-            &repeat(vc.shallow_clone()),
-            None,
-            true,
-            scale,
-        )?
-        .transpose(1, 2)
-        .reshape([b * lc, heads * dim]);
+        let yc = super::mask::sdpa(&qc, &kc, &vc, None, true, scale)?
+            .transpose(1, 2)
+            .reshape([b * lc, heads * dim]);
         let all = match &self.seg_allowed {
             None => yc,
             Some(allowed) => {
@@ -384,7 +368,7 @@ impl PackedBatch {
                     &[vc.index_select(0, &self.seg_request), gather(v, &self.seg_index, n, lk)],
                     2,
                 );
-                let ys = super::mask::sdpa(&qs, &repeat(ks), &repeat(vs), Some(bias), false, scale)?
+                let ys = super::mask::sdpa(&qs, &ks, &vs, Some(bias), false, scale)?
                     .transpose(1, 2)
                     .reshape([n * lk, heads * dim]);
                 Tensor::cat(&[yc, ys], 0)
