@@ -464,6 +464,26 @@ fn humaneval_programs_run_as_lm_evals_code_eval_runs_them() {
     failed("input()", "OSError");
     failed("import os\nos.remove('x')", "TypeError");
     failed("import subprocess\nsubprocess.run(['true'])", "TypeError");
+    // Modules imported before the guard, as in lm-eval's process (multiprocessing's import
+    // calls os.getcwd, which the guard disables).
+    assert_eq!(
+        run(
+            &py,
+            "import os, multiprocessing\nassert multiprocessing.cpu_count() > 0",
+            short
+        ),
+        Outcome::Passed
+    );
+    // The verdict does not wait for threads, exit handlers or processes the program left
+    // behind, nor depend on its file descriptor 1.
+    let t = Instant::now();
+    let lingering = "import atexit, os, threading, time\n\
+        threading.Thread(target=lambda: time.sleep(8)).start()\n\
+        atexit.register(lambda: time.sleep(8))\n\
+        os.posix_spawn('/bin/sleep', ['sleep', '8'], dict(os.environ))\n\
+        os.close(1)";
+    assert_eq!(run(&py, lingering, short), Outcome::Passed);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     // The program runs in fresh globals, not as `__main__`.
     assert_eq!(
         run(&py, "if __name__ == '__main__':\n    raise ValueError", short),

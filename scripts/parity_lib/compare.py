@@ -282,6 +282,9 @@ def compare_gen(c: Check, lms: dict[str, dict], ek: dict) -> None:
         bad_gen = True
         lines.append("generation: " + _first_diff(gen, ek_gen or ""))
     em = ek.get("metrics", {})
+    if c.task == "humaneval" and not any("pass@1" in rec for rec in lms.values()):
+        bad_dec = True
+        lines.append(f"lm-eval's records ({sorted(lms)}) have no pass@1")
     for filt, rec in sorted(lms.items()):
         if "pass@1" in rec:  # HumanEval: whether prompt + generation passed its tests
             if "pass@1" not in em:

@@ -66,6 +66,27 @@ def line(c: Check) -> str:
             f"{c.decisions:>6}  {c.strings:>7}  {gens:>4}  {counts:>6}  {verdict}")
 
 
+def generation_budget(its: list[P.Item], checks: dict[P.Item, Check], L: int) -> int | None:
+    """lm-eval's --gen_kwargs max_gen_toks for one lm-eval process (`its`, one chat mode), or
+    None. A generation budget that leaves no room for a prompt in max length `L` makes evalkit
+    lower max_new_tokens to L / 2 (DESIGN.md section 3), where lm-eval would assert; lm-eval is
+    then given the same, which holds for every task of its process: a lowered task can share it
+    only with generation tasks lowered the same (or asking for that many anyway)."""
+    gens = [it for it in its if suite(it.task).kind == GEN]
+    if not any(suite(it.task).max_new >= L for it in gens):
+        return None
+    max_gen = max(L // 2, 1)
+    for it in gens:
+        asked = suite(it.task).max_new
+        if asked >= L:
+            checks[it].notes.append(f"{asked} new tokens leave no room for a prompt in max length {L}: both "
+                                    f"sides generate at most {max_gen} (lm-eval: --gen_kwargs max_gen_toks={max_gen})")
+        elif asked != max_gen:
+            checks[it].error = (f"asks for {asked} new tokens, but lm-eval's process is given max_gen_toks="
+                                f"{max_gen} for another task: compare it in a run of its own (--tasks)")
+    return max_gen
+
+
 def run_model(model: str, items: list[P.Item], shared: Path, work: Path, binary: str,
               args: argparse.Namespace, cache: Cache) -> list[Check]:
     if model in SERVED:
@@ -87,28 +108,12 @@ def run_model_on(model: str, items: list[P.Item], shared: Path, work: Path, bina
         names[it], rows = write_task(tasks_dir, work / "lmeval-data", data, cache, s, it.k, it.rows)
         checks[it] = Check(model, it.task, it.k, len(rows), s.kind, chat=it.chat)
 
-    # A generation budget that leaves no room for a prompt: evalkit lowers max_new_tokens to
-    # max_len / 2 (DESIGN.md section 3), where lm-eval would assert; lm-eval is then given the
-    # same with --gen_kwargs, which holds for every task of its process: a lowered task can
-    # only share it with generation tasks lowered the same (or asking for that many anyway).
-    max_gen = None
-    gens = [it for it in items if suite(it.task).kind == GEN]
     L = max_length(mdir)
-    if any(suite(it.task).max_new >= L for it in gens):
-        max_gen = max(L // 2, 1)
-        for it in gens:
-            asked = suite(it.task).max_new
-            if asked >= L:
-                checks[it].notes.append(f"{asked} new tokens leave no room for a prompt in max length {L}: both "
-                                        f"sides generate at most {max_gen} (lm-eval: --gen_kwargs max_gen_toks={max_gen})")
-            elif asked != max_gen:
-                checks[it].error = (f"asks for {asked} new tokens, but lm-eval's process is given max_gen_toks="
-                                    f"{max_gen} for another task: compare it in a run of its own (--tasks)")
-
     # lm-eval: one process per chat mode for all of this model's tasks.
     lm_outs: dict[P.Item, Path] = {}
     for mode in sorted({it.chat for it in items}):
         its = [it for it in items if it.chat == mode]
+        max_gen = generation_budget(its, checks, L)
         flags = P.CHAT_MODES[mode][0]
         tag = f"{model}{'-' + mode if mode else ''}"
         lm_out = work / "lmeval-out" / tag
@@ -225,7 +230,8 @@ def main(argv: list[str]) -> int:
         say("parity: nothing to compare")
         return 2
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="evalkit-parity.", dir=os.environ.get("TMPDIR")))
+    # Absolute: lm-eval runs in a folder of its own inside (runners.run_lmeval).
+    work = (args.workdir or Path(tempfile.mkdtemp(prefix="evalkit-parity.", dir=os.environ.get("TMPDIR")))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     say(f"parity: evalkit {binary} vs lm-eval 0.4.13 ({sys.executable}), {args.threads} threads, "
         f"{'quick' if args.quick else 'full'} mode, data {shared / 'data'}, work dir {work}")

