@@ -166,18 +166,27 @@ fn rows_of(rows: &[usize]) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let shown: Vec<String> = rows.iter().take(8).map(ToString::to_string).collect();
-    let more = rows.len().saturating_sub(8);
-    let more = if more > 0 {
-        format!(" and {more} more")
-    } else {
-        String::new()
-    };
     format!(
-        ", {} {}{more}",
+        ", {} {}",
         if rows.len() == 1 { "row" } else { "in a batch of rows" },
-        shown.join(", ")
+        first_few(rows, 8)
     )
+}
+
+/// The first `n` of `items`, then how many more: `a, b, c and 3 more` (for messages that name
+/// what they are about without listing thousands of rows or tensors).
+///
+/// ```
+/// use evalkit_core::error::first_few;
+/// assert_eq!(first_few(&[1, 2, 3, 4, 5], 3), "1, 2, 3 and 2 more");
+/// assert_eq!(first_few(&["a", "b"], 3), "a, b");
+/// ```
+pub fn first_few(items: &[impl std::fmt::Display], n: usize) -> String {
+    let shown: Vec<String> = items.iter().take(n).map(ToString::to_string).collect();
+    match items.len().saturating_sub(n) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
 }
 
 impl Error {

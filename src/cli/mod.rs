@@ -14,6 +14,7 @@ mod table;
 use anyhow::{Context, Result};
 use args::{Cli, Command, Format};
 use clap::Parser;
+use evalkit::core::error::first_few;
 use evalkit::core::evaluator::{Evaluator, RunEnd, RECORD_KEYS};
 use evalkit::core::shard::Share;
 use evalkit::core::throughput::RawThroughput;
@@ -365,7 +366,7 @@ fn notes(doc: &Value, verbose: bool) {
             eprintln!(
                 "note: --limit {limit}: {} task(s) have fewer rows, all of which were evaluated: {}",
                 short.len(),
-                first_five(&short)
+                first_few(&short, 5)
             );
         }
     }
@@ -383,7 +384,7 @@ fn notes(doc: &Value, verbose: bool) {
             "note: rows of {} tasks were cut to fit the model's max length {max_len} (their earliest tokens dropped; \
              `truncated` in their samples files): {}",
             cut.len(),
-            first_five(&all)
+            first_few(&all, 5)
         );
     } else {
         for (task, t, n) in &cut {
@@ -578,15 +579,6 @@ fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String
         }
     }
     Some(msg)
-}
-
-/// The first five of `items`, then how many more: `a, b, c, d, e and 3 more`.
-fn first_five(items: &[String]) -> String {
-    let shown = items[..items.len().min(5)].join(", ");
-    match items.len().saturating_sub(5) {
-        0 => shown,
-        more => format!("{shown} and {more} more"),
-    }
 }
 
 /// Notes what a run's results lack (`failed` in results.json: evaluations that failed on their

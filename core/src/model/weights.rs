@@ -191,21 +191,17 @@ impl Weights {
         if unused.is_empty() {
             return;
         }
-        let shown: Vec<String> = unused.iter().take(5).map(|n| format!("`{n}`")).collect();
-        let more = match unused.len() {
-            n if n > 5 => format!(" and {} more", n - 5),
-            _ => String::new(),
-        };
+        let quoted: Vec<String> = unused.iter().map(|n| format!("`{n}`")).collect();
         let (what, are) = match unused.len() {
             1 => ("tensor", "is"),
             _ => ("tensors", "are"),
         };
         tracing::warn!(
-            "{}: {} {what} of the checkpoint {are} not used by the model: {}{more} (does \
-             config.json match the weights?)",
+            "{}: {} {what} of the checkpoint {are} not used by the model: {} (does config.json \
+             match the weights?)",
             self.origin.display(),
             unused.len(),
-            shown.join(", ")
+            crate::error::first_few(&quoted, 5)
         );
     }
 
