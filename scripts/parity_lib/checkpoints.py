@@ -21,7 +21,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CHATML_TEMPLATE = REPO / "core" / "tests" / "fixtures" / "chat-templates" / "qwen2.jinja"
 
-GENERATED = {"stories260K-chatml": "stories260K-hf", "stories260K-long": "stories260K-hf"}
 LONG_POSITIONS = 1280
 # Served by llama.cpp's server (scripts/install-llama-server: llama-cpp-python[server]==0.3.36
 # and a GGUF of the checkpoint); both sides reach it over HTTP, with the checkpoint's tokenizer.
@@ -86,8 +85,8 @@ def model_dir(name: str, shared: Path, work: Path) -> Path:
         return shared / "models" / name
     out = work / "models" / name
     if not (out / "config.json").is_file():
-        make = make_chatml if name == "stories260K-chatml" else make_long
-        make(shared / "models" / GENERATED[name], out)
+        source, make = GENERATED[name]
+        make(shared / "models" / source, out)
     return out
 
 
@@ -130,3 +129,7 @@ def make_chatml(src: Path, out: Path) -> None:
     ids = tok("<|im_start|>user\nHi<|im_end|>", add_special_tokens=False)["input_ids"]
     assert ids[0] == tok.convert_tokens_to_ids("<|im_start|>") and im_end in ids, ids
     assert (out / "chat_template.jinja").is_file(), sorted(p.name for p in out.iterdir())
+
+
+# The checkpoints made here: the shared checkpoint each starts from, and what makes it.
+GENERATED = {"stories260K-chatml": ("stories260K-hf", make_chatml), "stories260K-long": ("stories260K-hf", make_long)}
