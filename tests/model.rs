@@ -1,10 +1,11 @@
 //! Model backends against transformers' float64 reference outputs (`reference.json` of each
 //! shared checkpoint), KV-cache and padding invariance, and clear errors on bad checkpoints.
 
-use crate::util::{model_dir, open};
+use crate::util::{gpt_neox, model_dir, open, open_dir};
 use evalkit::core::model::{KvCache, Model};
 use evalkit::core::Tokenizer;
 use serde_json::Value;
+use std::path::Path;
 use tch::{Kind, Tensor};
 
 fn reference(name: &str) -> Vec<Value> {
@@ -56,8 +57,14 @@ fn greedy_cached(model: &dyn Model, ids: &[i64], n: usize) -> Vec<i64> {
 }
 
 fn check_reference(name: &str) {
-    let (model, tok) = open(name);
-    for case in reference(name) {
+    check_cases(name, &model_dir(name), &reference(name));
+}
+
+/// The checkpoint in `dir` gives transformers' outputs of each case: token ids, next-token
+/// log-probs, the last position's top 5 and 20 greedy tokens (decoded with the KV cache).
+fn check_cases(name: &str, dir: &Path, cases: &[Value]) {
+    let (model, tok) = open_dir(dir);
+    for case in cases {
         let text = case["text"].as_str().expect("text");
         let ids = ids_of(&case["input_ids"]);
         assert_eq!(tok.encode(text).expect("encode"), ids, "{name}: token ids of {text:?}");
@@ -100,9 +107,39 @@ fn tiny_gpt2_matches_transformers_reference() {
     check_reference("tiny-gpt2-random");
 }
 
+/// GPT-NeoX, both residual forms (Pythia's side-by-side attention and MLP with a quarter of
+/// each head rotary, hub config layout; one after the other with half rotary and the tanh
+/// GELU, transformers 5's layout): transformers' float64 outputs on the seeded checkpoints of
+/// tests/fixtures/gpt-neox (scripts/gpt-neox-reference), then the cache and padding
+/// invariances.
+#[test]
+fn gpt_neox_matches_transformers_reference() {
+    use sha2::Digest;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt-neox/reference.json");
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("reference")).expect("json");
+    let tmp = tempdir!("gpt-neox");
+    for variant in ["parallel", "sequential"] {
+        let want = &reference["models"][variant];
+        let dir = gpt_neox(variant, tmp.path());
+        let bytes = std::fs::read(dir.join("model.safetensors")).expect("weights");
+        let sha: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            sha, want["model_safetensors_sha256"],
+            "{variant}: the seed made other weights than the reference's (rerun scripts/gpt-neox-reference)"
+        );
+        let name = format!("gpt-neox {variant}");
+        check_cases(&name, &dir, want["cases"].as_array().expect("cases"));
+        check_cache_equals_recompute(&name, &dir);
+        check_padding(&name, &dir);
+    }
+}
+
 /// Cached decoding must give the logits of full recomputation at every step.
-fn check_cache_equals_recompute(name: &str) {
-    let (model, tok) = open(name);
+fn check_cache_equals_recompute(name: &str, dir: &Path) {
+    let (model, tok) = open_dir(dir);
     let ids = tok
         .encode("Tom and Sue went to the park. They saw a big dog!")
         .expect("encode");
@@ -133,13 +170,13 @@ fn check_cache_equals_recompute(name: &str) {
 
 #[test]
 fn kv_cache_matches_full_recomputation() {
-    check_cache_equals_recompute("stories260K-hf");
-    check_cache_equals_recompute("tiny-gpt2-random");
+    check_cache_equals_recompute("stories260K-hf", &model_dir("stories260K-hf"));
+    check_cache_equals_recompute("tiny-gpt2-random", &model_dir("tiny-gpt2-random"));
 }
 
 /// A padded batch (left or right) gives each row the log-probs it has alone.
-fn check_padding(name: &str) {
-    let (model, tok) = open(name);
+fn check_padding(name: &str, dir: &Path) {
+    let (model, tok) = open_dir(dir);
     let texts = ["Once upon a time", "The quick brown fox jumps over the lazy dog", "Hi"];
     let rows: Vec<Vec<i64>> = texts.iter().map(|t| tok.encode(t).expect("encode")).collect();
     let width = rows.iter().map(Vec::len).max().expect("rows") as i64;
@@ -180,8 +217,8 @@ fn check_padding(name: &str) {
 
 #[test]
 fn padded_batches_match_rows_alone() {
-    check_padding("stories260K-hf");
-    check_padding("tiny-gpt2-random");
+    check_padding("stories260K-hf", &model_dir("stories260K-hf"));
+    check_padding("tiny-gpt2-random", &model_dir("tiny-gpt2-random"));
 }
 
 #[test]
@@ -602,19 +639,25 @@ fn raw_throughput_picks_a_tried_shape() {
 }
 
 /// A packed pass that keeps some positions (the last layer's queries, attention and MLP at
-/// those alone) gives their rows of the whole pass: both architectures, on the CPU span path
+/// those alone) gives their rows of the whole pass: every architecture, on the CPU span path
 /// (float32) and libtorch's padded one (bfloat16).
 #[test]
 fn packed_pass_at_kept_positions_gives_their_rows() {
     use evalkit::core::model::{PackedBatch, PackedRequest};
-    for name in ["stories260K-hf", "tiny-gpt2-random"] {
+    let tmp = tempdir!("packed-kept");
+    let neox = gpt_neox("parallel", tmp.path());
+    for (name, dir) in [
+        ("stories260K-hf", model_dir("stories260K-hf")),
+        ("tiny-gpt2-random", model_dir("tiny-gpt2-random")),
+        ("gpt-neox", neox),
+    ] {
         for (dtype, tolerance) in [(evalkit::core::Dtype::F32, 1e-5), (evalkit::core::Dtype::Bf16, 1e-2)] {
             crate::util::init();
             let opts = evalkit::core::LoadOptions {
                 dtype,
                 ..Default::default()
             };
-            let model = evalkit::core::load_checkpoint(&model_dir(name), opts).expect("loads");
+            let model = evalkit::core::load_checkpoint(&dir, opts).expect("loads");
             let (c0, c1): (Vec<i64>, Vec<i64>) = ((1..30).collect(), (40..43).collect());
             let (s00, s01, s10): (Vec<i64>, Vec<i64>, Vec<i64>) = ((60..65).collect(), vec![], (70..90).collect());
             let (segs0, segs1): (Vec<&[i64]>, Vec<&[i64]>) = (vec![&s00, &s01], vec![&s10]);

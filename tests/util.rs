@@ -41,11 +41,38 @@ pub fn init() {
 
 /// Opens a shared checkpoint on the CPU in float32.
 pub fn open(name: &str) -> (Box<dyn evalkit::core::Model>, evalkit::core::Tokenizer) {
+    open_dir(&model_dir(name))
+}
+
+/// Opens a checkpoint directory on the CPU in float32.
+pub fn open_dir(dir: &std::path::Path) -> (Box<dyn evalkit::core::Model>, evalkit::core::Tokenizer) {
     init();
-    let dir = model_dir(name);
-    let model = evalkit::core::load_checkpoint(&dir, Default::default()).expect("checkpoint loads");
-    let tok = evalkit::core::Tokenizer::from_dir(&dir).expect("tokenizer loads");
+    let model = evalkit::core::load_checkpoint(dir, Default::default()).expect("checkpoint loads");
+    let tok = evalkit::core::Tokenizer::from_dir(dir).expect("tokenizer loads");
     (model, tok)
+}
+
+/// A seeded random GPT-NeoX checkpoint in `parent`: `tests/fixtures/gpt-neox/<variant>.json`
+/// (`parallel` or `sequential`) with seed 7 and the shared GPT-NeoX-20B tokenizer, as
+/// `scripts/gpt-neox-reference` makes it for transformers' reference outputs.
+pub fn gpt_neox(variant: &str, parent: &std::path::Path) -> PathBuf {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt-neox");
+    let tokenizer = parent.join("gpt-neox-tokenizer");
+    if !tokenizer.join("tokenizer.json").is_file() {
+        std::fs::create_dir_all(&tokenizer).expect("tokenizer dir");
+        let json = model_dir("gpt-neox-20b-tokenizer").join("20B_tokenizer.json");
+        std::fs::copy(json, tokenizer.join("tokenizer.json")).expect("tokenizer.json");
+        std::fs::copy(
+            fixtures.join("tokenizer_config.json"),
+            tokenizer.join("tokenizer_config.json"),
+        )
+        .expect("tokenizer_config.json");
+    }
+    let text = std::fs::read_to_string(fixtures.join(format!("{variant}.json"))).expect("config");
+    let config: serde_json::Value = serde_json::from_str(&text).expect("config parses");
+    let out = parent.join(format!("gpt-neox-{variant}"));
+    evalkit::core::model::random::write(&config, &tokenizer, 7, evalkit::core::Dtype::F32, &out).expect("writes");
+    out
 }
 
 /// A temporary directory named after the test.

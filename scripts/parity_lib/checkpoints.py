@@ -12,6 +12,16 @@ writes the template to chat_template.jinja).
 ``stories260K-long``: stories260K-hf with ``max_position_embeddings`` 1280 (its rotary positions
 need no table, so the weights are unchanged), for HumanEval's 1024 new tokens: both sides keep
 the last 256 tokens of a longer prompt (about half of HumanEval's), the rest whole.
+
+``pythia-random`` and ``neox-sequential-random``: seeded random ``GPTNeoXForCausalLM`` models
+made by transformers (nothing shared holds GPT-NeoX weights) with the real GPT-NeoX-20B /
+Pythia tokenizer of ``gpt-neox-20b-tokenizer``. ``pythia-random`` has Pythia's shape choices
+(a quarter of each head rotary, attention and MLP side by side, exact GELU, an untied head
+named ``embed_out``) and its ``config.json`` in the hub's older layout (``rotary_pct``,
+``rotary_emb_base``); ``neox-sequential-random`` adds attention and MLP one after the other,
+rotates half of each head, uses the tanh GELU and keeps transformers 5's layout
+(``rope_parameters``). Both use ``initializer_range`` 0.3, so that next-token distributions are
+far from uniform.
 """
 
 from __future__ import annotations
@@ -131,5 +141,58 @@ def make_chatml(src: Path, out: Path) -> None:
     assert (out / "chat_template.jinja").is_file(), sorted(p.name for p in out.iterdir())
 
 
+def make_neox(src: Path, out: Path, *, parallel: bool, rotary: float, act: str, hub_layout: bool) -> None:
+    import json
+    import shutil
+
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / "20B_tokenizer.json", out / "tokenizer.json")
+    eot = "<|endoftext|>"
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "GPTNeoXTokenizer", "bos_token": eot, "eos_token": eot, "unk_token": eot,
+        "add_prefix_space": False}, indent=2) + "\n", encoding="utf-8")
+    config = GPTNeoXConfig(vocab_size=50304, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=256, max_position_embeddings=1024, rotary_pct=rotary,
+                           rotary_emb_base=10000, use_parallel_residual=parallel, hidden_act=act,
+                           initializer_range=0.3, bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
+    torch.manual_seed(1234)
+    model = GPTNeoXForCausalLM(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    if hub_layout:
+        cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
+        rope = cfg.pop("rope_parameters")
+        cfg.update(rotary_pct=rope["partial_rotary_factor"], rotary_emb_base=rope["rope_theta"])
+        (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    # transformers reads the files back as they are written, and tokenizes as the file does.
+    again = GPTNeoXForCausalLM.from_pretrained(out, dtype=torch.float32)
+    assert again.config.rope_parameters["partial_rotary_factor"] == rotary, again.config.rope_parameters
+    ids = torch.tensor([[510, 3158, 8516, 30013, 27287, 689, 253, 22658, 4370, 15]])
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, model(ids).logits)
+    text = "Hello world,   caf\u00e9\n\tdone"
+    want = Tokenizer.from_file(str(out / "tokenizer.json")).encode(text).ids
+    assert AutoTokenizer.from_pretrained(out)(text)["input_ids"] == want
+
+
+def make_pythia(src: Path, out: Path) -> None:
+    make_neox(src, out, parallel=True, rotary=0.25, act="gelu", hub_layout=True)
+
+
+def make_neox_sequential(src: Path, out: Path) -> None:
+    make_neox(src, out, parallel=False, rotary=0.5, act="gelu_new", hub_layout=False)
+
+
 # The checkpoints made here: the shared checkpoint each starts from, and what makes it.
-GENERATED = {"stories260K-chatml": ("stories260K-hf", make_chatml), "stories260K-long": ("stories260K-hf", make_long)}
+GENERATED = {
+    "stories260K-chatml": ("stories260K-hf", make_chatml),
+    "stories260K-long": ("stories260K-hf", make_long),
+    "pythia-random": ("gpt-neox-20b-tokenizer", make_pythia),
+    "neox-sequential-random": ("gpt-neox-20b-tokenizer", make_neox_sequential),
+}

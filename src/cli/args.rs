@@ -135,10 +135,10 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 #[command(group(clap::ArgGroup::new("shape").required(true).args(["preset", "config"])))]
 pub struct RandomCheckpointArgs {
-    /// A named shape: llama-3.2-1b or gpt2-small.
+    /// A named shape: llama-3.2-1b, gpt2-small or pythia-160m.
     #[arg(long)]
     pub preset: Option<String>,
-    /// Or any Llama-family (llama, mistral, qwen2) or GPT-2 `config.json`.
+    /// Or any Llama-family (llama, mistral, qwen2), GPT-2 or GPT-NeoX `config.json`.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Directory whose tokenizer.json (and tokenizer_config.json, generation_config.json)

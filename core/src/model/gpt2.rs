@@ -10,7 +10,7 @@
 use super::cache::KvCache;
 use super::mask::{attention_bias, check_ids, check_inputs, positions};
 use super::weights::Weights;
-use super::{Attend, IdOrList, Kept, Linear, Model, PackedBatch};
+use super::{fused_qkv, Attend, IdOrList, Kept, LayerNorm, Linear, Model, PackedBatch};
 use crate::device::Dtype;
 use crate::error::{read_json, Error, Result, TorchContext};
 use std::path::{Path, PathBuf};
@@ -59,28 +59,6 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Debug)]
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
-    width: i64,
-}
-
-impl LayerNorm {
-    fn load(w: &Weights, p: &str, width: i64, eps: f64) -> Result<Self> {
-        Ok(LayerNorm {
-            weight: w.get(&format!("{p}.weight"), &[width])?,
-            bias: w.get(&format!("{p}.bias"), &[width])?,
-            eps,
-            width,
-        })
-    }
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm([self.width], Some(&self.weight), Some(&self.bias), self.eps, false)
-    }
-}
-
 /// A `Conv1D` weight `[in, out]`, loaded as a [`Linear`] `[out, in]`.
 fn conv1d(w: &Weights, p: &str, inp: i64, out: i64) -> Result<Linear> {
     Ok(Linear {
@@ -101,39 +79,10 @@ struct Attention {
 
 impl Attention {
     fn forward(&self, x: &Tensor, attend: Attend<'_>, layer: usize, cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let (b, s, _) = x.size3().op("attention input shape")?;
-        let hd = self.hidden / self.heads;
-        let split = |t: &Tensor| t.view([b, -1, self.heads, hd]).transpose(1, 2);
-        let (q, k, v) = match attend {
-            Attend::PackedKept(..) => {
-                // Queries at the kept positions alone (the fused projection's first third),
-                // keys and values at every position.
-                let part = |from: i64, len: i64| Linear {
-                    weight: self.c_attn.weight.narrow(0, from, len),
-                    bias: self.c_attn.bias.as_ref().map(|b| b.narrow(0, from, len)),
-                };
-                let q = part(0, self.hidden).forward(&attend.at_queries(x, 1)?);
-                let kv = part(self.hidden, 2 * self.hidden).forward(x).split(self.hidden, 2);
-                (split(&q), split(&kv[0]), split(&kv[1]))
-            }
-            _ => {
-                let qkv = self.c_attn.forward(x).split(self.hidden, 2);
-                (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]))
-            }
-        };
-        let bias = match attend {
-            Attend::Packed(p) => return Ok(self.c_proj.forward(&p.attend(&q, &k, &v, self.scale)?)),
-            Attend::PackedKept(p, kept) => {
-                return Ok(self.c_proj.forward(&p.attend_kept(&q, &k, &v, kept, self.scale)?))
-            }
-            Attend::Dense(bias) => bias,
-        };
-        let (k, v) = match cache {
-            Some(c) => c.update(layer, &k, &v)?,
-            None => (k, v),
-        };
-        let y = super::mask::sdpa(&q, &k, &v, Some(bias), false, self.scale)?;
-        Ok(self.c_proj.forward(&y.transpose(1, 2).reshape([b, s, self.hidden])))
+        let (q, k, v) = fused_qkv(&self.c_attn, x, attend, self.heads, self.hidden)?;
+        Ok(self
+            .c_proj
+            .forward(&attend.attention(&q, &k, &v, layer, cache, self.scale)?))
     }
 }
 

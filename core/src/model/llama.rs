@@ -9,6 +9,7 @@
 
 use super::cache::KvCache;
 use super::mask::{attention_bias, check_ids, check_inputs, positions};
+use super::rotary::{self, Rotary};
 use super::weights::Weights;
 use super::{Attend, IdOrList, Kept, Linear, Model, PackedBatch};
 use crate::device::Dtype;
@@ -32,6 +33,9 @@ pub struct RopeParameters {
     pub high_freq_factor: Option<f64>,
     /// llama3: the context length the model was trained with before scaling.
     pub original_max_position_embeddings: Option<f64>,
+    /// The share of each head's dimensions that rotate (GPT-NeoX; the Llama family rotates
+    /// all of them).
+    pub partial_rotary_factor: Option<f64>,
 }
 
 /// `config.json` of a Llama-family checkpoint, field for field.
@@ -154,9 +158,17 @@ impl LlamaConfigFile {
             .and_then(|r| r.rope_theta)
             .or(self.rope_theta)
             .unwrap_or(10000.0);
-        let mut inv_freq: Vec<f64> = (0..head_dim / 2)
-            .map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64))
-            .collect();
+        if let Some(share) = rope
+            .as_ref()
+            .and_then(|r| r.partial_rotary_factor)
+            .filter(|&f| f != 1.0)
+        {
+            return Err(cfg_err(
+                "rope_parameters.partial_rotary_factor",
+                format!("{share}: this family rotates every dimension of a head"),
+            ));
+        }
+        let mut inv_freq = super::rotary::inverse_frequencies(theta, head_dim);
         match rope.as_ref().and_then(|r| r.rope_type.as_deref()) {
             None | Some("default") => {}
             Some("llama3") => {
@@ -238,13 +250,6 @@ struct Attention {
     head_dim: i64,
 }
 
-fn rotate_half(x: &Tensor) -> Tensor {
-    let half = x.size()[3] / 2;
-    let x1 = x.narrow(3, 0, half);
-    let x2 = x.narrow(3, half, half);
-    Tensor::cat(&[x2.neg(), x1], 3)
-}
-
 impl Attention {
     fn load(w: &Weights, p: &str, c: &LlamaConfig) -> Result<Self> {
         let (q, kv) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
@@ -292,20 +297,9 @@ impl Attention {
             .forward(x)
             .view([b, s, self.kv_heads, self.head_dim])
             .transpose(1, 2);
-        let q = &q * cos_q + rotate_half(&q) * sin_q;
-        let k = &k * cos + rotate_half(&k) * sin;
-        let bias = match attend {
-            Attend::Packed(p) => return Ok(self.o_proj.forward(&p.attend(&q, &k, &v, None)?)),
-            Attend::PackedKept(p, kept) => return Ok(self.o_proj.forward(&p.attend_kept(&q, &k, &v, kept, None)?)),
-            Attend::Dense(bias) => bias,
-        };
-        let (k, v) = match cache {
-            Some(c) => c.update(layer, &k, &v)?,
-            None => (k, v),
-        };
-        let y = super::mask::sdpa(&q, &k, &v, Some(bias), false, None)?;
-        let y = y.transpose(1, 2).reshape([b, s, self.heads * self.head_dim]);
-        Ok(self.o_proj.forward(&y))
+        let q = rotary::apply(&q, &cos_q, &sin_q);
+        let k = rotary::apply(&k, cos, sin);
+        Ok(self.o_proj.forward(&attend.attention(&q, &k, &v, layer, cache, None)?))
     }
 }
 
@@ -376,7 +370,7 @@ pub struct Llama {
     layers: Vec<Block>,
     norm: RmsNorm,
     lm_head: Tensor,
-    inv_freq: Tensor,
+    rotary: Rotary,
     config: LlamaConfig,
     kind: Kind,
     device: Device,
@@ -419,13 +413,13 @@ impl Llama {
             _ if c.tied => embed_tokens.shallow_clone(),
             _ => w.get("lm_head.weight", &[c.vocab, c.hidden])?,
         };
-        let inv_freq = Tensor::from_slice(&c.inv_freq).to_kind(Kind::Float).to_device(device);
+        let rotary = Rotary::new(&c.inv_freq, dtype.kind(), device);
         Ok(Llama {
             embed_tokens,
             layers,
             norm,
             lm_head,
-            inv_freq,
+            rotary,
             config: c,
             kind: dtype.kind(),
             device,
@@ -441,7 +435,7 @@ impl Llama {
     /// The decoder on `ids` at positions `pos` with attention as `attend` says (per layer,
     /// [`Attend::for_layer`]), then the final norm.
     fn body(&self, ids: &Tensor, pos: &Tensor, attend: Attend<'_>, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let (cos, sin) = self.rope(pos);
+        let (cos, sin) = self.rotary.tables(pos);
         let mut x = Tensor::f_embedding(&self.embed_tokens, ids, -1, false, false).op("embedding")?;
         for (i, block) in self.layers.iter().enumerate() {
             let attend = attend.for_layer(i, self.layers.len());
@@ -455,13 +449,6 @@ impl Llama {
         let _guard = tch::no_grad_guard();
         check_ids(batch.ids(), self.config.vocab)?;
         self.body(batch.ids(), batch.positions(), attend, None)
-    }
-
-    /// cos and sin `(batch, 1, seq, head_dim)` for position ids `(batch, seq)`.
-    fn rope(&self, pos: &Tensor) -> (Tensor, Tensor) {
-        let freqs = pos.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.view([1, 1, -1]);
-        let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
-        (emb.cos().to_kind(self.kind), emb.sin().to_kind(self.kind))
     }
 }
 

@@ -1,16 +1,18 @@
 //! Models: the [`Model`] trait the engine runs, and its implementations — Hugging Face
-//! checkpoint directories ([`llama`], [`gpt2`], opened by [`load_checkpoint`]), TorchScript
+//! checkpoint directories ([`llama`], [`gpt2`], [`gpt_neox`], opened by [`load_checkpoint`]), TorchScript
 //! modules ([`torchscript`]), served models ([`served`]), and the stand-in a merge of shards
 //! runs with ([`unloaded`]). Model code never knows about benchmarks: it maps token ids and a
 //! padding mask to hidden states, and hidden states to float32 logits.
 
 pub mod cache;
 pub mod gpt2;
+pub mod gpt_neox;
 pub(crate) mod lanes;
 pub mod llama;
 pub mod mask;
 pub mod packed;
 pub mod random;
+pub(crate) mod rotary;
 pub mod served;
 pub(crate) mod spans;
 pub mod torchscript;
@@ -190,6 +192,33 @@ impl<'a> Attend<'a> {
             _ => Ok(t.shallow_clone()),
         }
     }
+
+    /// Attention of `q` `(batch, heads, queries, head_dim)` over `k` and `v` `(batch,
+    /// kv_heads, seq, head_dim)` as this layer attends (on the dense path appending `k` and
+    /// `v` to layer `layer` of `cache` first); `scale` defaults to 1/√head_dim. Returns the
+    /// heads side by side, `(batch, queries, heads × head_dim)`, for the output projection.
+    pub(crate) fn attention(
+        self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        layer: usize,
+        cache: Option<&mut KvCache>,
+        scale: Option<f64>,
+    ) -> Result<Tensor> {
+        let bias = match self {
+            Attend::Packed(p) => return p.attend(q, k, v, scale),
+            Attend::PackedKept(p, kept) => return p.attend_kept(q, k, v, kept, scale),
+            Attend::Dense(bias) => bias,
+        };
+        let (k, v) = match cache {
+            Some(c) => c.update(layer, k, v)?,
+            None => (k.shallow_clone(), v.shallow_clone()),
+        };
+        let (b, heads, queries, dim) = q.size4().op("attention query shape")?;
+        let y = mask::sdpa(q, &k, &v, Some(bias), false, scale)?;
+        Ok(y.transpose(1, 2).reshape([b, queries, heads * dim]))
+    }
 }
 
 /// How to open a model: device and dtype.
@@ -251,10 +280,11 @@ pub fn load_checkpoint(dir: &Path, opts: LoadOptions) -> Result<Box<dyn Model>> 
     match ty.model_type.as_deref() {
         Some("llama" | "mistral" | "qwen2") => Ok(Box::new(llama::Llama::load(dir, opts.dtype, device)?)),
         Some("gpt2") => Ok(Box::new(gpt2::Gpt2::load(dir, opts.dtype, device)?)),
+        Some("gpt_neox") => Ok(Box::new(gpt_neox::GptNeoX::load(dir, opts.dtype, device)?)),
         Some(other) => Err(Error::Config {
             path: config,
             field: "model_type".into(),
-            message: format!("unknown model_type `{other}` (supported: llama, mistral, qwen2, gpt2)"),
+            message: format!("unknown model_type `{other}` (supported: llama, mistral, qwen2, gpt2, gpt_neox)"),
         }),
         None => Err(Error::Config {
             path: config,
@@ -305,4 +335,58 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
     }
+}
+
+/// LayerNorm over the last dimension, with weight and bias (GPT-2, GPT-NeoX).
+#[derive(Debug)]
+pub(crate) struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+    width: i64,
+}
+
+impl LayerNorm {
+    pub fn load(w: &weights::Weights, prefix: &str, width: i64, eps: f64) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: w.get(&format!("{prefix}.weight"), &[width])?,
+            bias: w.get(&format!("{prefix}.bias"), &[width])?,
+            eps,
+            width,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.layer_norm([self.width], Some(&self.weight), Some(&self.bias), self.eps, false)
+    }
+}
+
+/// Queries, keys and values `(batch, heads, seq, head_dim)` from a fused projection whose
+/// output rows are `[q; k; v]`, each `hidden` wide: the queries at the positions whose queries
+/// the layer computes ([`Attend::at_queries`]: under [`Attend::PackedKept`] only that part of
+/// the projection runs there), keys and values at every position.
+pub(crate) fn fused_qkv(
+    qkv: &Linear,
+    x: &Tensor,
+    attend: Attend<'_>,
+    heads: i64,
+    hidden: i64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b, _, _) = x.size3().op("attention input shape")?;
+    let split = |t: &Tensor| t.view([b, -1, heads, hidden / heads]).transpose(1, 2);
+    Ok(match attend {
+        Attend::PackedKept(..) => {
+            let part = |from: i64, len: i64| Linear {
+                weight: qkv.weight.narrow(0, from, len),
+                bias: qkv.bias.as_ref().map(|b| b.narrow(0, from, len)),
+            };
+            let q = part(0, hidden).forward(&attend.at_queries(x, 1)?);
+            let kv = part(hidden, 2 * hidden).forward(x).split(hidden, 2);
+            (split(&q), split(&kv[0]), split(&kv[1]))
+        }
+        _ => {
+            let all = qkv.forward(x).split(hidden, 2);
+            (split(&all[0]), split(&all[1]), split(&all[2]))
+        }
+    })
 }

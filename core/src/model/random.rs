@@ -14,6 +14,7 @@
 //! is written.
 
 use super::gpt2::Gpt2ConfigFile;
+use super::gpt_neox::GptNeoXConfigFile;
 use super::llama::LlamaConfigFile;
 use crate::device::Dtype;
 use crate::error::{Error, Result};
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 /// The shapes [`preset`] knows, by name.
-pub const PRESETS: &[&str] = &["llama-3.2-1b", "gpt2-small"];
+pub const PRESETS: &[&str] = &["llama-3.2-1b", "gpt2-small", "pythia-160m"];
 
 /// Reads a `config.json`-shaped file for [`write`], naming the file and line when it is not JSON.
 ///
@@ -37,8 +38,10 @@ pub fn read_config(path: &Path) -> Result<Value> {
 }
 
 /// The `config.json` of a named model shape (see [`PRESETS`]): Llama-3.2-1B (16 layers,
-/// 2048 wide, 32 query and 8 key/value heads, 128,256-token vocabulary, llama3 RoPE, tied head)
-/// or GPT-2 small (12 layers, 768 wide, 1024 positions, 50,257-token vocabulary).
+/// 2048 wide, 32 query and 8 key/value heads, 128,256-token vocabulary, llama3 RoPE, tied head),
+/// GPT-2 small (12 layers, 768 wide, 1024 positions, 50,257-token vocabulary) or Pythia-160M
+/// (GPT-NeoX: 12 layers, 768 wide, a quarter of each head rotary, 2048 positions, 50,304-row
+/// vocabulary, untied head).
 ///
 /// ```
 /// let config = evalkit_core::model::random::preset("llama-3.2-1b")?;
@@ -89,6 +92,25 @@ pub fn preset(name: &str) -> Result<Value> {
             "tie_word_embeddings": true,
             "initializer_range": 0.02
         })),
+        "pythia-160m" => Ok(json!({
+            "architectures": ["GPTNeoXForCausalLM"],
+            "model_type": "gpt_neox",
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "vocab_size": 50304,
+            "max_position_embeddings": 2048,
+            "rotary_pct": 0.25,
+            "rotary_emb_base": 10000,
+            "use_parallel_residual": true,
+            "layer_norm_eps": 1e-5,
+            "hidden_act": "gelu",
+            "tie_word_embeddings": false,
+            "bos_token_id": 0,
+            "eos_token_id": 0,
+            "initializer_range": 0.02
+        })),
         other => Err(Error::Unsupported(format!(
             "no preset shape `{other}` (presets: {})",
             PRESETS.join(", ")
@@ -119,8 +141,8 @@ pub struct Parameter {
 }
 
 /// The tensors a checkpoint of `config` holds, in the order they are drawn. `config` is a
-/// `config.json` value of a Llama-family (`llama`, `mistral`, `qwen2`) or GPT-2 model; `path`
-/// is what errors name.
+/// `config.json` value of a Llama-family (`llama`, `mistral`, `qwen2`), GPT-2 or GPT-NeoX
+/// model; `path` is what errors name.
 ///
 /// ```
 /// use evalkit_core::model::random::{parameters, preset};
@@ -130,6 +152,7 @@ pub struct Parameter {
 /// let path = std::path::Path::new("preset");
 /// assert_eq!(count(&parameters(&preset("llama-3.2-1b")?, path)?), 1_235_814_400);
 /// assert_eq!(count(&parameters(&preset("gpt2-small")?, path)?), 124_439_808);
+/// assert_eq!(count(&parameters(&preset("pythia-160m")?, path)?), 162_322_944);
 /// # Ok::<(), evalkit_core::Error>(())
 /// ```
 pub fn parameters(config: &Value, path: &Path) -> Result<Vec<Parameter>> {
@@ -216,11 +239,42 @@ pub fn parameters(config: &Value, path: &Path) -> Result<Vec<Parameter>> {
             out.push(p(format!("{t}.ln_f.weight"), &[h], Init::Ones));
             out.push(p(format!("{t}.ln_f.bias"), &[h], Init::Zeros));
         }
+        "gpt_neox" => {
+            let file: GptNeoXConfigFile = serde_json::from_value(config.clone()).map_err(parse_err)?;
+            let c = file.into_config(path)?;
+            let h = c.hidden;
+            let t = "gpt_neox";
+            out.push(p(format!("{t}.embed_in.weight"), &[c.vocab, h], Init::Normal(std)));
+            for i in 0..c.layers {
+                let l = format!("{t}.layers.{i}");
+                let linear = |out: &mut Vec<Parameter>, name: &str, rows: i64, cols: i64, bias: bool| {
+                    out.push(p(format!("{l}.{name}.weight"), &[rows, cols], Init::Normal(std)));
+                    if bias {
+                        out.push(p(format!("{l}.{name}.bias"), &[rows], Init::Zeros));
+                    }
+                };
+                for norm in ["input_layernorm", "post_attention_layernorm"] {
+                    out.push(p(format!("{l}.{norm}.weight"), &[h], Init::Ones));
+                    out.push(p(format!("{l}.{norm}.bias"), &[h], Init::Zeros));
+                }
+                linear(&mut out, "attention.query_key_value", 3 * h, h, c.attention_bias);
+                linear(&mut out, "attention.dense", h, h, c.attention_bias);
+                linear(&mut out, "mlp.dense_h_to_4h", c.intermediate, h, true);
+                linear(&mut out, "mlp.dense_4h_to_h", h, c.intermediate, true);
+            }
+            out.push(p(format!("{t}.final_layer_norm.weight"), &[h], Init::Ones));
+            out.push(p(format!("{t}.final_layer_norm.bias"), &[h], Init::Zeros));
+            if !c.tied {
+                out.push(p("embed_out.weight".into(), &[c.vocab, h], Init::Normal(std)));
+            }
+        }
         other => {
             return Err(Error::Config {
                 path: path.to_path_buf(),
                 field: "model_type".into(),
-                message: format!("cannot make a random checkpoint of `{other}` (llama, mistral, qwen2, gpt2)"),
+                message: format!(
+                    "cannot make a random checkpoint of `{other}` (llama, mistral, qwen2, gpt2, gpt_neox)"
+                ),
             })
         }
     }
