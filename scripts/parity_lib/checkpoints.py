@@ -13,12 +13,12 @@ writes the template to chat_template.jinja).
 need no table, so the weights are unchanged), for HumanEval's 1024 new tokens: both sides keep
 the last 256 tokens of a longer prompt (about half of HumanEval's), the rest whole.
 
-``pythia-random`` and ``neox-sequential-random``: seeded random ``GPTNeoXForCausalLM`` models
+``pythia-random`` and ``neox-sequential``: seeded random ``GPTNeoXForCausalLM`` models
 made by transformers (nothing shared holds GPT-NeoX weights) with the real GPT-NeoX-20B /
 Pythia tokenizer of ``gpt-neox-20b-tokenizer``. ``pythia-random`` has Pythia's shape choices
 (a quarter of each head rotary, attention and MLP side by side, exact GELU, an untied head
 named ``embed_out``) and its ``config.json`` in the hub's older layout (``rotary_pct``,
-``rotary_emb_base``); ``neox-sequential-random`` adds attention and MLP one after the other,
+``rotary_emb_base``); ``neox-sequential`` adds attention and MLP one after the other,
 rotates half of each head, uses the tanh GELU and keeps transformers 5's layout
 (``rope_parameters``). Both use ``initializer_range`` 0.3, so that next-token distributions are
 far from uniform.
@@ -194,5 +194,5 @@ GENERATED = {
     "stories260K-chatml": ("stories260K-hf", make_chatml),
     "stories260K-long": ("stories260K-hf", make_long),
     "pythia-random": ("gpt-neox-20b-tokenizer", make_pythia),
-    "neox-sequential-random": ("gpt-neox-20b-tokenizer", make_neox_sequential),
+    "neox-sequential": ("gpt-neox-20b-tokenizer", make_neox_sequential),
 }

@@ -13,6 +13,8 @@ MODELS = ("stories260K-hf", "tiny-gpt2-random")
 CHAT_MODEL = "stories260K-chatml"  # made by checkpoints.py from stories260K-hf
 LONG_MODEL = "stories260K-long"  # likewise: room for HumanEval's 1024 new tokens
 SERVED_MODEL = "stories260K-served"  # llama.cpp's server (checkpoints.Server)
+# GPT-NeoX, made by checkpoints.py with transformers: Pythia's form, and the sequential residual.
+PYTHIA_MODEL, NEOX_SEQUENTIAL_MODEL = "pythia-random", "neox-sequential"
 SYSTEM = "You are a careful assistant. Answer the question."
 
 # Prompt settings of a chat mode, for each side: lm-eval's CLI flags, evalkit's.
@@ -55,7 +57,23 @@ def full() -> list[Item]:
         for k in (0, 5):
             out += [Item(m, t, k, 100) for t in MMLU_FULL]
         out += [Item(m, "gsm8k", k, 30) for k in (0, 5)]
-    return out + chat_full() + [Item(LONG_MODEL, "humaneval", 0, 40)] + served(200, 30)
+    return out + chat_full() + [Item(LONG_MODEL, "humaneval", 0, 40)] + served(200, 30) + neox_full()
+
+
+def neox_full() -> list[Item]:
+    p, s = PYTHIA_MODEL, NEOX_SEQUENTIAL_MODEL
+    return [
+        Item(p, "arc_easy", 0, 200),
+        Item(p, "hellaswag", 0, 100),
+        Item(p, "lambada_openai", 0, 200),
+        Item(p, "wikitext", 0, 5),
+        Item(p, "mmlu_anatomy", 5, 50),
+        Item(p, "gsm8k", 0, 20),
+        Item(s, "arc_easy", 0, 100),
+        Item(s, "lambada_openai", 0, 100),
+        Item(s, "wikitext", 0, 3),
+        Item(s, "gsm8k", 0, 10),
+    ]
 
 
 def served(rows: int, gen_rows: int) -> list[Item]:
@@ -104,4 +122,10 @@ def quick() -> list[Item]:
         Item(m, "mmlu_anatomy", 5, 10, "chat+system"),
         Item(m, "gsm8k", 5, 5, "chat"),
         Item(LONG_MODEL, "humaneval", 0, 3),
+        Item(PYTHIA_MODEL, "arc_easy", 0, 20),
+        Item(PYTHIA_MODEL, "lambada_openai", 0, 20),
+        Item(PYTHIA_MODEL, "wikitext", 0, 2),
+        Item(PYTHIA_MODEL, "gsm8k", 0, 5),
+        Item(NEOX_SEQUENTIAL_MODEL, "arc_easy", 0, 10),
+        Item(NEOX_SEQUENTIAL_MODEL, "lambada_openai", 0, 10),
     ] + served(10, 3)
