@@ -506,6 +506,15 @@ fn torchscript_export_loads_and_matches_pytorch() {
     };
     let out = eval.evaluations[0].evaluate(&env).expect("evaluates");
     assert_eq!(out.n, 5);
+    // Generation too, several rows to a batch: the module's logits at the rows' last positions
+    // are a strided view (they panicked being read as one flat vector).
+    let eval = evalkit::suites::load(
+        "synthetic_arithmetic",
+        &evalkit::suites::LoadOptions::new(crate::util::data_dir()),
+    )
+    .expect("suite");
+    let out = eval.evaluations[0].evaluate(&env).expect("generates");
+    assert_eq!((out.n, out.stats.chunks_computed), (5, 1));
 }
 
 /// The same weights under other layouts give the same logits: a Qwen2 config (with zero q/k/v

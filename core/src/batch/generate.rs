@@ -61,9 +61,10 @@ pub fn generate_batch<M: Model + ?Sized>(
         model.head(&h.narrow(1, p as i64 - 1, 1).squeeze_dim(1))?
     };
     for step in 0..params.max_new_tokens {
-        let logits = last_logits.to_device(Device::Cpu);
+        // (A model's head may return a strided view, e.g. a TorchScript module's last positions.)
+        let logits = last_logits.to_device(Device::Cpu).contiguous();
         let v = logits.size()[1] as usize;
-        let flat = Vec::<f32>::try_from(logits.view([-1])).op("reading logits")?;
+        let flat = Vec::<f32>::try_from(logits.f_view([-1]).op("reading logits")?).op("reading logits")?;
         let mut next = vec![0i64; b];
         for i in 0..b {
             if done[i] {
