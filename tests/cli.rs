@@ -125,8 +125,9 @@ fn run_writes_results_and_gates_set_the_exit_code() {
         "{}",
         text(&o)
     );
-    // A gate on an evaluation the run lacks is refused before anything runs; one on a metric
-    // the evaluation does not report names those it does.
+    // A gate on an evaluation the run lacks, or on a metric its kind never reports, is refused
+    // before anything runs (exit 2, not a gate's 1); a gate on a generation's metric, which
+    // only its scoring knows, fails at the end naming those reported.
     let typo = tmp.path().join("typo");
     let mut t = args.clone();
     let n = t.len();
@@ -141,14 +142,79 @@ fn run_writes_results_and_gates_set_the_exit_code() {
         "{}",
         text(&o)
     );
-    t.extend(["--min", "arc_easy.accuracy=0.5"]);
-    let o = evalkit(&t);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let mut wrong_metric = t.clone();
+    wrong_metric.extend(["--min", "arc_easy.accuracy=0.5"]);
+    let o = evalkit(&wrong_metric);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
-        text(&o).contains("arc_easy.accuracy was not reported (arc_easy reports acc, acc_bytes"),
+        text(&o).contains(
+            "arc_easy.accuracy names a metric arc_easy does not report (a multiple_choice evaluation reports acc, \
+             acc_norm, acc_bytes, acc_token_norm)"
+        ) && !typo.join("results.json").exists(),
         "{}",
         text(&o)
     );
+    // Standard errors and the run's records gate too.
+    let mut records = t.clone();
+    records.extend(["--max", "arc_easy.acc_stderr=1", "--min", "arc_easy.tokens_scored=1"]);
+    let o = evalkit(&records);
+    assert!(o.status.success(), "{}", text(&o));
+    let arith: Vec<&str> = t
+        .iter()
+        .map(|&a| {
+            if a == "arc_easy,synthetic_brackets" {
+                "synthetic_arithmetic"
+            } else {
+                a
+            }
+        })
+        .collect();
+    let mut generated = arith.clone();
+    generated.extend(["--min", "synthetic_arithmetic.accuracy=0.5"]);
+    let o = evalkit(&generated);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("synthetic_arithmetic.accuracy was not reported (synthetic_arithmetic reports"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A task asked twice, or also through its group, is evaluated once, with a note, and its
+/// chunks count as computed (not as read back from a journal).
+#[test]
+fn a_task_asked_twice_is_evaluated_once() {
+    let tmp = crate::tempdir!("cli-twice");
+    let out = tmp.path().join("out");
+    let (model, data) = (model_dir("stories260K-hf"), data_dir());
+    let o = evalkit(&[
+        "run",
+        "--threads",
+        "1",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--tasks",
+        "arc_easy,mmlu_anatomy,arc_easy,mmlu",
+        "--limit",
+        "1",
+        "--data-dir",
+        data.to_str().expect("utf8"),
+        "--output",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o)
+            .contains("note: arc_easy, mmlu_anatomy asked more than once (by name or through a group): evaluated once"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("read back"), "{}", text(&o));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("read")).expect("json");
+    assert_eq!(doc["results"]["arc_easy"]["chunks_resumed"], 0);
+    assert_eq!(doc["results"]["mmlu_anatomy"]["chunks_resumed"], 0);
+    assert_eq!(doc["groups"]["mmlu"]["n"], 57);
 }
 
 #[test]
@@ -388,9 +454,9 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
     );
 }
 
-/// An evaluation that fails on a row of its own (an answer index out of range, found when the
-/// row is scored) does not stop the others: their results are written, the exit code is 2,
-/// and the journal is kept, so the same command after the fix reuses their work.
+/// An evaluation that fails on a row of its own (an ending longer than the model, found when
+/// the row is tokenized) does not stop the others: their results are written, the exit code is
+/// 2, and the journal is kept, so the same command after the fix reuses their work.
 #[test]
 fn one_failing_evaluation_leaves_the_others_results() {
     let tmp = crate::tempdir!("cli-partial");
@@ -402,18 +468,26 @@ fn one_failing_evaluation_leaves_the_others_results() {
     std::fs::write(arc.join("ARC-Easy-Test.jsonl"), head.join("\n")).expect("write");
     let hs = data.join("hellaswag");
     std::fs::create_dir_all(&hs).expect("mkdir");
-    let write_hellaswag = |bad_label: u32| {
-        let row = |i: u32, label: u32| {
+    let write_hellaswag = |long_ending: bool| {
+        let row = |i: u32, label: u32, first: &str| {
             format!(
-                r#"{{"idx": {i}, "ctx": "A man is sitting on a roof. he", "label": {label}, "endings": ["is using wrap.", "is ripping tiles off.", "is holding a cube.", "starts pulling up roofing."]}}"#
+                r#"{{"idx": {i}, "ctx": "A man is sitting on a roof. he", "label": {label}, "endings": ["{first}", "is ripping tiles off.", "is holding a cube.", "starts pulling up roofing."]}}"#
             )
         };
-        let part1 = [row(0, 3), row(1, bad_label), row(2, 0)].join("\n");
+        let long = "is using wrap ".repeat(if long_ending { 200 } else { 1 });
+        let part1 = [
+            row(0, 3, "is using wrap."),
+            row(1, 1, long.trim_end()),
+            row(2, 0, "is using wrap."),
+        ]
+        .join("\n");
         std::fs::write(hs.join("hellaswag_val_klosax.part1of3.jsonl"), part1).expect("write");
-        std::fs::write(hs.join("hellaswag_val_klosax.part2of3.jsonl"), row(3, 1)).expect("write");
-        std::fs::write(hs.join("hellaswag_val_klosax.part3of3.jsonl"), row(4, 2)).expect("write");
+        let part2 = row(3, 1, "is using wrap.");
+        std::fs::write(hs.join("hellaswag_val_klosax.part2of3.jsonl"), part2).expect("write");
+        let part3 = row(4, 2, "is using wrap.");
+        std::fs::write(hs.join("hellaswag_val_klosax.part3of3.jsonl"), part3).expect("write");
     };
-    write_hellaswag(7);
+    write_hellaswag(true);
     let out = tmp.path().join("out");
     let model = model_dir("stories260K-hf");
     let args = [
@@ -441,7 +515,7 @@ fn one_failing_evaluation_leaves_the_others_results() {
     let o = evalkit(&args);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
-        text(&o).contains("evaluation `hellaswag`, row 1: answer index 7"),
+        text(&o).contains("evaluation `hellaswag`, row 1: a continuation of 1800 tokens is longer"),
         "{}",
         text(&o)
     );
@@ -453,12 +527,12 @@ fn one_failing_evaluation_leaves_the_others_results() {
     assert!(doc["failed"]["hellaswag"].as_str().is_some_and(|m| m.contains("row 1")));
     let shown = evalkit(&["show", out.to_str().expect("utf8")]);
     assert!(
-        text(&shown).contains("note: hellaswag: evaluation `hellaswag`, row 1: answer index 7"),
+        text(&shown).contains("note: hellaswag: evaluation `hellaswag`, row 1: a continuation of 1800 tokens"),
         "{}",
         text(&shown)
     );
 
-    write_hellaswag(2);
+    write_hellaswag(false);
     let o = evalkit(&args);
     assert!(o.status.success(), "{}", text(&o));
     let doc: serde_json::Value =

@@ -16,6 +16,7 @@ use args::{Cli, Command, Format};
 use clap::Parser;
 use evalkit::core::error::first_few;
 use evalkit::core::evaluator::{Evaluator, RunEnd, RECORD_KEYS};
+use evalkit::core::kinds::TaskKind;
 use evalkit::core::shard::Share;
 use evalkit::core::throughput::RawThroughput;
 use serde_json::Value;
@@ -202,15 +203,28 @@ fn run_process(
     // One progress display per machine: the first shard's.
     ev.progress = !g.quiet && launch.is_none_or(|l| l.local_rank == 0) && !matches!(share, Share::Merge { .. });
     let mut failed = false;
-    let mut groups = vec![];
+    // Each evaluation and group once, however often asked (`arc_easy,arc_easy`, or `mmlu` and
+    // one of its subjects): the kinds by name, the groups' members.
+    let mut kinds: Vec<(String, TaskKind)> = vec![];
+    let mut groups: Vec<(String, Vec<String>)> = vec![];
+    let mut repeated: Vec<String> = vec![];
     for t in &s.tasks {
         match evalkit::suites::load(t, &s.suite_options) {
             Ok(loaded) => {
                 for e in loaded.evaluations {
+                    if kinds.iter().any(|(n, _)| n == e.name()) {
+                        repeated.push(e.name().to_string());
+                        continue;
+                    }
+                    kinds.push((e.name().to_string(), e.kind()));
                     ev.add(e);
                 }
                 for gr in loaded.groups {
-                    groups.push(gr.name.clone());
+                    if groups.iter().any(|(n, _)| *n == gr.name) {
+                        repeated.push(gr.name.clone());
+                        continue;
+                    }
+                    groups.push((gr.name.clone(), gr.members.clone()));
                     ev.add_group(gr);
                 }
             }
@@ -229,19 +243,49 @@ fn run_process(
     if ev.names().is_empty() {
         anyhow::bail!("no task could be loaded");
     }
-    // A gate on an evaluation the run does not have would only fail at the end.
-    let names: Vec<&str> = ev
-        .names()
-        .into_iter()
-        .chain(groups.iter().map(String::as_str))
-        .collect();
+    if !repeated.is_empty() && !g.quiet {
+        eprintln!(
+            "note: {} asked more than once (by name or through a group): evaluated once",
+            first_few(&repeated, 5)
+        );
+    }
+    // A gate on an evaluation the run does not have, or on a metric it cannot report, would
+    // only fail at the end.
     for gate in settings::gates(a)? {
-        if !names.contains(&gate.task.as_str()) {
+        let members: Vec<&str> = match groups.iter().find(|(n, _)| *n == gate.task) {
+            Some((_, members)) => members.iter().map(String::as_str).collect(),
+            None => vec![gate.task.as_str()],
+        };
+        let Some(member_kinds) = members
+            .iter()
+            .map(|m| kinds.iter().find(|(n, _)| n == m).map(|&(_, k)| k))
+            .collect::<Option<Vec<TaskKind>>>()
+        else {
+            let names: Vec<&str> = kinds
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .chain(groups.iter().map(|(n, _)| n.as_str()))
+                .collect();
             anyhow::bail!(
                 "the gate on {}.{} names no evaluation of this run (it has {})",
                 gate.task,
                 gate.metric,
-                names.join(", ")
+                first_few(&names, 8)
+            );
+        };
+        // Generation adds metrics of its own (a suite's scoring), known only once it runs.
+        let known = |k: TaskKind| {
+            let m = gate.metric.strip_suffix("_stderr").unwrap_or(&gate.metric);
+            k == TaskKind::Generate || k.metrics().contains(&m) || RECORD_KEYS.contains(&gate.metric.as_str())
+        };
+        if let Some(&kind) = member_kinds.iter().find(|&&k| !known(k)) {
+            anyhow::bail!(
+                "the gate on {}.{} names a metric {} does not report (a {} evaluation reports {})",
+                gate.task,
+                gate.metric,
+                gate.task,
+                kind.as_str(),
+                kind.metrics().join(", ")
             );
         }
     }

@@ -109,9 +109,17 @@ fn convert(path: &std::path::Path, raw: Vec<Raw>) -> Result<Vec<Hellaswag>> {
                 serde_json::Value::String(s) => s.parse().ok(),
                 _ => None,
             };
-            let label = index.and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
-                crate::data::malformed(path, i + 1, "label", format!("{label} is not an index of `endings`"))
-            })?;
+            let label = index
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n < endings.len())
+                .ok_or_else(|| {
+                    crate::data::malformed(
+                        path,
+                        i + 1,
+                        "label",
+                        format!("{label} is not an index of `endings` (it has {})", endings.len()),
+                    )
+                })?;
             Ok(Hellaswag { ctx, endings, label })
         })
         .collect()
@@ -169,6 +177,11 @@ mod tests {
         };
         let msg = bad(r#"{"ctx": "c", "endings": ["a", "b"], "label": -1}"#);
         assert!(msg.contains("part.jsonl:1: field `label`: -1 is not an index"), "{msg}");
+        let msg = bad(r#"{"ctx": "c", "endings": ["a", "b"], "label": "2"}"#);
+        assert!(
+            msg.contains("part.jsonl:1: field `label`: \"2\" is not an index of `endings` (it has 2)"),
+            "{msg}"
+        );
         let msg = bad(r#"{"context": "c", "endings": ["a", "b"], "label": 1}"#);
         assert!(msg.contains("part.jsonl:1: field `(row)`: neither layout"), "{msg}");
     }
