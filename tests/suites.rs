@@ -303,7 +303,11 @@ fn missing_files_and_malformed_rows_are_named() {
     let e = load("arc_easy", &LoadOptions::new(dir.path().to_path_buf()))
         .err()
         .expect("missing field");
-    assert!(e.to_string().contains("ARC-Easy-Test.jsonl:2: field `stem`"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("ARC-Easy-Test.jsonl:2: field `question.stem`: missing field `stem`"),
+        "{e}"
+    );
 
     let e = load("arc_eazy", &opts()).err().expect("unknown task");
     assert!(e.to_string().contains("arc_easy"), "suggests the close name: {e}");

@@ -288,7 +288,7 @@ pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
     let text = read_to_string(path)?;
     let de = &mut serde_json::Deserializer::from_str(&text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
         let message = if field == "." || field == "?" {
@@ -301,5 +301,12 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) 
             line: Some(inner.line()),
             message,
         }
-    })
+    })?;
+    // Text after the value ("Extra data" to Python, which transformers reads these files with).
+    de.end().map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        line: Some(e.line()),
+        message: e.to_string(),
+    })?;
+    Ok(value)
 }

@@ -40,16 +40,29 @@ pub fn read_text(path: &Path, what: &str, source: &str) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| evalkit_core::Error::io("reading", path, e).into())
 }
 
-/// The field serde's message names, for error reports.
-fn field_of(msg: &str) -> String {
-    for key in ["missing field `", "unknown field `", "field `"] {
-        if let Some(rest) = msg.split(key).nth(1) {
-            if let Some(f) = rest.split('`').next() {
-                return f.to_string();
-            }
-        }
-    }
-    "(row)".into()
+/// Parses one JSON value as `T`; the error names the field (its path within the value, e.g.
+/// `question.choices[2].text`), `(json)` where the text is not JSON, `(row)` where the value as
+/// a whole is the wrong type.
+fn parse_value<T: DeserializeOwned>(text: &str) -> std::result::Result<T, (String, serde_json::Error)> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // A missing or unknown field is reported at the object that lacks or has it.
+        let key = ["missing field `", "unknown field `"]
+            .iter()
+            .find_map(|k| inner.to_string().split(k).nth(1)?.split('`').next().map(str::to_string));
+        let field = match (path.as_str(), key) {
+            _ if inner.is_syntax() || inner.is_eof() => "(json)".into(),
+            ("." | "?", Some(k)) => k,
+            ("." | "?", None) => "(row)".into(),
+            (p, Some(k)) => format!("{p}.{k}"),
+            (p, None) => p.to_string(),
+        };
+        (field, inner)
+    })?;
+    de.end().map_err(|e| ("(json)".to_string(), e))?;
+    Ok(value)
 }
 
 /// Parses every non-empty line of a JSON-lines file as `T`.
@@ -59,17 +72,7 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str, source: &str) ->
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| {
-                let msg = e.to_string();
-                Error::Malformed {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    field: field_of(&msg),
-                    message: msg,
-                }
-            })
-        })
+        .map(|(i, l)| parse_value(l).map_err(|(field, e)| malformed(path, i + 1, &field, e.to_string())))
         .collect::<Result<_>>()?;
     not_empty(rows, path, what, source)
 }
@@ -147,6 +150,61 @@ pub fn read_csv(path: &Path, width: usize, what: &str, source: &str) -> Result<V
 mod tests {
     use super::{jsonl_line, read_jsonl};
     use crate::Error;
+
+    #[test]
+    fn a_bad_row_names_its_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Row {
+            question: Question,
+            answer: bool,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Question {
+            stem: String,
+            choices: Vec<String>,
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("rows.jsonl");
+        let error = |row: &str| {
+            std::fs::write(&path, format!("\n{row}\n")).unwrap();
+            read_jsonl::<Row>(&path, "rows", "nowhere").unwrap_err().to_string()
+        };
+        let ok = r#"{"question": {"stem": "s", "choices": ["a"]}, "answer": true}"#;
+        std::fs::write(&path, ok).unwrap();
+        assert_eq!(read_jsonl::<Row>(&path, "rows", "nowhere").unwrap().len(), 1);
+        for (row, want) in [
+            (
+                r#"{"question": {"stem": "s", "choices": ["a"]}, "answer": "yes"}"#,
+                "rows.jsonl:2: field `answer`: invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                r#"{"question": {"stem": "s", "choices": ["a", 7]}, "answer": true}"#,
+                "field `question.choices[1]`: invalid type: integer `7`",
+            ),
+            (
+                r#"{"question": {"choices": ["a"]}, "answer": true}"#,
+                "field `question.stem`: missing field `stem`",
+            ),
+            (
+                r#"{"question": {"stem": "s", "choices": ["a"]}}"#,
+                "field `answer`: missing field `answer`",
+            ),
+            (r#"{"question": {"stem": "s""#, "field `(json)`: EOF while parsing"),
+            (
+                r#"{"question": {"stem": "s", "choices": []}, "answer": true} }"#,
+                "field `(json)`: trailing characters",
+            ),
+            (
+                "\"a row\"",
+                "field `(row)`: invalid type: string \"a row\", expected struct Row",
+            ),
+        ] {
+            let got = error(row);
+            assert!(got.contains(want), "{row}: {got}");
+        }
+    }
 
     #[test]
     fn a_file_without_rows_is_named_and_rows_map_to_their_lines() {
