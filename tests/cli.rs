@@ -40,6 +40,12 @@ fn list_prints_every_suite() {
     assert!(out.contains("multiple_choice") && out.contains("14042"));
     let json: serde_json::Value = serde_json::from_slice(&evalkit(&["list", "--format", "json"]).stdout).expect("json");
     assert_eq!(json.as_array().expect("array").len(), 17 + 57);
+    let md = text(&evalkit(&["list", "--format", "md"]));
+    assert!(
+        md.starts_with("| task | kind | metrics | split | rows | fewshot |\n|---|")
+            && md.contains("| hellaswag | multiple_choice |"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -261,6 +267,28 @@ fn errors_exit_2_and_name_the_problem() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("cuda:7"), "{}", text(&o));
+    // An output that is a file says so.
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "").expect("write");
+    let data = data_dir();
+    let o = evalkit(&[
+        "run",
+        "-q",
+        "--threads",
+        "1",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--data-dir",
+        data.to_str().expect("utf8"),
+        "--tasks",
+        "synthetic_copy",
+        "--limit",
+        "1",
+        "--output",
+        file.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("a-file is a file, not a directory"), "{}", text(&o));
     // --batch-size takes a positive number or `auto`; --max-batch-size goes with auto.
     let m = model.to_str().expect("utf8");
     let out = tmp.path().join("auto");
@@ -530,6 +558,25 @@ fn one_failing_evaluation_leaves_the_others_results() {
         text(&shown).contains("note: hellaswag: evaluation `hellaswag`, row 1: a continuation of 1800 tokens"),
         "{}",
         text(&shown)
+    );
+    // Reports say what is missing and why.
+    let md = text(&evalkit(&["report", "--format", "md", out.to_str().expect("utf8")]));
+    assert!(
+        md.contains("**Not reported:**\n\n- `hellaswag`: evaluation `hellaswag`, row 1: a continuation"),
+        "{md}"
+    );
+    let page = tmp.path().join("page");
+    let o = evalkit(&[
+        "report",
+        out.to_str().expect("utf8"),
+        "--output",
+        page.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let html = std::fs::read_to_string(page.join("report.html")).expect("report.html");
+    assert!(
+        html.contains("<li><strong>hellaswag</strong>: evaluation `hellaswag`, row 1: a continuation"),
+        "no failure in the page"
     );
 
     write_hellaswag(false);

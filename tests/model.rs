@@ -293,7 +293,10 @@ fn bad_checkpoints_name_the_file_and_field() {
     // Text after the JSON value (Python's json, which transformers reads it with, refuses it).
     std::fs::write(dir.join("config.json"), format!("{cfg}}}")).expect("write");
     let msg = load_err(dir);
-    assert!(msg.contains("config.json:") && msg.contains("trailing characters"), "{msg}");
+    assert!(
+        msg.contains("config.json:") && msg.contains("trailing characters"),
+        "{msg}"
+    );
 
     // An activation this model does not run, no layers, and fewer layers than the checkpoint
     // holds are refused (the extra layers would be left out without a word).

@@ -115,6 +115,9 @@ fn report_renders_in_chromium_with_the_numbers_of_results_json() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused).contains("--output"), "{}", text(&refused));
 
+    // A chart an earlier report left in the folder does not outlive this one.
+    std::fs::create_dir_all(out.join("charts")).expect("charts");
+    std::fs::write(out.join("charts/bars-old_metric.png"), b"old").expect("old chart");
     let o = evalkit(&[
         "report",
         a.to_str().expect("utf8"),
@@ -125,6 +128,10 @@ fn report_renders_in_chromium_with_the_numbers_of_results_json() {
         "4",
     ]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !out.join("charts/bars-old_metric.png").exists(),
+        "the old chart is removed"
+    );
     let page = out.join("report.html");
     let html = std::fs::read_to_string(&page).expect("report.html");
     assert!(

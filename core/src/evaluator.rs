@@ -266,6 +266,12 @@ impl<'a> Evaluator<'a> {
     /// # Ok::<(), evalkit_core::Error>(())
     /// ```
     pub fn run_share(&self, dir: &Path) -> Result<RunEnd> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::Unsupported(format!(
+                "the output {} is a file, not a directory",
+                dir.display()
+            )));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating output directory", dir, e))?;
         let journal_dir = dir.join(".journal");
         let mut failed = vec![];

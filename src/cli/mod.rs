@@ -107,9 +107,13 @@ pub fn results_text(file: &Path) -> Result<String> {
 
 fn list(format: Format) -> Result<u8> {
     let suites = evalkit::suites::all();
-    if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&suites)?);
-        return Ok(0);
+    match format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&suites)?);
+            return Ok(0);
+        }
+        Format::Html => anyhow::bail!("`list` prints text, json or md, not html"),
+        Format::Text | Format::Md => {}
     }
     let rows: Vec<[String; 6]> = suites
         .iter()
@@ -124,7 +128,12 @@ fn list(format: Format) -> Result<u8> {
             ]
         })
         .collect();
-    table::print_table(&["task", "kind", "metrics", "split", "rows", "fewshot"], &rows);
+    let header = ["task", "kind", "metrics", "split", "rows", "fewshot"];
+    if format == Format::Md {
+        table::print_markdown_table(&header, &rows);
+    } else {
+        table::print_table(&header, &rows);
+    }
     Ok(0)
 }
 

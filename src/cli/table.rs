@@ -28,7 +28,29 @@ pub fn markdown_report(doc: &Value) -> String {
     for [task, metric, value, se, n] in result_rows(doc) {
         out.push_str(&format!("| {task} | {metric} | {value} | {se} | {n} |\n"));
     }
+    let failed = failures(doc);
+    if !failed.is_empty() {
+        out.push_str("\n**Not reported:**\n\n");
+        for (task, why) in failed {
+            out.push_str(&format!("- `{task}`: {}\n", why.replace('\n', " ")));
+        }
+    }
     out
+}
+
+/// The tasks a run could not report (results.json's `failed`), with why, in name order.
+pub fn failures(doc: &Value) -> Vec<(String, String)> {
+    doc["failed"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(task, why)| {
+            (
+                task.clone(),
+                why.as_str().map_or_else(|| why.to_string(), str::to_string),
+            )
+        })
+        .collect()
 }
 
 fn result_rows(doc: &Value) -> Vec<[String; 5]> {
@@ -61,6 +83,25 @@ fn result_rows(doc: &Value) -> Vec<[String; 5]> {
 }
 
 /// Prints rows aligned under a header.
+/// Prints a Markdown table (`|` in cells escaped).
+pub fn print_markdown_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let line = |cells: Vec<&str>| {
+        format!(
+            "| {} |",
+            cells
+                .iter()
+                .map(|c| c.replace('|', "\\|"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        )
+    };
+    println!("{}", line(header.to_vec()));
+    println!("|{}", "---|".repeat(N));
+    for r in rows {
+        println!("{}", line(r.iter().map(String::as_str).collect()));
+    }
+}
+
 pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {

@@ -135,6 +135,8 @@ struct Evaluation {
 #[derive(Serialize)]
 struct RunView {
     label: String,
+    /// Tasks the run could not report, with why.
+    failed: Vec<(String, String)>,
     dir: String,
     config: Vec<(String, String)>,
     versions: String,
@@ -377,6 +379,7 @@ fn run_views(runs: &[Run]) -> Vec<RunView> {
                 .collect();
             RunView {
                 label: r.label.clone(),
+                failed: super::table::failures(&r.doc),
                 dir: r.dir.display().to_string(),
                 config,
                 versions,
@@ -419,7 +422,18 @@ pub fn write_html(runs: &[Run], out: &Path, max_rows: usize) -> Result<Written> 
     };
     let bars = draw(bar_charts(runs))?;
     let steps = draw(step_charts(runs))?;
-    let pngs = bars.iter().chain(&steps).map(|c| out.join(&c.png)).collect();
+    let pngs: Vec<PathBuf> = bars.iter().chain(&steps).map(|c| out.join(&c.png)).collect();
+    // Charts an earlier report drew into this folder that this one has not (a run with other
+    // tasks) would pass for this report's.
+    if let Ok(entries) = std::fs::read_dir(out.join("charts")) {
+        for stale in entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "png") && !pngs.contains(p))
+        {
+            std::fs::remove_file(&stale).with_context(|| format!("removing the old chart {}", stale.display()))?;
+        }
+    }
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE)
         .context("the report template")?;
