@@ -309,6 +309,18 @@ fn missing_files_and_malformed_rows_are_named() {
         "{e}"
     );
 
+    // A file that holds nothing is named, whatever its format.
+    std::fs::create_dir_all(dir.path().join("wikitext2")).expect("mkdir");
+    std::fs::write(dir.path().join("wikitext2/wiki.test.raw"), "\n").expect("write");
+    std::fs::create_dir_all(dir.path().join("truthfulqa")).expect("mkdir");
+    std::fs::write(dir.path().join("truthfulqa/mc_task.json"), "[]").expect("write");
+    for (task, file) in [("wikitext", "wiki.test.raw"), ("truthfulqa_mc2", "mc_task.json")] {
+        let e = load(task, &LoadOptions::new(dir.path().to_path_buf()))
+            .err()
+            .expect("empty");
+        assert!(e.to_string().contains(&format!("{file} holds no rows")), "{e}");
+    }
+
     let e = load("arc_eazy", &opts()).err().expect("unknown task");
     assert!(e.to_string().contains("arc_easy"), "suggests the close name: {e}");
 }

@@ -55,18 +55,17 @@ impl TruthfulQa {
 
 /// Reads `mc_task.json` (object keys in file order).
 pub fn read(path: &std::path::Path, mc2: bool) -> Result<Vec<TruthfulQa>> {
-    let text = read_text(
-        path,
-        "TruthfulQA multiple-choice questions",
-        "https://github.com/sylinrl/TruthfulQA (data/mc_task.json)",
-    )?;
+    let what = "TruthfulQA multiple-choice questions";
+    let source = "https://github.com/sylinrl/TruthfulQA (data/mc_task.json)";
+    let text = read_text(path, what, source)?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| malformed(path, e.line(), "(json)", e.to_string()))?;
     let arr = v
         .as_array()
         .ok_or_else(|| malformed(path, 1, "(json)", "expected an array of questions"))?;
     let key = if mc2 { "mc2_targets" } else { "mc1_targets" };
-    arr.iter()
+    let rows = arr
+        .iter()
         .enumerate()
         .map(|(i, q)| {
             let question = q["question"]
@@ -97,7 +96,8 @@ pub fn read(path: &std::path::Path, mc2: bool) -> Result<Vec<TruthfulQa>> {
                 mc2,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    crate::data::not_empty(rows, path, what, source)
 }
 
 /// Loads `truthfulqa_mc1` or `truthfulqa_mc2`.

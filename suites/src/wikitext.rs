@@ -97,10 +97,9 @@ pub fn detokenize(page: &str) -> String {
 /// Loads `wikitext`.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> {
     opts.no_fewshot(name)?;
-    let raw = read_text(
-        &opts.data_dir.join("wikitext2/wiki.test.raw"),
-        "WikiText-2 raw test",
-        "https://huggingface.co/datasets/wikitext (wikitext-2-raw-v1, wiki.test.raw)",
-    )?;
-    Ok(vec![evalkit_core::task(pages(&raw)).named(name).build()])
+    let (path, what) = (opts.data_dir.join("wikitext2/wiki.test.raw"), "WikiText-2 raw test");
+    let source = "https://huggingface.co/datasets/wikitext (wikitext-2-raw-v1, wiki.test.raw)";
+    let raw = read_text(&path, what, source)?;
+    let pages = crate::data::not_empty(pages(&raw), &path, what, source)?;
+    Ok(vec![evalkit_core::task(pages).named(name).build()])
 }
