@@ -187,7 +187,8 @@ fn run_writes_results_and_gates_set_the_exit_code() {
 }
 
 /// A task asked twice, or also through its group, is evaluated once, with a note, and its
-/// chunks count as computed (not as read back from a journal).
+/// chunks count as computed (not as read back from a journal); gates on a group are checked
+/// against its members' metrics.
 #[test]
 fn a_task_asked_twice_is_evaluated_once() {
     let tmp = crate::tempdir!("cli-twice");
@@ -207,6 +208,8 @@ fn a_task_asked_twice_is_evaluated_once() {
         data.to_str().expect("utf8"),
         "--output",
         out.to_str().expect("utf8"),
+        "--min",
+        "mmlu.acc=0",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
@@ -221,6 +224,28 @@ fn a_task_asked_twice_is_evaluated_once() {
     assert_eq!(doc["results"]["arc_easy"]["chunks_resumed"], 0);
     assert_eq!(doc["results"]["mmlu_anatomy"]["chunks_resumed"], 0);
     assert_eq!(doc["groups"]["mmlu"]["n"], 57);
+    // A gate on a group takes its members' metrics, and no others.
+    let refused = tmp.path().join("refused");
+    let o = evalkit(&[
+        "run",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--tasks",
+        "mmlu",
+        "--data-dir",
+        data.to_str().expect("utf8"),
+        "--output",
+        refused.to_str().expect("utf8"),
+        "--min",
+        "mmlu.accuracy=0.5",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("mmlu.accuracy names a metric mmlu does not report"),
+        "{}",
+        text(&o)
+    );
+    assert!(!refused.join("results.json").exists());
 }
 
 #[test]
@@ -288,7 +313,11 @@ fn errors_exit_2_and_name_the_problem() {
         file.to_str().expect("utf8"),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("a-file is a file, not a directory"), "{}", text(&o));
+    assert!(
+        text(&o).contains("a-file: it is a file, not a directory"),
+        "{}",
+        text(&o)
+    );
     // --batch-size takes a positive number or `auto`; --max-batch-size goes with auto.
     let m = model.to_str().expect("utf8");
     let out = tmp.path().join("auto");

@@ -264,6 +264,14 @@ fn bad_checkpoints_name_the_file_and_field() {
     std::fs::remove_file(dir.join("model.safetensors")).expect("rm");
     let msg = load_err(dir);
     assert!(msg.contains("model.safetensors"), "{msg}");
+    // A checkpoint of PyTorch pickles only is told how to convert it.
+    std::fs::write(dir.join("pytorch_model.bin"), b"pickle").expect("write");
+    let msg = load_err(dir);
+    assert!(
+        msg.contains("holds PyTorch pickles (pytorch_model.bin): convert it once"),
+        "{msg}"
+    );
+    std::fs::remove_file(dir.join("pytorch_model.bin")).expect("rm");
 
     copy_checkpoint("stories260K-hf", dir);
     let cfg = std::fs::read_to_string(dir.join("config.json")).expect("config");
@@ -522,6 +530,105 @@ fn torchscript_export_loads_and_matches_pytorch() {
     .expect("suite");
     let out = eval.evaluations[0].evaluate(&env).expect("generates");
     assert_eq!((out.n, out.stats.chunks_computed), (5, 1));
+}
+
+/// GPT-NeoX checkpoints in the other layouts transformers reads: a bare `GPTNeoXModel`'s
+/// names with the head as `lm_head`, a tied head, no attention biases, and no rotary
+/// dimensions at all.
+#[test]
+fn gpt_neox_layouts_load() {
+    crate::util::init();
+    let tmp = tempdir!("gpt-neox-layouts");
+    let base_dir = gpt_neox("parallel", tmp.path());
+    let (base, tok) = open_dir(&base_dir);
+    let ids = tok.encode("Tom and Sue went to the park.").expect("encode");
+    let want = row_logits(base.as_ref(), &ids);
+    let tensors = Tensor::read_safetensors(base_dir.join("model.safetensors")).expect("read");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(base_dir.join("config.json")).expect("config")).expect("json");
+    let variant = |name: &str, edit: &dyn Fn(&mut Value), weights: &[(String, Tensor)]| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for f in ["tokenizer.json", "tokenizer_config.json"] {
+            std::fs::copy(base_dir.join(f), dir.join(f)).expect("tokenizer");
+        }
+        let mut c = config.clone();
+        edit(&mut c);
+        std::fs::write(dir.join("config.json"), c.to_string()).expect("config");
+        Tensor::write_safetensors(weights, dir.join("model.safetensors")).expect("weights");
+        evalkit::core::load_checkpoint(&dir, Default::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let close = |name: &str, got: Tensor, want: &Tensor| {
+        let diff = (got - want).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{name}: logits differ by {diff}");
+    };
+    let renamed: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            let n = n.strip_prefix("gpt_neox.").unwrap_or(n).replace("embed_out", "lm_head");
+            (n, t.shallow_clone())
+        })
+        .collect();
+    let bare = variant("bare", &|_| {}, &renamed);
+    close("bare, lm_head", row_logits(bare.as_ref(), &ids), &want);
+
+    // Tied: the head is the embedding.
+    let untied: Vec<(String, Tensor)> = tensors
+        .iter()
+        .filter(|(n, _)| n != "embed_out.weight")
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    let tied = variant("tied", &|c| c["tie_word_embeddings"] = true.into(), &untied);
+    let embed = tensors
+        .iter()
+        .find(|(n, _)| n == "gpt_neox.embed_in.weight")
+        .expect("embed_in")
+        .1
+        .shallow_clone();
+    let t = Tensor::from_slice(&ids).view([1, -1]);
+    let hidden = base.hidden_states(&t, &Tensor::ones_like(&t), None).expect("body");
+    close(
+        "tied",
+        row_logits(tied.as_ref(), &ids),
+        &hidden.squeeze_dim(0).matmul(&embed.tr()),
+    );
+
+    // Without attention biases: as the base with those biases zero.
+    let is_attention_bias = |n: &str| n.contains(".attention.") && n.ends_with(".bias");
+    let zeroed: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                if is_attention_bias(n) {
+                    t.zeros_like()
+                } else {
+                    t.shallow_clone()
+                },
+            )
+        })
+        .collect();
+    let with_zeros = variant("zero-biases", &|_| {}, &zeroed);
+    let without: Vec<(String, Tensor)> = tensors
+        .iter()
+        .filter(|(n, _)| !is_attention_bias(n))
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    let no_bias = variant("no-biases", &|c| c["attention_bias"] = false.into(), &without);
+    close(
+        "no attention biases",
+        row_logits(no_bias.as_ref(), &ids),
+        &row_logits(with_zeros.as_ref(), &ids),
+    );
+
+    // No rotary dimensions: runs, and positions then matter only through the causal mask.
+    let flat = variant("no-rotary", &|c| c["rotary_pct"] = 0.0.into(), &tensors);
+    let logits = row_logits(flat.as_ref(), &ids);
+    assert!(bool::try_from(logits.isfinite().all()).expect("bool"));
+    assert!(
+        (logits - &want).abs().max().double_value(&[]) > 1e-3,
+        "rotation changes nothing"
+    );
 }
 
 /// The same weights under other layouts give the same logits: a Qwen2 config (with zero q/k/v

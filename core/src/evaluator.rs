@@ -267,10 +267,8 @@ impl<'a> Evaluator<'a> {
     /// ```
     pub fn run_share(&self, dir: &Path) -> Result<RunEnd> {
         if dir.exists() && !dir.is_dir() {
-            return Err(Error::Unsupported(format!(
-                "the output {} is a file, not a directory",
-                dir.display()
-            )));
+            let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "it is a file, not a directory");
+            return Err(Error::io("creating output directory", dir, e));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating output directory", dir, e))?;
         let journal_dir = dir.join(".journal");

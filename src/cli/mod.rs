@@ -260,6 +260,7 @@ fn run_process(
     }
     // A gate on an evaluation the run does not have, or on a metric it cannot report, would
     // only fail at the end.
+    let suites = evalkit::suites::all();
     for gate in settings::gates(a)? {
         let members: Vec<&str> = match groups.iter().find(|(n, _)| *n == gate.task) {
             Some((_, members)) => members.iter().map(String::as_str).collect(),
@@ -267,8 +268,8 @@ fn run_process(
         };
         let Some(member_kinds) = members
             .iter()
-            .map(|m| kinds.iter().find(|(n, _)| n == m).map(|&(_, k)| k))
-            .collect::<Option<Vec<TaskKind>>>()
+            .map(|m| kinds.iter().find(|(n, _)| n == m).map(|(n, k)| (n.as_str(), *k)))
+            .collect::<Option<Vec<(&str, TaskKind)>>>()
         else {
             let names: Vec<&str> = kinds
                 .iter()
@@ -282,12 +283,17 @@ fn run_process(
                 first_few(&names, 8)
             );
         };
-        // Generation adds metrics of its own (a suite's scoring), known only once it runs.
-        let known = |k: TaskKind| {
+        // A metric of the kind or one the suite declares (a generation's scoring names its
+        // own, known only once it runs), its standard error, or a record of the run.
+        let known = |(name, kind): (&str, TaskKind)| {
             let m = gate.metric.strip_suffix("_stderr").unwrap_or(&gate.metric);
-            k == TaskKind::Generate || k.metrics().contains(&m) || RECORD_KEYS.contains(&gate.metric.as_str())
+            let declared = suites.iter().any(|s| s.name == name && s.metrics.contains(&m));
+            kind == TaskKind::Generate
+                || kind.metrics().contains(&m)
+                || declared
+                || RECORD_KEYS.contains(&gate.metric.as_str())
         };
-        if let Some(&kind) = member_kinds.iter().find(|&&k| !known(k)) {
+        if let Some(&(_, kind)) = member_kinds.iter().find(|&&member| !known(member)) {
             anyhow::bail!(
                 "the gate on {}.{} names a metric {} does not report (a {} evaluation reports {})",
                 gate.task,

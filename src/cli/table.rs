@@ -38,7 +38,7 @@ pub fn markdown_report(doc: &Value) -> String {
     out
 }
 
-/// The tasks a run could not report (results.json's `failed`), with why, in name order.
+/// The tasks a run could not report (results.json's `failed`), with why, in its order.
 pub fn failures(doc: &Value) -> Vec<(String, String)> {
     doc["failed"]
         .as_object()
@@ -82,7 +82,6 @@ fn result_rows(doc: &Value) -> Vec<[String; 5]> {
     rows
 }
 
-/// Prints rows aligned under a header.
 /// Prints a Markdown table (`|` in cells escaped).
 pub fn print_markdown_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     let line = |cells: Vec<&str>| {
@@ -102,6 +101,7 @@ pub fn print_markdown_table<const N: usize>(header: &[&str; N], rows: &[[String;
     }
 }
 
+/// Prints rows aligned under a header.
 pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {

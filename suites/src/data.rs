@@ -78,7 +78,7 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str, source: &str) ->
 }
 
 /// `rows`, or an error naming the file when there are none.
-pub fn not_empty<T>(rows: Vec<T>, path: &Path, what: &str, source: &str) -> Result<Vec<T>> {
+pub(crate) fn not_empty<T>(rows: Vec<T>, path: &Path, what: &str, source: &str) -> Result<Vec<T>> {
     if rows.is_empty() {
         return Err(Error::Empty {
             path: path.to_path_buf(),

@@ -64,7 +64,7 @@ pub fn generate_batch<M: Model + ?Sized>(
         // (A model's head may return a strided view, e.g. a TorchScript module's last positions.)
         let logits = last_logits.to_device(Device::Cpu).contiguous();
         let v = logits.size()[1] as usize;
-        let flat = Vec::<f32>::try_from(logits.f_view([-1]).op("reading logits")?).op("reading logits")?;
+        let flat = Vec::<f32>::try_from(logits.f_view([-1]).op("flattening logits")?).op("reading logits")?;
         let mut next = vec![0i64; b];
         for i in 0..b {
             if done[i] {

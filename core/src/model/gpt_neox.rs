@@ -146,34 +146,38 @@ impl GptNeoXConfigFile {
                 format!("{heads} does not divide hidden_size {}", self.hidden_size),
             ));
         }
-        let rope = self.rope_scaling.clone().or(self.rope_parameters.clone());
-        if let Some(other) = rope
-            .as_ref()
-            .and_then(|r| r.rope_type.as_deref())
-            .filter(|t| *t != "default")
-        {
+        // As transformers: `rope_scaling` (when not empty) in place of `rope_parameters`, whose
+        // values come before the older top-level keys. Each value is named by its key in errors.
+        let (rope, rope_key) = match (&self.rope_scaling, &self.rope_parameters) {
+            (Some(r), _) if *r != RopeParameters::default() => (Some(r), "rope_scaling"),
+            (_, r) => (r.as_ref(), "rope_parameters"),
+        };
+        if let Some(other) = rope.and_then(|r| r.rope_type.as_deref()).filter(|t| *t != "default") {
             return Err(cfg_err(
-                "rope_parameters.rope_type",
+                &format!("{rope_key}.rope_type"),
                 format!("unsupported RoPE type `{other}` (default)"),
             ));
         }
         let theta = rope
-            .as_ref()
             .and_then(|r| r.rope_theta)
             .or(self.rotary_emb_base)
             .unwrap_or(10000.0);
-        let share = rope
-            .as_ref()
-            .and_then(|r| r.partial_rotary_factor)
-            .or(self.rotary_pct)
-            .unwrap_or(0.25);
+        let (share, share_key) = match (rope.and_then(|r| r.partial_rotary_factor), self.rotary_pct) {
+            (Some(f), _) => (f, format!("{rope_key}.partial_rotary_factor")),
+            (None, Some(p)) => (p, "rotary_pct".to_string()),
+            (None, None) => (0.25, "rotary_pct".to_string()),
+        };
         let head_dim = self.hidden_size / heads;
-        // transformers: int(head_size * partial_rotary_factor)
+        if !(0.0..=1.0).contains(&share) {
+            return Err(cfg_err(&share_key, format!("{share}: not a share between 0 and 1")));
+        }
+        // transformers: int(head_size * partial_rotary_factor); with an odd count its tables
+        // come out one dimension wider than the rotated part.
         let rotated = (head_dim as f64 * share) as i64;
-        if !(0.0..=1.0).contains(&share) || rotated % 2 != 0 {
+        if rotated % 2 != 0 {
             return Err(cfg_err(
-                "rotary_pct",
-                format!("{share}: rotates {rotated} of a head's {head_dim} dimensions, which must be an even number"),
+                &share_key,
+                format!("{share}: rotates {rotated} of a head's {head_dim} dimensions, an odd number, which does not pair up"),
             ));
         }
         Ok(GptNeoXConfig {
@@ -214,7 +218,7 @@ fn fused_by_role(w: &Weights, p: &str, c: &GptNeoXConfig) -> Result<Linear> {
 /// then the output projection (`dense`).
 #[derive(Debug)]
 struct Attention {
-    qkv: Linear,
+    query_key_value: Linear,
     dense: Linear,
     heads: i64,
     hidden: i64,
@@ -229,7 +233,7 @@ impl Attention {
         layer: usize,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        let (q, k, v) = fused_qkv(&self.qkv, x, attend, self.heads, self.hidden)?;
+        let (q, k, v) = fused_qkv(&self.query_key_value, x, attend, self.heads, self.hidden)?;
         let q = rotary::apply(&q, &attend.at_queries(cos, 2)?, &attend.at_queries(sin, 2)?);
         let k = rotary::apply(&k, cos, sin);
         Ok(self.dense.forward(&attend.attention(&q, &k, &v, layer, cache, None)?))
@@ -239,8 +243,8 @@ impl Attention {
 /// The feed-forward layer (`mlp`): `dense_4h_to_h(gelu(dense_h_to_4h(x)))`.
 #[derive(Debug)]
 struct Mlp {
-    up: Linear,
-    down: Linear,
+    dense_h_to_4h: Linear,
+    dense_4h_to_h: Linear,
     gelu: Gelu,
 }
 
@@ -250,7 +254,8 @@ impl Mlp {
             Gelu::Exact => "none",
             Gelu::Tanh => "tanh",
         };
-        self.down.forward(&self.up.forward(x).gelu(approximate))
+        self.dense_4h_to_h
+            .forward(&self.dense_h_to_4h.forward(x).gelu(approximate))
     }
 }
 
@@ -271,15 +276,15 @@ impl Block {
         Ok(Block {
             input_layernorm: LayerNorm::load(w, &format!("{p}.input_layernorm"), h, eps)?,
             attention: Attention {
-                qkv: fused_by_role(w, &format!("{p}.attention.query_key_value"), c)?,
+                query_key_value: fused_by_role(w, &format!("{p}.attention.query_key_value"), c)?,
                 dense: Linear::load(w, &format!("{p}.attention.dense"), h, h, c.attention_bias)?,
                 heads: c.heads,
                 hidden: h,
             },
             post_attention_layernorm: LayerNorm::load(w, &format!("{p}.post_attention_layernorm"), h, eps)?,
             mlp: Mlp {
-                up: Linear::load(w, &format!("{p}.mlp.dense_h_to_4h"), c.intermediate, h, true)?,
-                down: Linear::load(w, &format!("{p}.mlp.dense_4h_to_h"), h, c.intermediate, true)?,
+                dense_h_to_4h: Linear::load(w, &format!("{p}.mlp.dense_h_to_4h"), c.intermediate, h, true)?,
+                dense_4h_to_h: Linear::load(w, &format!("{p}.mlp.dense_4h_to_h"), h, c.intermediate, true)?,
                 gelu: c.gelu,
             },
             parallel: c.parallel_residual,
@@ -352,7 +357,8 @@ impl GptNeoX {
             .map(|i| Block::load(&w, &format!("{root}layers.{i}"), i, &c))
             .collect::<Result<Vec<_>>>()?;
         let embed_in = w.get(&format!("{root}embed_in.weight"), &[c.vocab, c.hidden])?;
-        // The hub's checkpoints name the head `embed_out`; transformers 5 calls it `lm_head`.
+        // Checkpoints name the head `embed_out` (transformers 5 too, which calls it `lm_head`
+        // in memory only); `lm_head` is read where a converter wrote that name.
         let embed_out = if c.tied {
             embed_in.shallow_clone()
         } else if w.contains("lm_head.weight") && !w.contains("embed_out.weight") {
@@ -454,5 +460,64 @@ impl Model for GptNeoX {
 
     fn new_cache(&self) -> Option<KvCache> {
         Some(KvCache::new(self.config.layers, 2 * self.config.max_len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GptNeoXConfigFile;
+    use std::path::Path;
+
+    fn resolve(extra: serde_json::Value) -> crate::Result<super::GptNeoXConfig> {
+        let mut config = serde_json::json!({
+            "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "vocab_size": 100
+        });
+        for (k, v) in extra.as_object().expect("object") {
+            config[k] = v.clone();
+        }
+        let file: GptNeoXConfigFile = serde_json::from_value(config).expect("parses");
+        file.into_config(Path::new("config.json"))
+    }
+
+    /// transformers' precedence: `rope_scaling` (unless empty) over `rope_parameters`, whose
+    /// values come before `rotary_pct` and `rotary_emb_base`; 0.25 and 10000 by default.
+    #[test]
+    fn rotary_settings_resolve_as_transformers_resolves_them() {
+        let rotated = |extra| resolve(extra).expect("resolves").inv_freq;
+        // 16-wide heads: a quarter is 4 dimensions, 2 pairs.
+        assert_eq!(rotated(serde_json::json!({})), vec![1.0, 0.01]);
+        assert_eq!(
+            rotated(serde_json::json!({"rotary_pct": 0.5, "rotary_emb_base": 100.0})).len(),
+            4
+        );
+        let newer = serde_json::json!({"rotary_pct": 0.5, "rotary_emb_base": 100.0,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}});
+        assert_eq!(rotated(newer), vec![1.0, 0.01]);
+        let scaled = serde_json::json!({"rope_scaling": {"partial_rotary_factor": 1.0},
+            "rope_parameters": {"partial_rotary_factor": 0.25}});
+        assert_eq!(rotated(scaled).len(), 8);
+        let empty = serde_json::json!({"rope_scaling": {}, "rope_parameters": {"partial_rotary_factor": 0.5}});
+        assert_eq!(rotated(empty).len(), 4);
+        assert!(rotated(serde_json::json!({"rotary_pct": 0.0})).is_empty());
+    }
+
+    #[test]
+    fn unsupported_settings_name_their_key() {
+        let error = |extra| resolve(extra).expect_err("refused").to_string();
+        let e = error(serde_json::json!({"rope_scaling": {"type": "linear", "factor": 2.0}}));
+        assert!(e.contains("`rope_scaling.rope_type`") && e.contains("`linear`"), "{e}");
+        let e = error(serde_json::json!({"rope_parameters": {"partial_rotary_factor": 1.5}}));
+        assert!(
+            e.contains("`rope_parameters.partial_rotary_factor`") && e.contains("not a share"),
+            "{e}"
+        );
+        let e = error(serde_json::json!({"rotary_pct": 0.0625}));
+        assert!(
+            e.contains("`rotary_pct`") && e.contains("rotates 1 of a head's 16"),
+            "{e}"
+        );
+        let e = error(serde_json::json!({"hidden_act": "relu"}));
+        assert!(e.contains("`hidden_act`") && e.contains("`relu`"), "{e}");
     }
 }

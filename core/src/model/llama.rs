@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 /// `rope_parameters` (newer transformers) or `rope_scaling` (older): the RoPE variant.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 pub struct RopeParameters {
     /// Base of the frequencies (newer layout keeps it here).
     pub rope_theta: Option<f64>,
@@ -33,8 +33,8 @@ pub struct RopeParameters {
     pub high_freq_factor: Option<f64>,
     /// llama3: the context length the model was trained with before scaling.
     pub original_max_position_embeddings: Option<f64>,
-    /// The share of each head's dimensions that rotate (GPT-NeoX; the Llama family rotates
-    /// all of them).
+    /// The share of each head's dimensions that rotate (GPT-NeoX; the Llama family's default
+    /// RoPE rotates all of them whatever it says, as transformers does).
     pub partial_rotary_factor: Option<f64>,
 }
 
@@ -158,16 +158,6 @@ impl LlamaConfigFile {
             .and_then(|r| r.rope_theta)
             .or(self.rope_theta)
             .unwrap_or(10000.0);
-        if let Some(share) = rope
-            .as_ref()
-            .and_then(|r| r.partial_rotary_factor)
-            .filter(|&f| f != 1.0)
-        {
-            return Err(cfg_err(
-                "rope_parameters.partial_rotary_factor",
-                format!("{share}: this family rotates every dimension of a head"),
-            ));
-        }
         let mut inv_freq = super::rotary::inverse_frequencies(theta, head_dim);
         match rope.as_ref().and_then(|r| r.rope_type.as_deref()) {
             None | Some("default") => {}

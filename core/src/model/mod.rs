@@ -347,6 +347,7 @@ pub(crate) struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// `{prefix}.weight` and `{prefix}.bias`, each `[width]`.
     pub fn load(w: &weights::Weights, prefix: &str, width: i64, eps: f64) -> Result<Self> {
         Ok(LayerNorm {
             weight: w.get(&format!("{prefix}.weight"), &[width])?,
@@ -356,6 +357,7 @@ impl LayerNorm {
         })
     }
 
+    /// `x` normalised over its last dimension, scaled and shifted.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.layer_norm([self.width], Some(&self.weight), Some(&self.bias), self.eps, false)
     }

@@ -17,6 +17,7 @@ pub(crate) fn inverse_frequencies(theta: f64, dims: i64) -> Vec<f64> {
 #[derive(Debug)]
 pub(crate) struct Rotary {
     inv_freq: Tensor,
+    pairs: i64,
     kind: Kind,
 }
 
@@ -25,6 +26,7 @@ impl Rotary {
     pub(crate) fn new(inv_freq: &[f64], kind: Kind, device: Device) -> Self {
         Rotary {
             inv_freq: Tensor::from_slice(inv_freq).to_kind(Kind::Float).to_device(device),
+            pairs: inv_freq.len() as i64,
             kind,
         }
     }
@@ -32,14 +34,14 @@ impl Rotary {
     /// cos and sin `(batch, 1, seq, rotated dims)` for position ids `(batch, seq)`, computed in
     /// float32 as transformers computes them.
     pub(crate) fn tables(&self, pos: &Tensor) -> (Tensor, Tensor) {
-        let freqs = pos.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.view([1, 1, -1]);
+        let freqs = pos.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.view([1, 1, self.pairs]);
         let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
         (emb.cos().to_kind(self.kind), emb.sin().to_kind(self.kind))
     }
 }
 
 fn rotate_half(x: &Tensor) -> Tensor {
-    let half = x.size()[3] / 2;
+    let half = x.size().last().copied().unwrap_or(0) / 2;
     let x1 = x.narrow(3, 0, half);
     let x2 = x.narrow(3, half, half);
     Tensor::cat(&[x2.neg(), x1], 3)
@@ -47,8 +49,15 @@ fn rotate_half(x: &Tensor) -> Tensor {
 
 /// `x` `(batch, heads, seq, head_dim)` with its first `cos.size(-1)` dimensions rotated by the
 /// tables of [`Rotary::tables`] and the rest unchanged.
+/// (A model that rotates no dimension, GPT-NeoX with a share of 0, passes `x` through.)
 pub(crate) fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-    let (dims, rotated) = (x.size()[3], cos.size()[3]);
+    let (dims, rotated) = (
+        x.size().last().copied().unwrap_or(0),
+        cos.size().last().copied().unwrap_or(0),
+    );
+    if rotated == 0 {
+        return x.shallow_clone();
+    }
     if rotated == dims {
         return x * cos + rotate_half(x) * sin;
     }

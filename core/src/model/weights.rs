@@ -43,9 +43,21 @@ impl Weights {
         } else if single.exists() {
             (vec![single.clone()], single)
         } else {
+            // Older checkpoints (Pythia's training-step revisions among them) hold only
+            // PyTorch pickles, which evalkit does not unpickle.
+            let pickled = ["pytorch_model.bin", "pytorch_model.bin.index.json"]
+                .iter()
+                .any(|f| dir.join(f).exists());
+            let hint = if pickled {
+                "a checkpoint needs model.safetensors or model.safetensors.index.json; this one holds PyTorch \
+                 pickles (pytorch_model.bin): convert it once, e.g. with transformers' \
+                 `AutoModelForCausalLM.from_pretrained(dir).save_pretrained(out)`"
+            } else {
+                "a checkpoint needs model.safetensors or model.safetensors.index.json"
+            };
             return Err(Error::MissingFile {
                 path: single,
-                hint: Some("a checkpoint needs model.safetensors or model.safetensors.index.json".into()),
+                hint: Some(hint.into()),
             });
         };
         let mut tensors = HashMap::new();

@@ -426,11 +426,11 @@ pub fn write_html(runs: &[Run], out: &Path, max_rows: usize) -> Result<Written> 
     // Charts an earlier report drew into this folder that this one has not (a run with other
     // tasks) would pass for this report's.
     if let Ok(entries) = std::fs::read_dir(out.join("charts")) {
-        for stale in entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "png") && !pngs.contains(p))
-        {
+        for stale in entries.flatten().map(|e| e.path()).filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            // (Only the report's own: `bars-*.png` and `steps-*.png`.)
+            (name.starts_with("bars-") || name.starts_with("steps-")) && name.ends_with(".png") && !pngs.contains(p)
+        }) {
             std::fs::remove_file(&stale).with_context(|| format!("removing the old chart {}", stale.display()))?;
         }
     }
