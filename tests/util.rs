@@ -54,7 +54,9 @@ pub fn open_dir(dir: &std::path::Path) -> (Box<dyn evalkit::core::Model>, evalki
 
 /// A seeded random GPT-NeoX checkpoint in `parent`: `tests/fixtures/gpt-neox/<variant>.json`
 /// (`parallel` or `sequential`) with seed 7 and the shared GPT-NeoX-20B tokenizer, as
-/// `scripts/gpt-neox-reference` makes it for transformers' reference outputs.
+/// `scripts/gpt-neox-reference` makes it for transformers' reference outputs. Made by
+/// `evalkit random-checkpoint` in a process of its own: its weights come from libtorch's global
+/// generator, which other tests of this process draw from at the same time.
 pub fn gpt_neox(variant: &str, parent: &std::path::Path) -> PathBuf {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt-neox");
     let tokenizer = parent.join("gpt-neox-tokenizer");
@@ -68,10 +70,18 @@ pub fn gpt_neox(variant: &str, parent: &std::path::Path) -> PathBuf {
         )
         .expect("tokenizer_config.json");
     }
-    let text = std::fs::read_to_string(fixtures.join(format!("{variant}.json"))).expect("config");
-    let config: serde_json::Value = serde_json::from_str(&text).expect("config parses");
     let out = parent.join(format!("gpt-neox-{variant}"));
-    evalkit::core::model::random::write(&config, &tokenizer, 7, evalkit::core::Dtype::F32, &out).expect("writes");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .arg("random-checkpoint")
+        .arg("--config")
+        .arg(fixtures.join(format!("{variant}.json")))
+        .arg("--tokenizer")
+        .arg(&tokenizer)
+        .args(["--seed", "7", "--output"])
+        .arg(&out)
+        .output()
+        .expect("evalkit runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     out
 }
 
