@@ -35,7 +35,7 @@ fn bytes(dir: &Path) -> Vec<u8> {
 }
 
 /// Both families: the checkpoint loads, runs, names every tensor the loader reads, and the same
-/// seed writes the same bytes (another seed other bytes).
+/// seed writes the same bytes (another seed other bytes) whatever else draws random numbers.
 #[test]
 fn random_checkpoints_load_run_and_are_fixed_by_their_seed() {
     init();
@@ -46,7 +46,12 @@ fn random_checkpoints_load_run_and_are_fixed_by_their_seed() {
     ] {
         let dir = |s: &str| tmp.path().join(format!("{name}-{s}"));
         let made = write(&config, &model_dir(tokenizer), 3, Dtype::F32, &dir("a")).expect("writes");
+        // The bytes depend on the seed alone: not on libtorch's global generator, nor on how
+        // many threads draw.
+        tch::manual_seed(99);
+        tch::set_num_threads(2);
         write(&config, &model_dir(tokenizer), 3, Dtype::F32, &dir("b")).expect("writes again");
+        tch::set_num_threads(1);
         write(&config, &model_dir(tokenizer), 4, Dtype::F32, &dir("c")).expect("writes seed 4");
         assert!(bytes(&dir("a")) == bytes(&dir("b")), "{name}: seed 3 twice differs");
         assert!(bytes(&dir("a")) != bytes(&dir("c")), "{name}: seeds 3 and 4 agree");
@@ -146,6 +151,13 @@ fn random_checkpoint_refusals_name_the_reason() {
     odd["num_key_value_heads"] = json!(3);
     let e = write(&odd, &model_dir("stories260K-hf"), 0, Dtype::F32, &out).unwrap_err();
     assert!(e.to_string().contains("num_key_value_heads"), "{e}");
+    let mut negative = tiny_llama();
+    negative["initializer_range"] = json!(-0.1);
+    let e = write(&negative, &model_dir("stories260K-hf"), 0, Dtype::F32, &out).unwrap_err();
+    assert!(
+        e.to_string().contains("initializer_range") && e.to_string().contains("not negative"),
+        "{e}"
+    );
     let e = write(&tiny_llama(), tmp.path(), 0, Dtype::F32, &out).unwrap_err();
     assert!(e.to_string().contains("tokenizer.json"), "{e}");
     write(&tiny_llama(), &model_dir("stories260K-hf"), 0, Dtype::F32, &out).expect("writes");

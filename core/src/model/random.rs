@@ -5,9 +5,11 @@
 //!
 //! The weights follow transformers' initialisation: matrices and embeddings from a normal
 //! distribution with the config's `initializer_range` (0.02 by default; GPT-2's residual
-//! projections scaled by `1/√(2 · layers)`), norm weights one, biases zero. They are drawn in
-//! float32 on the CPU in a fixed order from libtorch's generator seeded with the seed, then cast
-//! to the dtype asked for: the same seed gives the same file on every machine.
+//! projections scaled by `1/√(2 · layers)`), norm weights one, biases zero. Each tensor is drawn
+//! in float32 from a generator of its own, ChaCha8 seeded with the seed on the stream of the
+//! tensor's place in [`parameters`] (normal values by `rand_distr`), then cast to the dtype asked
+//! for: the same seed gives the same file on every machine, whatever else the process draws
+//! (libtorch's global generator is not used) and however many threads draw.
 //!
 //! The tensor names and shapes are those the loaders of this crate (and transformers) read:
 //! [`parameters`] lists them without allocating anything, so a shape's size is known before it
@@ -158,6 +160,13 @@ pub struct Parameter {
 pub fn parameters(config: &Value, path: &Path) -> Result<Vec<Parameter>> {
     let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or_default();
     let std = config.get("initializer_range").and_then(Value::as_f64).unwrap_or(0.02);
+    if !(std.is_finite() && std >= 0.0) {
+        return Err(Error::Config {
+            path: path.to_path_buf(),
+            field: "initializer_range".into(),
+            message: format!("{std}: a deviation must be finite and not negative"),
+        });
+    }
     let parse_err = |e: serde_json::Error| Error::Parse {
         path: path.to_path_buf(),
         line: None,
@@ -281,6 +290,19 @@ pub fn parameters(config: &Value, path: &Path) -> Result<Vec<Parameter>> {
     Ok(out)
 }
 
+/// A float32 tensor of `shape` with normal values of deviation `std`, from ChaCha8 seeded with
+/// `seed` on stream `stream`.
+fn normal(seed: u64, stream: u64, shape: &[i64], std: f64) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    let n: i64 = shape.iter().product();
+    // (`parameters` refuses a deviation that is negative or not finite.)
+    let normal = rand_distr::Normal::new(0.0f32, std as f32).expect("a finite, non-negative deviation");
+    let values: Vec<f32> = (0..n).map(|_| rng.sample(normal)).collect();
+    Tensor::from_slice(&values).view(shape)
+}
+
 /// What [`write`] made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RandomCheckpoint {
@@ -341,17 +363,21 @@ pub fn write(config: &Value, tokenizer_dir: &Path, seed: u64, dtype: Dtype, out:
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
     let _guard = tch::no_grad_guard();
-    tch::manual_seed(seed as i64);
+    let mut drawn: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
+    let threads = tch::get_num_threads().max(1) as usize;
+    crate::threads::parallel_parts(drawn.iter_mut().collect(), threads, |i, slot| {
+        let p = &params[i];
+        let t = match p.init {
+            Init::Normal(std) => normal(seed, i as u64, &p.shape, std),
+            Init::Ones => Tensor::ones(p.shape.as_slice(), (Kind::Float, Device::Cpu)),
+            Init::Zeros => Tensor::zeros(p.shape.as_slice(), (Kind::Float, Device::Cpu)),
+        };
+        **slot = Some(t.to_kind(dtype.kind()));
+    });
     let tensors = params
         .iter()
-        .map(|p| {
-            let t = match p.init {
-                Init::Normal(std) => Tensor::randn(p.shape.as_slice(), (Kind::Float, Device::Cpu)) * std,
-                Init::Ones => Tensor::ones(p.shape.as_slice(), (Kind::Float, Device::Cpu)),
-                Init::Zeros => Tensor::zeros(p.shape.as_slice(), (Kind::Float, Device::Cpu)),
-            };
-            (p.name.as_str(), t.to_kind(dtype.kind()))
-        })
+        .zip(drawn)
+        .map(|(p, t)| (p.name.as_str(), t.expect("parallel_parts fills every slot")))
         .collect::<Vec<_>>();
     let weights = out.join("model.safetensors");
     let partial = out.join("model.safetensors.partial");
