@@ -260,50 +260,7 @@ fn run_process(
     }
     // A gate on an evaluation the run does not have, or on a metric it cannot report, would
     // only fail at the end.
-    let suites = evalkit::suites::all();
-    for gate in settings::gates(a)? {
-        let members: Vec<&str> = match groups.iter().find(|(n, _)| *n == gate.task) {
-            Some((_, members)) => members.iter().map(String::as_str).collect(),
-            None => vec![gate.task.as_str()],
-        };
-        let Some(member_kinds) = members
-            .iter()
-            .map(|m| kinds.iter().find(|(n, _)| n == m).map(|(n, k)| (n.as_str(), *k)))
-            .collect::<Option<Vec<(&str, TaskKind)>>>()
-        else {
-            let names: Vec<&str> = kinds
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .chain(groups.iter().map(|(n, _)| n.as_str()))
-                .collect();
-            anyhow::bail!(
-                "the gate on {}.{} names no evaluation of this run (it has {})",
-                gate.task,
-                gate.metric,
-                first_few(&names, 8)
-            );
-        };
-        // A metric of the kind or one the suite declares (a generation's scoring names its
-        // own, known only once it runs), its standard error, or a record of the run.
-        let known = |(name, kind): (&str, TaskKind)| {
-            let m = gate.metric.strip_suffix("_stderr").unwrap_or(&gate.metric);
-            let declared = suites.iter().any(|s| s.name == name && s.metrics.contains(&m));
-            kind == TaskKind::Generate
-                || kind.metrics().contains(&m)
-                || declared
-                || RECORD_KEYS.contains(&gate.metric.as_str())
-        };
-        if let Some(&(_, kind)) = member_kinds.iter().find(|&&member| !known(member)) {
-            anyhow::bail!(
-                "the gate on {}.{} names a metric {} does not report (a {} evaluation reports {})",
-                gate.task,
-                gate.metric,
-                gate.task,
-                kind.as_str(),
-                kind.metrics().join(", ")
-            );
-        }
-    }
+    check_gates(&settings::gates(a)?, &kinds, &groups)?;
     if failed && share != Share::Whole {
         anyhow::bail!("a sharded run needs every task: fix the tasks above, then start the shards again");
     }
@@ -595,6 +552,58 @@ fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// Refuses a gate that names no evaluation or group of the run (`kinds`: the evaluations by
+/// name; `groups`: each group's members), or a metric that none of those can report: neither
+/// one of its kind's, nor one its suite declares (a generation's scoring names its own, known
+/// only once it runs), nor a standard error or a record of the run.
+fn check_gates(gates: &[settings::Gate], kinds: &[(String, TaskKind)], groups: &[(String, Vec<String>)]) -> Result<()> {
+    let suites = evalkit::suites::all();
+    for gate in gates {
+        let members: Vec<&str> = match groups.iter().find(|(n, _)| *n == gate.task) {
+            Some((_, members)) => members.iter().map(String::as_str).collect(),
+            None => vec![gate.task.as_str()],
+        };
+        let Some(member_kinds) = members
+            .iter()
+            .map(|m| kinds.iter().find(|(n, _)| n == m).map(|(n, k)| (n.as_str(), *k)))
+            .collect::<Option<Vec<(&str, TaskKind)>>>()
+        else {
+            let names: Vec<&str> = kinds
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .chain(groups.iter().map(|(n, _)| n.as_str()))
+                .collect();
+            anyhow::bail!(
+                "the gate on {}.{} names no evaluation of this run (it has {})",
+                gate.task,
+                gate.metric,
+                first_few(&names, 8)
+            );
+        };
+        // A metric of the kind or one the suite declares (a generation's scoring names its
+        // own, known only once it runs), its standard error, or a record of the run.
+        let known = |(name, kind): (&str, TaskKind)| {
+            let m = gate.metric.strip_suffix("_stderr").unwrap_or(&gate.metric);
+            let declared = suites.iter().any(|s| s.name == name && s.metrics.contains(&m));
+            kind == TaskKind::Generate
+                || kind.metrics().contains(&m)
+                || declared
+                || RECORD_KEYS.contains(&gate.metric.as_str())
+        };
+        if let Some(&(_, kind)) = member_kinds.iter().find(|&&member| !known(member)) {
+            anyhow::bail!(
+                "the gate on {}.{} names a metric {} does not report (a {} evaluation reports {})",
+                gate.task,
+                gate.metric,
+                gate.task,
+                kind.as_str(),
+                kind.metrics().join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Why `gate` fails on the results `doc` written to `dir` (with the first rows that missed it,
