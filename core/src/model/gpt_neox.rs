@@ -12,10 +12,10 @@
 
 use super::cache::KvCache;
 use super::llama::RopeParameters;
-use super::mask::{attention_bias, check_ids, check_inputs, positions};
+use super::mask::check_ids;
 use super::rotary::{self, Rotary};
 use super::weights::Weights;
-use super::{fused_qkv, Attend, IdOrList, Kept, LayerNorm, Linear, Model, PackedBatch};
+use super::{dense_pass, fused_qkv, Attend, IdOrList, Kept, LayerNorm, Linear, Model, PackedBatch};
 use crate::device::Dtype;
 use crate::error::{read_json, Error, Result, TorchContext};
 use std::path::{Path, PathBuf};
@@ -428,17 +428,11 @@ impl Model for GptNeoX {
         format!("gpt_neox:{} ({:?})", self.path.display(), self.kind)
     }
 
-    fn hidden_states(&self, ids: &Tensor, mask: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let _guard = tch::no_grad_guard();
-        let past = cache.as_ref().map_or(0, |c| c.current_seq_len() as i64);
-        let (ids, mask, s) = check_inputs(ids, mask, past, self.config.vocab, self.device)?;
-        let pos = positions(&mask, s)?;
-        let bias = attention_bias(&mask, s, self.kind)?;
-        let x = self.body(&ids, &pos, Attend::Dense(&bias), cache.as_deref_mut())?;
-        if let Some(c) = cache {
-            c.advance(s as usize);
-        }
-        Ok(x)
+    fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let model = (self.config.vocab, self.device, self.kind);
+        dense_pass(ids, mask, cache, model, |ids, pos, attend, cache| {
+            self.body(ids, pos, attend, cache)
+        })
     }
 
     fn packs(&self) -> bool {

@@ -221,6 +221,29 @@ impl<'a> Attend<'a> {
     }
 }
 
+/// The dense pass of a checkpoint family's [`Model::hidden_states`]: `ids` and `mask` checked
+/// against `vocab` and moved to `device`, positions from the mask, the additive attention bias
+/// in `kind`, then `body(ids, positions, attend, cache)`, and the cache advanced past the new
+/// tokens.
+pub(crate) fn dense_pass(
+    ids: &Tensor,
+    mask: &Tensor,
+    mut cache: Option<&mut KvCache>,
+    (vocab, device, kind): (i64, Device, tch::Kind),
+    body: impl FnOnce(&Tensor, &Tensor, Attend<'_>, Option<&mut KvCache>) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    let past = cache.as_ref().map_or(0, |c| c.current_seq_len() as i64);
+    let (ids, mask, s) = mask::check_inputs(ids, mask, past, vocab, device)?;
+    let pos = mask::positions(&mask, s)?;
+    let bias = mask::attention_bias(&mask, s, kind)?;
+    let x = body(&ids, &pos, Attend::Dense(&bias), cache.as_deref_mut())?;
+    if let Some(c) = cache {
+        c.advance(s as usize);
+    }
+    Ok(x)
+}
+
 /// How to open a model: device and dtype.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadOptions {
