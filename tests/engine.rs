@@ -950,3 +950,100 @@ fn generation_records_count_prefill_and_decoding() {
         "batching does not change the fingerprint"
     );
 }
+
+/// The stop strings of HumanEval and GSM8K, and two with multi-byte characters.
+const STOPS: [&str; 10] = [
+    "\nclass",
+    "\ndef",
+    "\n#",
+    "\nif",
+    "\nprint",
+    "Question:",
+    "</s>",
+    "<|im_end|>",
+    "é€",
+    "\u{1F600}\n",
+];
+
+/// Token sequences to generate from: mostly text without stop strings, with pieces of texts
+/// that hold them, cut at random places, and special tokens, single bytes and random ids put
+/// in between.
+fn generations(tok: &Tokenizer, rng: &mut impl rand::Rng) -> Vec<Vec<i64>> {
+    let filler = "The quick brown fox jumps over the lazy dog, 12 times; x = y + 1 (ok) – a \"test\".\n    \
+                  return value  # not at line start\n  indented code, defined classes, printed\tifs\n";
+    let texts = [
+        "    return x + 1\n\n\ndef g(y):\n    if y:\n        print(y)\n# done\nclass A:\n    pass\n",
+        " 72 apples.\n#### 72\n\nQuestion: How many? Answer: 3</s> and <|im_end|> then\n",
+        "café€ 1 – naïve résumé 😀\n日本語のテキスト\n😀😀\né€é€ \u{1F600}x",
+    ];
+    let filler = tok.encode_plain(filler).expect("encodes");
+    let pieces: Vec<Vec<i64>> = texts.iter().map(|t| tok.encode_plain(t).expect("encodes")).collect();
+    let vocab = tok.vocab_size() as i64;
+    let specials: Vec<i64> = tok.eos_ids().iter().copied().chain(tok.prefix_token().ok()).collect();
+    (0..40)
+        .map(|_| {
+            let mut ids = vec![];
+            while ids.len() < 200 {
+                let p = match rng.random_range(0..20) {
+                    0 => {
+                        ids.push(rng.random_range(0..vocab));
+                        continue;
+                    }
+                    1 if !specials.is_empty() => {
+                        ids.push(specials[rng.random_range(0..specials.len())]);
+                        continue;
+                    }
+                    2 => &pieces[rng.random_range(0..pieces.len())],
+                    _ => &filler,
+                };
+                let a = rng.random_range(0..p.len());
+                let b = rng.random_range(a..=p.len().min(a + 30));
+                ids.extend_from_slice(&p[a..b]);
+            }
+            ids
+        })
+        .collect()
+}
+
+#[test]
+fn stop_scan_stops_where_decoding_everything_stops() {
+    use evalkit::core::batch::stops::StopScan;
+    use rand::SeedableRng;
+    let neox = crate::util::model_dir("gpt-neox-20b-tokenizer").join("20B_tokenizer.json");
+    let neox = Tokenizer::from_parts(tokenizers::Tokenizer::from_file(neox).expect("loads"), Some(0), vec![0]);
+    let tokenizers = [
+        (
+            "stories260K-hf",
+            Tokenizer::from_dir(&crate::util::model_dir("stories260K-hf")).expect("loads"),
+        ),
+        (
+            "tiny-gpt2-random",
+            Tokenizer::from_dir(&crate::util::model_dir("tiny-gpt2-random")).expect("loads"),
+        ),
+        ("gpt-neox-20b-tokenizer", neox),
+    ];
+    let stops: Vec<String> = STOPS.map(String::from).to_vec();
+    let scan = StopScan::new(&stops);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    for (name, tok) in &tokenizers {
+        let mut steps = vec![];
+        for (g, ids) in generations(tok, &mut rng).iter().enumerate() {
+            // The first step whose whole text holds a stop string, and that text cut before it.
+            let whole = (1..=ids.len()).find_map(|n| {
+                let text = tok.decode(&ids[..n], true).expect("decodes");
+                scan.first_stop(&text).map(|at| (n, text[..at].to_string()))
+            });
+            let scanned =
+                (1..=ids.len()).find_map(|n| scan.check(tok, &ids[..n]).expect("decodes").map(|text| (n, text)));
+            assert_eq!(scanned, whole, "{name}, generation {g}");
+            steps.push(whole.map(|(n, _)| n));
+        }
+        // Some stop early, some late (past many tails' lengths), some never.
+        let late = steps.iter().flatten().filter(|&&n| n > 100).count();
+        let never = steps.iter().filter(|n| n.is_none()).count();
+        assert!(
+            late >= 3 && never >= 3,
+            "{name}: steps where generations stop {steps:?}"
+        );
+    }
+}

@@ -1,7 +1,8 @@
 //! Generation: prompts are left-padded, prefilled into a KV cache, and decoded one token per
 //! step (or recomputed each step for models without a cache), each row stopping at EOS or at
-//! a stop string.
+//! a stop string ([`super::stops`]).
 
+use super::stops::StopScan;
 use super::{choose_token, int_tensor, TokenCounts};
 use crate::error::{Error, Result, TorchContext};
 use crate::model::Model;
@@ -53,6 +54,7 @@ pub fn generate_batch<M: Model + ?Sized>(
         .collect();
     let mut done = vec![false; b];
     let eos = tok.eos_ids();
+    let stops = StopScan::new(&params.stop);
     let mut cache = model.new_cache();
     counts.forwarded += reqs.iter().map(|r| r.prompt.len()).sum::<usize>();
     counts.scored += b;
@@ -86,13 +88,10 @@ pub fn generate_batch<M: Model + ?Sized>(
                 continue;
             }
             gens[i].tokens.push(t);
-            if !params.stop.is_empty() {
-                let text = tok.decode(&gens[i].tokens, true)?;
-                if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                    gens[i].text = text[..cut].to_string();
-                    gens[i].finish = "stop".into();
-                    done[i] = true;
-                }
+            if let Some(text) = stops.check(tok, &gens[i].tokens)? {
+                gens[i].text = text;
+                gens[i].finish = "stop".into();
+                done[i] = true;
             }
         }
         if done.iter().all(|&d| d) || step + 1 == params.max_new_tokens {
@@ -123,6 +122,11 @@ pub fn generate_batch<M: Model + ?Sized>(
     for g in gens.iter_mut() {
         if g.finish != "stop" {
             g.text = tok.decode(&g.tokens, true)?;
+            // A stop string the scan's tail missed (it never decides the text, only when to stop).
+            if let Some(at) = stops.first_stop(&g.text) {
+                g.text.truncate(at);
+                g.finish = "stop".into();
+            }
         }
     }
     Ok(gens)

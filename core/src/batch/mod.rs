@@ -6,12 +6,14 @@
 //! * [`score`]: scoring, with or without a shared context;
 //! * [`logprobs`]: target log-probabilities and greedy tokens from the head's logits;
 //! * [`generate`]: generation, prefilled into a KV cache and decoded step by step;
-//! * [`sampling`]: how one next token is chosen from logits (greedy, temperature + nucleus).
+//! * [`sampling`]: how one next token is chosen from logits (greedy, temperature + nucleus);
+//! * [`stops`]: stop strings found as a generation grows.
 
 pub mod generate;
 pub mod logprobs;
 pub mod sampling;
 pub mod score;
+pub mod stops;
 
 pub use generate::generate_batch;
 pub use sampling::{choose_token, nucleus};
