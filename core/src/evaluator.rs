@@ -618,13 +618,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::{Evaluator, Group, RunEnd};
-    use crate::kinds::{LlItem, Loglikelihood, LoglikelihoodTask, RowError};
+    use crate::kinds::{GenItem, Generate, GenerateTask, LlItem, Loglikelihood, LoglikelihoodTask, RowError};
     use crate::model::{KvCache, Model};
+    use crate::request::Sampling;
     use crate::{Error, Tokenizer};
     use tch::{Device, Kind, Tensor};
 
     /// A four-token model whose hidden value at each position is its token id: uniform
-    /// next-token probabilities, or (with `nan_after_c`) −∞ logits after token `c`.
+    /// next-token probabilities, or (with `nan_after_c`) NaN logits after token `c`.
     struct Toy {
         nan_after_c: bool,
     }
@@ -653,8 +654,8 @@ mod tests {
             if !self.nan_after_c {
                 return Ok(uniform);
             }
-            // log(1 - [id = 3]): 0, or −∞ at every logit after a `c`.
-            Ok(uniform + (h.eq(3.0).to_kind(Kind::Float).neg() + 1.0).log())
+            // 0 × log(1 - [id = 3]): 0, or NaN (0 × −∞) at every logit after a `c`.
+            Ok(uniform + (h.eq(3.0).to_kind(Kind::Float).neg() + 1.0).log() * 0.0)
         }
         fn new_cache(&self) -> Option<KvCache> {
             Some(KvCache::new(0, 64))
@@ -773,6 +774,53 @@ mod tests {
         let e = ev.evaluate().expect_err("NaN");
         assert!(matches!(&e, Error::NonFinite { rows, .. } if rows == &[2]), "{e}");
         assert!(e.to_string().ends_with("in evaluation `poisoned`, row 2"), "{e}");
+    }
+
+    /// A prompt that ends in `c` or in `a`.
+    struct Prompt(bool);
+    impl Generate for Prompt {
+        fn max_new_tokens() -> usize {
+            4
+        }
+        fn get(&self) -> Result<GenItem, RowError> {
+            Ok(GenItem {
+                prompt: if self.0 { "a c" } else { "a" }.into(),
+                target: String::new(),
+            })
+        }
+    }
+
+    #[test]
+    fn non_finite_logits_while_generating_name_their_rows() {
+        let tok = tokenizer();
+        // Greedy choice runs on the logits where they are; sampling reads them back.
+        for sampling in [
+            None,
+            Some(Sampling::Nucleus {
+                temperature: 0.8,
+                top_p: 0.9,
+            }),
+        ] {
+            let mut ev = Evaluator::new(&Toy { nan_after_c: true }, &tok);
+            ev.add(Box::new(GenerateTask::new(
+                "poisoned",
+                (0..4).map(|i| Prompt(i == 2)).collect(),
+            )));
+            ev.options.batch_size = Some(4);
+            ev.options.sampling = sampling;
+            let e = ev.evaluate().expect_err("NaN");
+            assert!(matches!(&e, Error::NonFinite { rows, .. } if rows == &[2]), "{e}");
+            assert!(e.to_string().contains("NaN logits while generating, step 0"), "{e}");
+        }
+        // Without the poisoned row, greedy generation ends at once: EOS (id 0) is the first of
+        // four equal logits.
+        let mut ev = Evaluator::new(&Toy { nan_after_c: true }, &tok);
+        ev.add(Box::new(GenerateTask::new(
+            "clean",
+            (0..4).map(|_| Prompt(false)).collect(),
+        )));
+        let out = ev.run_all(None).expect("runs");
+        assert_eq!(out[0].samples[3]["finish"], serde_json::json!(["eos"]));
     }
 
     #[test]

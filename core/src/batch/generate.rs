@@ -6,10 +6,10 @@ use super::stops::StopScan;
 use super::{choose_token, int_tensor, TokenCounts};
 use crate::error::{Error, Result, TorchContext};
 use crate::model::Model;
-use crate::request::{GenerateParams, GenerateRequest, Generation};
+use crate::request::{GenerateParams, GenerateRequest, Generation, Sampling};
 use crate::tokenizer::Tokenizer;
 use rand::SeedableRng;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Generates a continuation for each prompt (prompts must already fit `max_len − max_new_tokens`).
 /// `counts` gets the tokens run through the body (prompts without their padding, then every
@@ -63,25 +63,12 @@ pub fn generate_batch<M: Model + ?Sized>(
         model.head(&h.narrow(1, p as i64 - 1, 1).squeeze_dim(1))?
     };
     for step in 0..params.max_new_tokens {
-        // (A model's head may return a strided view, e.g. a TorchScript module's last positions.)
-        let logits = last_logits.to_device(Device::Cpu).contiguous();
-        let v = logits.size()[1] as usize;
-        let flat = Vec::<f32>::try_from(logits.f_view([-1]).op("flattening logits")?).op("reading logits")?;
-        let mut next = vec![0i64; b];
+        let next = next_tokens(&last_logits, params.sampling, &mut rngs, &done, step)?;
         for i in 0..b {
             if done[i] {
                 continue;
             }
-            let row = &flat[i * v..(i + 1) * v];
-            if row.iter().any(|x| x.is_nan()) {
-                return Err(Error::NonFinite {
-                    evaluation: String::new(),
-                    what: format!("NaN logits while generating, step {step}"),
-                    rows: vec![i],
-                });
-            }
-            let t = choose_token(row, params.sampling, &mut rngs[i]);
-            next[i] = t;
+            let t = next[i];
             if eos.contains(&t) {
                 done[i] = true;
                 gens[i].finish = "eos".into();
@@ -130,4 +117,57 @@ pub fn generate_batch<M: Model + ?Sized>(
         }
     }
     Ok(gens)
+}
+
+/// Each row's next token from the head's logits (`rows × vocab`); rows `done` get 0 and are
+/// not checked. Greedy choice runs where the logits are, as transformers' greedy search runs
+/// it (`argmax`, the lowest id on ties), and only the ids and each row's NaN flag come back,
+/// not `rows × vocab` logits per step; sampling reads the rows back and draws from each row's
+/// RNG ([`choose_token`]). A row with NaN logits is an error naming the step.
+fn next_tokens(
+    logits: &Tensor,
+    sampling: Sampling,
+    rngs: &mut [rand_chacha::ChaCha8Rng],
+    done: &[bool],
+    step: usize,
+) -> Result<Vec<i64>> {
+    let b = done.len();
+    let nan_at = |i: usize| Error::NonFinite {
+        evaluation: String::new(),
+        what: format!("NaN logits while generating, step {step}"),
+        rows: vec![i],
+    };
+    let greedy = match sampling {
+        Sampling::Greedy => true,
+        Sampling::Nucleus { temperature, .. } => temperature <= 0.0,
+    };
+    if greedy {
+        let logits = logits.f_to_kind(Kind::Float).op("reading logits")?;
+        let ids = logits.f_argmax(1, false).op("choosing greedy tokens")?;
+        let nan = logits
+            .f_isnan()
+            .and_then(|n| n.f_any_dim(1, false))
+            .and_then(|n| n.f_to_kind(Kind::Int64))
+            .op("checking logits for NaN")?;
+        let both = Tensor::f_cat(&[ids, nan], 0).op("choosing greedy tokens")?;
+        let both = Vec::<i64>::try_from(both.to_device(Device::Cpu)).op("reading greedy tokens")?;
+        let (ids, nan) = both.split_at(b);
+        if let Some(i) = (0..b).find(|&i| !done[i] && nan[i] != 0) {
+            return Err(nan_at(i));
+        }
+        return Ok((0..b).map(|i| if done[i] { 0 } else { ids[i] }).collect());
+    }
+    // (A model's head may return a strided view, e.g. a TorchScript module's last positions.)
+    let logits = logits.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    let v = logits.size()[1] as usize;
+    let flat = Vec::<f32>::try_from(logits.f_view([-1]).op("flattening logits")?).op("reading logits")?;
+    let mut next = vec![0i64; b];
+    for i in (0..b).filter(|&i| !done[i]) {
+        let row = &flat[i * v..(i + 1) * v];
+        if row.iter().any(|x| x.is_nan()) {
+            return Err(nan_at(i));
+        }
+        next[i] = choose_token(row, sampling, &mut rngs[i]);
+    }
+    Ok(next)
 }
