@@ -146,6 +146,19 @@ fn hub_errors_name_what_is_missing_or_malformed() {
     );
 
     lay_out_cache(tmp.path(), &real_rows(3), true);
+    // A missing field is named itself, as in the data directory's JSON files.
+    #[derive(Debug, serde::Deserialize)]
+    struct Labelled {
+        #[allow(dead_code)]
+        label: i64,
+    }
+    let src = evalkit::suites::hub::source("boolq").expect("boolq has a hub source");
+    let msg = load_rows::<Labelled>(&src, &hub).expect_err("no label").to_string();
+    assert!(
+        msg.contains("validation-00000-of-00001.parquet:1: field `label`"),
+        "{msg}"
+    );
+
     let e = load(
         "boolq",
         &LoadOptions {

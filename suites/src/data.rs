@@ -40,29 +40,39 @@ pub fn read_text(path: &Path, what: &str, source: &str) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| evalkit_core::Error::io("reading", path, e).into())
 }
 
-/// Parses one JSON value as `T`; the error names the field (its path within the value, e.g.
-/// `question.choices[2].text`), `(json)` where the text is not JSON, `(row)` where the value as
-/// a whole is the wrong type.
+/// Parses one JSON value as `T`; the error names the field ([`field_of`]), or `(json)` where
+/// the text is not JSON.
 fn parse_value<T: DeserializeOwned>(text: &str) -> std::result::Result<T, (String, serde_json::Error)> {
     let de = &mut serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        // A missing or unknown field is reported at the object that lacks or has it.
-        let key = ["missing field `", "unknown field `"]
-            .iter()
-            .find_map(|k| inner.to_string().split(k).nth(1)?.split('`').next().map(str::to_string));
-        let field = match (path.as_str(), key) {
-            _ if inner.is_syntax() || inner.is_eof() => "(json)".into(),
-            ("." | "?", Some(k)) => k,
-            ("." | "?", None) => "(row)".into(),
-            (p, Some(k)) => format!("{p}.{k}"),
-            (p, None) => p.to_string(),
+        let field = if inner.is_syntax() || inner.is_eof() {
+            "(json)".into()
+        } else {
+            field_of(&path, &inner)
         };
         (field, inner)
     })?;
     de.end().map_err(|e| ("(json)".to_string(), e))?;
     Ok(value)
+}
+
+/// The field a row's deserialization error is about, from `serde_path_to_error`'s path: the
+/// path within the row (e.g. `question.choices[2].text`); a missing or unknown field named at
+/// the object that lacks or has it (`question.stem`, `answer`); `(row)` where the row as a
+/// whole is the wrong type.
+pub(crate) fn field_of(path: &str, error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let key = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|k| message.split(k).nth(1)?.split('`').next().map(str::to_string));
+    match (path, key) {
+        ("." | "?", Some(k)) => k,
+        ("." | "?", None) => "(row)".into(),
+        (p, Some(k)) => format!("{p}.{k}"),
+        (p, None) => p.to_string(),
+    }
 }
 
 /// Parses every non-empty line of a JSON-lines file as `T`.

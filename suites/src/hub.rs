@@ -168,7 +168,7 @@ pub fn load_rows<T: DeserializeOwned>(src: &HubSource, opts: &HubOptions) -> Res
         let path = fetch(src, file, opts)?;
         for (i, v) in read_parquet(&path)?.into_iter().enumerate() {
             let row = serde_path_to_error::deserialize(v).map_err(|e| {
-                let field = e.path().to_string();
+                let field = crate::data::field_of(&e.path().to_string(), e.inner());
                 malformed(&path, i + 1, &field, e.into_inner().to_string())
             })?;
             out.push(row);
