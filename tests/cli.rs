@@ -343,7 +343,14 @@ fn errors_exit_2_and_name_the_problem() {
             &["--max-batch-size", "8"][..],
             "--max-batch-size goes with --batch-size auto",
         ),
-        (&["--limit", "0"][..], "`0` is not a positive whole number"),
+        (
+            &["--limit", "0"][..],
+            "`0` is neither a positive whole number of rows nor a share",
+        ),
+        (
+            &["--limit", "1.5"][..],
+            "`1.5` is neither a positive whole number of rows nor a share",
+        ),
         (&["--chunk-size", "0"][..], "`0` is not a positive whole number"),
     ] {
         let refused = tmp.path().join("refused");
@@ -374,6 +381,26 @@ fn errors_exit_2_and_name_the_problem() {
         (&doc["config"]["batch_size"], &doc["config"]["auto_batch_size"]),
         (&4.into(), &true.into())
     );
+    // A --limit below 1 is a share of the rows, rounded up as lm-eval rounds it: ⌈2376 × 0.003⌉.
+    let share = tmp.path().join("share");
+    let o = evalkit(
+        &[
+            &base[..base.len() - 2],
+            &[
+                "--limit",
+                "0.003",
+                "--sample",
+                "--output",
+                share.to_str().expect("utf8"),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(share.join("results.json")).expect("read")).expect("json");
+    assert_eq!(doc["results"]["arc_easy"]["n"], 8);
+    assert_eq!(doc["config"]["subset"], serde_json::json!({"sample_share": 0.003}));
 }
 
 #[test]

@@ -206,9 +206,10 @@ pub struct RunArgs {
     /// Comma-separated task names (see `evalkit list`).
     #[arg(long, value_delimiter = ',', required = true, value_parser = trimmed)]
     pub tasks: Vec<String>,
-    /// Evaluate only N rows of each task (the first N, or a seeded sample with --sample).
-    #[arg(long, value_parser = positive)]
-    pub limit: Option<usize>,
+    /// Evaluate only N rows of each task (the first N, or a seeded sample with --sample); a
+    /// number below 1 is a share of each task's rows, rounded up (lm-eval's `--limit 0.1`).
+    #[arg(long, value_parser = limit)]
+    pub limit: Option<Limit>,
     /// With --limit: draw the rows with the task's seeded RNG instead of taking the first.
     #[arg(long, requires = "limit")]
     pub sample: bool,
@@ -326,6 +327,30 @@ fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("`{s}` is not a positive whole number")),
+    }
+}
+
+/// `--limit`: a number of rows, or a share of each task's rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    /// At most this many rows.
+    Rows(usize),
+    /// This share of the rows, in (0, 1), rounded up.
+    Share(f64),
+}
+
+/// A positive whole number of rows (`2` or `2.0`), or a share in (0, 1) (`0.1`), as lm-eval
+/// reads `--limit`; `0`, a negative number and a fraction above 1 are refused.
+fn limit(s: &str) -> Result<Limit, String> {
+    if let Ok(n) = positive(s) {
+        return Ok(Limit::Rows(n));
+    }
+    match s.trim().parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(Limit::Share(f)),
+        Ok(f) if f >= 1.0 && f.fract() == 0.0 && f < 1e15 => Ok(Limit::Rows(f as usize)),
+        _ => Err(format!(
+            "`{s}` is neither a positive whole number of rows nor a share of the rows in (0, 1)"
+        )),
     }
 }
 

@@ -1,7 +1,7 @@
 //! High-level settings: arguments parsed once into validated values — paths resolved, device
 //! chosen, model opened, tasks loaded.
 
-use super::args::{BatchSizeArg, ModelArgs, RunArgs};
+use super::args::{BatchSizeArg, Limit, ModelArgs, RunArgs};
 use anyhow::{bail, Context, Result};
 use evalkit::core::chat::ChatTemplate;
 use evalkit::core::gate::Bound;
@@ -299,9 +299,12 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
     if a.max_batch_size.is_some() && a.batch_size != Some(BatchSizeArg::Auto) {
         bail!("--max-batch-size goes with --batch-size auto");
     }
-    let subset = a
-        .limit
-        .map(|n| if a.sample { Subset::Sample(n) } else { Subset::First(n) });
+    let subset = a.limit.map(|limit| match (limit, a.sample) {
+        (Limit::Rows(n), false) => Subset::First(n),
+        (Limit::Rows(n), true) => Subset::Sample(n),
+        (Limit::Share(f), false) => Subset::FirstShare(f),
+        (Limit::Share(f), true) => Subset::SampleShare(f),
+    });
     let sampling = (a.temperature > 0.0).then_some(Sampling::Nucleus {
         temperature: a.temperature,
         top_p: a.top_p,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::path::Path;
 
 /// Which rows an evaluation uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Subset {
     /// Every row.
@@ -21,6 +21,11 @@ pub enum Subset {
     First(usize),
     /// n rows drawn with the evaluation's own seeded RNG, kept in dataset order.
     Sample(usize),
+    /// The first ⌈rows × share⌉ rows, the share in (0, 1) (lm-eval's `--limit` below 1, each
+    /// evaluation its own count: each MMLU subject a share of its own rows).
+    FirstShare(f64),
+    /// ⌈rows × share⌉ rows drawn as [`Subset::Sample`] draws them.
+    SampleShare(f64),
 }
 
 /// Per-evaluation defaults (a benchmark's author sets them; run options override them).

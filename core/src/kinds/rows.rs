@@ -13,9 +13,15 @@ use rand::SeedableRng;
 /// use evalkit_core::kinds::{select_rows, Subset};
 /// assert_eq!(select_rows("x", 10, Subset::First(3), 1), vec![0, 1, 2]);
 /// assert_eq!(select_rows("x", 10, Subset::Sample(3), 1).len(), 3);
+/// // lm-eval's count for a share: ⌈2376 × 0.01⌉ = ⌈23.76⌉
+/// assert_eq!(select_rows("x", 2376, Subset::FirstShare(0.01), 1).len(), 24);
 /// ```
 pub fn select_rows(name: &str, len: usize, subset: Subset, seed: u64) -> Vec<usize> {
+    // As lm-eval counts it: `int(math.ceil(len(docs) * limit))`, in doubles.
+    let share = |f: f64| (len as f64 * f).ceil() as usize;
     match subset {
+        Subset::FirstShare(f) => select_rows(name, len, Subset::First(share(f)), seed),
+        Subset::SampleShare(f) => select_rows(name, len, Subset::Sample(share(f)), seed),
         Subset::All => (0..len).collect(),
         Subset::First(n) => (0..len.min(n)).collect(),
         Subset::Sample(n) if n >= len => (0..len).collect(),
