@@ -203,7 +203,7 @@ pub struct ModelArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Comma-separated task names (see `evalkit list`).
+    /// Comma-separated task names (see `evalkit list`), or lm-eval's patterns (`'mmlu_*'`).
     #[arg(long, value_delimiter = ',', required = true, value_parser = trimmed)]
     pub tasks: Vec<String>,
     /// Evaluate only N rows of each task (the first N, or a seeded sample with --sample); a

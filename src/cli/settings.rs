@@ -229,6 +229,34 @@ impl Gate {
     }
 }
 
+/// The task names `--tasks` asks for: each name as given, or in place of a pattern with `*`,
+/// `?` or `[...]` (lm-eval's fnmatch patterns: `mmlu_*`, `arc_*`) the suites it matches, sorted
+/// as lm-eval sorts them. A pattern that matches nothing is refused.
+fn expand_tasks(asked: &[String]) -> Result<Vec<String>> {
+    let known: Vec<String> = evalkit::suites::all().into_iter().map(|s| s.name).collect();
+    let mut tasks: Vec<String> = vec![];
+    for name in asked {
+        if !name.contains(['*', '?', '[']) {
+            tasks.push(name.clone());
+            continue;
+        }
+        let pattern = glob::Pattern::new(name).with_context(|| format!("--tasks: `{name}` is not a valid pattern"))?;
+        let mut matched: Vec<&String> = known.iter().filter(|k| pattern.matches(k)).collect();
+        if matched.is_empty() {
+            bail!("--tasks: no task matches `{name}` (run `evalkit list` for the names)");
+        }
+        matched.sort();
+        tasks.extend(
+            matched
+                .into_iter()
+                .filter(|m| !tasks.contains(m))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    Ok(tasks)
+}
+
 /// Everything `run` needs besides the model.
 pub struct RunSettings {
     pub tasks: Vec<String>,
@@ -338,9 +366,36 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
     gates(a)?; // a malformed gate fails before the run, not after it
     let output = output_dir(a, model_name);
     Ok(RunSettings {
-        tasks: a.tasks.clone(),
+        tasks: expand_tasks(&a.tasks)?,
         options,
         suite_options,
         output,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand_tasks;
+
+    #[test]
+    fn task_patterns_expand_to_the_suites_they_match() {
+        let asked = ["arc_*", "mmlu_anatomy", "mmlu_a*", "gsm8k"].map(String::from);
+        assert_eq!(
+            expand_tasks(&asked).expect("expands"),
+            [
+                "arc_challenge",
+                "arc_easy",
+                "mmlu_anatomy",
+                "mmlu_abstract_algebra",
+                "mmlu_astronomy",
+                "gsm8k"
+            ]
+        );
+        // A name that is no pattern is kept as given (an unknown one is named when loading).
+        assert_eq!(expand_tasks(&["nope".into()]).expect("kept"), ["nope"]);
+        let e = expand_tasks(&["zzz*".into()]).expect_err("matches nothing").to_string();
+        assert!(e.contains("no task matches `zzz*`"), "{e}");
+        let e = expand_tasks(&["arc_[".into()]).expect_err("bad pattern").to_string();
+        assert!(e.contains("`arc_[` is not a valid pattern"), "{e}");
+    }
 }
