@@ -352,6 +352,10 @@ fn errors_exit_2_and_name_the_problem() {
             "`1.5` is neither a positive whole number of rows nor a share",
         ),
         (&["--chunk-size", "0"][..], "`0` is not a positive whole number"),
+        (
+            &["--gen-kwargs", "until=x"][..],
+            "`until` is not a setting evalkit takes",
+        ),
     ] {
         let refused = tmp.path().join("refused");
         // (`--limit 0` in place of the base's `--limit 6`.)
@@ -401,6 +405,40 @@ fn errors_exit_2_and_name_the_problem() {
         serde_json::from_str(&std::fs::read_to_string(share.join("results.json")).expect("read")).expect("json");
     assert_eq!(doc["results"]["arc_easy"]["n"], 8);
     assert_eq!(doc["config"]["subset"], serde_json::json!({"sample_share": 0.003}));
+    // lm-eval's --gen_kwargs: at most 3 new tokens, greedy.
+    let gen = tmp.path().join("gen");
+    let o = evalkit(&[
+        "run",
+        "-q",
+        "--device",
+        "cpu",
+        "--model",
+        m,
+        "--data-dir",
+        d,
+        "--tasks",
+        "gsm8k",
+        "--num-fewshot",
+        "0",
+        "--limit",
+        "3",
+        "--temperature",
+        "0.7",
+        "--gen-kwargs",
+        "max_gen_toks=3,do_sample=False",
+        "--output",
+        gen.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(gen.join("results.json")).expect("read")).expect("json");
+    assert_eq!(
+        (&doc["config"]["max_new_tokens"], &doc["config"]["sampling"]),
+        (&3.into(), &serde_json::Value::Null)
+    );
+    for s in crate::util::samples(&gen, "gsm8k") {
+        assert_eq!(s["finish"], serde_json::json!(["length"]), "{s}");
+    }
 }
 
 #[test]

@@ -580,6 +580,7 @@ impl<'a> Evaluator<'a> {
         config.insert("share_prefix".into(), json!(o.share_prefix));
         config.insert("sampling".into(), json!(o.sampling));
         config.insert("samples_per_prompt".into(), json!(o.samples_per_prompt));
+        config.insert("max_new_tokens".into(), json!(o.max_new_tokens));
         config.insert("system_instruction".into(), json!(o.system_instruction));
         if let Some(raw) = &self.raw_throughput {
             config.insert("raw_throughput".into(), json!(raw));

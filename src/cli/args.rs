@@ -251,6 +251,15 @@ pub struct RunArgs {
     /// Generations per prompt.
     #[arg(long, default_value_t = 1, value_parser = positive)]
     pub samples_per_prompt: usize,
+    /// Most new tokens per generation, in place of each generation task's own (GSM8K's 256,
+    /// HumanEval's 1024).
+    #[arg(long, value_parser = positive)]
+    pub max_new_tokens: Option<usize>,
+    /// lm-eval's `--gen_kwargs`: `max_gen_toks=N`, `temperature=T`, `top_p=P` and
+    /// `do_sample=true|false` (false: greedy), comma-separated; they take the place of
+    /// --max-new-tokens, --temperature and --top-p.
+    #[arg(long, value_name = "KEY=VALUE,...", value_parser = gen_kwargs)]
+    pub gen_kwargs: Option<GenKwargs>,
     /// Score each choice with its own context pass instead of sharing the context's KV cache.
     #[arg(long)]
     pub no_share_prefix: bool,
@@ -352,6 +361,55 @@ fn limit(s: &str) -> Result<Limit, String> {
             "`{s}` is neither a positive whole number of rows nor a share of the rows in (0, 1)"
         )),
     }
+}
+
+/// `--gen-kwargs`: the generation settings lm-eval's `--gen_kwargs` may give that evalkit honours.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct GenKwargs {
+    /// `max_gen_toks`.
+    pub max_gen_toks: Option<usize>,
+    /// `temperature`.
+    pub temperature: Option<f64>,
+    /// `top_p`.
+    pub top_p: Option<f64>,
+    /// `do_sample`.
+    pub do_sample: Option<bool>,
+}
+
+/// Parses `key=value,...` as lm-eval parses `--gen_kwargs` (`true`/`false` in any case are
+/// booleans); a key evalkit does not honour (`until`, `num_beams`) is refused, naming those it
+/// does.
+fn gen_kwargs(s: &str) -> Result<GenKwargs, String> {
+    let mut g = GenKwargs::default();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .ok_or_else(|| format!("`{pair}` is not KEY=VALUE"))?;
+        let number = || {
+            value
+                .parse::<f64>()
+                .map_err(|_| format!("{key}: `{value}` is not a number"))
+        };
+        match key {
+            "max_gen_toks" => g.max_gen_toks = Some(positive(value).map_err(|e| format!("max_gen_toks: {e}"))?),
+            "temperature" => g.temperature = Some(number()?),
+            "top_p" => g.top_p = Some(number()?),
+            "do_sample" => {
+                g.do_sample = Some(match value.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("do_sample: `{value}` is not true or false")),
+                })
+            }
+            _ => {
+                return Err(format!(
+                    "`{key}` is not a setting evalkit takes (it takes max_gen_toks, temperature, top_p and do_sample)"
+                ))
+            }
+        }
+    }
+    Ok(g)
 }
 
 /// A list item without the spaces around it (`--tasks "arc_easy, hellaswag"`).

@@ -321,8 +321,20 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
     if a.tasks.iter().any(|t| t.trim().is_empty()) {
         bail!("--tasks has an empty name");
     }
-    if !(a.temperature >= 0.0 && a.top_p > 0.0 && a.top_p <= 1.0) {
+    // lm-eval's --gen_kwargs over the flags; do_sample=false is greedy, do_sample=true without
+    // a temperature samples at 1 (transformers' default).
+    let g = a.gen_kwargs.unwrap_or_default();
+    let temperature = match (g.do_sample, g.temperature) {
+        (Some(false), _) => 0.0,
+        (Some(true), None) if a.temperature == 0.0 => 1.0,
+        (_, t) => t.unwrap_or(a.temperature),
+    };
+    let top_p = g.top_p.unwrap_or(a.top_p);
+    if !(temperature >= 0.0 && top_p > 0.0 && top_p <= 1.0) {
         bail!("--temperature must be ≥ 0 and --top-p in (0, 1]");
+    }
+    if g.do_sample == Some(true) && temperature == 0.0 {
+        bail!("--gen-kwargs: do_sample=true with temperature 0 asks for both sampling and greedy choice");
     }
     if a.max_batch_size.is_some() && a.batch_size != Some(BatchSizeArg::Auto) {
         bail!("--max-batch-size goes with --batch-size auto");
@@ -333,10 +345,7 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
         (Limit::Share(f), false) => Subset::FirstShare(f),
         (Limit::Share(f), true) => Subset::SampleShare(f),
     });
-    let sampling = (a.temperature > 0.0).then_some(Sampling::Nucleus {
-        temperature: a.temperature,
-        top_p: a.top_p,
-    });
+    let sampling = (temperature > 0.0).then_some(Sampling::Nucleus { temperature, top_p });
     let options = RunOptions {
         batch_size: match a.batch_size {
             Some(BatchSizeArg::Fixed(n)) => Some(n),
@@ -350,6 +359,7 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
         share_prefix: !a.no_share_prefix,
         sampling,
         samples_per_prompt: a.samples_per_prompt.max(1),
+        max_new_tokens: g.max_gen_toks.or(a.max_new_tokens),
         system_instruction: a.system_instruction.clone(),
         chat: chat_options(a, &model.dir)?,
         ..RunOptions::default()

@@ -96,7 +96,7 @@ impl<T: Generate> Kind<T> for GenerateKind {
     fn begin(name: &str, env: &Env<'_>) -> Result<Self> {
         let max_len = env.model.max_len();
         let mut notes = BTreeMap::new();
-        let requested_max_new = T::max_new_tokens();
+        let requested_max_new = env.options.max_new_tokens.unwrap_or_else(T::max_new_tokens);
         let mut max_new = requested_max_new;
         if max_new == 0 {
             return Err(crate::Error::Evaluation {

@@ -67,6 +67,9 @@ pub struct RunOptions {
     pub sampling: Option<Sampling>,
     /// Generations per prompt (consecutive p0,p0,…,p1,…).
     pub samples_per_prompt: usize,
+    /// Most new tokens per generation in place of each generation task's own
+    /// ([`super::Generate::max_new_tokens`]; lm-eval's `max_gen_toks`).
+    pub max_new_tokens: Option<usize>,
     /// Text of the system message (lm-eval's `--system_instruction`), joined with each
     /// evaluation's description (see [`super::prompt`]).
     pub system_instruction: Option<String>,
@@ -93,6 +96,7 @@ impl Default for RunOptions {
             return_intermediates: false,
             sampling: None,
             samples_per_prompt: 1,
+            max_new_tokens: None,
             system_instruction: None,
             chat: None,
             share: Share::Whole,
