@@ -6,8 +6,12 @@ use evalkit::core::evaluator::Evaluator;
 use evalkit::core::kinds::Subset;
 use evalkit::suites::{all, load, Error, LoadOptions};
 
+/// The shared data, HumanEval's code execution confirmed.
 fn opts() -> LoadOptions {
-    LoadOptions::new(data_dir())
+    LoadOptions {
+        confirm_run_unsafe_code: true,
+        ..LoadOptions::new(data_dir())
+    }
 }
 
 #[test]
@@ -39,6 +43,11 @@ fn official_row_counts() {
             "{name} in the table"
         );
     }
+    // HumanEval runs the model's code: only when confirmed, as in lm-eval.
+    let e = load("humaneval", &LoadOptions::new(data_dir()))
+        .err()
+        .expect("unconfirmed");
+    assert!(e.to_string().contains("--confirm-run-unsafe-code"), "{e}");
     let mmlu = load("mmlu", &o).expect("mmlu");
     assert_eq!(mmlu.evaluations.len(), 57);
     assert_eq!(mmlu.evaluations.iter().map(|e| e.len()).sum::<usize>(), 14042);

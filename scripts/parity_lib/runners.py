@@ -126,8 +126,10 @@ def run_evalkit(binary: str, model: Path, tasks: list[str], limit: int, k: int, 
     # HF_HUB_OFFLINE=1 alone makes a plain `evalkit run` a usage error; evalkit reads only
     # --data-dir without --hub anyway.
     e.pop("HF_HUB_OFFLINE", None)
-    # HumanEval's tests run with the Python that lm-eval's run them with.
+    # HumanEval's tests run with the Python that lm-eval's run them with, confirmed as lm-eval's
+    # are (--confirm_run_unsafe_code; the variable, unlike the flag, older binaries ignore).
     e["EVALKIT_PYTHON"] = sys.executable
+    e["EVALKIT_CONFIRM_RUN_UNSAFE_CODE"] = "1"
     return _run(cmd, log, e)
 
 

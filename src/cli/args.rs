@@ -260,6 +260,10 @@ pub struct RunArgs {
     /// --max-new-tokens, --temperature and --top-p.
     #[arg(long, value_name = "KEY=VALUE,...", value_parser = gen_kwargs)]
     pub gen_kwargs: Option<GenKwargs>,
+    /// Run HumanEval, whose scoring executes the model's code (lm-eval's
+    /// --confirm_run_unsafe_code); without it a run asking for humaneval is refused.
+    #[arg(long, env = "EVALKIT_CONFIRM_RUN_UNSAFE_CODE")]
+    pub confirm_run_unsafe_code: bool,
     /// Score each choice with its own context pass instead of sharing the context's KV cache.
     #[arg(long)]
     pub no_share_prefix: bool,

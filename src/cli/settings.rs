@@ -373,10 +373,16 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
             ..Default::default()
         });
     }
+    suite_options.confirm_run_unsafe_code = a.confirm_run_unsafe_code;
     gates(a)?; // a malformed gate fails before the run, not after it
+    let tasks = expand_tasks(&a.tasks)?;
+    // Refused before anything runs, as lm-eval refuses it (a pattern such as `*` included).
+    if !a.confirm_run_unsafe_code && tasks.iter().any(|t| t == "humaneval") {
+        bail!("humaneval: {}", evalkit::suites::humaneval::UNCONFIRMED);
+    }
     let output = output_dir(a, model_name);
     Ok(RunSettings {
-        tasks: expand_tasks(&a.tasks)?,
+        tasks,
         options,
         suite_options,
         output,

@@ -221,8 +221,20 @@ impl HumanEval {
     }
 }
 
-/// Loads `humaneval`, refusing when no Python interpreter can run the tests.
+/// Why HumanEval is refused without [`LoadOptions::confirm_run_unsafe_code`].
+pub const UNCONFIRMED: &str = "its scoring runs the model's code (in a Python process with the guards of \
+    lm-eval's code_eval, which stop accidents, not attacks): pass --confirm-run-unsafe-code (lm-eval's \
+    --confirm_run_unsafe_code; in the library LoadOptions::confirm_run_unsafe_code) to run it";
+
+/// Loads `humaneval`, refusing without [`LoadOptions::confirm_run_unsafe_code`] and when no
+/// Python interpreter can run the tests.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> {
+    if !opts.confirm_run_unsafe_code {
+        return Err(Error::Setting {
+            task: name.into(),
+            message: UNCONFIRMED.into(),
+        });
+    }
     opts.no_fewshot(name)?;
     let rows: Vec<HumanEval> = read_jsonl(
         &opts.data_dir.join("humaneval/HumanEval.jsonl"),

@@ -52,6 +52,9 @@ pub struct LoadOptions {
     /// Read suites that have a hub source from the Hugging Face Hub (cache first) instead of
     /// the data directory.
     pub hub: Option<hub::HubOptions>,
+    /// Load HumanEval, whose scoring runs model-written Python code (lm-eval's
+    /// `confirm_run_unsafe_code`); without it `humaneval` is refused.
+    pub confirm_run_unsafe_code: bool,
 }
 
 impl LoadOptions {
@@ -63,6 +66,7 @@ impl LoadOptions {
             seed: 1234,
             hub: None,
             synthetic: synthetic::SyntheticConfig::default(),
+            confirm_run_unsafe_code: false,
         }
     }
 
