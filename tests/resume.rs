@@ -8,6 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn evalkit(out: &Path) -> Command {
+    evalkit_on(&model_dir("stories260K-hf"), out)
+}
+
+fn evalkit_on(model: &Path, out: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_evalkit"));
     c.args([
         "run",
@@ -24,7 +28,7 @@ fn evalkit(out: &Path) -> Command {
         "-q",
     ])
     .arg("--model")
-    .arg(model_dir("stories260K-hf"))
+    .arg(model)
     .arg("--data-dir")
     .arg(data_dir())
     .arg("--output")
@@ -172,4 +176,43 @@ fn ctrl_c_says_how_to_resume() {
         "{stderr}"
     );
     assert!(journaled_chunks(&out) >= 5 && !out.join("results.json").exists());
+}
+
+/// A checkpoint overwritten at the same path (`checkpoints/latest`) is another model: the rerun
+/// discards what the old weights journaled, says so, and computes everything afresh.
+#[test]
+fn other_weights_at_the_same_path_start_afresh() {
+    let tmp = crate::tempdir!("resume-weights");
+    let (model, out) = (tmp.path().join("latest"), tmp.path().join("out"));
+    std::fs::create_dir(&model).expect("model folder");
+    for f in std::fs::read_dir(model_dir("stories260K-hf")).expect("shared model") {
+        let f = f.expect("entry").path();
+        std::fs::copy(&f, model.join(f.file_name().expect("name"))).expect("copy");
+    }
+    let mut child = evalkit_on(&model, &out).spawn().expect("starts");
+    wait_for_chunks(&mut child, &out, 5);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    // New weights of the same shape, as a training step would write them.
+    let other = tmp.path().join("other");
+    let made = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args(["random-checkpoint", "--seed", "1", "--config"])
+        .arg(model.join("config.json"))
+        .arg("--tokenizer")
+        .arg(&model)
+        .arg("--output")
+        .arg(&other)
+        .output()
+        .expect("random-checkpoint runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    std::fs::copy(other.join("model.safetensors"), model.join("model.safetensors")).expect("overwrite");
+    let o = evalkit_on(&model, &out).output().expect("reruns");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("discarded, and computed afresh"), "{stderr}");
+    let results = read(&out.join("results.json"));
+    for task in ["hellaswag", "synthetic_sort"] {
+        assert_eq!(results["results"][task]["chunks_resumed"], 0, "{task}");
+    }
+    assert!(results["results"]["hellaswag"]["chunks_discarded"].as_u64() >= Some(5));
 }

@@ -25,6 +25,7 @@ pub const RECORD_KEYS: &[&str] = &[
     "members",
     "chunks_computed",
     "chunks_resumed",
+    "chunks_discarded",
     "tokens_forwarded",
     "tokens_scored",
     "tokens_pruned",
@@ -404,11 +405,13 @@ impl<'a> Evaluator<'a> {
         Value::Object(config)
     }
 
-    /// What identifies the model as it ran on `device` (checkpoint, precision, device,
-    /// shape); the per-evaluation `fingerprint`s identify the rows asked, whatever the model.
+    /// What identifies the model as it ran on `device` (checkpoint, the stamp of its files,
+    /// precision, device, shape); the per-evaluation `fingerprint`s identify the rows asked,
+    /// whatever the model.
     fn model_fingerprint(&self, device: &str) -> String {
         let fp = crate::fingerprint::Fnv::default()
             .str(&self.model.describe())
+            .str(self.model.weights_stamp().as_deref().unwrap_or(""))
             .str(device)
             .row(self.model.max_len())
             .row(self.model.vocab_size())
@@ -462,11 +465,16 @@ impl<'a> Evaluator<'a> {
             for r in &records {
                 stats.chunks_computed += r.stats.chunks_computed;
                 stats.chunks_resumed += r.stats.chunks_resumed;
+                stats.chunks_discarded += r.stats.chunks_discarded;
             }
             let wall: Option<f64> = records.iter().map(|r| r.wall_seconds).sum();
             let floor: Option<f64> = records.iter().map(ShareRecord::floor_seconds).sum();
             entry.insert("chunks_computed".into(), json!(stats.chunks_computed));
             entry.insert("chunks_resumed".into(), json!(stats.chunks_resumed));
+            entry.remove("chunks_discarded");
+            if stats.chunks_discarded > 0 {
+                entry.insert("chunks_discarded".into(), json!(stats.chunks_discarded));
+            }
             entry.insert("wall_seconds".into(), json!(wall));
             entry.remove("batch_size_after_oom");
             if let Some(cap) = stats.batch_cap {
@@ -507,6 +515,10 @@ impl<'a> Evaluator<'a> {
             m.insert("kind".into(), json!(o.kind.as_str()));
             m.insert("chunks_computed".into(), json!(o.stats.chunks_computed));
             m.insert("chunks_resumed".into(), json!(o.stats.chunks_resumed));
+            // (Only where there were some: a record of something that went wrong.)
+            if o.stats.chunks_discarded > 0 {
+                m.insert("chunks_discarded".into(), json!(o.stats.chunks_discarded));
+            }
             m.insert("fingerprint".into(), json!(format!("{:016x}", o.fingerprint)));
             m.insert("tokens_forwarded".into(), json!(o.stats.work.tokens.forwarded));
             m.insert("tokens_scored".into(), json!(o.stats.work.tokens.scored));

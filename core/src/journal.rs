@@ -41,6 +41,8 @@ pub struct Recorded {
     path: PathBuf,
     chunks: HashMap<usize, (serde_json::Value, Work)>,
     foreign: bool,
+    /// Chunks of a foreign journal (written for other settings), which are not read.
+    discarded: usize,
 }
 
 impl Recorded {
@@ -48,7 +50,7 @@ impl Recorded {
     /// missing or was written for other settings; a torn last line is left out.
     pub fn read(path: &Path, fingerprint: &str) -> Result<Self> {
         let mut chunks = HashMap::new();
-        let mut foreign = false;
+        let (mut foreign, mut discarded) = (false, 0);
         if path.exists() {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading journal", path, e))?;
             let mut lines = text.split_inclusive('\n');
@@ -56,11 +58,13 @@ impl Recorded {
                 .next()
                 .is_some_and(|first| serde_json::from_str::<Header>(first).is_ok_and(|h| h.fingerprint == fingerprint));
             foreign = !valid;
-            if valid {
-                // Only complete lines count: a line without its newline was torn by a kill.
-                for line in lines.filter(|l| l.ends_with('\n')) {
-                    if let Ok(e) = serde_json::from_str::<Entry>(line) {
+            // Only complete lines count: a line without its newline was torn by a kill.
+            for line in lines.filter(|l| l.ends_with('\n')) {
+                if let Ok(e) = serde_json::from_str::<Entry>(line) {
+                    if valid {
                         chunks.insert(e.chunk, (e.results, e.work));
+                    } else {
+                        discarded += 1;
                     }
                 }
             }
@@ -69,12 +73,18 @@ impl Recorded {
             path: path.to_path_buf(),
             chunks,
             foreign,
+            discarded,
         })
     }
 
     /// True when the file exists but was written for other settings (its chunks are ignored).
     pub fn is_foreign(&self) -> bool {
         self.foreign
+    }
+
+    /// How many chunks a foreign file held (0 for a journal of these settings).
+    pub fn discarded(&self) -> usize {
+        self.discarded
     }
 
     /// Number of chunks recorded.
@@ -141,6 +151,11 @@ impl Journal {
     /// Number of chunks recorded.
     pub fn len(&self) -> usize {
         self.recorded.len()
+    }
+
+    /// Chunks an earlier journal at this path held for other settings, discarded on opening.
+    pub fn discarded(&self) -> usize {
+        self.recorded.discarded()
     }
 
     /// True when no chunk is recorded.

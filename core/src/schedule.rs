@@ -188,6 +188,10 @@ pub struct ExecStats {
     pub chunks_computed: usize,
     /// Chunks read back from the journal.
     pub chunks_resumed: usize,
+    /// Chunks an earlier run journaled for other settings (other data, tokenizer, weights,
+    /// batch or chunk size), discarded: this run computed them afresh.
+    #[serde(default)]
+    pub chunks_discarded: usize,
     /// Work of every chunk, resumed ones included (their cost is journaled with them).
     pub work: Work,
     /// The batch size that halving on out-of-memory settled on ([`BatchSettings::halve_on_oom`]);

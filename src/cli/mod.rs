@@ -411,6 +411,12 @@ fn notes(doc: &Value, verbose: bool) {
     }
     for (task, e) in doc["results"].as_object().into_iter().flatten() {
         let n = |k: &str| e[k].as_u64().unwrap_or(0);
+        if n("chunks_discarded") > 0 {
+            eprintln!(
+                "note: {task}: the journal held {} chunks of an earlier run with other settings (data, tokenizer, weights, batch or chunk size): discarded, and computed afresh",
+                n("chunks_discarded")
+            );
+        }
         if n("chunks_resumed") > 0 && !verbose {
             eprintln!(
                 "note: {task}: {} of {} chunks were read back from the journal of an earlier, unfinished run",

@@ -34,6 +34,11 @@ where
     let plan = Plan::new(lengths, batch);
     let n = lengths.len();
     let key = key.str(&env.model.describe());
+    // Other weights at the same path (`checkpoints/latest` overwritten) are another model.
+    let key = match env.model.weights_stamp() {
+        Some(stamp) => key.str(&format!("weights {stamp}")),
+        None => key,
+    };
     // Live weights change from step to step under one description.
     let key = match env.options.step {
         Some(step) => key.str(&format!("step {step}")),
@@ -48,9 +53,12 @@ where
                 None => None,
             };
             let mut ex = Executor {
+                stats: ExecStats {
+                    chunks_discarded: journal.as_ref().map_or(0, Journal::discarded),
+                    ..ExecStats::default()
+                },
                 journal: journal.as_mut(),
                 progress: env.progress,
-                stats: ExecStats::default(),
                 halve_on_oom: batch.halve_on_oom,
             };
             let out = ex.run(&plan, n, run_batch)?;
@@ -77,9 +85,12 @@ where
         Some(r) => {
             let mut journal = Journal::open(&path(r), &fingerprint(r))?;
             let mut ex = Executor {
+                stats: ExecStats {
+                    chunks_discarded: journal.discarded(),
+                    ..ExecStats::default()
+                },
                 journal: Some(&mut journal),
                 progress: env.progress,
-                stats: ExecStats::default(),
                 halve_on_oom: batch.halve_on_oom,
             };
             let out = ex.run_share(&shares[r], n, run_batch)?;

@@ -133,6 +133,8 @@ pub struct Gpt2 {
     kind: Kind,
     device: Device,
     path: PathBuf,
+    /// [`Model::weights_stamp`]: set by `load`, none for weights built in memory.
+    stamp: Option<String>,
 }
 
 impl Gpt2 {
@@ -224,6 +226,7 @@ impl Gpt2 {
             kind: dtype.kind(),
             device,
             path: dir.to_path_buf(),
+            stamp: super::checkpoint_stamp(dir)?,
         };
         // Older checkpoints store the causal mask (`attn.bias`, `attn.masked_bias`), and tied
         // ones sometimes the head.
@@ -274,6 +277,9 @@ impl Model for Gpt2 {
     }
     fn describe(&self) -> String {
         format!("gpt2:{} ({:?})", self.path.display(), self.kind)
+    }
+    fn weights_stamp(&self) -> Option<String> {
+        self.stamp.clone()
     }
 
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {

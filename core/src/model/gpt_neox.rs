@@ -330,6 +330,8 @@ pub struct GptNeoX {
     kind: Kind,
     device: Device,
     path: PathBuf,
+    /// [`Model::weights_stamp`]: set by `load`, none for weights built in memory.
+    stamp: Option<String>,
 }
 
 impl GptNeoX {
@@ -376,6 +378,7 @@ impl GptNeoX {
             kind: dtype.kind(),
             device,
             path: dir.to_path_buf(),
+            stamp: super::checkpoint_stamp(dir)?,
         };
         // Older checkpoints store the causal mask and the rotary frequencies, which the model
         // computes, and tied ones sometimes the head.
@@ -426,6 +429,9 @@ impl Model for GptNeoX {
     }
     fn describe(&self) -> String {
         format!("gpt_neox:{} ({:?})", self.path.display(), self.kind)
+    }
+    fn weights_stamp(&self) -> Option<String> {
+        self.stamp.clone()
     }
 
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {

@@ -365,6 +365,8 @@ pub struct Llama {
     kind: Kind,
     device: Device,
     path: PathBuf,
+    /// [`Model::weights_stamp`]: set by `load`, none for weights built in memory.
+    stamp: Option<String>,
 }
 
 impl Llama {
@@ -387,7 +389,10 @@ impl Llama {
         let model = Self::from_weights(&weights, config, dtype, device, dir)?;
         // Older checkpoints store the rotary frequencies, which the model computes.
         weights.warn_unused(|n| n.ends_with(".rotary_emb.inv_freq"));
-        Ok(model)
+        Ok(Llama {
+            stamp: super::checkpoint_stamp(dir)?,
+            ..model
+        })
     }
 
     /// Builds the model from named weights and a resolved configuration.
@@ -414,6 +419,7 @@ impl Llama {
             kind: dtype.kind(),
             device,
             path: path.to_path_buf(),
+            stamp: None,
         })
     }
 
@@ -454,6 +460,9 @@ impl Model for Llama {
     }
     fn describe(&self) -> String {
         format!("llama:{} ({:?})", self.path.display(), self.kind)
+    }
+    fn weights_stamp(&self) -> Option<String> {
+        self.stamp.clone()
     }
 
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {

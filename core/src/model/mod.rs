@@ -46,6 +46,14 @@ pub trait Model {
     fn device(&self) -> Device;
     /// A short description for results (architecture and path).
     fn describe(&self) -> String;
+    /// What tells the model's files apart when they change at the same path (a checkpoint
+    /// overwritten, `checkpoints/latest`): a stamp of their contents
+    /// ([`crate::fingerprint::files_stamp`]), or `None` for a model not read from files. Part
+    /// of each journal's key and of results.json's `model_fingerprint`, so that a rerun on
+    /// other weights starts afresh rather than resuming the old weights' work.
+    fn weights_stamp(&self) -> Option<String> {
+        None
+    }
     /// Runs the body on `ids`, appending to `cache` when given; returns `(batch, seq, hidden)`.
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor>;
     /// Applies the output head to hidden states of any leading shape; returns float32 logits.
@@ -119,6 +127,9 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn weights_stamp(&self) -> Option<String> {
+        (**self).weights_stamp()
     }
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
         (**self).hidden_states(ids, mask, cache)
@@ -242,6 +253,13 @@ pub(crate) fn dense_pass(
         c.advance(s as usize);
     }
     Ok(x)
+}
+
+/// The [`Model::weights_stamp`] of a checkpoint directory: its files' stamp
+/// ([`crate::fingerprint::checkpoint_files`]).
+pub(crate) fn checkpoint_stamp(dir: &Path) -> Result<Option<String>> {
+    let files = crate::fingerprint::checkpoint_files(dir)?;
+    crate::fingerprint::files_stamp(&files).map(Some)
 }
 
 /// How to open a model: device and dtype.

@@ -28,6 +28,8 @@ pub struct TorchScriptModel {
     vocab: usize,
     device: Device,
     path: PathBuf,
+    /// [`Model::weights_stamp`]: the module file's.
+    stamp: String,
 }
 
 impl TorchScriptModel {
@@ -48,6 +50,7 @@ impl TorchScriptModel {
             vocab: 0,
             device,
             path: path.to_path_buf(),
+            stamp: crate::fingerprint::files_stamp(&[path.to_path_buf()])?,
         };
         let one = Tensor::zeros([1, 1], (Kind::Int64, device));
         let logits = m.run(&one, &Tensor::ones([1, 1], (Kind::Int64, device)))?;
@@ -101,6 +104,9 @@ impl Model for TorchScriptModel {
     }
     fn describe(&self) -> String {
         format!("torchscript:{}", self.path.display())
+    }
+    fn weights_stamp(&self) -> Option<String> {
+        Some(self.stamp.clone())
     }
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
         if cache.is_some() {
