@@ -405,30 +405,35 @@ fn errors_exit_2_and_name_the_problem() {
         serde_json::from_str(&std::fs::read_to_string(share.join("results.json")).expect("read")).expect("json");
     assert_eq!(doc["results"]["arc_easy"]["n"], 8);
     assert_eq!(doc["config"]["subset"], serde_json::json!({"sample_share": 0.003}));
-    // lm-eval's --gen_kwargs: at most 3 new tokens, greedy.
+    // lm-eval's --gen_kwargs: at most 3 new tokens, greedy; HumanEval confirmed through the
+    // variable (`1`, as lm-eval's HF_ALLOW_CODE_EVAL takes it).
     let gen = tmp.path().join("gen");
-    let o = evalkit(&[
-        "run",
-        "-q",
-        "--device",
-        "cpu",
-        "--model",
-        m,
-        "--data-dir",
-        d,
-        "--tasks",
-        "gsm8k",
-        "--num-fewshot",
-        "0",
-        "--limit",
-        "3",
-        "--temperature",
-        "0.7",
-        "--gen-kwargs",
-        "max_gen_toks=3,do_sample=False",
-        "--output",
-        gen.to_str().expect("utf8"),
-    ]);
+    let o = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .env("EVALKIT_CONFIRM_RUN_UNSAFE_CODE", "1")
+        .args([
+            "run",
+            "-q",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--data-dir",
+            d,
+            "--tasks",
+            "gsm8k,humaneval",
+            "--num-fewshot",
+            "0",
+            "--limit",
+            "3",
+            "--temperature",
+            "0.7",
+            "--gen-kwargs",
+            "max_gen_toks=3,do_sample=False",
+            "--output",
+            gen.to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("runs");
     assert!(o.status.success(), "{}", text(&o));
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(gen.join("results.json")).expect("read")).expect("json");
@@ -436,8 +441,10 @@ fn errors_exit_2_and_name_the_problem() {
         (&doc["config"]["max_new_tokens"], &doc["config"]["sampling"]),
         (&3.into(), &serde_json::Value::Null)
     );
-    for s in crate::util::samples(&gen, "gsm8k") {
-        assert_eq!(s["finish"], serde_json::json!(["length"]), "{s}");
+    for task in ["gsm8k", "humaneval"] {
+        for s in crate::util::samples(&gen, task) {
+            assert_eq!(s["finish"], serde_json::json!(["length"]), "{s}");
+        }
     }
 }
 

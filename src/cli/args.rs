@@ -262,7 +262,11 @@ pub struct RunArgs {
     pub gen_kwargs: Option<GenKwargs>,
     /// Run HumanEval, whose scoring executes the model's code (lm-eval's
     /// --confirm_run_unsafe_code); without it a run asking for humaneval is refused.
-    #[arg(long, env = "EVALKIT_CONFIRM_RUN_UNSAFE_CODE")]
+    #[arg(
+        long,
+        env = "EVALKIT_CONFIRM_RUN_UNSAFE_CODE",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub confirm_run_unsafe_code: bool,
     /// Score each choice with its own context pass instead of sharing the context's KV cache.
     #[arg(long)]
