@@ -139,7 +139,29 @@ impl<'a> Evaluator<'a> {
         self.evaluations.iter().map(|e| e.name()).collect()
     }
 
+    /// Every evaluation's name is a file name of its own ([`evalkit_spec::name_problem`]), and
+    /// no two are the same: a name names the evaluation's results, samples file and journal.
+    fn check_names(&self) -> Result<()> {
+        for (i, e) in self.evaluations.iter().enumerate() {
+            let name = e.name();
+            if let Some(problem) = evalkit_spec::name_problem(name) {
+                return Err(Error::Evaluation {
+                    evaluation: name.into(),
+                    message: problem.into(),
+                });
+            }
+            if self.evaluations[..i].iter().any(|other| other.name() == name) {
+                return Err(Error::Evaluation {
+                    evaluation: name.into(),
+                    message: "two evaluations have this name, and one would overwrite the other's results, samples and journal: give one another (`.named(...)`, or #[eval(name = ...)])".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn run_all(&self, journal_dir: Option<&Path>) -> Result<Vec<Outcome>> {
+        self.check_names()?;
         self.evaluations
             .iter()
             .map(|e| self.run_one(e.as_ref(), journal_dir))
@@ -267,6 +289,7 @@ impl<'a> Evaluator<'a> {
     /// # Ok::<(), evalkit_core::Error>(())
     /// ```
     pub fn run_share(&self, dir: &Path) -> Result<RunEnd> {
+        self.check_names()?;
         if dir.exists() && !dir.is_dir() {
             let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "it is a file, not a directory");
             return Err(Error::io("creating output directory", dir, e));
@@ -834,6 +857,47 @@ mod tests {
         )));
         let out = ev.run_all(None).expect("runs");
         assert_eq!(out[0].samples[3]["finish"], serde_json::json!(["eos"]));
+    }
+
+    #[test]
+    fn evaluation_names_are_unique_file_names() {
+        let tok = tokenizer();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("out");
+        for (names, says) in [
+            (["qa", "qa"], "two evaluations have this name"),
+            (["qa", "sub/qa"], "contains `/`"),
+            (["..", "qa"], "not file names"),
+        ] {
+            let mut ev = Evaluator::new(&UNIFORM, &tok);
+            for n in names {
+                ev.add(task(n, true));
+            }
+            let e = ev.evaluate().expect_err("refused").to_string();
+            assert!(e.contains(says), "{e}");
+            let e = ev.run(&out).expect_err("refused").to_string();
+            assert!(e.contains(says) && !out.exists(), "{e}");
+        }
+        // A stop string of a Generate implementation that is empty.
+        struct EmptyStop;
+        impl Generate for EmptyStop {
+            fn max_new_tokens() -> usize {
+                4
+            }
+            fn stop() -> Vec<String> {
+                vec!["\n".into(), String::new()]
+            }
+            fn get(&self) -> Result<GenItem, RowError> {
+                Ok(GenItem {
+                    prompt: "a".into(),
+                    target: String::new(),
+                })
+            }
+        }
+        let mut ev = Evaluator::new(&UNIFORM, &tok);
+        ev.add(Box::new(GenerateTask::new("gen", vec![EmptyStop])));
+        let e = ev.evaluate().expect_err("refused").to_string();
+        assert!(e.contains("an empty stop string"), "{e}");
     }
 
     #[test]

@@ -375,6 +375,19 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             }
         }
     }
+    if let Some(stops) = a.stop.get() {
+        for s in stops.iter().filter(|s| s.value().is_empty()) {
+            cx.error_spanned_by(
+                s,
+                "an empty stop string would end every generation before its first token",
+            );
+        }
+    }
+    if let Some(name) = a.name.get() {
+        if let Some(problem) = evalkit_spec::name_problem(&name.value()) {
+            cx.error_spanned_by(name, format!("invalid evaluation name: {problem}"));
+        }
+    }
     if a.delimiter.get().is_some() && kind != Kind::MultipleChoice {
         cx.syn_error(syn::Error::new(
             a.delimiter.span().expect("set"),

@@ -86,6 +86,29 @@ pub const ALL_METRICS: &[&str] = &[
     "exact_match",
 ];
 
+/// What is wrong with `name` as an evaluation's name, if anything: it names the evaluation's
+/// files (`samples_<name>.jsonl`, its journal), so it must be a file name of its own — not
+/// empty, not `.` or `..`, no `/` or `\`, no control characters.
+///
+/// ```
+/// assert_eq!(evalkit_spec::name_problem("mmlu_anatomy"), None);
+/// assert!(evalkit_spec::name_problem("sub/name").is_some());
+/// assert!(evalkit_spec::name_problem("..").is_some());
+/// ```
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("the name is empty")
+    } else if name == "." || name == ".." {
+        Some("the name is `.` or `..`, which are not file names")
+    } else if name.contains(['/', '\\']) {
+        Some("the name contains `/` or `\\`: it names the evaluation's files, which it would put in other folders")
+    } else if name.chars().any(char::is_control) {
+        Some("the name contains a control character")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

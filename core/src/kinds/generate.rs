@@ -98,6 +98,13 @@ impl<T: Generate> Kind<T> for GenerateKind {
         let mut notes = BTreeMap::new();
         let requested_max_new = env.options.max_new_tokens.unwrap_or_else(T::max_new_tokens);
         let mut max_new = requested_max_new;
+        let stop = T::stop();
+        if stop.iter().any(String::is_empty) {
+            return Err(crate::Error::Evaluation {
+                evaluation: name.into(),
+                message: "an empty stop string would end every generation before its first token".into(),
+            });
+        }
         if max_new == 0 {
             return Err(crate::Error::Evaluation {
                 evaluation: name.into(),
@@ -112,7 +119,7 @@ impl<T: Generate> Kind<T> for GenerateKind {
         Ok(GenerateKind {
             params: GenerateParams {
                 max_new_tokens: max_new,
-                stop: T::stop(),
+                stop,
                 sampling: env.options.sampling.unwrap_or(Sampling::Greedy),
             },
             requested_max_new,
