@@ -236,6 +236,39 @@ fn shards_that_fail_before_the_run_ask_for_the_command_again() {
     );
 }
 
+/// A run journaled with `--shards 2` and started again with `--shards 3` is told to use 2 or
+/// to start afresh, not to rerun shards with the settings that were refused; when every shard
+/// fails on its settings, no shard is offered to rerun alone.
+#[test]
+fn shards_started_with_other_settings_are_told_how_to_resume() {
+    let tmp = crate::tempdir!("shards-other-settings");
+    let out = tmp.path().join("out");
+    let partial = |world: &str| {
+        let o = evalkit(&out, SCORING, 4, &["--shards", world]).output().expect("runs");
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    // The settings record an unfinished run of 2 shards leaves (trimmed to its shard count:
+    // its other settings then differ from any run's).
+    std::fs::create_dir_all(out.join(".journal")).expect("journal folder");
+    std::fs::write(out.join(".journal/shards.json"), r#"{"shards": 2}"#).expect("record");
+    let (ok, err) = partial("3");
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("holds the journal of a run with --shards 2: rerun that with --shards 2")
+            && !err.contains("RANK=R"),
+        "{err}"
+    );
+    // Same number of shards, other settings: every shard is refused.
+    let (ok, err) = partial("2");
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("started with settings other than the run's")
+            && err.contains("every shard failed")
+            && !err.contains("RANK=R"),
+        "{err}"
+    );
+}
+
 /// `evalkit merge out`, from another directory than the run's (it enters the run's own).
 fn merge(out: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_evalkit"))

@@ -55,6 +55,19 @@ pub fn device_for(devices: &str, local_rank: Option<usize>) -> Result<String> {
 /// results (written by the last worker to finish). A worker that fails is named with the
 /// command that reruns it alone.
 pub fn spawn(a: &RunArgs, shards: usize, threads: Option<i32>, output: &Path) -> Result<Value> {
+    // A journal of a run with another number of shards resumes only with that number.
+    let recorded = output.join(".journal").join("shards.json");
+    let recorded_world = std::fs::read_to_string(&recorded)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["shards"].as_u64());
+    if let Some(world) = recorded_world.filter(|&w| w != shards as u64) {
+        bail!(
+            "{} holds the journal of a run with --shards {world}: rerun that with --shards {world} to resume it, or remove {} (or give another --output) to start afresh with --shards {shards}",
+            output.display(),
+            output.join(".journal").display()
+        );
+    }
     let exe = std::env::current_exe().context("finding this program to start the shards")?;
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let devices: Vec<&str> = a.model.device.split(',').collect();
@@ -98,6 +111,12 @@ pub fn spawn(a: &RunArgs, shards: usize, threads: Option<i32>, output: &Path) ->
         bail!(
             "{} of {shards} failed before any began the run (nothing is journaled): fix what they report above, then run the command again",
             failed.join(", ")
+        );
+    }
+    if failed.len() == shards {
+        bail!(
+            "every shard failed: fix what they report above, then run the command again (a shard started with settings other than the run's resumes only with the run's command; removing {} starts afresh)",
+            output.join(".journal").display()
         );
     }
     if !failed.is_empty() {
