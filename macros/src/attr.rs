@@ -91,6 +91,9 @@ pub struct Container {
     pub chunk_size: Attr<LitInt>,
     pub limit: Attr<LitInt>,
     pub krate: Attr<Path>,
+    /// A struct-level attribute did not parse: what follows the mistake in it was not read,
+    /// so what it may have set cannot be called missing.
+    pub malformed: bool,
 }
 
 /// Field-level `#[eval(...)]`.
@@ -174,6 +177,7 @@ impl Container {
             chunk_size: Attr::none("chunk_size"),
             limit: Attr::none("limit"),
             krate: Attr::none("crate"),
+            malformed: false,
         };
         for attr in input.attrs.iter().filter(|a| a.path().is_ident("eval")) {
             let r = attr.parse_nested_meta(|meta| {
@@ -259,6 +263,7 @@ impl Container {
             });
             if let Err(e) = r {
                 cx.syn_error(e);
+                c.malformed = true;
             }
         }
         c

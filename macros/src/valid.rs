@@ -152,6 +152,10 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             cx.error_spanned_by(l, "lifetime parameters are not supported: rows must own their data (an evaluation is a `Box<dyn Evaluation>`, which needs 'static)");
         }
     }
+    // The parse error is the one to fix: the rest of that attribute was not read.
+    if a.malformed {
+        return None;
+    }
     let kind = match a.kind.get() {
         None => {
             cx.error_spanned_by(
