@@ -206,19 +206,29 @@ impl<S: AsRef<str> + ?Sized> AnswerText for S {
 }
 
 /// A letter answer: `A`, `B`, … (or `1`, `2`, … as some ARC rows have) → 0, 1, …
-pub fn answer_letter(s: &str, _choices: &[String]) -> Result<usize, RowError> {
+pub fn answer_letter(s: &str, choices: &[String]) -> Result<usize, RowError> {
     let t = s.trim();
     let mut chars = t.chars();
-    match (chars.next(), chars.next()) {
-        (Some(c @ 'A'..='Z'), None) => Ok(c as usize - 'A' as usize),
-        (Some(c @ 'a'..='z'), None) => Ok(c as usize - 'a' as usize),
+    let index = match (chars.next(), chars.next()) {
+        (Some(c @ 'A'..='Z'), None) => c as usize - 'A' as usize,
+        (Some(c @ 'a'..='z'), None) => c as usize - 'a' as usize,
         _ => match t.parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(n - 1),
-            _ => Err(RowError::new(format!(
-                "answer {s:?} is not a letter A, B, ... or a number 1, 2, ..."
-            ))),
+            Ok(n) if n >= 1 => n - 1,
+            _ => {
+                return Err(RowError::new(format!(
+                    "answer {s:?} is not a letter A, B, ... or a number 1, 2, ..."
+                )))
+            }
         },
+    };
+    if index >= choices.len() {
+        return Err(RowError::new(format!(
+            "answer {s:?} is choice {}, but the row has {} choices",
+            index + 1,
+            choices.len()
+        )));
     }
+    Ok(index)
 }
 
 /// A text answer: the index of the choice equal to it.
@@ -227,4 +237,25 @@ pub fn answer_text(s: &str, choices: &[String]) -> Result<usize, RowError> {
         .iter()
         .position(|c| c == s)
         .ok_or_else(|| RowError::new(format!("answer {s:?} matches no choice")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_letter;
+
+    #[test]
+    fn answer_letters_are_read_and_checked_against_the_choices() {
+        let choices: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
+        assert_eq!(answer_letter("B", &choices).ok(), Some(1));
+        assert_eq!(answer_letter(" c ", &choices).ok(), Some(2));
+        assert_eq!(answer_letter("1", &choices).ok(), Some(0));
+        let e = answer_letter("E", &choices).expect_err("out of range");
+        assert!(
+            e.to_string()
+                .contains("answer \"E\" is choice 5, but the row has 3 choices"),
+            "{e}"
+        );
+        let e = answer_letter("BB", &choices).expect_err("not a letter");
+        assert!(e.to_string().contains("is not a letter"), "{e}");
+    }
 }
