@@ -107,7 +107,7 @@ pub fn to_choices<C: AsChoices + ?Sized>(c: &C) -> Vec<String> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be read as the index of the right choice",
     label = "expected an integer index, a char letter or a bool",
-    note = "a string answer needs its form: #[eval(answer = letter)] (\"B\") or #[eval(answer = text)] (the right choice's text)"
+    note = "a string answer field needs its form: #[eval(answer = letter)] (\"B\") or #[eval(answer = text)] (the right choice's text); a method named by `answer = Self::method` returns the index (usize, or Result<usize, RowError>)"
 )]
 pub trait AnswerIndex {
     /// The index of the correct choice among `choices`.
