@@ -330,7 +330,7 @@ pub struct GptNeoX {
     kind: Kind,
     device: Device,
     path: PathBuf,
-    /// [`Model::weights_stamp`]: set by `load`, none for weights built in memory.
+    /// [`Model::weights_stamp`]: the stamp of the checkpoint's files.
     stamp: Option<String>,
 }
 
