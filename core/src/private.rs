@@ -57,6 +57,28 @@ impl<T: std::fmt::Display + ?Sized> RoleText for T {
     }
 }
 
+/// A text role computed by a method (`#[eval(context = Self::method)]`): its return value.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot fill a text role of a benchmark row",
+    label = "this method must return the text",
+    note = "a text role's method returns String, &str, Box<str>, Cow<str> or char"
+)]
+pub trait MethodText {
+    /// The returned value as a string.
+    fn method_text(self) -> String;
+}
+
+macro_rules! method_text {
+    ($($t:ty),*) => {$(
+        impl MethodText for $t {
+            fn method_text(self) -> String {
+                self.into()
+            }
+        }
+    )*};
+}
+method_text!(String, &str, &String, Box<str>, std::borrow::Cow<'_, str>, char);
+
 /// Converts a choices field to `Vec<String>`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the choices of a multiple-choice row",

@@ -76,7 +76,7 @@ fn fallback(node: &syn::DeriveInput, k: &TokenStream) -> TokenStream {
 fn text(t: &Text, k: &TokenStream) -> TokenStream {
     match t {
         Text::Field(f) => quote_spanned!(f.span()=> #k::__private::RoleText::role_text(&self.#f)),
-        Text::Method(p) => quote_spanned!(p.span()=> #k::__private::String::from(#p(self))),
+        Text::Method(p) => quote_spanned!(p.span()=> #k::__private::MethodText::method_text(#p(self))),
         Text::Template(pieces) => {
             let mut fmt = String::new();
             let mut args = vec![];
