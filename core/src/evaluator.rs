@@ -519,6 +519,9 @@ impl<'a> Evaluator<'a> {
         };
         let device = devices.join(", ");
         config.insert("model_fingerprint".into(), json!(self.model_fingerprint(&device)));
+        // Compared across shards (a shard started on other weights is refused), and what
+        // `evalkit merge` keys the journals with.
+        config.insert("weights_stamp".into(), json!(self.model.weights_stamp()));
         config.insert("device".into(), json!(device));
         // Each shard's speed is in its evaluations' `by_shard`.
         config.remove("raw_throughput");
@@ -603,6 +606,9 @@ impl<'a> Evaluator<'a> {
         config.insert("model".into(), json!(self.model.describe()));
         let device = format!("{:?}", self.model.device());
         config.insert("model_fingerprint".into(), json!(self.model_fingerprint(&device)));
+        // Compared across shards (a shard started on other weights is refused), and what
+        // `evalkit merge` keys the journals with.
+        config.insert("weights_stamp".into(), json!(self.model.weights_stamp()));
         config.insert("max_len".into(), json!(self.model.max_len()));
         config.insert("vocab_size".into(), json!(self.model.vocab_size()));
         config.insert("device".into(), json!(device));

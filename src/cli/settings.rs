@@ -131,6 +131,9 @@ pub struct RecordedModel {
     pub vocab_size: Option<usize>,
     /// The run's `model_name`.
     pub name: String,
+    /// Its [`evalkit::core::Model::weights_stamp`] (`None` in a run started by an evalkit
+    /// that did not record it, whose journals were keyed without it).
+    pub weights_stamp: Option<String>,
 }
 
 /// The tokenizer the arguments name, and a stand-in for the model from what the run recorded
@@ -143,7 +146,8 @@ pub fn open_unloaded(
     let dir = source(a, hub)?.tokenizer_dir().to_path_buf();
     let tokenizer = Tokenizer::from_dir(&dir)?;
     let vocab_size = recorded.vocab_size.unwrap_or_else(|| tokenizer.vocab_size());
-    let model = evalkit::core::model::unloaded::Unloaded::new(recorded.describe, recorded.max_len, vocab_size);
+    let model = evalkit::core::model::unloaded::Unloaded::new(recorded.describe, recorded.max_len, vocab_size)
+        .with_weights_stamp(recorded.weights_stamp);
     Ok(OpenedModel {
         model: Box::new(model),
         tokenizer,

@@ -206,6 +206,7 @@ pub fn recorded(dir: &Path) -> Result<Recorded> {
         max_len: count("max_len")?,
         vocab_size: v["vocab_size"].as_u64().map(|n| n as usize),
         name: text_field("model_name")?,
+        weights_stamp: v["weights_stamp"].as_str().map(String::from),
     };
     let cli = <Cli as clap::Parser>::try_parse_from(std::iter::once("evalkit".to_string()).chain(command.clone()))
         .with_context(|| format!("{}: the recorded command no longer parses", path.display()))?;

@@ -7,7 +7,8 @@ use tch::{Device, Tensor};
 
 /// Stands in for the model a sharded run used, from its recorded description, context length
 /// and vocabulary size: enough to plan and merge the run's evaluations exactly as its shards
-/// did (the journals are keyed by the description). Any forward pass is an error.
+/// did (the journals are keyed by the description and the weights' stamp). Any forward pass is
+/// an error.
 ///
 /// ```
 /// use evalkit_core::model::{unloaded::Unloaded, Model};
@@ -20,6 +21,7 @@ pub struct Unloaded {
     describe: String,
     max_len: usize,
     vocab_size: usize,
+    weights_stamp: Option<String>,
 }
 
 impl Unloaded {
@@ -29,7 +31,15 @@ impl Unloaded {
             describe: describe.into(),
             max_len,
             vocab_size,
+            weights_stamp: None,
         }
+    }
+
+    /// With the [`Model::weights_stamp`] the run recorded (`config.weights_stamp`): the
+    /// journals are keyed by it too.
+    pub fn with_weights_stamp(mut self, stamp: Option<String>) -> Unloaded {
+        self.weights_stamp = stamp;
+        self
     }
 
     fn not_loaded(&self) -> Error {
@@ -52,6 +62,9 @@ impl Model for Unloaded {
     }
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+    fn weights_stamp(&self) -> Option<String> {
+        self.weights_stamp.clone()
     }
     fn hidden_states(&self, _ids: &Tensor, _mask: &Tensor, _cache: Option<&mut KvCache>) -> Result<Tensor> {
         Err(self.not_loaded())
