@@ -410,15 +410,9 @@ fn errors_exit_2_and_name_the_problem() {
     let gen = tmp.path().join("gen");
     let o = Command::new(env!("CARGO_BIN_EXE_evalkit"))
         .env("EVALKIT_CONFIRM_RUN_UNSAFE_CODE", "1")
+        // (The base's run, model and data, with tasks of its own.)
+        .args(&base[..8])
         .args([
-            "run",
-            "-q",
-            "--device",
-            "cpu",
-            "--model",
-            m,
-            "--data-dir",
-            d,
             "--tasks",
             "gsm8k,humaneval",
             "--num-fewshot",
