@@ -77,6 +77,22 @@ pub enum Sampling {
     },
 }
 
+impl Sampling {
+    /// True where the choice is the argmax: greedy, or a temperature of 0 or below.
+    ///
+    /// ```
+    /// use evalkit_core::request::Sampling;
+    /// assert!(Sampling::Nucleus { temperature: 0.0, top_p: 1.0 }.is_greedy());
+    /// assert!(!Sampling::Nucleus { temperature: 0.7, top_p: 1.0 }.is_greedy());
+    /// ```
+    pub fn is_greedy(self) -> bool {
+        match self {
+            Sampling::Greedy => true,
+            Sampling::Nucleus { temperature, .. } => temperature <= 0.0,
+        }
+    }
+}
+
 /// What generation needs beyond the prompts.
 #[derive(Debug, Clone)]
 pub struct GenerateParams {

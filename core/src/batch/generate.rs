@@ -137,11 +137,7 @@ fn next_tokens(
         what: format!("NaN logits while generating, step {step}"),
         rows: vec![i],
     };
-    let greedy = match sampling {
-        Sampling::Greedy => true,
-        Sampling::Nucleus { temperature, .. } => temperature <= 0.0,
-    };
-    if greedy {
+    if sampling.is_greedy() {
         let logits = logits.f_to_kind(Kind::Float).op("reading logits")?;
         let ids = logits.f_argmax(1, false).op("choosing greedy tokens")?;
         let nan = logits

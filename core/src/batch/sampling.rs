@@ -16,9 +16,7 @@ pub fn choose_token(logits: &[f32], sampling: Sampling, rng: &mut rand_chacha::C
         best as i64
     };
     match sampling {
-        Sampling::Greedy => argmax(),
-        Sampling::Nucleus { temperature, .. } if temperature <= 0.0 => argmax(),
-        Sampling::Nucleus { temperature, top_p } => {
+        Sampling::Nucleus { temperature, top_p } if !sampling.is_greedy() => {
             let kept = nucleus(logits, temperature, top_p);
             let total: f64 = kept.iter().map(|&(_, p)| p).sum();
             let mut u = rng.random::<f64>() * total;
@@ -30,6 +28,7 @@ pub fn choose_token(logits: &[f32], sampling: Sampling, rng: &mut rand_chacha::C
             }
             kept.last().map_or_else(argmax, |&(i, _)| i as i64)
         }
+        _ => argmax(),
     }
 }
 
