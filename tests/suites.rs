@@ -54,7 +54,24 @@ fn official_row_counts() {
     for (e, n) in mmlu.evaluations.iter().zip(evalkit::suites::mmlu::ROWS) {
         assert_eq!(e.len(), n, "{}", e.name());
     }
-    assert_eq!(mmlu.groups[0].members.len(), 57);
+    let group = |loaded: &evalkit::suites::Loaded, name: &str| {
+        loaded.groups.iter().find(|g| g.name == name).map(|g| g.members.len())
+    };
+    assert_eq!(group(&mmlu, "mmlu"), Some(57));
+    // lm-eval's four groups under `mmlu`, and each asked alone: its subjects and its group.
+    use evalkit::suites::mmlu::{category_rows, CATEGORIES};
+    for (c, subjects) in CATEGORIES.into_iter().zip([19, 13, 12, 13]) {
+        let name = format!("mmlu_{c}");
+        assert_eq!(group(&mmlu, &name), Some(subjects), "{name}");
+        let alone = load(&name, &o).expect("a category");
+        assert_eq!(alone.evaluations.len(), subjects, "{name}");
+        assert_eq!(
+            alone.evaluations.iter().map(|e| e.len()).sum::<usize>(),
+            category_rows(c)
+        );
+        assert_eq!(alone.groups.len(), 1, "{name}: its own group alone");
+        assert_eq!(group(&alone, &name), Some(subjects));
+    }
 }
 
 #[test]
@@ -178,6 +195,23 @@ fn every_suite_runs_end_to_end() {
     }
     assert_eq!(doc["groups"]["mmlu"]["n"], 57 * 2);
     assert!(doc["groups"]["mmlu"]["acc"].is_number());
+    // Each category group is the micro-average of its subjects' rows (lm-eval's weight_by_size).
+    let mmlu = evalkit::suites::mmlu::SUBJECTS
+        .iter()
+        .zip(evalkit::suites::mmlu::CATEGORY);
+    for c in evalkit::suites::mmlu::CATEGORIES {
+        let (mut right, mut n) = (0.0, 0.0);
+        for (s, _) in mmlu.clone().filter(|(_, sc)| *sc == c) {
+            let e = &r[format!("mmlu_{s}")];
+            let rows = e["n"].as_f64().expect("n");
+            right += e["acc"].as_f64().expect("acc") * rows;
+            n += rows;
+        }
+        let g = &doc["groups"][format!("mmlu_{c}")];
+        assert_eq!(g["n"].as_f64(), Some(n), "mmlu_{c}");
+        let acc = g["acc"].as_f64().expect("group acc");
+        assert!((acc - right / n).abs() < 1e-12, "mmlu_{c}: {acc} vs {}", right / n);
+    }
     // HumanEval's generation budget does not fit max length 512: lowered and recorded.
     assert_eq!(r["humaneval"]["notes"]["max_new_tokens"]["used"], 256);
     let samples = std::fs::read_to_string(dir.path().join("samples_hellaswag.jsonl")).expect("samples");

@@ -97,7 +97,7 @@ impl LoadOptions {
 pub struct Loaded {
     /// The evaluations.
     pub evaluations: Vec<Box<dyn Evaluation>>,
-    /// Groups reported as micro-averages (MMLU).
+    /// Groups reported as micro-averages (MMLU and its categories).
     pub groups: Vec<Group>,
 }
 
@@ -143,11 +143,19 @@ pub fn all() -> Vec<Suite> {
         suite::<lambada::Lambada>("lambada_openai", "test", 5153),
         suite::<wikitext::WikiPage>("wikitext", "test (62 pages)", 62),
         suite::<mmlu::Mmlu>("mmlu", "test", mmlu::ROWS.iter().sum()),
+    ];
+    // lm-eval's MMLU groups, after `mmlu` itself.
+    v.extend(
+        mmlu::CATEGORIES
+            .iter()
+            .map(|c| suite::<mmlu::Mmlu>(&format!("mmlu_{c}"), "test", mmlu::category_rows(c))),
+    );
+    v.extend([
         suite::<truthfulqa::TruthfulQa>("truthfulqa_mc1", "validation", 817),
         suite::<truthfulqa::TruthfulQa>("truthfulqa_mc2", "validation", 817),
         suite::<gsm8k::Gsm8k>("gsm8k", "test", 1319),
         suite::<humaneval::HumanEval>("humaneval", "test", 164),
-    ];
+    ]);
     let rows = synthetic::SyntheticConfig::default().rows;
     v.push(suite::<synthetic::Arithmetic>(
         "synthetic_arithmetic",
@@ -182,7 +190,12 @@ pub fn load(name: &str, opts: &LoadOptions) -> Result<Loaded> {
         "truthfulqa_mc1" | "truthfulqa_mc2" => one(truthfulqa::load(opts, name)?),
         "gsm8k" => one(gsm8k::load(opts, name)?),
         "humaneval" => one(humaneval::load(opts, name)?),
-        n if n == "mmlu" || n.strip_prefix("mmlu_").is_some_and(|s| mmlu::SUBJECTS.contains(&s)) => mmlu::load(opts, n),
+        n if n == "mmlu"
+            || n.strip_prefix("mmlu_")
+                .is_some_and(|s| mmlu::SUBJECTS.contains(&s) || mmlu::CATEGORIES.contains(&s)) =>
+        {
+            mmlu::load(opts, n)
+        }
         n => match synthetic::evaluation(
             n,
             &synthetic::SyntheticConfig {

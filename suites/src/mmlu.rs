@@ -3,7 +3,8 @@
 //! questions (with answers) about {subject}.\n\n`, k examples from the first k rows of
 //! `mmlu/dev/<subject>_dev.csv` (lm-eval's `first_n`), and the prompt
 //! `{question.strip()}\nA. {A}\nB. {B}\nC. {C}\nD. {D}\nAnswer:` scored against `" A"`..`" D"`.
-//! The group `mmlu` is the micro-average over all rows.
+//! The group `mmlu` is the micro-average over all rows; `mmlu_stem`, `mmlu_other`,
+//! `mmlu_social_sciences` and `mmlu_humanities` (lm-eval's groups) over their subjects' rows.
 
 use crate::data::{malformed, read_csv};
 use crate::error::Result;
@@ -71,6 +72,71 @@ pub const SUBJECTS: [&str; 57] = [
     "us_foreign_policy",
     "virology",
     "world_religions",
+];
+
+/// lm-eval's groups under `mmlu`, in its order (`mmlu/default/_mmlu.yaml`): the group
+/// `mmlu_<category>` is the micro-average over the subjects of that [`CATEGORY`].
+pub const CATEGORIES: [&str; 4] = ["stem", "other", "social_sciences", "humanities"];
+
+/// Each subject's category (lm-eval's `tag: mmlu_<category>_tasks`), in [`SUBJECTS`] order.
+pub const CATEGORY: [&str; 57] = [
+    "stem",            // abstract_algebra
+    "stem",            // anatomy
+    "stem",            // astronomy
+    "other",           // business_ethics
+    "other",           // clinical_knowledge
+    "stem",            // college_biology
+    "stem",            // college_chemistry
+    "stem",            // college_computer_science
+    "stem",            // college_mathematics
+    "other",           // college_medicine
+    "stem",            // college_physics
+    "stem",            // computer_security
+    "stem",            // conceptual_physics
+    "social_sciences", // econometrics
+    "stem",            // electrical_engineering
+    "stem",            // elementary_mathematics
+    "humanities",      // formal_logic
+    "other",           // global_facts
+    "stem",            // high_school_biology
+    "stem",            // high_school_chemistry
+    "stem",            // high_school_computer_science
+    "humanities",      // high_school_european_history
+    "social_sciences", // high_school_geography
+    "social_sciences", // high_school_government_and_politics
+    "social_sciences", // high_school_macroeconomics
+    "stem",            // high_school_mathematics
+    "social_sciences", // high_school_microeconomics
+    "stem",            // high_school_physics
+    "social_sciences", // high_school_psychology
+    "stem",            // high_school_statistics
+    "humanities",      // high_school_us_history
+    "humanities",      // high_school_world_history
+    "other",           // human_aging
+    "social_sciences", // human_sexuality
+    "humanities",      // international_law
+    "humanities",      // jurisprudence
+    "humanities",      // logical_fallacies
+    "stem",            // machine_learning
+    "other",           // management
+    "other",           // marketing
+    "other",           // medical_genetics
+    "other",           // miscellaneous
+    "humanities",      // moral_disputes
+    "humanities",      // moral_scenarios
+    "other",           // nutrition
+    "humanities",      // philosophy
+    "humanities",      // prehistory
+    "other",           // professional_accounting
+    "humanities",      // professional_law
+    "other",           // professional_medicine
+    "social_sciences", // professional_psychology
+    "social_sciences", // public_relations
+    "social_sciences", // security_studies
+    "social_sciences", // sociology
+    "social_sciences", // us_foreign_policy
+    "other",           // virology
+    "humanities",      // world_religions
 ];
 
 /// Official test rows per subject, in [`SUBJECTS`] order (14042 in all).
@@ -159,21 +225,73 @@ pub fn subject(opts: &LoadOptions, subject: &str) -> Result<Box<dyn Evaluation>>
     Ok(t.build())
 }
 
-/// Loads `mmlu` (all subjects plus the group) or `mmlu_<subject>`.
+/// Loads `mmlu` (all subjects, the four category groups and the group `mmlu`),
+/// `mmlu_<category>` (its subjects and its group) or `mmlu_<subject>`.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<crate::Loaded> {
-    if let Some(s) = name.strip_prefix("mmlu_") {
+    let rest = name.strip_prefix("mmlu_");
+    if let Some(s) = rest.filter(|s| SUBJECTS.contains(s)) {
         return Ok(crate::Loaded {
             evaluations: vec![subject(opts, s)?],
             groups: vec![],
         });
     }
-    let evals = SUBJECTS.iter().map(|s| subject(opts, s)).collect::<Result<Vec<_>>>()?;
-    let members = SUBJECTS.iter().map(|s| format!("mmlu_{s}")).collect();
-    Ok(crate::Loaded {
-        evaluations: evals,
-        groups: vec![Group {
+    let categories: Vec<&str> = match rest {
+        Some(c) => vec![c],
+        None => CATEGORIES.to_vec(),
+    };
+    let asked: Vec<&str> = SUBJECTS
+        .iter()
+        .zip(CATEGORY)
+        .filter(|(_, c)| categories.contains(c))
+        .map(|(s, _)| *s)
+        .collect();
+    let evaluations = asked.iter().map(|s| subject(opts, s)).collect::<Result<Vec<_>>>()?;
+    let mut groups: Vec<Group> = categories
+        .iter()
+        .map(|c| Group {
+            name: format!("mmlu_{c}"),
+            members: SUBJECTS
+                .iter()
+                .zip(CATEGORY)
+                .filter(|(_, sc)| sc == c)
+                .map(|(s, _)| format!("mmlu_{s}"))
+                .collect(),
+        })
+        .collect();
+    if rest.is_none() {
+        groups.push(Group {
             name: "mmlu".into(),
-            members,
-        }],
-    })
+            members: asked.iter().map(|s| format!("mmlu_{s}")).collect(),
+        });
+    }
+    Ok(crate::Loaded { evaluations, groups })
+}
+
+/// The official test rows of `mmlu_<category>`.
+pub fn category_rows(category: &str) -> usize {
+    ROWS.iter()
+        .zip(CATEGORY)
+        .filter(|(_, c)| *c == category)
+        .map(|(n, _)| n)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_are_lm_evals() {
+        let count = |c: &str| CATEGORY.iter().filter(|&&x| x == c).count();
+        let counts: Vec<usize> = CATEGORIES.iter().map(|c| count(c)).collect();
+        // lm-eval 0.4.13: 19 STEM subjects, 13 other, 12 social sciences, 13 humanities.
+        assert_eq!(counts, [19, 13, 12, 13]);
+        let of = |s: &str| CATEGORY[SUBJECTS.iter().position(|&x| x == s).expect("a subject")];
+        assert_eq!(of("abstract_algebra"), "stem");
+        assert_eq!(of("human_sexuality"), "social_sciences");
+        assert_eq!(of("professional_law"), "humanities");
+        assert_eq!(of("virology"), "other");
+        let rows: usize = CATEGORIES.iter().map(|c| category_rows(c)).sum();
+        assert_eq!(rows, 14042);
+    }
 }
