@@ -68,16 +68,32 @@ pub trait MethodText {
     fn method_text(self) -> String;
 }
 
-macro_rules! method_text {
+/// What a `clean` function (`#[eval(clean = f)]`) returns: the cleaned generation.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a cleaned generation",
+    label = "`clean` must return the cleaned text",
+    note = "a `clean` function takes the generation (&str) and returns String, &str, Box<str>, Cow<str> or char"
+)]
+pub trait CleanedText {
+    /// The returned value as a string.
+    fn cleaned_text(self) -> String;
+}
+
+macro_rules! text_impls {
     ($($t:ty),*) => {$(
         impl MethodText for $t {
             fn method_text(self) -> String {
                 self.into()
             }
         }
+        impl CleanedText for $t {
+            fn cleaned_text(self) -> String {
+                self.into()
+            }
+        }
     )*};
 }
-method_text!(String, &str, &String, Box<str>, std::borrow::Cow<'_, str>, char);
+text_impls!(String, &str, &String, Box<str>, std::borrow::Cow<'_, str>, char);
 
 /// Converts a choices field to `Vec<String>`.
 #[diagnostic::on_unimplemented(

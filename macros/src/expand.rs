@@ -111,12 +111,14 @@ fn clean_fn(f: &Func, k: &TokenStream, arg: TokenStream) -> TokenStream {
         "gsm8k_strict",
         "gsm8k_flexible",
     ];
+    // A function's return value reaches `String` through `CleanedText`, whose error names
+    // `clean` where a function returns something else.
     match f {
         Func::Path(p) if p.get_ident().is_some_and(|i| BUILTIN.contains(&i.to_string().as_str())) => {
             quote_spanned!(p.span()=> #k::__private::builtins::#p(#arg))
         }
-        Func::Method(m) => quote_spanned!(m.span()=> self.#m(#arg)),
-        Func::Path(p) => quote_spanned!(p.span()=> #p(#arg)),
+        Func::Method(m) => quote_spanned!(m.span()=> #k::__private::CleanedText::cleaned_text(self.#m(#arg))),
+        Func::Path(p) => quote_spanned!(p.span()=> #k::__private::CleanedText::cleaned_text(#p(#arg))),
         Func::Regex(lit) => quote! {{
             static RE: #k::__private::OnceLock<#k::__private::Regex> = #k::__private::OnceLock::new();
             #k::__private::builtins::regex_extract(RE.get_or_init(|| #k::__private::Regex::new(#lit).expect("regex validated at compile time")), #arg)
@@ -291,7 +293,7 @@ fn expand(input: &Input, spec: &Spec) -> TokenStream {
             let t = role(spec, "text", &k);
             let clean = spec.clean.as_ref().map(|f| {
                 let call = clean_fn(f, &k, quote!(prediction));
-                quote!(fn clean(&self, prediction: &str) -> #p::String { #p::String::from(#call) })
+                quote!(fn clean(&self, prediction: &str) -> #p::String { #call })
             });
             let check = spec.check.as_ref().map(|f| {
                 let call = check_fn(f, &k);
@@ -319,7 +321,7 @@ fn expand(input: &Input, spec: &Spec) -> TokenStream {
             let stop = &spec.stop;
             let clean = spec.clean.as_ref().map(|f| {
                 let call = clean_fn(f, &k, quote!(generated));
-                quote!(fn clean(&self, generated: &str) -> #p::String { #p::String::from(#call) })
+                quote!(fn clean(&self, generated: &str) -> #p::String { #call })
             });
             let check = spec.check.as_ref().map(|f| {
                 let call = check_fn(f, &k);
