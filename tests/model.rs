@@ -384,7 +384,7 @@ fn bad_checkpoints_name_the_file_and_field() {
 }
 
 #[test]
-fn gpt2_reads_its_own_head_where_untied_and_ignores_a_stored_one_where_tied() {
+fn gpt2_reads_its_own_head_where_untied_or_stored_with_other_values() {
     crate::util::init();
     let tmp = crate::tempdir!("gpt2-head");
     let dir = tmp.path();
@@ -403,10 +403,16 @@ fn gpt2_reads_its_own_head_where_untied_and_ignores_a_stored_one_where_tied() {
         all.extend(head.map(|h| ("lm_head.weight".to_string(), h)));
         Tensor::write_safetensors(&all, dir.join("model.safetensors")).expect("write");
     };
-    // Tied (the default) with a head stored: the embedding is the head, as in transformers.
-    write(Some(Tensor::zeros_like(&wte)));
-    let m = evalkit::core::load_checkpoint(dir, Default::default()).expect("tied, head stored");
+    // Tied (the default) with a head stored: the embedding where they are equal; where they
+    // differ, the config does not describe the checkpoint, and transformers 5 unties them
+    // ("both are present in the checkpoints with different values, so we will NOT tie them"):
+    // a zero head gives zero logits there.
+    write(Some(wte.copy()));
+    let m = evalkit::core::load_checkpoint(dir, Default::default()).expect("tied, head = wte");
     assert!(row_logits(m.as_ref(), &ids).allclose(&want, 0.0, 0.0, false));
+    write(Some(Tensor::zeros_like(&wte)));
+    let m = evalkit::core::load_checkpoint(dir, Default::default()).expect("tied, other head stored");
+    assert_eq!(row_logits(m.as_ref(), &ids).abs().max().double_value(&[]), 0.0);
     // Untied: the stored head is read (a zero head gives zero logits), and one missing is named.
     let cfg = std::fs::read_to_string(model_dir("tiny-gpt2-random").join("config.json")).expect("config");
     let mut v: Value = serde_json::from_str(&cfg).expect("json");

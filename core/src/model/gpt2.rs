@@ -43,8 +43,8 @@ pub struct Gpt2ConfigFile {
     /// End-of-sequence id(s).
     pub eos_token_id: Option<IdOrList>,
     /// The head is the token embedding (`wte`), as in every GPT-2 release; `false` reads
-    /// `lm_head.weight` (a stored `lm_head.weight` of a tied model is ignored, as transformers
-    /// ignores it).
+    /// `lm_head.weight` (as does a tied model whose checkpoint stores an `lm_head.weight` with
+    /// other values, as transformers reads it: [`crate::model::weights::Weights::embedding_and_head`]).
     #[serde(default = "default_true")]
     pub tie_word_embeddings: bool,
 }
@@ -210,11 +210,12 @@ impl Gpt2 {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let wte = w.get(&format!("{root}wte.weight"), &[c.vocab_size, h])?;
-        let lm_head = match c.tie_word_embeddings {
-            true => wte.shallow_clone(),
-            false => w.get("lm_head.weight", &[c.vocab_size, h])?,
-        };
+        let (wte, lm_head) = w.embedding_and_head(
+            &format!("{root}wte.weight"),
+            &["lm_head.weight"],
+            &[c.vocab_size, h],
+            c.tie_word_embeddings,
+        )?;
         let model = Gpt2 {
             wte,
             lm_head,
@@ -228,13 +229,8 @@ impl Gpt2 {
             path: dir.to_path_buf(),
             stamp: super::checkpoint_stamp(dir)?,
         };
-        // Older checkpoints store the causal mask (`attn.bias`, `attn.masked_bias`), and tied
-        // ones sometimes the head.
-        w.warn_unused(|n| {
-            n.ends_with(".attn.bias")
-                || n.ends_with(".attn.masked_bias")
-                || (c.tie_word_embeddings && n == "lm_head.weight")
-        });
+        // Older checkpoints store the causal mask (`attn.bias`, `attn.masked_bias`).
+        w.warn_unused(|n| n.ends_with(".attn.bias") || n.ends_with(".attn.masked_bias"));
         Ok(model)
     }
 }

@@ -358,16 +358,14 @@ impl GptNeoX {
         let layers = (0..c.layers)
             .map(|i| Block::load(&w, &format!("{root}layers.{i}"), i, &c))
             .collect::<Result<Vec<_>>>()?;
-        let embed_in = w.get(&format!("{root}embed_in.weight"), &[c.vocab, c.hidden])?;
         // Checkpoints name the head `embed_out` (transformers 5 too, which calls it `lm_head`
         // in memory only); `lm_head` is read where a converter wrote that name.
-        let embed_out = if c.tied {
-            embed_in.shallow_clone()
-        } else if w.contains("lm_head.weight") && !w.contains("embed_out.weight") {
-            w.get("lm_head.weight", &[c.vocab, c.hidden])?
-        } else {
-            w.get("embed_out.weight", &[c.vocab, c.hidden])?
-        };
+        let (embed_in, embed_out) = w.embedding_and_head(
+            &format!("{root}embed_in.weight"),
+            &["embed_out.weight", "lm_head.weight"],
+            &[c.vocab, c.hidden],
+            c.tied,
+        )?;
         let model = GptNeoX {
             embed_in,
             layers,
@@ -381,13 +379,11 @@ impl GptNeoX {
             stamp: super::checkpoint_stamp(dir)?,
         };
         // Older checkpoints store the causal mask and the rotary frequencies, which the model
-        // computes, and tied ones sometimes the head.
-        let tied = model.config.tied;
+        // computes.
         w.warn_unused(|n| {
             n.ends_with(".attention.bias")
                 || n.ends_with(".attention.masked_bias")
                 || n.ends_with(".rotary_emb.inv_freq")
-                || (tied && matches!(n, "embed_out.weight" | "lm_head.weight"))
         });
         Ok(model)
     }

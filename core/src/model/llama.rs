@@ -398,16 +398,16 @@ impl Llama {
     /// Builds the model from named weights and a resolved configuration.
     pub fn from_weights(w: &Weights, c: LlamaConfig, dtype: Dtype, device: Device, path: &Path) -> Result<Self> {
         let _guard = tch::no_grad_guard();
-        let embed_tokens = w.get("model.embed_tokens.weight", &[c.vocab, c.hidden])?;
+        let (embed_tokens, lm_head) = w.embedding_and_head(
+            "model.embed_tokens.weight",
+            &["lm_head.weight"],
+            &[c.vocab, c.hidden],
+            c.tied,
+        )?;
         let layers = (0..c.layers)
             .map(|i| Block::load(w, i, &c))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(w, "model.norm", &c)?;
-        let lm_head = match w.get_opt("lm_head.weight", &[c.vocab, c.hidden])? {
-            Some(h) if !c.tied => h,
-            _ if c.tied => embed_tokens.shallow_clone(),
-            _ => w.get("lm_head.weight", &[c.vocab, c.hidden])?,
-        };
         let rotary = Rotary::new(&c.inv_freq, dtype.kind(), device);
         Ok(Llama {
             embed_tokens,

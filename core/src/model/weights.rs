@@ -217,6 +217,59 @@ impl Weights {
         );
     }
 
+    /// The token embedding `embed` and the output head, both `shape`, as transformers 5 reads
+    /// them. Untied (`tied` false): the embedding and the first of `heads` the checkpoint
+    /// holds. Tied: the embedding is the head, unless the checkpoint holds a head with other
+    /// values — its config does not describe it, and transformers then warns and unties them,
+    /// as this does; a tied checkpoint that stores only a head ties the embedding to it.
+    ///
+    /// ```
+    /// use evalkit_core::model::weights::Weights;
+    /// use tch::{Device, Kind, Tensor};
+    /// let emb = Tensor::from_slice(&[1f32, 2.0]).view([2, 1]);
+    /// let w = Weights::from_tensors(
+    ///     [("wte".to_string(), emb.copy()), ("lm_head".to_string(), &emb * 0.5)],
+    ///     "model.safetensors",
+    ///     Kind::Float,
+    ///     Device::Cpu,
+    /// );
+    /// // Tied in the config, but the stored head differs: the stored head is used.
+    /// let (_, head) = w.embedding_and_head("wte", &["lm_head"], &[2, 1], true)?;
+    /// assert_eq!(Vec::<f32>::try_from(head.view([-1]))?, [0.5, 1.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn embedding_and_head(
+        &self,
+        embed: &str,
+        heads: &[&str],
+        shape: &[i64],
+        tied: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let stored = heads.iter().copied().find(|h| self.contains(h));
+        if !tied {
+            let head = stored.or(heads.first().copied()).unwrap_or("lm_head.weight");
+            return Ok((self.get(embed, shape)?, self.get(head, shape)?));
+        }
+        let Some(name) = stored else {
+            let e = self.get(embed, shape)?;
+            return Ok((e.shallow_clone(), e));
+        };
+        let head = self.get(name, shape)?;
+        let Some(e) = self.get_opt(embed, shape)? else {
+            return Ok((head.shallow_clone(), head));
+        };
+        if e.f_equal(&head).op("comparing the embedding and the head")? {
+            return Ok((e.shallow_clone(), e));
+        }
+        tracing::warn!(
+            "{}: config.json ties the output head to the token embedding, but the checkpoint \
+             stores `{name}` with other values than `{embed}`: they are not tied (as transformers \
+             reads it; set tie_word_embeddings to false to silence this)",
+            self.origin.display()
+        );
+        Ok((e, head))
+    }
+
     /// Like [`Weights::get`], but `None` when the tensor is absent.
     pub fn get_opt(&self, name: &str, shape: &[i64]) -> Result<Option<Tensor>> {
         if self.contains(name) {
