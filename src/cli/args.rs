@@ -256,8 +256,9 @@ pub struct RunArgs {
     #[arg(long, value_parser = positive)]
     pub max_new_tokens: Option<usize>,
     /// lm-eval's `--gen_kwargs`: `max_gen_toks=N`, `temperature=T`, `top_p=P` and
-    /// `do_sample=true|false` (false: greedy), comma-separated; they take the place of
-    /// --max-new-tokens, --temperature and --top-p.
+    /// `do_sample=true|false`, comma-separated; they take the place of --max-new-tokens,
+    /// --temperature and --top-p. As in lm-eval (whose generation tasks set
+    /// `do_sample: false`), only do_sample=true samples.
     #[arg(long, value_name = "KEY=VALUE,...", value_parser = gen_kwargs)]
     pub gen_kwargs: Option<GenKwargs>,
     /// Run HumanEval, whose scoring executes the model's code (lm-eval's

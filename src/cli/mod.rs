@@ -206,6 +206,11 @@ fn run_process(
     command: Vec<String>,
 ) -> Result<u8> {
     let s = settings::run_settings(a, &opened)?;
+    if !g.quiet && launch.is_none_or(|l| l.rank == 0) {
+        for n in &s.notes {
+            eprintln!("note: {n}");
+        }
+    }
     let mut ev = Evaluator::new(opened.model.as_ref(), &opened.tokenizer);
     ev.options = s.options.clone();
     ev.options.share = share;

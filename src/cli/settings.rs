@@ -1,7 +1,7 @@
 //! High-level settings: arguments parsed once into validated values — paths resolved, device
 //! chosen, model opened, tasks loaded.
 
-use super::args::{BatchSizeArg, Limit, ModelArgs, RunArgs};
+use super::args::{BatchSizeArg, GenKwargs, Limit, ModelArgs, RunArgs};
 use anyhow::{bail, Context, Result};
 use evalkit::core::chat::ChatTemplate;
 use evalkit::core::gate::Bound;
@@ -267,6 +267,8 @@ pub struct RunSettings {
     pub options: RunOptions,
     pub suite_options: evalkit::suites::LoadOptions,
     pub output: PathBuf,
+    /// What the run does otherwise than the arguments may suggest, for the console.
+    pub notes: Vec<String>,
 }
 
 /// The chat settings the arguments ask for (lm-eval's rules: multi-turn few-shot by default
@@ -320,19 +322,42 @@ pub fn model_name(a: &ModelArgs) -> String {
     }
 }
 
+/// The sampling temperature (0: greedy) of lm-eval's `--gen_kwargs` over `--temperature`
+/// (`flag`), as lm-eval merges them into a task's settings: every generation task here decodes
+/// greedily (lm-eval's `do_sample: false`), so they sample only with do_sample=true — at 1
+/// (transformers' default) without a temperature — and a temperature or top_p alone is
+/// ignored, as transformers ignores it then (the note says so).
+fn gen_temperature(g: &GenKwargs, flag: f64) -> (f64, Option<String>) {
+    let temperature = match g.do_sample {
+        Some(true) => g.temperature.unwrap_or(if flag > 0.0 { flag } else { 1.0 }),
+        Some(false) => 0.0,
+        None if g.temperature.is_some() => 0.0,
+        None => flag,
+    };
+    let ignored: Vec<String> = [
+        g.temperature.filter(|&t| t > 0.0).map(|t| format!("temperature={t}")),
+        g.top_p.map(|p| format!("top_p={p}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let note = (g.do_sample.is_none() && temperature == 0.0 && !ignored.is_empty()).then(|| {
+        format!(
+            "--gen-kwargs {} ignored without do_sample=true: decoding stays greedy, as in lm-eval (its tasks' do_sample is false)",
+            ignored.join(",")
+        )
+    });
+    (temperature, note)
+}
+
 pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
     let model_name = &model.name;
     if a.tasks.iter().any(|t| t.trim().is_empty()) {
         bail!("--tasks has an empty name");
     }
-    // lm-eval's --gen_kwargs over the flags; do_sample=false is greedy, do_sample=true without
-    // a temperature samples at 1 (transformers' default).
     let g = a.gen_kwargs.unwrap_or_default();
-    let temperature = match (g.do_sample, g.temperature) {
-        (Some(false), _) => 0.0,
-        (Some(true), None) if a.temperature == 0.0 => 1.0,
-        (_, t) => t.unwrap_or(a.temperature),
-    };
+    let (temperature, note) = gen_temperature(&g, a.temperature);
+    let notes: Vec<String> = note.into_iter().collect();
     let top_p = g.top_p.unwrap_or(a.top_p);
     if !(temperature >= 0.0 && top_p > 0.0 && top_p <= 1.0) {
         bail!("--temperature must be ≥ 0 and --top-p in (0, 1]");
@@ -390,12 +415,37 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
         options,
         suite_options,
         output,
+        notes,
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::expand_tasks;
+    use super::*;
+
+    #[test]
+    fn gen_kwargs_sample_only_with_do_sample_as_lm_eval() {
+        let g = |do_sample, temperature, top_p| GenKwargs {
+            do_sample,
+            temperature,
+            top_p,
+            ..GenKwargs::default()
+        };
+        // A temperature alone: greedy, as lm-eval's gsm8k (do_sample: false) decodes, and said.
+        let (t, note) = gen_temperature(&g(None, Some(0.8), None), 0.0);
+        assert_eq!(t, 0.0);
+        assert!(note.is_some_and(|n| n.contains("temperature=0.8") && n.contains("do_sample=true")));
+        let (t, note) = gen_temperature(&g(None, None, Some(0.9)), 0.0);
+        assert!(t == 0.0 && note.is_some_and(|n| n.contains("top_p=0.9")));
+        // With do_sample=true: that temperature, else 1 (transformers' default) or the flag's.
+        assert_eq!(gen_temperature(&g(Some(true), Some(0.8), None), 0.0), (0.8, None));
+        assert_eq!(gen_temperature(&g(Some(true), None, None), 0.0), (1.0, None));
+        assert_eq!(gen_temperature(&g(Some(true), None, None), 0.6), (0.6, None));
+        // do_sample=false is greedy over the flag; without gen-kwargs the flag decides.
+        assert_eq!(gen_temperature(&g(Some(false), Some(0.8), None), 0.7).0, 0.0);
+        assert_eq!(gen_temperature(&g(None, None, None), 0.7), (0.7, None));
+        assert_eq!(gen_temperature(&g(None, Some(0.0), None), 0.0), (0.0, None));
+    }
 
     #[test]
     fn task_patterns_expand_to_the_suites_they_match() {
