@@ -281,6 +281,24 @@ fn errors_exit_2_and_name_the_problem() {
         "{}",
         text(&o)
     );
+    // Before any model loads (this one does not exist), whatever case the name is in.
+    let o = evalkit(&[
+        "run",
+        "--model",
+        "/nonexistent/model",
+        "--tasks",
+        "arc_easy,ARC_CHALLENGE",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("unknown task `ARC_CHALLENGE`")
+            && text(&o).contains("close matches: arc_challenge")
+            && !text(&o).contains("/nonexistent/model"),
+        "{}",
+        text(&o)
+    );
     let o = evalkit(&[
         "run",
         "--device",
@@ -707,6 +725,24 @@ fn one_failing_evaluation_leaves_the_others_results() {
         "{}",
         text(&o)
     );
+    // A task whose data does not load (no PIQA files here) is named in results.json too, so
+    // that `show` and reports never pass the run off as complete.
+    let with_piqa: Vec<&str> = arc_only
+        .iter()
+        .map(|&a| if a == "arc_easy" { "arc_easy,piqa" } else { a })
+        .collect();
+    let o = evalkit(&with_piqa);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");
+    assert!(
+        doc["failed"]["piqa"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("not loaded: ") && m.contains("missing file")),
+        "{doc:#}"
+    );
+    let shown = evalkit(&["show", out.to_str().expect("utf8")]);
+    assert!(text(&shown).contains("note: piqa: not loaded: "), "{}", text(&shown));
 }
 
 #[test]

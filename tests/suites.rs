@@ -75,6 +75,18 @@ fn official_row_counts() {
 }
 
 #[test]
+fn fewshot_without_a_fewshot_split_is_refused() {
+    let mut o = LoadOptions::new(data_dir());
+    o.num_fewshot = Some(2);
+    for name in ["piqa", "lambada_openai", "synthetic_copy", "synthetic_arithmetic"] {
+        let e = load(name, &o).err().unwrap_or_else(|| panic!("{name}: 2-shot loaded"));
+        assert!(e.to_string().contains("no few-shot split"), "{name}: {e}");
+    }
+    o.num_fewshot = Some(0);
+    assert!(load("synthetic_copy", &o).is_ok());
+}
+
+#[test]
 fn known_rows() {
     use evalkit::core::kinds::MultipleChoice;
     let d = data_dir();

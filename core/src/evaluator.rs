@@ -95,6 +95,8 @@ pub struct Evaluator<'a> {
     /// (floor ÷ its wall seconds; `null` when chunks were resumed or none computed). In a
     /// sharded run both sum the shards' own (see [`ShareRecord`]).
     pub raw_throughput: Option<RawThroughput>,
+    /// Tasks the caller could not load, with why ([`Evaluator::not_loaded`]).
+    not_loaded: Vec<(String, String)>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -109,12 +111,21 @@ impl<'a> Evaluator<'a> {
             progress: false,
             config: Map::new(),
             raw_throughput: None,
+            not_loaded: vec![],
         }
     }
 
     /// Adds an evaluation.
     pub fn add(&mut self, e: Box<dyn Evaluation + 'a>) -> &mut Self {
         self.evaluations.push(e);
+        self
+    }
+
+    /// Records a task that the caller could not load (a data file missing or malformed), with
+    /// why: results.json names it under `failed`, as it names an evaluation that failed on its
+    /// rows, so that a run missing it never reads as a complete one.
+    pub fn not_loaded(&mut self, task: &str, why: &str) -> &mut Self {
+        self.not_loaded.push((task.to_string(), why.to_string()));
         self
     }
 
@@ -373,15 +384,17 @@ impl<'a> Evaluator<'a> {
             write_atomic(&dir.join(format!("samples_{}.jsonl", o.name)), body.as_bytes())?;
         }
         let mut doc = self.results_document(&outcomes);
-        if !failed.is_empty() {
+        if !failed.is_empty() || !self.not_loaded.is_empty() {
             // What is missing, and why, in the document itself.
-            let mut failures: Map<String, Value> = failed
+            let mut failures: Map<String, Value> = self
+                .not_loaded
                 .iter()
-                .filter_map(|e| match e {
-                    Error::Row { evaluation, .. } => Some((evaluation.clone(), json!(e.to_string()))),
-                    _ => None,
-                })
+                .map(|(task, why)| (task.clone(), json!(format!("not loaded: {why}"))))
                 .collect();
+            failures.extend(failed.iter().filter_map(|e| match e {
+                Error::Row { evaluation, .. } => Some((evaluation.clone(), json!(e.to_string()))),
+                _ => None,
+            }));
             for g in &self.groups {
                 if let Some(m) = g.members.iter().find(|m| failures.contains_key(m.as_str())) {
                     let why = format!("not reported: its member `{m}` failed");

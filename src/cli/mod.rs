@@ -140,6 +140,8 @@ fn list(format: Format) -> Result<u8> {
 /// `evalkit run`: the whole run in this process, `--shards N` workers, or (launched by
 /// `--shards`, torchrun or Slurm) one shard of a run.
 fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<u8> {
+    // An unknown task name (or a pattern matching none) is refused before a model loads.
+    settings::expand_tasks(&a.tasks)?;
     let launch = shards::launch()?;
     let shards = usize::from(a.shards);
     match &launch {
@@ -222,6 +224,7 @@ fn run_process(
     let mut kinds: Vec<(String, TaskKind)> = vec![];
     let mut groups: Vec<(String, Vec<String>)> = vec![];
     let mut repeated: Vec<String> = vec![];
+    let mut unloaded: Vec<String> = vec![];
     for t in &s.tasks {
         match evalkit::suites::load(t, &s.suite_options) {
             Ok(loaded) => {
@@ -250,6 +253,8 @@ fn run_process(
                 } else {
                     print_error(&format!("task {t}: {message}"));
                 }
+                ev.not_loaded(t, &message);
+                unloaded.push(t.clone());
                 failed = true;
             }
         }
@@ -311,9 +316,12 @@ fn run_process(
             for e in errors {
                 print_error(&error_message(&e.into()));
             }
-            // The groups left out for them (the evaluations' own errors are above).
+            // The groups left out for them (the evaluations' own errors are above, as are the
+            // tasks that did not load).
             let evaluations = ev.names();
-            failed_notes(&doc, |name| !evaluations.contains(&name));
+            failed_notes(&doc, |name| {
+                !evaluations.contains(&name) && !unloaded.iter().any(|t| t == name)
+            });
             eprintln!(
                 "note: the other evaluations' results are written; the journal in {} is kept, so the \
                  same command, once the above is fixed, reuses their work",

@@ -235,12 +235,13 @@ impl Gate {
 
 /// The task names `--tasks` asks for: each name as given, or in place of a pattern with `*`,
 /// `?` or `[...]` (lm-eval's fnmatch patterns: `mmlu_*`, `arc_*`) the suites it matches, sorted
-/// as lm-eval sorts them. A pattern that matches nothing is refused.
-fn expand_tasks(asked: &[String]) -> Result<Vec<String>> {
+/// as lm-eval sorts them. An unknown name, or a pattern that matches nothing, is refused.
+pub fn expand_tasks(asked: &[String]) -> Result<Vec<String>> {
     let known: Vec<String> = evalkit::suites::all().into_iter().map(|s| s.name).collect();
     let mut tasks: Vec<String> = vec![];
     for name in asked {
         if !name.contains(['*', '?', '[']) {
+            evalkit::suites::check_name(name)?;
             tasks.push(name.clone());
             continue;
         }

@@ -86,7 +86,7 @@ impl LoadOptions {
         match self.num_fewshot {
             Some(k) if k > 0 => Err(Error::Setting {
                 task: task.into(),
-                message: format!("{k}-shot asked, but the files evalkit reads for this task have no few-shot split; pass --num-fewshot 0"),
+                message: format!("{k}-shot asked, but this task has no few-shot split here (the files evalkit reads, or the rows it generates, hold none); pass --num-fewshot 0"),
             }),
             _ => Ok(()),
         }
@@ -171,6 +171,46 @@ pub fn all() -> Vec<Suite> {
     v
 }
 
+/// Fails with [`Error::UnknownSuite`] where no suite is named `name`, naming close matches
+/// (the name in lower case, else names that contain it, are contained in it or start alike):
+/// checked before a run loads its model, as lm-eval checks its task names.
+///
+/// ```
+/// evalkit_suites::check_name("mmlu_stem")?;
+/// let e = evalkit_suites::check_name("ARC_EASY").unwrap_err();
+/// assert!(e.to_string().ends_with("close matches: arc_easy)"), "{e}");
+/// # Ok::<(), evalkit_suites::Error>(())
+/// ```
+pub fn check_name(name: &str) -> Result<()> {
+    if all().iter().any(|s| s.name == name) {
+        Ok(())
+    } else {
+        Err(unknown(name))
+    }
+}
+
+fn unknown(name: &str) -> Error {
+    let n = name.to_lowercase();
+    let names: Vec<String> = all().into_iter().map(|s| s.name).collect();
+    // The name in another case alone, else names alike.
+    let close: Vec<String> = match names.iter().find(|s| **s == n) {
+        Some(same) => vec![same.clone()],
+        None => names
+            .into_iter()
+            .filter(|s| s.contains(&n) || n.contains(s.as_str()) || s.get(..3) == n.get(..3))
+            .take(5)
+            .collect(),
+    };
+    Error::UnknownSuite {
+        name: name.into(),
+        close: if close.is_empty() {
+            "none".into()
+        } else {
+            close.join(", ")
+        },
+    }
+}
+
 /// Loads the suite `name`.
 pub fn load(name: &str, opts: &LoadOptions) -> Result<Loaded> {
     let one = |evaluations| {
@@ -203,22 +243,12 @@ pub fn load(name: &str, opts: &LoadOptions) -> Result<Loaded> {
                 ..opts.synthetic
             },
         ) {
-            Some(e) => one(vec![e]),
-            None => {
-                let names = all()
-                    .into_iter()
-                    .map(|s| s.name)
-                    .filter(|s| s.contains(n) || n.contains(s.as_str()) || s.get(..3) == n.get(..3));
-                let close: Vec<String> = names.take(5).collect();
-                Err(Error::UnknownSuite {
-                    name: n.into(),
-                    close: if close.is_empty() {
-                        "none".into()
-                    } else {
-                        close.join(", ")
-                    },
-                })
+            Some(e) => {
+                // Generated rows have no few-shot split: k-shot is refused, not ignored.
+                opts.no_fewshot(n)?;
+                one(vec![e])
             }
+            None => Err(unknown(n)),
         },
     }
 }
