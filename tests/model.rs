@@ -813,3 +813,190 @@ fn packed_pass_at_kept_positions_gives_their_rows() {
         }
     }
 }
+
+/// A Mistral checkpoint's sliding window (stories260K's weights with `sliding_window: 5`)
+/// gives transformers' log-probabilities (tests/fixtures/sliding-window/reference.json, made by
+/// make_reference.py there) on every path: a left-padded dense batch, the KV cache a token at a
+/// time, and packed scoring of continuations past the window, shared and unshared; the same
+/// weights read as Llama (no window) give other numbers. Family configs that ask for a window
+/// on some layers only are refused.
+#[test]
+fn sliding_window_matches_transformers() {
+    use evalkit::core::batch::{score_batch, TokenCounts};
+    use evalkit::core::request::ScoreRequest;
+    crate::util::init();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sliding-window/reference.json");
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("json");
+    let window = reference["window"].as_u64().expect("window") as usize;
+    let rows: Vec<(Vec<i64>, Vec<f64>)> = reference["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (ids_of(&r["ids"]), floats(&r["next_logprob"])))
+        .collect();
+    let cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(model_dir("stories260K-hf").join("config.json")).expect("config"),
+    )
+    .expect("json");
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let tmp = tempfile::tempdir().expect("tmp");
+        copy_checkpoint("stories260K-hf", tmp.path());
+        let mut c = cfg.clone();
+        edit(&mut c);
+        std::fs::write(tmp.path().join("config.json"), c.to_string()).expect("write");
+        (evalkit::core::load_checkpoint(tmp.path(), Default::default()), tmp)
+    };
+    let (mistral, _dir) = with(&|c| {
+        c["model_type"] = "mistral".into();
+        c["sliding_window"] = window.into();
+    });
+    let mistral = mistral.expect("mistral loads");
+    assert_eq!(mistral.attention_window(), Some(window));
+    let (llama, _) = open("stories260K-hf");
+    let logp_at = |logits: &Tensor, row: i64, from: i64, ids: &[i64]| -> Vec<f64> {
+        let logp = logits.get(row).log_softmax(-1, Kind::Float);
+        (0..ids.len() - 1)
+            .map(|i| logp.double_value(&[from + i as i64, ids[i + 1]]))
+            .collect()
+    };
+    // A left-padded dense batch of both rows.
+    let width = rows.iter().map(|(ids, _)| ids.len()).max().expect("rows");
+    let (mut ids, mut mask) = (vec![], vec![]);
+    for (r, _) in &rows {
+        let pad = width - r.len();
+        ids.extend(std::iter::repeat_n(0, pad).chain(r.iter().copied()));
+        mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, r.len())));
+    }
+    let shape = [rows.len() as i64, width as i64];
+    let logits = mistral
+        .forward(
+            &Tensor::from_slice(&ids).view(shape),
+            &Tensor::from_slice(&mask).view(shape),
+        )
+        .expect("dense");
+    for (b, (r, want)) in rows.iter().enumerate() {
+        let got = logp_at(&logits, b as i64, (width - r.len()) as i64, r);
+        crate::assert_close!(got, want.clone(), 1e-4);
+        // Without the window: other numbers past it.
+        let full = logp_at(&row_logits(llama.as_ref(), r).unsqueeze(0), 0, 0, r);
+        let apart = full.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(apart > 1e-2, "row {b}: the window changes nothing ({apart})");
+    }
+    // The KV cache: the first 7 tokens, then one at a time.
+    let (r, want) = &rows[0];
+    let mut cache = mistral.new_cache().expect("cache");
+    let ones = |n: usize| Tensor::ones([1, n as i64], (Kind::Int64, tch::Device::Cpu));
+    let h = mistral
+        .hidden_states(&Tensor::from_slice(&r[..7]).view([1, -1]), &ones(7), Some(&mut cache))
+        .expect("prefill");
+    let mut got = logp_at(&mistral.head(&h).expect("head"), 0, 0, &r[..8]);
+    for i in 7..r.len() - 1 {
+        let h = mistral
+            .hidden_states(
+                &Tensor::from_slice(&r[i..=i]).view([1, 1]),
+                &ones(i + 1),
+                Some(&mut cache),
+            )
+            .expect("step");
+        let logp = mistral.head(&h).expect("head").get(0).log_softmax(-1, Kind::Float);
+        got.push(logp.double_value(&[0, r[i + 1]]));
+    }
+    crate::assert_close!(got, want.clone(), 1e-4);
+    // Scoring: continuations after an 8-token context (one past the window), packed (shared)
+    // and padded (unshared); a short request in the same batch stays within it.
+    let (r1, want1) = &rows[1];
+    let reqs = [
+        ScoreRequest {
+            context: r[..8].to_vec(),
+            continuations: vec![r[8..].to_vec(), r[8..12].to_vec()],
+        },
+        ScoreRequest {
+            context: r1[..2].to_vec(),
+            continuations: vec![r1[2..5].to_vec()],
+        },
+    ];
+    let refs: Vec<&ScoreRequest> = reqs.iter().collect();
+    for share in [true, false] {
+        let scores = score_batch(mistral.as_ref(), &refs, share, &mut TokenCounts::default()).expect("scores");
+        let as_f64 = |s: &[f32]| s.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+        crate::assert_close!(as_f64(&scores[0][0].token_logprobs), want[7..], 1e-4);
+        crate::assert_close!(as_f64(&scores[0][1].token_logprobs), want[7..11], 1e-4);
+        crate::assert_close!(as_f64(&scores[1][0].token_logprobs), want1[1..4], 1e-4);
+    }
+    // transformers' defaults: Mistral's window is 4096 where absent (longer than this model's
+    // 512 positions: none), none where null; Qwen2's only with use_sliding_window, from
+    // max_window_layers on (a window on some layers only is refused).
+    use evalkit::core::model::llama::LlamaConfigFile;
+    let resolve = |edit: &dyn Fn(&mut Value)| {
+        let mut c = cfg.clone();
+        edit(&mut c);
+        let file: LlamaConfigFile = serde_json::from_value(c).expect("config");
+        file.into_config(Path::new("config.json")).map(|c| c.window)
+    };
+    let mistral = |c: &mut Value| c["model_type"] = "mistral".into();
+    let qwen = |c: &mut Value, use_window: bool, from: usize| {
+        c["model_type"] = "qwen2".into();
+        c["use_sliding_window"] = use_window.into();
+        c["sliding_window"] = 5.into();
+        c["max_window_layers"] = from.into();
+    };
+    assert_eq!(resolve(&mistral).expect("absent"), None);
+    let null = |c: &mut Value| {
+        mistral(c);
+        c["sliding_window"] = Value::Null;
+    };
+    assert_eq!(resolve(&null).expect("null"), None);
+    let short = |c: &mut Value| {
+        mistral(c);
+        c["sliding_window"] = 5.into();
+    };
+    assert_eq!(resolve(&short).expect("5"), Some(5));
+    assert_eq!(resolve(&|c| qwen(c, false, 0)).expect("unused"), None);
+    assert_eq!(resolve(&|c| qwen(c, true, 0)).expect("every layer"), Some(5));
+    assert_eq!(resolve(&|c| qwen(c, true, 5)).expect("no layer"), None);
+    let e = resolve(&|c| qwen(c, true, 2))
+        .expect_err("some layers only")
+        .to_string();
+    assert!(
+        e.contains("max_window_layers") && e.contains("some layers only (3 of 5)"),
+        "{e}"
+    );
+}
+
+/// Linear RoPE scaling (transformers' `linear`: the frequencies divided by the factor), in the
+/// older `rope_scaling` layout, and errors that name the field as the file spells it.
+#[test]
+fn linear_rope_and_rope_field_names() {
+    use evalkit::core::model::llama::LlamaConfigFile;
+    let cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(model_dir("stories260K-hf").join("config.json")).expect("config"),
+    )
+    .expect("json");
+    let resolve = |edit: &dyn Fn(&mut Value)| {
+        let mut c = cfg.clone();
+        edit(&mut c);
+        let file: LlamaConfigFile = serde_json::from_value(c).expect("config");
+        file.into_config(Path::new("config.json"))
+    };
+    let plain = resolve(&|_| {}).expect("default").inv_freq;
+    let older = |scaling: Value| {
+        move |c: &mut Value| {
+            c.as_object_mut().expect("object").remove("rope_parameters");
+            c["rope_theta"] = 10000.0.into();
+            c["rope_scaling"] = scaling.clone();
+        }
+    };
+    let linear = resolve(&older(serde_json::json!({"type": "linear", "factor": 4.0}))).expect("linear");
+    assert_eq!(linear.inv_freq.len(), plain.len());
+    for (l, p) in linear.inv_freq.iter().zip(&plain) {
+        assert!((l * 4.0 - p).abs() < 1e-15, "{l} × 4 vs {p}");
+    }
+    let e = resolve(&older(serde_json::json!({"type": "dynamic", "factor": 2.0})))
+        .expect_err("dynamic")
+        .to_string();
+    assert!(e.contains("`rope_scaling.rope_type`") && e.contains("`dynamic`"), "{e}");
+    let e = resolve(&older(serde_json::json!({"type": "linear"})))
+        .expect_err("no factor")
+        .to_string();
+    assert!(e.contains("`rope_scaling.factor`"), "{e}");
+}

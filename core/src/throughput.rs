@@ -196,7 +196,7 @@ fn body_rate<M: Model + ?Sized>(
                 segments: &[],
             })
             .collect();
-        Some(PackedBatch::new(&requests, dev)?)
+        Some(PackedBatch::with_window(&requests, dev, model.attention_window())?)
     } else {
         None
     };

@@ -330,7 +330,7 @@ pub fn score_packed<M: Model + ?Sized>(
             segments: s,
         })
         .collect();
-    let batch = PackedBatch::new(&packed, model.device())?;
+    let batch = PackedBatch::with_window(&packed, model.device(), model.attention_window())?;
     // Scored positions in the batch's token order: request by request, the context, then
     // each segment.
     let (mut pos, mut t) = (vec![], vec![]);

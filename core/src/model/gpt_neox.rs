@@ -431,7 +431,7 @@ impl Model for GptNeoX {
     }
 
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let model = (self.config.vocab, self.device, self.kind);
+        let model = (self.config.vocab, self.device, self.kind, None);
         dense_pass(ids, mask, cache, model, |ids, pos, attend, cache| {
             self.body(ids, pos, attend, cache)
         })

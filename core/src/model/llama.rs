@@ -22,10 +22,10 @@ use tch::{Device, Kind, Tensor};
 pub struct RopeParameters {
     /// Base of the frequencies (newer layout keeps it here).
     pub rope_theta: Option<f64>,
-    /// `default` or `llama3`; `type` is the older spelling.
+    /// `default`, `linear` or `llama3`; `type` is the older spelling.
     #[serde(alias = "type")]
     pub rope_type: Option<String>,
-    /// llama3: frequency scaling factor.
+    /// linear, llama3: frequency scaling factor.
     pub factor: Option<f64>,
     /// llama3: low-frequency factor.
     pub low_freq_factor: Option<f64>,
@@ -80,6 +80,21 @@ pub struct LlamaConfigFile {
     pub bos_token_id: Option<IdOrList>,
     /// End-of-sequence id(s).
     pub eos_token_id: Option<IdOrList>,
+    /// Mistral, Qwen2: each query attends only its last `sliding_window` positions. Absent
+    /// and `null` differ: Mistral's default is 4096, as transformers' `MistralConfig` has it.
+    #[serde(default, deserialize_with = "present")]
+    pub sliding_window: Option<Option<usize>>,
+    /// Qwen2: whether `sliding_window` applies at all (false by default).
+    pub use_sliding_window: Option<bool>,
+    /// Qwen2: the layers before this one attend in full (28 by default).
+    pub max_window_layers: Option<usize>,
+    /// Newer layout: each layer's attention, `full_attention` or `sliding_attention`.
+    pub layer_types: Option<Vec<String>>,
+}
+
+/// A field that may be `null`: `Some(None)` then, `None` (the default) when absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<usize>>, D::Error> {
+    <Option<usize> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 fn default_max_positions() -> usize {
@@ -118,6 +133,9 @@ pub struct LlamaConfig {
     pub qkv_bias: bool,
     /// o projection carries a bias.
     pub o_bias: bool,
+    /// Every layer's queries attend only their last `window` positions (Mistral's
+    /// `sliding_window`); `None` where no sequence the model takes is longer.
+    pub window: Option<usize>,
 }
 
 impl LlamaConfigFile {
@@ -153,6 +171,12 @@ impl LlamaConfigFile {
         }
         let head_dim = self.head_dim.unwrap_or(self.hidden_size / heads);
         let rope = self.rope_parameters.clone().or(self.rope_scaling.clone());
+        // The field errors name: the layout the file uses.
+        let layout = if self.rope_parameters.is_some() {
+            "rope_parameters"
+        } else {
+            "rope_scaling"
+        };
         let theta = rope
             .as_ref()
             .and_then(|r| r.rope_theta)
@@ -164,7 +188,7 @@ impl LlamaConfigFile {
             Some("llama3") => {
                 let r = rope.as_ref().expect("matched Some");
                 let need = |v: Option<f64>, f: &str| {
-                    v.ok_or_else(|| cfg_err(&format!("rope_parameters.{f}"), "missing for rope_type llama3".into()))
+                    v.ok_or_else(|| cfg_err(&format!("{layout}.{f}"), "missing for rope_type llama3".into()))
                 };
                 let factor = need(r.factor, "factor")?;
                 let low = need(r.low_freq_factor, "low_freq_factor")?;
@@ -181,14 +205,27 @@ impl LlamaConfigFile {
                     }
                 }
             }
+            Some("linear") => {
+                // Positions divided by the factor: the frequencies are.
+                let field = format!("{layout}.factor");
+                let factor = rope
+                    .as_ref()
+                    .and_then(|r| r.factor)
+                    .ok_or_else(|| cfg_err(&field, "missing for rope_type linear".into()))?;
+                if factor <= 0.0 {
+                    return Err(cfg_err(&field, format!("{factor}: must be positive")));
+                }
+                inv_freq.iter_mut().for_each(|f| *f /= factor);
+            }
             Some(other) => {
                 return Err(cfg_err(
-                    "rope_parameters.rope_type",
-                    format!("unsupported RoPE type `{other}` (default, llama3)"),
+                    &format!("{layout}.rope_type"),
+                    format!("unsupported RoPE type `{other}` (default, linear, llama3)"),
                 ))
             }
         }
         let qwen = self.model_type == "qwen2";
+        let window = self.window(path)?.filter(|&w| w < self.max_position_embeddings);
         Ok(LlamaConfig {
             hidden: self.hidden_size,
             intermediate: self.intermediate_size,
@@ -203,7 +240,73 @@ impl LlamaConfigFile {
             tied: self.tie_word_embeddings,
             qkv_bias: qwen || self.attention_bias.unwrap_or(false),
             o_bias: !qwen && self.attention_bias.unwrap_or(false),
+            window,
         })
+    }
+
+    /// The sliding window every layer attends through, as transformers 5 reads the config:
+    /// Mistral's `sliding_window` (4096 where absent, none where `null`); Qwen2's where
+    /// `use_sliding_window` is set, for the layers from `max_window_layers` on (or as
+    /// `layer_types` lists them); none for Llama. A window on some layers only is refused.
+    fn window(&self, path: &Path) -> Result<Option<usize>> {
+        let cfg_err = |field: &str, message: String| Error::Config {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message,
+        };
+        let window = match self.model_type.as_str() {
+            "mistral" => self.sliding_window.unwrap_or(Some(4096)),
+            "qwen2" if self.use_sliding_window == Some(true) => self.sliding_window.unwrap_or(Some(4096)),
+            _ => None,
+        };
+        let Some(w) = window else { return Ok(None) };
+        if w == 0 {
+            return Err(cfg_err("sliding_window", "0: a query attends at least itself".into()));
+        }
+        let layers = self.num_hidden_layers;
+        let sliding: Vec<bool> = match &self.layer_types {
+            Some(types) => {
+                if types.len() != layers {
+                    return Err(cfg_err(
+                        "layer_types",
+                        format!("{} entries for {layers} layers", types.len()),
+                    ));
+                }
+                types
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        "sliding_attention" => Ok(true),
+                        "full_attention" => Ok(false),
+                        other => Err(cfg_err(
+                            "layer_types",
+                            format!("unsupported layer type `{other}` (full_attention, sliding_attention)"),
+                        )),
+                    })
+                    .collect::<Result<_>>()?
+            }
+            None if self.model_type == "qwen2" => {
+                let from = self.max_window_layers.unwrap_or(28);
+                (0..layers).map(|i| i >= from).collect()
+            }
+            None => vec![true; layers],
+        };
+        if sliding.iter().all(|&s| s) {
+            Ok(Some(w))
+        } else if sliding.iter().all(|&s| !s) {
+            Ok(None)
+        } else {
+            Err(cfg_err(
+                if self.layer_types.is_some() {
+                    "layer_types"
+                } else {
+                    "max_window_layers"
+                },
+                format!(
+                    "a sliding window of {w} on some layers only ({} of {layers}): not supported",
+                    sliding.iter().filter(|&&s| s).count()
+                ),
+            ))
+        }
     }
 }
 
@@ -440,10 +543,12 @@ impl Llama {
         Ok(self.norm.forward(&x))
     }
 
-    /// The body on a packed batch, its ids checked first.
+    /// The body on a packed batch, its ids checked first, and its layout that of the model's
+    /// sliding window.
     fn packed_body(&self, batch: &PackedBatch, attend: Attend<'_>) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
         check_ids(batch.ids(), self.config.vocab)?;
+        batch.check_window(self.config.window)?;
         self.body(batch.ids(), batch.positions(), attend, None)
     }
 }
@@ -464,9 +569,12 @@ impl Model for Llama {
     fn weights_stamp(&self) -> Option<String> {
         self.stamp.clone()
     }
+    fn attention_window(&self) -> Option<usize> {
+        self.config.window
+    }
 
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let model = (self.config.vocab, self.device, self.kind);
+        let model = (self.config.vocab, self.device, self.kind, self.config.window);
         dense_pass(ids, mask, cache, model, |ids, pos, attend, cache| {
             self.body(ids, pos, attend, cache)
         })

@@ -68,7 +68,24 @@ pub fn positions(mask: &Tensor, q_len: i64) -> Result<Tensor> {
 /// position, so the row of a padding query is never fully masked (a fully masked row would
 /// give NaN, and 0 × NaN poisons real rows through the values of later layers).
 pub fn attention_bias(mask: &Tensor, q_len: i64, kind: Kind) -> Result<Tensor> {
-    let (_, total) = mask.size2().op("reading mask shape")?;
+    attention_bias_windowed(mask, q_len, kind, None)
+}
+
+/// [`attention_bias`] where, with a `window`, a query attends only the keys fewer than
+/// `window` positions before its own (Mistral's sliding window: transformers' `kv_idx >
+/// q_idx - sliding_window`), positions counted over each row's real tokens.
+///
+/// ```
+/// use evalkit_core::model::mask::attention_bias_windowed;
+/// use tch::{Kind, Tensor};
+/// // One row of 4 tokens, each query attending its last 2 positions.
+/// let bias = attention_bias_windowed(&Tensor::ones([1, 4], (Kind::Int64, tch::Device::Cpu)), 4, Kind::Float, Some(2))?;
+/// let allowed: Vec<f32> = Vec::try_from(bias.eq(0).to_kind(Kind::Float).view([-1]))?;
+/// assert_eq!(allowed, [1., 0., 0., 0., 1., 1., 0., 0., 0., 1., 1., 0., 0., 0., 1., 1.]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn attention_bias_windowed(mask: &Tensor, q_len: i64, kind: Kind, window: Option<usize>) -> Result<Tensor> {
+    let (batch, total) = mask.size2().op("reading mask shape")?;
     let past = total - q_len;
     let dev = mask.device();
     let q = Tensor::f_arange_start(past, total, (Kind::Int64, dev))
@@ -80,12 +97,17 @@ pub fn attention_bias(mask: &Tensor, q_len: i64, kind: Kind) -> Result<Tensor> {
     let causal = k.le_tensor(&q);
     let diagonal = k.eq_tensor(&q);
     let keys = mask.ne(0).unsqueeze(1).unsqueeze(1);
-    let allowed = causal
-        .unsqueeze(0)
-        .unsqueeze(0)
-        .logical_and(&keys)
-        .logical_or(&diagonal);
-    bias(&allowed, kind)
+    let mut allowed = causal.unsqueeze(0).unsqueeze(0).logical_and(&keys);
+    if let Some(w) = window {
+        let pos = mask.f_cumsum(1, Kind::Int64).op("cumsum of mask")?;
+        let kp = pos.view([batch, 1, 1, total]);
+        let qp = pos
+            .f_narrow(1, past, q_len)
+            .op("slicing positions")?
+            .view([batch, 1, q_len, 1]);
+        allowed = allowed.logical_and(&(qp - kp).lt(w as i64));
+    }
+    bias(&allowed.logical_or(&diagonal), kind)
 }
 
 /// Scaled dot-product attention of `q` `(batch, heads, queries, dim)` over `k`, `v`

@@ -54,6 +54,12 @@ pub trait Model {
     fn weights_stamp(&self) -> Option<String> {
         None
     }
+    /// The sliding window of its attention (Mistral's `sliding_window`: each query attends
+    /// only its last `window` positions), or `None` where every query attends all before it.
+    /// A packed batch for the model is laid out with it ([`PackedBatch::with_window`]).
+    fn attention_window(&self) -> Option<usize> {
+        None
+    }
     /// Runs the body on `ids`, appending to `cache` when given; returns `(batch, seq, hidden)`.
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor>;
     /// Applies the output head to hidden states of any leading shape; returns float32 logits.
@@ -130,6 +136,9 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn weights_stamp(&self) -> Option<String> {
         (**self).weights_stamp()
+    }
+    fn attention_window(&self) -> Option<usize> {
+        (**self).attention_window()
     }
     fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
         (**self).hidden_states(ids, mask, cache)
@@ -234,20 +243,20 @@ impl<'a> Attend<'a> {
 
 /// The dense pass of a checkpoint family's [`Model::hidden_states`]: `ids` and `mask` checked
 /// against `vocab` and moved to `device`, positions from the mask, the additive attention bias
-/// in `kind`, then `body(ids, positions, attend, cache)`, and the cache advanced past the new
+/// in `kind` (through a sliding `window` where the model has one), then `body(ids, positions, attend, cache)`, and the cache advanced past the new
 /// tokens.
 pub(crate) fn dense_pass(
     ids: &Tensor,
     mask: &Tensor,
     mut cache: Option<&mut KvCache>,
-    (vocab, device, kind): (i64, Device, tch::Kind),
+    (vocab, device, kind, window): (i64, Device, tch::Kind, Option<usize>),
     body: impl FnOnce(&Tensor, &Tensor, Attend<'_>, Option<&mut KvCache>) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
     let past = cache.as_ref().map_or(0, |c| c.current_seq_len() as i64);
     let (ids, mask, s) = mask::check_inputs(ids, mask, past, vocab, device)?;
     let pos = mask::positions(&mask, s)?;
-    let bias = mask::attention_bias(&mask, s, kind)?;
+    let bias = mask::attention_bias_windowed(&mask, s, kind, window)?;
     let x = body(&ids, &pos, Attend::Dense(&bias), cache.as_deref_mut())?;
     if let Some(c) = cache {
         c.advance(s as usize);

@@ -104,11 +104,40 @@ pub struct PackedBatch {
     /// For each token, the keys it attends ([`super::spans`], the CPU path).
     spans: Vec<Spans>,
     tokens: usize,
+    /// The model's sliding window ([`PackedBatch::with_window`]).
+    window: Option<usize>,
+    /// Where the window leaves out keys of some token: `(ctx_width, ctx_width)`, which keys
+    /// each context query attends (causal, within the window); attention then takes the
+    /// padded passes.
+    ctx_allowed: Option<Tensor>,
+    /// `ctx_allowed` as an additive bias, made by the first layer.
+    ctx_bias: OnceCell<Tensor>,
 }
 
 impl PackedBatch {
-    /// Lays out `requests` on `device`.
+    /// Lays out `requests` on `device`, for a model whose queries attend every key before
+    /// them.
     pub fn new(requests: &[PackedRequest<'_>], device: Device) -> Result<PackedBatch> {
+        Self::with_window(requests, device, None)
+    }
+
+    /// Lays out `requests` on `device` for a model whose queries attend only their last
+    /// `window` positions where it has a window ([`crate::model::Model::attention_window`]).
+    /// Where the window leaves out keys of some token (a row longer than it), attention takes
+    /// the padded passes under masks that apply it.
+    ///
+    /// ```
+    /// use evalkit_core::model::packed::{PackedBatch, PackedRequest};
+    /// let segments: &[&[i64]] = &[&[7, 8]];
+    /// let requests = [PackedRequest { context: &[1, 2, 3], segments }];
+    /// let batch = PackedBatch::with_window(&requests, tch::Device::Cpu, Some(4))?;
+    /// assert!(batch.check_window(Some(4)).is_ok() && batch.check_window(None).is_err());
+    /// # Ok::<(), evalkit_core::Error>(())
+    /// ```
+    pub fn with_window(requests: &[PackedRequest<'_>], device: Device, window: Option<usize>) -> Result<PackedBatch> {
+        if window == Some(0) {
+            return Err(Error::Unsupported("a sliding window of 0 keys".into()));
+        }
         if requests.iter().any(|r| r.context.is_empty()) {
             return Err(Error::Unsupported("a packed request with an empty context".into()));
         }
@@ -206,8 +235,10 @@ impl PackedBatch {
                     let line = &mut allowed[(k * w + q) * (lc + w)..(k * w + q + 1) * (lc + w)];
                     match starts.get(q) {
                         Some(&from) => {
-                            line[..c].fill(true);
-                            line[lc + from..=lc + q].fill(true);
+                            // Keys at positions from `lo` on: the context's, then the segment's.
+                            let lo = window.map_or(0, |win| (c + q - from + 1).saturating_sub(win));
+                            line[lo.min(c)..c].fill(true);
+                            line[lc + from + lo.saturating_sub(c)..=lc + q].fill(true);
                         }
                         None => line[lc + q] = true,
                     }
@@ -218,6 +249,23 @@ impl PackedBatch {
                     .view([seg_rows.len() as i64, 1, w as i64, (lc + w) as i64])
                     .to_device(device),
             )
+        };
+        // A token attends as many keys as its position + 1: the window leaves some out where a
+        // request runs past it.
+        let longest = requests
+            .iter()
+            .map(|r| r.context.len() + r.segments.iter().map(|s| s.len()).max().unwrap_or(0))
+            .max()
+            .unwrap_or(0);
+        let ctx_allowed = match window {
+            Some(win) if longest > win => {
+                let lc = ctx_width as i64;
+                let q = Tensor::arange(lc, (tch::Kind::Int64, device)).view([lc, 1]);
+                let k = Tensor::arange(lc, (tch::Kind::Int64, device)).view([1, lc]);
+                let behind = &q - &k;
+                Some(behind.ge(0).logical_and(&behind.lt(win as i64)))
+            }
+            _ => None,
         };
         let seg_request: Vec<i64> = seg_rows.iter().map(|&(i, _)| i as i64).collect();
         Ok(PackedBatch {
@@ -235,7 +283,22 @@ impl PackedBatch {
             back: tensor(&back),
             spans,
             tokens,
+            window,
+            ctx_allowed,
+            ctx_bias: OnceCell::new(),
         })
+    }
+
+    /// Fails unless the batch was laid out for a model attending through `window`
+    /// ([`PackedBatch::with_window`]): a batch laid out for another would attend other keys.
+    pub fn check_window(&self, window: Option<usize>) -> Result<()> {
+        if self.window == window {
+            return Ok(());
+        }
+        Err(Error::Unsupported(format!(
+            "a packed batch laid out for sliding window {:?}, run on a model whose window is {window:?} (lay it out with PackedBatch::with_window and the model's attention_window())",
+            self.window
+        )))
     }
 
     /// Real tokens in the batch (the width of its one row).
@@ -259,9 +322,10 @@ impl PackedBatch {
     ///
     /// On the CPU in float32 with heads 8 or 16 wide this runs evalkit's own kernel on the
     /// packed row, each token over its spans of keys (faster there than libtorch's);
-    /// elsewhere, libtorch's kernel on the two padded passes ([`PackedBatch::attend_padded`]).
+    /// elsewhere, and where a sliding window leaves out keys, libtorch's kernel on the two
+    /// padded passes ([`PackedBatch::attend_padded`]).
     pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: Option<f64>) -> Result<Tensor> {
-        if spans::applies(q) {
+        if spans::applies(q) && self.ctx_allowed.is_none() {
             spans::attend(q, k, v, &self.spans, scale)
         } else {
             self.attend_padded(q, k, v, scale)
@@ -316,7 +380,7 @@ impl PackedBatch {
                 kept.of_tokens, self.tokens
             )));
         }
-        if spans::applies(q) {
+        if spans::applies(q) && self.ctx_allowed.is_none() {
             return spans::attend(q, k, v, &kept.spans, scale);
         }
         let (_, heads, _, dim) = q.size4().op("attention query shape")?;
@@ -345,9 +409,21 @@ impl PackedBatch {
         let kc = gather(k, &self.ctx_index, b, lc);
         let vc = gather(v, &self.ctx_index, b, lc);
         let qc = gather(q, &self.ctx_index, b, lc);
-        let yc = super::mask::sdpa(&qc, &kc, &vc, None, true, scale)?
-            .transpose(1, 2)
-            .reshape([b * lc, heads * dim]);
+        let yc = match &self.ctx_allowed {
+            None => super::mask::sdpa(&qc, &kc, &vc, None, true, scale)?,
+            Some(allowed) => {
+                let bias = match self.ctx_bias.get() {
+                    Some(b) => b,
+                    None => {
+                        let b = super::mask::bias(allowed, q.kind())?;
+                        self.ctx_bias.get_or_init(|| b)
+                    }
+                };
+                super::mask::sdpa(&qc, &kc, &vc, Some(bias), false, scale)?
+            }
+        }
+        .transpose(1, 2)
+        .reshape([b * lc, heads * dim]);
         let all = match &self.seg_allowed {
             None => yc,
             Some(allowed) => {
