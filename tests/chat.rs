@@ -241,6 +241,13 @@ fn chat_errors_name_the_checkpoint_and_the_line() {
     let note = &results["results"]["arc_easy"]["notes"]["chat_template"];
     assert_eq!(note["rows_without_system_message"], 3, "{results}");
     assert_eq!(note["reason"], "System role not supported");
+    assert!(
+        text(&o).contains(
+            "note: arc_easy: the chat template refuses a system message (System role not supported), so 3 of 3 rows were rendered without it"
+        ),
+        "{}",
+        text(&o)
+    );
     assert!(!samples(&out, "arc_easy")[0]["contexts"][0]
         .as_str()
         .unwrap_or_default()

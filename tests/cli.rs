@@ -39,7 +39,12 @@ fn list_prints_every_suite() {
     }
     assert!(out.contains("multiple_choice") && out.contains("14042"));
     let json: serde_json::Value = serde_json::from_slice(&evalkit(&["list", "--format", "json"]).stdout).expect("json");
-    assert_eq!(json.as_array().expect("array").len(), 17 + 57);
+    // 17 suites, MMLU's 4 category groups and its 57 subjects.
+    assert_eq!(json.as_array().expect("array").len(), 17 + 4 + 57);
+    assert!(
+        out.lines().any(|l| l.starts_with("mmlu_stem ") && l.contains("3153")),
+        "{out}"
+    );
     let md = text(&evalkit(&["list", "--format", "md"]));
     assert!(
         md.starts_with("| task | kind | metrics | split | rows | fewshot |\n|---|")
@@ -246,6 +251,44 @@ fn a_task_asked_twice_is_evaluated_once() {
         text(&o)
     );
     assert!(!refused.join("results.json").exists());
+}
+
+/// Paths given relative to the current directory are recorded absolute, so that results.json
+/// says which checkpoint and data wherever it is read; the run is named after the folder.
+#[test]
+fn results_record_absolute_paths() {
+    let tmp = crate::tempdir!("cli-relative");
+    let model = model_dir("stories260K-hf");
+    let parent = model.parent().expect("models folder");
+    let out = tmp.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .current_dir(parent)
+        .args([
+            "run",
+            "-q",
+            "--device",
+            "cpu",
+            "--tasks",
+            "synthetic_copy",
+            "--limit",
+            "2",
+        ])
+        .args(["--model", "./stories260K-hf/", "--data-dir", "some-data"])
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("read")).expect("json");
+    let config = &doc["config"];
+    let recorded = config["model"].as_str().expect("model");
+    assert!(
+        recorded.contains(&parent.join("stories260K-hf").display().to_string()),
+        "{recorded}"
+    );
+    assert_eq!(config["data_dir"], parent.join("some-data").display().to_string());
+    assert_eq!(config["model_name"], "stories260K-hf");
 }
 
 #[test]
@@ -556,6 +599,41 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
         "{}",
         text(&o)
     );
+    // An evaluation of one run alone is said to be left out; one whose rows the runs do not
+    // share is not compared (unpaired means would pass for a difference), and with nothing
+    // left the comparison is refused.
+    let mut arc_only: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("results.json")).expect("results")).expect("json");
+    arc_only["results"].as_object_mut().expect("results").remove("wikitext");
+    let (some, disjoint) = (tmp.path().join("some"), tmp.path().join("disjoint"));
+    for (dir, shift) in [(&some, 0), (&disjoint, 1000)] {
+        std::fs::create_dir_all(dir).expect("folder");
+        std::fs::write(dir.join("results.json"), arc_only.to_string()).expect("write");
+        let moved: Vec<String> = first
+            .iter()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).expect("sample");
+                v["index"] = (v["index"].as_u64().expect("index") + shift).into();
+                v.to_string()
+            })
+            .collect();
+        std::fs::write(dir.join("samples_arc_easy.jsonl"), moved.join("\n")).expect("write");
+    }
+    let o = evalkit(&["compare", a.to_str().expect("utf8"), some.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("only {} has wikitext: not compared", a.display())),
+        "{}",
+        text(&o)
+    );
+    let o = evalkit(&["compare", a.to_str().expect("utf8"), disjoint.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("arc_easy: the runs evaluated no row in common (a has 40, b has 20)")
+            && text(&o).contains("nothing to compare"),
+        "{}",
+        text(&o)
+    );
     // Runs with no evaluation in common are refused, naming what each has.
     let other = tmp.path().join("other");
     std::fs::create_dir_all(&other).expect("folder");
@@ -718,10 +796,26 @@ fn one_failing_evaluation_leaves_the_others_results() {
         .iter()
         .map(|&a| if a == "arc_easy,hellaswag" { "arc_easy" } else { a })
         .collect();
+    // (A report of this run, in its folder, is one of the earlier run once the next one writes.)
+    let md = evalkit(&[
+        "report",
+        "--format",
+        "md",
+        out.to_str().expect("utf8"),
+        "--output",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(md.status.success(), "{}", text(&md));
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let o = evalkit(&arc_only);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("also holds samples_hellaswag.jsonl from an earlier run"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("also holds report.md of an earlier run; `evalkit report"),
         "{}",
         text(&o)
     );

@@ -218,4 +218,29 @@ fn random_checkpoint_command_writes_a_checkpoint_run_can_score() {
         text(&o)
     );
     assert!(!fresh.exists(), "nothing written for a config that does not parse");
+    // A config of a model this cannot make names its own file, not the output's.
+    let mut mamba = tiny_llama();
+    mamba["model_type"] = json!("mamba");
+    std::fs::write(&config, mamba.to_string()).expect("config");
+    let o = make("--config", cfg, fresh.to_str().expect("utf-8"), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{cfg}: field `model_type`")) && text(&o).contains("mamba"),
+        "{}",
+        text(&o)
+    );
+    // The dtype written is the one config.json says, in both spellings (a copied config's own
+    // `dtype` would contradict it).
+    let mut f32_config = tiny_llama();
+    f32_config["dtype"] = json!("float32");
+    std::fs::write(&config, f32_config.to_string()).expect("config");
+    let half = tmp.path().join("half");
+    let o = make("--config", cfg, half.to_str().expect("utf-8"), &["--dtype", "f16"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(half.join("config.json")).expect("config")).expect("json");
+    assert_eq!(
+        (&written["dtype"], &written["torch_dtype"]),
+        (&json!("float16"), &json!("float16"))
+    );
 }

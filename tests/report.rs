@@ -114,6 +114,30 @@ fn report_renders_in_chromium_with_the_numbers_of_results_json() {
     let refused = evalkit(&["report", a.to_str().expect("utf8"), b.to_str().expect("utf8")]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused).contains("--output"), "{}", text(&refused));
+    // Markdown to a named file; HTML, a folder, refuses a file name.
+    let md = tmp.path().join("md/notes.md");
+    let o = evalkit(&[
+        "report",
+        "--format",
+        "md",
+        a.to_str().expect("utf8"),
+        "--output",
+        md.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read_to_string(&md)
+        .expect("notes.md")
+        .contains("| task | metric |"));
+    let page_file = tmp.path().join("page.html");
+    let o = evalkit(&[
+        "report",
+        a.to_str().expect("utf8"),
+        "--output",
+        page_file.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("names a file"), "{}", text(&o));
+    assert!(!page_file.exists());
 
     // A chart an earlier report left in the folder does not outlive this one.
     std::fs::create_dir_all(out.join("charts")).expect("charts");

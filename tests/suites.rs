@@ -364,6 +364,27 @@ fn missing_files_and_malformed_rows_are_named() {
         "{e}"
     );
 
+    // A byte-order mark before the first row is not part of it.
+    std::fs::write(arc.join("ARC-Easy-Test.jsonl"), format!("\u{feff}{good}\n{good}\n")).expect("write");
+    let loaded = load("arc_easy", &LoadOptions::new(dir.path().to_path_buf())).expect("a BOM is skipped");
+    assert_eq!(loaded.evaluations[0].len(), 2);
+    // A WinoGrande answer out of range names its field once.
+    let wino = dir.path().join("winogrande");
+    std::fs::create_dir_all(&wino).expect("mkdir");
+    std::fs::write(
+        wino.join("dev.jsonl"),
+        r#"{"sentence": "The cup fell because _ was heavy.", "option1": "it", "option2": "the shelf", "answer": "3"}"#,
+    )
+    .expect("write");
+    let e = load("winogrande", &LoadOptions::new(dir.path().to_path_buf()))
+        .err()
+        .expect("answer 3");
+    assert!(
+        e.to_string()
+            .ends_with(r#"dev.jsonl:1: field `answer`: "3" is not "1" or "2""#),
+        "{e}"
+    );
+
     // A file that holds nothing is named, whatever its format.
     std::fs::create_dir_all(dir.path().join("wikitext2")).expect("mkdir");
     std::fs::write(dir.path().join("wikitext2/wiki.test.raw"), "\n").expect("write");

@@ -13,6 +13,11 @@ writes the template to chat_template.jinja).
 need no table, so the weights are unchanged), for HumanEval's 1024 new tokens: both sides keep
 the last 256 tokens of a longer prompt (about half of HumanEval's), the rest whole.
 
+``stories260K-mistral``: stories260K-hf read as a Mistral checkpoint with ``sliding_window``
+64 (weights unchanged): each query attends its last 64 positions, so longer rows (HellaSwag,
+LAMBADA, WikiText's 512-token windows, GSM8K's prompts) differ from the Llama reading, and both
+sides must apply the window alike.
+
 ``pythia-random`` and ``neox-sequential``: seeded random ``GPTNeoXForCausalLM`` models
 made by transformers (nothing shared holds GPT-NeoX weights) with the real GPT-NeoX-20B /
 Pythia tokenizer of ``gpt-neox-20b-tokenizer``. ``pythia-random`` has Pythia's shape choices
@@ -32,6 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHATML_TEMPLATE = REPO / "core" / "tests" / "fixtures" / "chat-templates" / "qwen2.jinja"
 
 LONG_POSITIONS = 1280
+SLIDING_WINDOW = 64
 # Served by llama.cpp's server (scripts/install-llama-server: llama-cpp-python[server]==0.3.36
 # and a GGUF of the checkpoint); both sides reach it over HTTP, with the checkpoint's tokenizer.
 SERVED = {"stories260K-served": "stories260K-hf"}
@@ -110,6 +116,19 @@ def make_long(src: Path, out: Path) -> None:
             shutil.copyfile(f, out / f.name)
     cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
     cfg["max_position_embeddings"] = LONG_POSITIONS
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+
+
+def make_mistral(src: Path, out: Path) -> None:
+    import json
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.name not in ("config.json", "reference.json"):
+            shutil.copyfile(f, out / f.name)
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    cfg.update(model_type="mistral", architectures=["MistralForCausalLM"], sliding_window=SLIDING_WINDOW)
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
 
 
@@ -193,6 +212,7 @@ def make_neox_sequential(src: Path, out: Path) -> None:
 GENERATED = {
     "stories260K-chatml": ("stories260K-hf", make_chatml),
     "stories260K-long": ("stories260K-hf", make_long),
+    "stories260K-mistral": ("stories260K-hf", make_mistral),
     "pythia-random": ("gpt-neox-20b-tokenizer", make_pythia),
     "neox-sequential": ("gpt-neox-20b-tokenizer", make_neox_sequential),
 }

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 MODELS = ("stories260K-hf", "tiny-gpt2-random")
 CHAT_MODEL = "stories260K-chatml"  # made by checkpoints.py from stories260K-hf
 LONG_MODEL = "stories260K-long"  # likewise: room for HumanEval's 1024 new tokens
+WINDOW_MODEL = "stories260K-mistral"  # likewise: Mistral's sliding window (64 positions)
 SERVED_MODEL = "stories260K-served"  # llama.cpp's server (checkpoints.Server)
 # GPT-NeoX, made by checkpoints.py with transformers: Pythia's form, and the sequential residual.
 PYTHIA_MODEL, NEOX_SEQUENTIAL_MODEL = "pythia-random", "neox-sequential"
@@ -57,7 +58,18 @@ def full() -> list[Item]:
         for k in (0, 5):
             out += [Item(m, t, k, 100) for t in MMLU_FULL]
         out += [Item(m, "gsm8k", k, 30) for k in (0, 5)]
-    return out + chat_full() + [Item(LONG_MODEL, "humaneval", 0, 40)] + served(200, 30) + neox_full()
+    return out + chat_full() + [Item(LONG_MODEL, "humaneval", 0, 40)] + window_full() + served(200, 30) + neox_full()
+
+
+def window_full() -> list[Item]:
+    m = WINDOW_MODEL
+    return [
+        Item(m, "arc_easy", 0, 100),
+        Item(m, "hellaswag", 0, 100),
+        Item(m, "lambada_openai", 0, 100),
+        Item(m, "wikitext", 0, 5),
+        Item(m, "gsm8k", 0, 10),
+    ]
 
 
 def neox_full() -> list[Item]:
@@ -122,6 +134,9 @@ def quick() -> list[Item]:
         Item(m, "mmlu_anatomy", 5, 10, "chat+system"),
         Item(m, "gsm8k", 5, 5, "chat"),
         Item(LONG_MODEL, "humaneval", 0, 3),
+        Item(WINDOW_MODEL, "lambada_openai", 0, 10),
+        Item(WINDOW_MODEL, "wikitext", 0, 1),
+        Item(WINDOW_MODEL, "gsm8k", 0, 3),
         Item(PYTHIA_MODEL, "arc_easy", 0, 20),
         Item(PYTHIA_MODEL, "lambada_openai", 0, 20),
         Item(PYTHIA_MODEL, "wikitext", 0, 2),

@@ -61,6 +61,18 @@ pub enum Format {
     Html,
 }
 
+impl Format {
+    /// The value as `--format` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+            Format::Md => "md",
+            Format::Html => "html",
+        }
+    }
+}
+
 /// Where a model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DtypeArg {
@@ -86,7 +98,8 @@ impl From<DtypeArg> for evalkit::core::Dtype {
 pub enum Command {
     /// Run benchmarks on a checkpoint and write results.json + samples_<task>.jsonl.
     Run(Box<RunArgs>),
-    /// List the benchmarks with their kind, metrics, split and row count.
+    /// List the benchmarks with their kind, metrics, split and official row count (of the
+    /// published split; a data folder holding fewer rows evaluates those).
     List,
     /// Print the results table of an output directory.
     Show {

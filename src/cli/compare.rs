@@ -76,6 +76,23 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
             names(rb).unwrap_or_default()
         );
     }
+    // Evaluations of one run alone are said, not silently left out.
+    for (one, r, other) in [(a, ra, rb), (b, rb, ra)] {
+        let alone: Vec<&str> = r["results"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(t, _)| !other["results"][t.as_str()].is_object())
+            .map(|(t, _)| t.as_str())
+            .collect();
+        if !alone.is_empty() {
+            notes.push(format!(
+                "note: only {} has {}: not compared",
+                one.display(),
+                alone.join(", ")
+            ));
+        }
+    }
     for (task, ma) in tasks {
         let mb = &rb["results"][task];
         if !mb.is_object() {
@@ -83,6 +100,14 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
         }
         let (sa, sb) = (samples(run_dir(a), task)?, samples(run_dir(b), task)?);
         let common: Vec<u64> = sa.keys().filter(|k| sb.contains_key(k)).copied().collect();
+        if common.is_empty() {
+            notes.push(format!(
+                "note: {task}: the runs evaluated no row in common (a has {}, b has {}): not compared",
+                sa.len(),
+                sb.len()
+            ));
+            continue;
+        }
         if common.len() < sa.len().max(sb.len()) {
             notes.push(format!(
                 "note: {task}: paired on the {} rows both runs evaluated (a has {}, b has {}); a paired metric's means are over those rows",
@@ -133,6 +158,13 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
     }
     for n in &notes {
         eprintln!("{n}");
+    }
+    if lines.is_empty() {
+        bail!(
+            "nothing to compare: no evaluation of {} and {} has rows both runs evaluated",
+            a.display(),
+            b.display()
+        );
     }
     if format == Format::Json {
         let out: Vec<Value> = lines

@@ -35,6 +35,22 @@ pub fn run() -> Result<u8> {
     };
     log::init();
     tch::set_num_threads(cli.global.threads());
+    // A format a command does not print is refused, not silently replaced by text.
+    let prints = |command: &str, formats: &[Format], names: &str| -> Result<()> {
+        if formats.contains(&cli.global.format) {
+            Ok(())
+        } else {
+            anyhow::bail!("`{command}` prints {names}, not --format {}", cli.global.format.name())
+        }
+    };
+    let tables = [Format::Text, Format::Json, Format::Md];
+    match &cli.command {
+        Command::Run(_) => prints("run", &tables, "text, json or md")?,
+        Command::Show { .. } => prints("show", &tables, "text, json or md")?,
+        Command::Compare { .. } => prints("compare", &[Format::Text, Format::Json], "text or json")?,
+        Command::Demo(_) => prints("demo", &tables, "text, json or md")?,
+        _ => {}
+    }
     match cli.command {
         Command::Run(a) => run_tasks(&a, &cli.global),
         Command::List => list(cli.global.format),
@@ -275,8 +291,10 @@ fn run_process(
         anyhow::bail!("a sharded run needs every task: fix the tasks above, then start the shards again");
     }
     ev.config.insert("model_name".into(), opened.name.clone().into());
-    ev.config
-        .insert("data_dir".into(), s.suite_options.data_dir.display().to_string().into());
+    ev.config.insert(
+        "data_dir".into(),
+        absolute(&s.suite_options.data_dir).display().to_string().into(),
+    );
     ev.config
         .insert("num_fewshot".into(), serde_json::json!(s.suite_options.num_fewshot));
     if share != Share::Whole {
@@ -424,6 +442,16 @@ fn notes(doc: &Value, verbose: bool) {
     }
     for (task, e) in doc["results"].as_object().into_iter().flatten() {
         let n = |k: &str| e[k].as_u64().unwrap_or(0);
+        // A chat template that refuses a system message: rendered without it, as lm-eval
+        // renders it after its warning.
+        let refused = &e["notes"]["chat_template"];
+        if let Some(rows) = refused["rows_without_system_message"].as_u64().filter(|&r| r > 0) {
+            eprintln!(
+                "note: {task}: the chat template refuses a system message ({}), so {rows} of {} rows were rendered without it (the system instruction and any description)",
+                refused["reason"].as_str().unwrap_or("no reason given"),
+                n("n")
+            );
+        }
         if n("chunks_discarded") > 0 {
             eprintln!(
                 "note: {task}: the journal held {} chunks of an earlier run with other settings (data, tokenizer, weights, batch or chunk size): discarded, and computed afresh",
@@ -456,11 +484,24 @@ fn notes(doc: &Value, verbose: bool) {
 
 fn write_report(paths: &[PathBuf], output: Option<PathBuf>, rows: usize, g: &args::Global) -> Result<u8> {
     let runs = report::read_runs(paths)?;
+    let has_extension = |p: &Path, ext: &str| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext));
     match g.format {
         Format::Md => match output {
-            Some(dir) => {
-                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-                let path = dir.join("report.md");
+            Some(out) => {
+                // `--output report.md` is the file itself; anything else a directory for it.
+                let path = if has_extension(&out, "md") {
+                    out
+                } else if out.is_file() {
+                    anyhow::bail!(
+                        "--output {} is a file: give a directory (report.md is written in it) or a path ending in .md",
+                        out.display()
+                    );
+                } else {
+                    out.join("report.md")
+                };
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                }
                 evalkit::core::evaluator::write_atomic(&path, report::markdown(&runs).as_bytes())?;
                 if !g.quiet {
                     eprintln!("wrote {}", path.display());
@@ -475,6 +516,12 @@ fn write_report(paths: &[PathBuf], output: Option<PathBuf>, rows: usize, g: &arg
                 (None, [one]) => one.dir.clone(),
                 (None, _) => anyhow::bail!("a report of several runs needs --output DIR"),
             };
+            if out.is_file() || has_extension(&out, "html") {
+                anyhow::bail!(
+                    "--output {} names a file: the HTML report is a directory (report.html and its charts/ are written in it)",
+                    out.display()
+                );
+            }
             let written = report::write_html(&runs, &out, rows)?;
             if !g.quiet {
                 eprintln!(
@@ -493,6 +540,12 @@ fn compare(a: &Path, b: &Path, format: Format) -> Result<u8> {
     let (ra, rb) = (read_results(a)?, read_results(b)?);
     compare::compare(a, b, &ra, &rb, format)?;
     Ok(0)
+}
+
+/// `path` made absolute (as given where the current directory cannot be read), for records
+/// read elsewhere.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn shared_dir(explicit: Option<&Path>) -> PathBuf {
@@ -630,6 +683,13 @@ fn check_gates(gates: &[settings::Gate], kinds: &[(String, TaskKind)], groups: &
 fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String> {
     let entry = doc["results"].get(&gate.task).or_else(|| doc["groups"].get(&gate.task));
     let Some((e, v)) = entry.and_then(|e| e[&gate.metric].as_f64().map(|v| (e, v))) else {
+        // An evaluation (or group) the run could not report says why.
+        if let Some(why) = doc["failed"][&gate.task].as_str() {
+            return Some(format!(
+                "gate failed: {}.{} was not reported: {} failed ({})",
+                gate.task, gate.metric, gate.task, why
+            ));
+        }
         let reported: Vec<&str> = entry
             .and_then(Value::as_object)
             .into_iter()
@@ -679,7 +739,8 @@ fn failed_notes(doc: &Value, which: impl Fn(&str) -> bool) {
 }
 
 /// Notes samples files in `output` that this run did not write (an earlier run's, perhaps of
-/// another model): they are left alone, but are not this run's.
+/// another model), and reports written before its results: they are left alone, but are not
+/// this run's.
 fn stale_samples(doc: &Value, output: &Path) {
     let Ok(entries) = std::fs::read_dir(output) else {
         return;
@@ -698,6 +759,23 @@ fn stale_samples(doc: &Value, output: &Path) {
             "note: {} also holds {} from an earlier run, not this run's results",
             output.display(),
             stale.join(", ")
+        );
+    }
+    // A report written before these results shows an earlier run.
+    let modified = |f: &str| std::fs::metadata(output.join(f)).and_then(|m| m.modified()).ok();
+    let Some(results) = modified("results.json") else {
+        return;
+    };
+    let old: Vec<&str> = ["report.html", "report.md"]
+        .into_iter()
+        .filter(|f| modified(f).is_some_and(|t| t < results))
+        .collect();
+    if !old.is_empty() {
+        eprintln!(
+            "note: {} also holds {} of an earlier run; `evalkit report {}` writes this run's",
+            output.display(),
+            old.join(" and "),
+            output.display()
         );
     }
 }

@@ -185,6 +185,8 @@ fn open_served(a: &ModelArgs, url: &str, tok_dir: &Path) -> Result<OpenedModel> 
 
 /// Opens a Hugging Face checkpoint directory.
 pub fn open_checkpoint(dir: &Path, device: DeviceSpec, dtype: Dtype) -> Result<OpenedModel> {
+    // Absolute, so that results.json says which checkpoint wherever it is read.
+    let dir = &std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
     let model = evalkit::core::load_checkpoint(dir, LoadOptions { device, dtype })
         .with_context(|| format!("opening checkpoint {}", dir.display()))?;
     let tokenizer = Tokenizer::from_dir(dir)?;
@@ -462,8 +464,11 @@ mod tests {
                 "gsm8k"
             ]
         );
-        // A name that is no pattern is kept as given (an unknown one is named when loading).
-        assert_eq!(expand_tasks(&["nope".into()]).expect("kept"), ["nope"]);
+        // A name that is no pattern is kept as given; an unknown one is refused, before any
+        // model loads.
+        assert_eq!(expand_tasks(&["mmlu_stem".into()]).expect("kept"), ["mmlu_stem"]);
+        let e = expand_tasks(&["nope".into()]).expect_err("unknown").to_string();
+        assert!(e.contains("unknown task `nope`"), "{e}");
         let e = expand_tasks(&["zzz*".into()]).expect_err("matches nothing").to_string();
         assert!(e.contains("no task matches `zzz*`"), "{e}");
         let e = expand_tasks(&["arc_[".into()]).expect_err("bad pattern").to_string();

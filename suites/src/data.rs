@@ -37,7 +37,12 @@ pub fn require(path: &Path, what: &str, source: &str) -> Result<()> {
 /// Reads a text file (after [`require`]).
 pub fn read_text(path: &Path, what: &str, source: &str) -> Result<String> {
     require(path, what, source)?;
-    std::fs::read_to_string(path).map_err(|e| evalkit_core::Error::io("reading", path, e).into())
+    let text = std::fs::read_to_string(path).map_err(|e| evalkit_core::Error::io("reading", path, e))?;
+    // A byte-order mark (a file saved by some Windows editors) is not text of the file.
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
 }
 
 /// Parses one JSON value as `T`; the error names the field ([`field_of`]), or `(json)` where

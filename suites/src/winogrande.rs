@@ -69,8 +69,14 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> 
         "https://winogrande.allenai.org (winogrande_1.1 dev.jsonl)",
     )?;
     for (i, r) in rows.iter().enumerate() {
-        r.get()
-            .map_err(|e| malformed(&path, i + 1, e.0.split('`').nth(1).unwrap_or("sentence"), e.0.clone()))?;
+        r.get().map_err(|e| {
+            // The row's own error names its field first (`field `answer`: ...`), the blank's not.
+            let (field, message) =
+                e.0.strip_prefix("field `")
+                    .and_then(|rest| rest.split_once("`: "))
+                    .unwrap_or(("sentence", e.0.as_str()));
+            malformed(&path, i + 1, field, message)
+        })?;
     }
     Ok(vec![evalkit_core::task(rows).named(name).build()])
 }

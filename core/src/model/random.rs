@@ -28,7 +28,8 @@ use tch::{Device, Kind, Tensor};
 /// The shapes [`preset`] knows, by name.
 pub const PRESETS: &[&str] = &["llama-3.2-1b", "gpt2-small", "pythia-160m"];
 
-/// Reads a `config.json`-shaped file for [`write`], naming the file and line when it is not JSON.
+/// Reads a `config.json`-shaped file for [`write`], naming the file and line when it is not JSON,
+/// and the file and field when it describes no model this can make ([`parameters`]).
 ///
 /// ```no_run
 /// # fn main() -> evalkit_core::Result<()> {
@@ -36,7 +37,10 @@ pub const PRESETS: &[&str] = &["llama-3.2-1b", "gpt2-small", "pythia-160m"];
 /// # Ok(()) }
 /// ```
 pub fn read_config(path: &Path) -> Result<Value> {
-    crate::error::read_json(path)
+    let config: Value = crate::error::read_json(path)?;
+    // Checked here, so that a config that cannot make a checkpoint names its own file.
+    parameters(&config, path)?;
+    Ok(config)
 }
 
 /// The `config.json` of a named model shape (see [`PRESETS`]): Llama-3.2-1B (16 layers,
@@ -396,6 +400,9 @@ pub fn write(config: &Value, tokenizer_dir: &Path, seed: u64, dtype: Dtype, out:
     }
     let mut config = config.clone();
     if let Some(map) = config.as_object_mut() {
+        // transformers 5 reads `dtype`, older ones `torch_dtype`: both say the weights' dtype
+        // (a copied config's own would contradict them).
+        map.insert("dtype".into(), json!(dtype.torch_name()));
         map.insert("torch_dtype".into(), json!(dtype.torch_name()));
         map.insert("evalkit_random_seed".into(), json!(seed));
     }

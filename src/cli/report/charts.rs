@@ -183,8 +183,11 @@ fn tick(v: f64) -> String {
     }
 }
 
-/// An axis range that holds every value (and zero, for bars), with a little room.
-fn span(values: impl Iterator<Item = f64>, with_zero: bool) -> (f64, f64) {
+/// An axis range that holds every value (and zero, for bars), with a little room, within the
+/// values the axis can take (`within`: [`bounds`] of a metric; an accuracy axis never shows
+/// negative accuracies). Where every value is the same (all scores 0), the room is a twentieth
+/// of their magnitude, at least 0.05, rather than a sliver around them.
+fn span(values: impl Iterator<Item = f64>, with_zero: bool, within: (f64, f64)) -> (f64, f64) {
     let (mut lo, mut hi) = if with_zero { (0.0, 0.0) } else { (f64::MAX, f64::MIN) };
     for v in values.filter(|v| v.is_finite()) {
         lo = lo.min(v);
@@ -193,8 +196,19 @@ fn span(values: impl Iterator<Item = f64>, with_zero: bool) -> (f64, f64) {
     if lo > hi {
         return (0.0, 1.0);
     }
-    let pad = ((hi - lo) * 0.08).max(1e-9);
-    (if with_zero && lo >= 0.0 { 0.0 } else { lo - pad }, hi + pad)
+    let scale = lo.abs().max(hi.abs()).max(1.0);
+    let pad = if hi - lo > 1e-9 * scale {
+        (hi - lo) * 0.08
+    } else {
+        0.05 * scale
+    };
+    let low = if with_zero && lo >= 0.0 { 0.0 } else { lo - pad };
+    let (low, high) = (low.max(within.0.min(lo)), (hi + pad).min(within.1.max(hi)));
+    if high > low {
+        (low, high)
+    } else {
+        (low, low + pad)
+    }
 }
 
 fn draw_bars<B: DrawingBackend>(
@@ -212,6 +226,7 @@ where
             [l, h]
         }),
         true,
+        bounds(metric),
     );
     let labels: Vec<String> = bars
         .iter()
@@ -306,13 +321,14 @@ where
     B::ErrorType: 'static,
 {
     let points = || lines.iter().flat_map(|(_, p)| p.iter());
-    let (x0, x1) = span(points().map(|p| p.step), false);
+    let (x0, x1) = span(points().map(|p| p.step), false, (f64::NEG_INFINITY, f64::INFINITY));
     let (y0, y1) = span(
         points().flat_map(|p| {
             let (l, h) = interval(metric, p.value, p.stderr);
             [l, h]
         }),
         false,
+        bounds(metric),
     );
     // The title, then the legend above the plot (inside it, a legend hides the lines it names).
     let (at, legend_height) = legend_layout(lines);
@@ -385,7 +401,26 @@ fn legend_layout(lines: &[(String, Vec<Point>)]) -> (Vec<(i32, i32)>, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::interval;
+    use super::{bounds, interval, span};
+
+    #[test]
+    fn axes_hold_the_values_within_the_metrics_range() {
+        // Every accuracy 0 (untrained checkpoints): room above 0, nothing below it.
+        assert_eq!(span([0.0, 0.0].into_iter(), false, bounds("acc")), (0.0, 0.05));
+        assert_eq!(span([0.0].into_iter(), true, bounds("acc")), (0.0, 0.05));
+        // Accuracies near 1 stop at 1; a perplexity axis at 1; an unbounded one pads both ways.
+        let (lo, hi) = span([0.9, 1.0].into_iter(), false, bounds("acc"));
+        assert!((lo - 0.892).abs() < 1e-12 && hi == 1.0, "{lo} {hi}");
+        let (lo, _) = span([1.0, 3.0].into_iter(), false, bounds("perplexity"));
+        assert_eq!(lo, 1.0);
+        let (lo, hi) = span([-1.0, 1.0].into_iter(), false, bounds("margin"));
+        assert!((lo + 1.16).abs() < 1e-12 && (hi - 1.16).abs() < 1e-12, "{lo} {hi}");
+        // One step: room either side of it.
+        assert_eq!(
+            span([200.0].into_iter(), false, (f64::NEG_INFINITY, f64::INFINITY)),
+            (190.0, 210.0)
+        );
+    }
 
     #[test]
     fn intervals_stay_within_the_metrics_range() {
