@@ -106,7 +106,9 @@ def model_dir(name: str, shared: Path, work: Path) -> Path:
     return out
 
 
-def make_long(src: Path, out: Path) -> None:
+def with_config(src: Path, out: Path, **changes) -> None:
+    """A copy of the checkpoint `src` in `out` (its weights and tokenizer) whose config.json
+    differs by `changes`."""
     import json
     import shutil
 
@@ -115,21 +117,16 @@ def make_long(src: Path, out: Path) -> None:
         if f.name not in ("config.json", "reference.json"):
             shutil.copyfile(f, out / f.name)
     cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
-    cfg["max_position_embeddings"] = LONG_POSITIONS
+    cfg.update(changes)
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+
+
+def make_long(src: Path, out: Path) -> None:
+    with_config(src, out, max_position_embeddings=LONG_POSITIONS)
 
 
 def make_mistral(src: Path, out: Path) -> None:
-    import json
-    import shutil
-
-    out.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.name not in ("config.json", "reference.json"):
-            shutil.copyfile(f, out / f.name)
-    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
-    cfg.update(model_type="mistral", architectures=["MistralForCausalLM"], sliding_window=SLIDING_WINDOW)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    with_config(src, out, model_type="mistral", architectures=["MistralForCausalLM"], sliding_window=SLIDING_WINDOW)
 
 
 def make_chatml(src: Path, out: Path) -> None:

@@ -412,13 +412,7 @@ impl PackedBatch {
         let yc = match &self.ctx_allowed {
             None => super::mask::sdpa(&qc, &kc, &vc, None, true, scale)?,
             Some(allowed) => {
-                let bias = match self.ctx_bias.get() {
-                    Some(b) => b,
-                    None => {
-                        let b = super::mask::bias(allowed, q.kind())?;
-                        self.ctx_bias.get_or_init(|| b)
-                    }
-                };
+                let bias = cached_bias(&self.ctx_bias, allowed, q.kind())?;
                 super::mask::sdpa(&qc, &kc, &vc, Some(bias), false, scale)?
             }
         }
@@ -427,13 +421,7 @@ impl PackedBatch {
         let all = match &self.seg_allowed {
             None => yc,
             Some(allowed) => {
-                let bias = match self.seg_bias.get() {
-                    Some(b) => b,
-                    None => {
-                        let b = super::mask::bias(allowed, q.kind())?;
-                        self.seg_bias.get_or_init(|| b)
-                    }
-                };
+                let bias = cached_bias(&self.seg_bias, allowed, q.kind())?;
                 let (n, lk) = (self.seg_rows, self.seg_width);
                 let qs = gather(q, &self.seg_index, n, lk);
                 let ks = Tensor::cat(
@@ -451,6 +439,17 @@ impl PackedBatch {
             }
         };
         Ok(all.index_select(0, &self.back).unsqueeze(0))
+    }
+}
+
+/// The additive bias of `allowed` in `kind`, made once (by the first layer) and kept in `cell`.
+fn cached_bias<'a>(cell: &'a OnceCell<Tensor>, allowed: &Tensor, kind: tch::Kind) -> Result<&'a Tensor> {
+    match cell.get() {
+        Some(b) => Ok(b),
+        None => {
+            let b = super::mask::bias(allowed, kind)?;
+            Ok(cell.get_or_init(|| b))
+        }
     }
 }
 
