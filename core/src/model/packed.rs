@@ -14,6 +14,9 @@
 //!   to `(segment rows, longest row)`, attend their context's keys and values and, causally,
 //!   their own segment's (an additive bias).
 //!
+//! A model with a sliding window ([`PackedBatch::with_window`]) has both calls masked to it
+//! where some row runs past the window.
+//!
 //! So the attention work is about `Σ context² / 2 + Σ segments × (context + segments)` instead
 //! of the `(context + Σ segments)²` of one dense row under a tree mask, and no layer computes
 //! padding but attention's. Each token sees exactly what it would see in its own (context +
