@@ -224,15 +224,27 @@ fn total(r: &Value, tasks: &[&str], key: &str) -> u64 {
 fn shards_that_fail_before_the_run_ask_for_the_command_again() {
     let tmp = crate::tempdir!("shards-unknown-task");
     let out = tmp.path().join("out");
-    let o = evalkit(&out, &["no_such_task"], 4, &["--shards", "2"])
+    // A checkpoint that is not there: each shard fails opening it.
+    let missing = tmp.path().join("no-checkpoint");
+    let o = evalkit_on(&missing, &out, &["arc_easy"], 4, &["--shards", "2"])
         .output()
         .expect("runs");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
-    assert!(err.contains("unknown task"), "{err}");
+    assert!(err.contains("no-checkpoint"), "{err}");
     assert!(
         err.contains("of 2 failed before any began the run") && !err.contains("RANK=R"),
         "no shard to rerun alone: {err}"
+    );
+    // An unknown task is refused before any shard starts.
+    let o = evalkit(&out, &["no_such_task"], 4, &["--shards", "2"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unknown task `no_such_task`") && !err.contains("shard"),
+        "{err}"
     );
 }
 
