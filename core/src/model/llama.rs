@@ -225,7 +225,7 @@ impl LlamaConfigFile {
             }
         }
         let qwen = self.model_type == "qwen2";
-        let window = self.window(path)?.filter(|&w| w < self.max_position_embeddings);
+        let window = self.window(cfg_err)?.filter(|&w| w < self.max_position_embeddings);
         Ok(LlamaConfig {
             hidden: self.hidden_size,
             intermediate: self.intermediate_size,
@@ -248,12 +248,8 @@ impl LlamaConfigFile {
     /// Mistral's `sliding_window` (4096 where absent, none where `null`); Qwen2's where
     /// `use_sliding_window` is set, for the layers from `max_window_layers` on (or as
     /// `layer_types` lists them); none for Llama. A window on some layers only is refused.
-    fn window(&self, path: &Path) -> Result<Option<usize>> {
-        let cfg_err = |field: &str, message: String| Error::Config {
-            path: path.to_path_buf(),
-            field: field.into(),
-            message,
-        };
+    /// `cfg_err` names a field of the file in an error, as [`LlamaConfigFile::into_config`]'s do.
+    fn window(&self, cfg_err: impl Fn(&str, String) -> Error) -> Result<Option<usize>> {
         let window = match self.model_type.as_str() {
             "mistral" => self.sliding_window.unwrap_or(Some(4096)),
             "qwen2" if self.use_sliding_window == Some(true) => self.sliding_window.unwrap_or(Some(4096)),
