@@ -839,8 +839,11 @@ fn one_failing_evaluation_leaves_the_others_results() {
         "{}",
         text(&o)
     );
+    let d = out.display();
     assert!(
-        text(&o).contains("also holds report.md of an earlier run; `evalkit report"),
+        text(&o).contains(&format!(
+            "also holds report.md of an earlier run; `evalkit report --format md --output {d} {d}` writes this run's"
+        )),
         "{}",
         text(&o)
     );

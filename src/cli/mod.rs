@@ -766,17 +766,14 @@ fn stale_samples(doc: &Value, output: &Path) {
     let Some(results) = modified("results.json") else {
         return;
     };
-    let old: Vec<&str> = ["report.html", "report.md"]
-        .into_iter()
-        .filter(|f| modified(f).is_some_and(|t| t < results))
-        .collect();
-    if !old.is_empty() {
-        eprintln!(
-            "note: {} also holds {} of an earlier run; `evalkit report {}` writes this run's",
-            output.display(),
-            old.join(" and "),
-            output.display()
-        );
+    let dir = output.display();
+    for (file, command) in [
+        ("report.html", format!("evalkit report {dir}")),
+        ("report.md", format!("evalkit report --format md --output {dir} {dir}")),
+    ] {
+        if modified(file).is_some_and(|t| t < results) {
+            eprintln!("note: {dir} also holds {file} of an earlier run; `{command}` writes this run's");
+        }
     }
 }
 

@@ -209,12 +209,15 @@ fn row<L: F32x8>(x: &[f32]) -> (f64, usize) {
     let (mut max, mut total, mut argmax) = (f32::NEG_INFINITY, 0f64, 0usize);
     for (b, block) in x.chunks(BLOCK).enumerate() {
         let (whole, tail) = block.split_at(block.len() / LANES * LANES);
-        let lanes = || {
-            whole
-                .chunks_exact(LANES)
-                .map(|c| L::load(c.try_into().expect("eight floats")))
-        };
-        let mut m = lanes().fold(L::splat(f32::NEG_INFINITY), |m, v| v.max(m)).max_lane();
+        // Plain loops, not iterator closures: a closure does not inherit `row_avx2`'s target
+        // features, and unless the optimiser happens to inline it first (it does at
+        // opt-level 3, not at 2) every intrinsic in it stays a function call.
+        let lane = |i: usize| -> &[f32; LANES] { whole[i * LANES..][..LANES].try_into().expect("eight floats") };
+        let mut mv = L::splat(f32::NEG_INFINITY);
+        for i in 0..whole.len() / LANES {
+            mv = L::load(lane(i)).max(mv);
+        }
+        let mut m = mv.max_lane();
         for &v in tail {
             if v > m {
                 m = v;
@@ -231,10 +234,15 @@ fn row<L: F32x8>(x: &[f32]) -> (f64, usize) {
         // finite maximum comes (a row of only −inf ends at −inf, an error).
         let shift = if max == f32::NEG_INFINITY { 0.0 } else { max };
         let by = L::splat(shift);
-        let sum = lanes().fold(L::splat(0.0), |s, v| v.sub(by).exp().add(s)).sum();
-        total += tail
-            .iter()
-            .fold(sum as f64, |s, &v| s + (v as f64 - shift as f64).exp());
+        let mut sv = L::splat(0.0);
+        for i in 0..whole.len() / LANES {
+            sv = L::load(lane(i)).sub(by).exp().add(sv);
+        }
+        let mut sum = sv.sum() as f64;
+        for &v in tail {
+            sum += (v as f64 - shift as f64).exp();
+        }
+        total += sum;
     }
     (max as f64 + total.ln(), argmax)
 }
