@@ -268,6 +268,15 @@ fn eight(x: &[f32], at: usize) -> &[f32; LANES] {
     x[at..at + LANES].try_into().expect("eight lanes")
 }
 
+/// `acc += w × r`: one key's value row `r` (`D` floats, up to two vectors) weighted by `w`.
+#[inline(always)]
+fn add_row<const D: usize, V: F32x8>(acc: &mut [V; 2], w: f32, r: &[f32]) {
+    let w = V::splat(w);
+    for (p, acc) in acc.iter_mut().enumerate().take(D / LANES) {
+        *acc = w.mul_add(V::load(eight(r, p * LANES)), *acc);
+    }
+}
+
 /// The attention of queries `from..` (as many as `out` holds rows) on lanes `V`.
 #[inline(always)]
 fn queries<const D: usize, V: F32x8>(s: &Shape, x: Inputs<'_>, from: usize, out: &mut [f32]) {
@@ -293,7 +302,13 @@ fn queries<const D: usize, V: F32x8>(s: &Shape, x: Inputs<'_>, from: usize, out:
         scores.resize(padded + LANES, 0.0);
         for h in 0..s.heads {
             let kv = h / s.rep;
-            let qh: [V; D] = std::array::from_fn(|d| V::splat(q[(t * s.heads + h) * D + d] * s.scale));
+            // Loops and functions rather than closures here: a closure does not inherit
+            // `queries_avx2`'s target features, so unless it is inlined first its intrinsics
+            // stay calls (as they did at opt-level 2).
+            let mut qh = [V::splat(0.0); D];
+            for (d, qd) in qh.iter_mut().enumerate() {
+                *qd = V::splat(q[(t * s.heads + h) * D + d] * s.scale);
+            }
             let keys = &kt[kv * D * stride..(kv + 1) * D * stride];
             // Scores, eight keys at a time summed over the dimensions in one register.
             let mut off = 0;
@@ -333,17 +348,11 @@ fn queries<const D: usize, V: F32x8>(s: &Shape, x: Inputs<'_>, from: usize, out:
             for &(a, b) in &parts {
                 let rows = &v[(kv * s.tokens + a) * D..(kv * s.tokens + b) * D];
                 let weights = &scores[off..off + b - a];
-                let add = |acc: &mut [V; 2], w: f32, r: &[f32]| {
-                    let w = V::splat(w);
-                    for (p, acc) in acc.iter_mut().enumerate().take(D / LANES) {
-                        *acc = w.mul_add(V::load(eight(r, p * LANES)), *acc);
-                    }
-                };
                 let mut quads = rows.chunks_exact(4 * D);
                 let mut ws = weights.chunks_exact(4);
                 for (w, quad) in (&mut ws).zip(&mut quads) {
                     for ((acc, &w), r) in acc.iter_mut().zip(w).zip(quad.chunks_exact(D)) {
-                        add(acc, w, r);
+                        add_row::<D, V>(acc, w, r);
                     }
                 }
                 for ((&w, r), acc) in ws
@@ -352,7 +361,7 @@ fn queries<const D: usize, V: F32x8>(s: &Shape, x: Inputs<'_>, from: usize, out:
                     .zip(quads.remainder().chunks_exact(D))
                     .zip(&mut acc)
                 {
-                    add(acc, w, r);
+                    add_row::<D, V>(acc, w, r);
                 }
                 off += b - a;
             }
