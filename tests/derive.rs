@@ -193,6 +193,23 @@ fn every_kind_derives_and_runs() {
     assert_eq!(o.samples[0]["contexts"][0], "Once upon a time there was a");
     assert_eq!(o.samples[0]["continuations"][0], " girl");
     assert!(o.metrics.contains_key("perplexity"));
+    // Few-shot examples are lm-eval's `doc_to_text + target_delimiter + doc_to_target`: a
+    // continuation that starts with a space follows the delimiter's space (two spaces, as
+    // lm-eval 0.4.13 writes them, with its warning).
+    let pool = vec![LambadaRow {
+        text: "The dog ran home".into(),
+    }];
+    let shot = task(vec![LambadaRow {
+        text: "Once upon a time there was a girl".into(),
+    }])
+    .fewshot(&pool, 1, FewShotSampler::First, "")
+    .expect("examples")
+    .build();
+    let o = run(shot.as_ref(), "stories260K-hf", &opts);
+    assert_eq!(
+        o.samples[0]["contexts"][0],
+        "The dog ran  home\n\nOnce upon a time there was a"
+    );
 
     let p = task(vec![Page {
         body: "Lily and Tom went to the park.".into(),
@@ -270,6 +287,77 @@ fn bad_answers_are_row_errors() {
         err.to_string().contains("row 0: answer \"zzz\" matches no choice"),
         "{err}"
     );
+}
+
+#[derive(Evaluation, Deserialize)]
+#[eval(name = "repeated_choices", kind = multiple_choice)]
+struct Repeated {
+    #[eval(context)]
+    question: String,
+    #[eval(choices)]
+    options: Vec<String>,
+    #[eval(answer)]
+    label: usize,
+}
+
+/// A choice given twice is scored once, as lm-eval's logits cache scores an equal request
+/// once: equal log-likelihoods, and the tie goes to the first (DESIGN section 3). Computed
+/// twice in one packed batch of these 40 rows (whitespace and Unicode in contexts and choices,
+/// five rows with a repeated choice), row 1's two " x" differed in the last bit and the
+/// second one won.
+#[test]
+fn a_repeated_choice_scores_equal_and_ties_go_to_the_first() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repeated-choices.jsonl");
+    let rows: Vec<Repeated> = std::fs::read_to_string(&path)
+        .expect("fixture")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row"))
+        .collect();
+    let options: Vec<Vec<String>> = rows.iter().map(|r| r.options.clone()).collect();
+    let o = run(task(rows).build().as_ref(), "stories260K-hf", &RunOptions::default());
+    let mut repeats = 0;
+    for (i, opts) in options.iter().enumerate() {
+        let lls = o.samples[i]["loglikelihoods"].as_array().expect("loglikelihoods");
+        for (a, b) in (0..opts.len()).flat_map(|a| (a + 1..opts.len()).map(move |b| (a, b))) {
+            if opts[a] == opts[b] {
+                assert_eq!(lls[a], lls[b], "row {i}: choices {a} and {b} are both {:?}", opts[a]);
+                repeats += 1;
+            }
+        }
+    }
+    assert_eq!(repeats, 5);
+    let row1 = o.samples[1]["loglikelihoods"].as_array().expect("row 1");
+    assert!(
+        row1.iter().all(|v| v.as_f64() <= row1[0].as_f64()),
+        "{row1:?}: \" x\" is the most likely"
+    );
+    assert_eq!(o.per_sample["acc"][1], 1.0, "the first of the tied choices is picked");
+}
+
+/// An empty choice divides its log-likelihood by zero characters, as lm-eval's numpy does:
+/// −inf, so `acc_norm` and `acc_bytes` never pick it while another choice is finite (a
+/// length of at least one made it the likeliest here).
+#[test]
+fn an_empty_choice_is_never_the_normalised_pick() {
+    let rows = vec![Repeated {
+        question: "Question: is the dog happy?\nAnswer:".into(),
+        options: vec!["yes".into(), "no".into(), String::new()],
+        label: 0,
+    }];
+    let o = run(task(rows).build().as_ref(), "stories260K-hf", &RunOptions::default());
+    let lls: Vec<f64> = o.samples[0]["loglikelihoods"]
+        .as_array()
+        .expect("loglikelihoods")
+        .iter()
+        .map(|v| v.as_f64().expect("number"))
+        .collect();
+    assert!(
+        lls[2] > lls[0] / 3.0 && lls[2] > lls[1] / 2.0,
+        "{lls:?}: the empty choice would win at length 1"
+    );
+    let pick = if lls[0] / 3.0 >= lls[1] / 2.0 { 0.0 } else { 1.0 };
+    assert_eq!(o.per_sample["acc_norm"][0], 1.0 - pick, "{lls:?}");
+    assert_eq!(o.per_sample["acc_bytes"][0], 1.0 - pick, "{lls:?}");
 }
 
 #[test]

@@ -73,11 +73,22 @@ pub fn mean_metric(values: &[f64]) -> Metric {
     }
 }
 
-/// Index of the largest value, the first on ties.
+/// Index of the largest value, the first on ties; as numpy's `argmax` (which lm-eval calls),
+/// a NaN counts as larger than any number, so the first NaN wins.
+///
+/// ```
+/// use evalkit_core::metrics::argmax;
+/// assert_eq!(argmax(&[-2.0, -1.0, -1.0]), 1);
+/// assert_eq!(argmax(&[f64::NEG_INFINITY, -5.0]), 1);
+/// assert_eq!(argmax(&[-1.0, f64::NAN, -0.5, f64::NAN]), 1);
+/// ```
 pub fn argmax(values: &[f64]) -> usize {
+    if let Some(nan) = values.iter().position(|v| v.is_nan()) {
+        return nan;
+    }
     let mut best = 0;
     for (i, v) in values.iter().enumerate() {
-        if v.total_cmp(&values[best]).is_gt() {
+        if *v > values[best] {
             best = i;
         }
     }

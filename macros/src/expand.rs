@@ -263,7 +263,7 @@ fn expand(input: &Input, spec: &Spec) -> TokenStream {
                 },
                 quote!(Loglikelihood),
                 quote!(LoglikelihoodTask),
-                quote!(#p::Result::Ok((#context, #p::ToString::to_string((#cont).trim_start())))),
+                quote!(#p::Result::Ok((#context, ::std::string::String::from(::std::convert::AsRef::<str>::as_ref(&(#cont)))))),
             )
         }
         Kind::Perplexity => {

@@ -12,6 +12,7 @@ use crate::request::{ContinuationScore, ScoreRequest};
 use crate::schedule::{BatchSettings, ExecStats, Executor, Plan};
 use crate::shard::{rank_dir, Share, ShareRecord};
 use serde::{de::DeserializeOwned, Serialize};
+use std::borrow::Cow;
 
 /// Plans requests of `lengths` with `batch` and runs the plan through the executor with the
 /// evaluation's journal (when the env has a journal folder); `key` must cover everything the
@@ -153,10 +154,64 @@ where
 }
 
 /// Scores requests, longest first, sharing contexts through the KV cache when `share` is set.
+/// A continuation that a request holds twice is scored once ([`distinct_continuations`]).
 pub(crate) fn score_requests(
     env: &Env<'_>,
     name: &str,
     reqs: &[ScoreRequest],
+    batch: BatchSettings,
+    share: bool,
+) -> Result<(Vec<Vec<ContinuationScore>>, ExecStats)> {
+    let (distinct, copies) = distinct_continuations(reqs);
+    let (mut scores, stats) = score_distinct(env, name, &distinct, batch, share)?;
+    for (i, of) in copies {
+        scores[i] = of.iter().map(|&u| scores[i][u].clone()).collect();
+    }
+    Ok((scores, stats))
+}
+
+/// The requests with each continuation once, and for each request that held one twice, its
+/// index and where each of its continuations is among the distinct ones. lm-eval computes a
+/// (context, continuation) pair that appears twice once (its logits cache groups equal
+/// requests), so equal choices get equal log-likelihoods and a tie goes to the first, as
+/// DESIGN section 3 asks; computed twice in one packed batch they could differ in the last
+/// bit and break the tie the other way.
+fn distinct_continuations(reqs: &[ScoreRequest]) -> (Vec<Cow<'_, ScoreRequest>>, Vec<(usize, Vec<usize>)>) {
+    let mut copies = vec![];
+    let distinct = reqs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let conts = &r.continuations;
+            let first = |c: &Vec<i64>| conts.iter().position(|d| d == c).expect("present");
+            if conts.iter().enumerate().all(|(j, c)| first(c) == j) {
+                return Cow::Borrowed(r);
+            }
+            let mut unique: Vec<Vec<i64>> = vec![];
+            let of = conts
+                .iter()
+                .map(|c| match unique.iter().position(|u| u == c) {
+                    Some(u) => u,
+                    None => {
+                        unique.push(c.clone());
+                        unique.len() - 1
+                    }
+                })
+                .collect();
+            copies.push((i, of));
+            Cow::Owned(ScoreRequest {
+                context: r.context.clone(),
+                continuations: unique,
+            })
+        })
+        .collect();
+    (distinct, copies)
+}
+
+fn score_distinct(
+    env: &Env<'_>,
+    name: &str,
+    reqs: &[Cow<'_, ScoreRequest>],
     batch: BatchSettings,
     share: bool,
 ) -> Result<(Vec<Vec<ContinuationScore>>, ExecStats)> {
@@ -169,7 +224,7 @@ pub(crate) fn score_requests(
         }
     }
     execute(env, name, key, &lengths, batch, |items, counts| {
-        let batch: Vec<&ScoreRequest> = items.iter().map(|&i| &reqs[i]).collect();
+        let batch: Vec<&ScoreRequest> = items.iter().map(|&i| reqs[i].as_ref()).collect();
         env.model
             .score(&batch, share, counts)
             .map_err(|e| name_error(name, items, e))

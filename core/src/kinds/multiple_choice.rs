@@ -197,11 +197,10 @@ impl<T: MultipleChoice> Kind<T> for MultipleChoiceKind {
         let hit = |p: usize| f64::from(u8::from(p == item.answer));
         let mut m: Vec<(&'static str, f64)> = vec![
             ("acc", hit(pred)),
-            (
-                "acc_norm",
-                hit(norm(&|j| item.norm_texts[j].chars().count().max(1) as f64)),
-            ),
-            ("acc_bytes", hit(norm(&|j| item.norm_texts[j].len().max(1) as f64))),
+            ("acc_norm", hit(norm(&|j| item.norm_texts[j].chars().count() as f64))),
+            // An empty choice divides by zero, as lm-eval's numpy does: −inf (never picked
+            // while another is finite), or NaN for a log-likelihood of 0 (picked first).
+            ("acc_bytes", hit(norm(&|j| item.norm_texts[j].len() as f64))),
             ("acc_token_norm", hit(norm(&|j| s.num_tokens[j] as f64))),
         ];
         let extra = row.extra_metrics(&item, lls);
