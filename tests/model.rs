@@ -536,6 +536,30 @@ fn torchscript_export_loads_and_matches_pytorch() {
     .expect("suite");
     let out = eval.evaluations[0].evaluate(&env).expect("generates");
     assert_eq!((out.n, out.stats.chunks_computed), (5, 1));
+    // The same weights exported as forward(ids), with no mask (tiny_lm_ids_only.pt): a batch
+    // of prompts of several lengths generates what the masked module does, where left padding
+    // would have been read as tokens.
+    let ids_only = TorchScriptModel::load(
+        &fixtures.join("tiny_lm_ids_only.pt"),
+        tch::Device::Cpu,
+        TorchScriptOptions {
+            max_len: 64,
+            takes_mask: false,
+        },
+    )
+    .expect("loads");
+    let generations = |m: &dyn evalkit::core::Model| -> Vec<Value> {
+        let env = evalkit::core::kinds::Env { model: m, ..env };
+        let o = eval.evaluations[0].evaluate(&env).expect("generates");
+        o.samples.iter().map(|s| s["generations"].clone()).collect()
+    };
+    let prompts: std::collections::BTreeSet<usize> = out
+        .samples
+        .iter()
+        .map(|s| s["prompt"].as_str().expect("prompt").len())
+        .collect();
+    assert!(prompts.len() > 1, "prompts of several lengths in one batch");
+    assert_eq!(generations(&ids_only), generations(&model));
 }
 
 /// GPT-NeoX checkpoints in the other layouts transformers reads: a bare `GPTNeoXModel`'s

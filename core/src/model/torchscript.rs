@@ -7,7 +7,10 @@
 
 use super::cache::KvCache;
 use super::Model;
+use crate::batch::TokenCounts;
 use crate::error::{Error, Result, TorchContext};
+use crate::request::{GenerateParams, GenerateRequest, Generation};
+use crate::tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
@@ -119,5 +122,32 @@ impl Model for TorchScriptModel {
     }
     fn new_cache(&self) -> Option<KvCache> {
         None
+    }
+    /// Generation left-pads a batch's prompts to one length, which only a module that reads
+    /// the mask can ignore: a module without one generates the prompts of each length
+    /// together, with no padding.
+    fn generate(
+        &self,
+        tok: &Tokenizer,
+        reqs: &[&GenerateRequest],
+        params: &GenerateParams,
+        counts: &mut TokenCounts,
+    ) -> Result<Vec<Generation>> {
+        if self.opts.takes_mask {
+            return crate::batch::generate_batch(self, tok, reqs, params, counts);
+        }
+        let mut out: Vec<Option<Generation>> = vec![None; reqs.len()];
+        let mut lengths: Vec<usize> = reqs.iter().map(|r| r.prompt.len()).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        for len in lengths {
+            let at: Vec<usize> = (0..reqs.len()).filter(|&i| reqs[i].prompt.len() == len).collect();
+            let same: Vec<&GenerateRequest> = at.iter().map(|&i| reqs[i]).collect();
+            let gens = crate::batch::generate_batch(self, tok, &same, params, counts)?;
+            for (i, g) in at.into_iter().zip(gens) {
+                out[i] = Some(g);
+            }
+        }
+        Ok(out.into_iter().map(|g| g.expect("every prompt has a length")).collect())
     }
 }
