@@ -247,6 +247,19 @@ fn models_by_hub_id_resolve_through_the_cache_offline() {
         std::fs::read(by_id.join("samples_arc_easy.jsonl")).expect("samples"),
         std::fs::read(by_dir.join("samples_arc_easy.jsonl")).expect("samples")
     );
+    // A commit hash as the revision finds its snapshot folder, with no `refs/<commit>` file
+    // (Python's huggingface_hub writes none for it).
+    let by_commit = tmp.path().join("by-commit");
+    let o = run(
+        "evalkit-test/stories260K@0123456789abcdef0123456789abcdef01234567",
+        &by_commit,
+        true,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(by_commit.join("samples_arc_easy.jsonl")).expect("samples"),
+        std::fs::read(by_dir.join("samples_arc_easy.jsonl")).expect("samples")
+    );
     // A revision the cache does not hold, offline: an error naming the file and the cache path.
     let o = run("evalkit-test/stories260K@v2", &tmp.path().join("missing"), true);
     assert_eq!(o.status.code(), Some(2));

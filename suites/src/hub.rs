@@ -60,6 +60,20 @@ fn fetch_file(repo: &Repo, id: &str, what: &str, file: &str, opts: &HubOptions) 
     if let Some(p) = Cache::new(opts.cache_dir.clone()).repo(repo.clone()).get(file) {
         return Ok(p);
     }
+    // A revision that is a commit hash names its snapshot folder directly: Python's
+    // huggingface_hub writes no `refs/<commit>` file for it, which hf-hub's cache looks up.
+    let revision = repo.revision();
+    if revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let p = opts
+            .cache_dir
+            .join(repo.folder_name())
+            .join("snapshots")
+            .join(revision.to_ascii_lowercase())
+            .join(file);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
     let expected = opts
         .cache_dir
         .join(repo.folder_name())
