@@ -176,6 +176,21 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
         "{model}"
     );
 
+    // A task the engine cannot run (llama.cpp gives no log-prob for the first token, where
+    // WikiText's first rolling window starts) fails alone: the others' results are written,
+    // it is named under `failed`, and the exit status is 2.
+    let partial = tmp.path().join("partial");
+    let o = run(&url, &tok, &partial, &["--tasks", "wikitext,arc_easy", "--limit", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(partial.join("results.json")).expect("results")).expect("json");
+    assert!(results["results"]["arc_easy"]["acc"].is_number(), "{results}");
+    let why = results["failed"]["wikitext"].as_str().expect("wikitext failed");
+    assert!(
+        why.contains("evaluation `wikitext`") && why.contains("prompt_logprobs"),
+        "{why}"
+    );
+
     // Killed mid-run: the run stops with a message and keeps its chunks; with the server back,
     // the rerun resumes them and ends with the samples of a run that was never interrupted.
     let whole = tmp.path().join("whole");

@@ -150,6 +150,16 @@ pub enum Error {
         /// What is wrong, naming the variable.
         message: String,
     },
+    /// An evaluation whose requests this model cannot run, though others may (a served
+    /// engine that returns no log-prob where a rolling-perplexity window starts): the
+    /// evaluation fails, the run's others go on.
+    #[error("evaluation `{evaluation}`: {message}")]
+    Incapable {
+        /// The evaluation (filled in where the error passes the evaluation's name).
+        evaluation: String,
+        /// What the model cannot do, and what would.
+        message: String,
+    },
     /// A request that the model cannot serve (an unsupported device, dtype or operation).
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -236,7 +246,8 @@ impl Error {
     }
 
     /// Whether the error is one evaluation's own — a row of its data it cannot score (an
-    /// answer out of range, a continuation longer than the model) — rather than the run's
+    /// answer out of range, a continuation longer than the model), or requests the model
+    /// cannot run ([`Error::Incapable`]) — rather than the run's
     /// (files, the model, the device, a served model, shards, non-finite logits): the run's
     /// other evaluations can still finish, and their work stands.
     ///
@@ -249,7 +260,7 @@ impl Error {
     /// assert!(!nan.is_evaluation_specific());
     /// ```
     pub fn is_evaluation_specific(&self) -> bool {
-        matches!(self, Error::Row { .. })
+        matches!(self, Error::Row { .. } | Error::Incapable { .. })
     }
 
     /// The error of evaluations that failed on their own: the one error, or

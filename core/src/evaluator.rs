@@ -392,7 +392,9 @@ impl<'a> Evaluator<'a> {
                 .map(|(task, why)| (task.clone(), json!(format!("not loaded: {why}"))))
                 .collect();
             failures.extend(failed.iter().filter_map(|e| match e {
-                Error::Row { evaluation, .. } => Some((evaluation.clone(), json!(e.to_string()))),
+                Error::Row { evaluation, .. } | Error::Incapable { evaluation, .. } => {
+                    Some((evaluation.clone(), json!(e.to_string())))
+                }
                 _ => None,
             }));
             for g in &self.groups {

@@ -244,6 +244,10 @@ pub(crate) fn name_error(name: &str, items: &[usize], e: Error) -> Error {
                 rows.iter().filter_map(|&p| items.get(p).copied()).collect()
             },
         },
+        Error::Incapable { message, .. } => Error::Incapable {
+            evaluation: name.into(),
+            message,
+        },
         Error::Unsupported(m) => Error::Evaluation {
             evaluation: name.into(),
             message: m,

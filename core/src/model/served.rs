@@ -304,10 +304,10 @@ impl Served {
         // Where the continuation starts among the echoed tokens (the first has no log-prob).
         let first = echoed - continuation.len();
         if first == 0 {
-            return Err(served_error(
-                url,
-                "the engine gives no log-prob for the first token after its BOS, and the continuation starts there (a rolling-perplexity window: use an engine that returns prompt_logprobs)",
-            ));
+            return Err(Error::Incapable {
+                evaluation: String::new(),
+                message: format!("{url}: the engine gives no log-prob for the first token after its BOS, and the continuation starts there (a rolling-perplexity window: use an engine that returns prompt_logprobs)"),
+            });
         }
         let mut token_logprobs = Vec::with_capacity(continuation.len());
         let mut argmax = Vec::with_capacity(continuation.len());
