@@ -44,7 +44,7 @@
 //! | struct | `max_new_tokens = N`, `stop("a", "b")` | generation length (required) and stop strings |
 //! | struct | `clean = f`, `check = f`, `score = f` | generation hooks: a built-in name (`trim`, `first_number`, `last_number`, `gsm8k_strict`, `gsm8k_flexible`, `exact_match`, `number_match`, ...), any function path, `self.method` (a method of the row, given the hook's arguments: HumanEval runs its tests this way), or `clean = regex("...")` |
 //! | struct | `batch_size = N`, `chunk_size = N`, `limit = N` | per-evaluation defaults |
-//! | struct | `num_fewshot = K`, `description = "..."` | few-shot defaults: K examples after the description (`task(rows).fewshot_default(&pool, seed)`) |
+//! | struct | `num_fewshot = K`, `description = "..."` | few-shot defaults: K examples after the description (`task(rows).fewshot_default(&pool, seed)`; `build()` without a pool warns and runs zero-shot, `.zero_shot()` says so on purpose) |
 //! | field | `context`, `prompt`, `text`, ... | the field is that role, verbatim; `context = "template"` renders a template instead |
 //! | field | `choices` | the choices: any list of strings (`Vec<String>`, `[&str; N]`, `Box<[String]>`, an alias of one) |
 //! | field | `answer` / `answer = index \| letter \| text` | the answer: an integer index, a letter (`"B"`, `'B'`), or the right choice's text |
@@ -177,5 +177,11 @@
 pub use evalkit_core as core;
 pub use evalkit_macros::Evaluation;
 pub use evalkit_suites as suites;
+/// What implementing [`core::Model`] for a module of your own needs from `tch`, the libtorch
+/// binding evalkit is built on: its `Tensor` is the one the trait takes (another `tch`
+/// version in your crate would be another type). Depend on `tch = "=0.24.0"` for the rest.
+pub mod tch {
+    pub use ::tch::{nn, no_grad, no_grad_guard, Device, IndexOp, Kind, TchError, Tensor};
+}
 
 extern crate self as evalkit;

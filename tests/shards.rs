@@ -233,7 +233,7 @@ fn shards_that_fail_before_the_run_ask_for_the_command_again() {
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("no-checkpoint"), "{err}");
     assert!(
-        err.contains("of 2 failed before any began the run") && !err.contains("RANK=R"),
+        err.contains("of 2 failed before any began the run") && !err.contains("Rerun each failed shard alone"),
         "no shard to rerun alone: {err}"
     );
     // An unknown task is refused before any shard starts.
@@ -267,7 +267,7 @@ fn shards_started_with_other_settings_are_told_how_to_resume() {
     assert!(!ok, "{err}");
     assert!(
         err.contains("holds the journal of a run with --shards 2: rerun that with --shards 2")
-            && !err.contains("RANK=R"),
+            && !err.contains("Rerun each failed shard alone"),
         "{err}"
     );
     // Same number of shards, other settings: every shard is refused.
@@ -276,7 +276,7 @@ fn shards_started_with_other_settings_are_told_how_to_resume() {
     assert!(
         err.contains("started with settings other than the run's")
             && err.contains("every shard failed")
-            && !err.contains("RANK=R"),
+            && !err.contains("Rerun each failed shard alone"),
         "{err}"
     );
 }

@@ -38,6 +38,8 @@ pub struct TaskBuilder<T> {
     name: String,
     rows: Vec<T>,
     fewshot: Option<FewShot>,
+    /// Zero-shot asked for ([`TaskBuilder::zero_shot`]) where the benchmark declares examples.
+    zero_shot: bool,
 }
 
 /// Starts an evaluation over `rows`, named after the benchmark.
@@ -66,6 +68,7 @@ pub fn task<T: Benchmark>(rows: Vec<T>) -> TaskBuilder<T> {
         name: T::NAME.to_string(),
         rows,
         fewshot: None,
+        zero_shot: false,
     }
 }
 
@@ -73,6 +76,13 @@ impl<T: Benchmark> TaskBuilder<T> {
     /// Renames the evaluation.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Runs the benchmark zero-shot though it declares `num_fewshot` (which [`TaskBuilder::build`]
+    /// would otherwise warn of); the `description` still precedes every context.
+    pub fn zero_shot(mut self) -> Self {
+        self.zero_shot = true;
         self
     }
 
@@ -136,8 +146,13 @@ impl<T: Benchmark> TaskBuilder<T> {
     }
 
     /// The evaluation. Without few-shot settings, the benchmark's `description` (if any)
-    /// still precedes every context, as lm-eval's zero-shot prompts do.
+    /// still precedes every context, as lm-eval's zero-shot prompts do, and a benchmark that
+    /// declares `num_fewshot` runs zero-shot with a warning (its examples need a pool:
+    /// [`TaskBuilder::fewshot_default`]).
     pub fn build(self) -> Box<dyn Evaluation> {
+        if let Some(note) = self.zero_shot_note() {
+            tracing::warn!("{note}");
+        }
         let fewshot = match self.fewshot {
             None if !T::DESCRIPTION.is_empty() => {
                 let spec = FewShotSpec {
@@ -151,6 +166,20 @@ impl<T: Benchmark> TaskBuilder<T> {
             f => f,
         };
         T::evaluation(self.name, self.rows, fewshot)
+    }
+}
+
+impl<T: Benchmark> TaskBuilder<T> {
+    /// What [`TaskBuilder::build`] warns of: a benchmark declaring `num_fewshot` built with no
+    /// few-shot settings.
+    fn zero_shot_note(&self) -> Option<String> {
+        (self.fewshot.is_none() && !self.zero_shot && T::NUM_FEWSHOT > 0).then(|| {
+            format!(
+                "`{}` declares num_fewshot = {} but was built with no few-shot pool, so it runs zero-shot: give it one with .fewshot_default(pool, seed) or .fewshot(..), or say .zero_shot()",
+                self.name,
+                T::NUM_FEWSHOT
+            )
+        })
     }
 }
 
@@ -186,6 +215,39 @@ mod tests {
         fn evaluation(name: String, rows: Vec<Self>, _: Option<FewShot>) -> Box<dyn Evaluation> {
             Box::new(PerplexityTask::new(name, rows))
         }
+    }
+
+    /// [`Text`] declaring three few-shot examples.
+    struct Shots(Text);
+    impl Perplexity for Shots {
+        fn get(&self) -> Result<PplItem, RowError> {
+            self.0.get()
+        }
+    }
+    impl Benchmark for Shots {
+        const NAME: &'static str = "shots";
+        const KIND: TaskKind = TaskKind::Perplexity;
+        const METRICS: &'static [&'static str] = &["word_perplexity"];
+        const NUM_FEWSHOT: usize = 3;
+        fn example(&self) -> Result<(String, String), RowError> {
+            self.0.example()
+        }
+        fn evaluation(name: String, rows: Vec<Self>, _: Option<FewShot>) -> Box<dyn Evaluation> {
+            Box::new(PerplexityTask::new(name, rows))
+        }
+    }
+
+    #[test]
+    fn a_declared_num_fewshot_without_a_pool_is_warned_of() {
+        let note = task(vec![Shots(Text("a".into()))]).zero_shot_note().expect("a note");
+        assert!(
+            note.contains("`shots` declares num_fewshot = 3") && note.contains("fewshot_default"),
+            "{note}"
+        );
+        assert_eq!(task(vec![Text("a".into())]).zero_shot_note(), None);
+        let zero = task(vec![Shots(Text("a".into()))]).fewshot(&[], 0, FewShotSampler::First, "");
+        assert_eq!(zero.expect("k = 0").zero_shot_note(), None, "zero-shot asked for");
+        assert_eq!(task(vec![Shots(Text("a".into()))]).zero_shot().zero_shot_note(), None);
     }
 
     #[test]

@@ -363,6 +363,11 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             _ => {}
         }
     }
+    for (attr, n) in [("batch_size", a.batch_size.get()), ("chunk_size", a.chunk_size.get())] {
+        if let Some(n) = n.filter(|n| n.base10_parse::<usize>().ok() == Some(0)) {
+            cx.error_spanned_by(n, format!("{attr} must be at least 1"));
+        }
+    }
     if matches!(kind, Kind::Perplexity | Kind::NextToken) {
         for (attr, span) in [
             ("description", a.description.span()),

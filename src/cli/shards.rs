@@ -100,11 +100,12 @@ pub fn spawn(a: &RunArgs, shards: usize, threads: Option<i32>, output: &Path) ->
             }
         }
     }
-    let mut failed = vec![];
+    let (mut failed, mut failed_ranks) = (vec![], vec![]);
     for (rank, mut child) in children {
         let status = child.wait().with_context(|| format!("waiting for shard {rank}"))?;
         if !status.success() {
             failed.push(format!("shard {rank} ({status})"));
+            failed_ranks.push(rank);
         }
     }
     if !failed.is_empty() && !output.join(".journal").exists() {
@@ -121,11 +122,15 @@ pub fn spawn(a: &RunArgs, shards: usize, threads: Option<i32>, output: &Path) ->
     }
     if !failed.is_empty() {
         let rerun: Vec<String> = std::env::args().skip(1).map(|s| shell_quote(&s)).collect();
+        let commands: Vec<String> = failed_ranks
+            .iter()
+            .map(|r| format!("  RANK={r} WORLD_SIZE={shards} evalkit {}", rerun.join(" ")))
+            .collect();
         bail!(
-            "{} of {shards} failed; each finished chunk is journaled in {}. Rerun a failed shard alone with\n  RANK=R WORLD_SIZE={shards} evalkit {}\n(the last shard to finish writes the results; `evalkit merge {}` writes them when every shard is done)",
+            "{} of {shards} failed; each finished chunk is journaled in {}. Rerun each failed shard alone:\n{}\n(the last shard to finish writes the results; `evalkit merge {}` writes them when every shard is done)",
             failed.join(", "),
             output.join(".journal").display(),
-            rerun.join(" "),
+            commands.join("\n"),
             output.display()
         );
     }

@@ -72,7 +72,9 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> 
         .num_fewshot
         .unwrap_or(<Gsm8k as evalkit_core::Benchmark>::NUM_FEWSHOT);
     let mut t = evalkit_core::task(rows).named(name);
-    if k > 0 {
+    if k == 0 {
+        t = t.zero_shot();
+    } else {
         let train = dir.join("train.jsonl");
         if !train.is_file() {
             return Err(Error::Setting {

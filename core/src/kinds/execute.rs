@@ -170,13 +170,17 @@ pub(crate) fn score_requests(
     Ok((scores, stats))
 }
 
+/// A request that holds a continuation twice: its index, and for each of its continuations
+/// the index of the distinct one it equals.
+type Copies = (usize, Vec<usize>);
+
 /// The requests with each continuation once, and for each request that held one twice, its
 /// index and where each of its continuations is among the distinct ones. lm-eval computes a
 /// (context, continuation) pair that appears twice once (its logits cache groups equal
 /// requests), so equal choices get equal log-likelihoods and a tie goes to the first, as
 /// DESIGN section 3 asks; computed twice in one packed batch they could differ in the last
 /// bit and break the tie the other way.
-fn distinct_continuations(reqs: &[ScoreRequest]) -> (Vec<Cow<'_, ScoreRequest>>, Vec<(usize, Vec<usize>)>) {
+fn distinct_continuations(reqs: &[ScoreRequest]) -> (Vec<Cow<'_, ScoreRequest>>, Vec<Copies>) {
     let mut copies = vec![];
     let distinct = reqs
         .iter()

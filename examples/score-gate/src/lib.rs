@@ -36,10 +36,21 @@ pub fn data_file() -> PathBuf {
 }
 
 /// A checkpoint among evalkit's shared test models (`$EVALKIT_SHARED/models/<name>`, by default
-/// the `shared` folder beside the evalkit checkout).
-pub fn shared_model(name: &str) -> PathBuf {
-    let shared = std::env::var_os("EVALKIT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    shared.join("models").join(name)
+/// the `shared` folder beside the evalkit checkout); an error saying where it looked, and how
+/// to point elsewhere, when it is not there.
+pub fn shared_model(name: &str) -> anyhow::Result<PathBuf> {
+    let (shared, from) = match std::env::var_os("EVALKIT_SHARED") {
+        Some(s) => (PathBuf::from(s), "EVALKIT_SHARED"),
+        None => (
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+            "the default beside the evalkit checkout",
+        ),
+    };
+    let dir = shared.join("models").join(name);
+    anyhow::ensure!(
+        dir.is_dir(),
+        "no checkpoint {name} at {} ({from}): set EVALKIT_SHARED to the folder that holds models/{name}",
+        dir.display()
+    );
+    Ok(dir)
 }

@@ -5,10 +5,10 @@ use evalkit::core::{load_checkpoint, task, Evaluator, Tokenizer};
 use score_gate::{data_file, read_rows, shared_model};
 
 fn main() -> anyhow::Result<()> {
-    let dir = std::env::args_os()
-        .nth(1)
-        .map(Into::into)
-        .unwrap_or_else(|| shared_model("stories260K-hf"));
+    let dir = match std::env::args_os().nth(1) {
+        Some(dir) => dir.into(),
+        None => shared_model("stories260K-hf")?,
+    };
     let model = load_checkpoint(&dir, Default::default())?;
     let tokenizer = Tokenizer::from_dir(&dir)?;
     let mut evaluator = Evaluator::new(model.as_ref(), &tokenizer);

@@ -7,7 +7,7 @@ use score_gate::{data_file, read_rows, shared_model};
 
 #[test]
 fn stories260k_picks_sensible_endings() -> anyhow::Result<()> {
-    let dir = shared_model("stories260K-hf");
+    let dir = shared_model("stories260K-hf")?;
     let model = load_checkpoint(&dir, Default::default())?;
     let tokenizer = Tokenizer::from_dir(&dir)?;
     let mut evaluator = Evaluator::new(model.as_ref(), &tokenizer);
