@@ -188,7 +188,14 @@ impl Container {
                 match key.as_str() {
                     "name" => c.name.set(cx, &id, lit_str(&meta)?),
                     "kind" => {
-                        let v: Ident = meta.value()?.parse()?;
+                        let value = meta.value()?;
+                        if let Ok(quoted) = value.parse::<LitStr>() {
+                            return Err(syn::Error::new_spanned(
+                                &quoted,
+                                format!("kind takes a name, not a string: kind = {}", quoted.value()),
+                            ));
+                        }
+                        let v: Ident = value.parse()?;
                         c.kind.set(cx, &id, v)
                     }
                     "metrics" => {
@@ -257,7 +264,7 @@ impl Container {
                             c.roles.push((key, id, src));
                         }
                     }
-                    _ => return Err(syn::Error::new_spanned(&id, format!("unknown eval attribute `{key}`"))),
+                    _ => return Err(syn::Error::new_spanned(&id, unknown_struct_attribute(&key))),
                 }
                 Ok(())
             });
@@ -267,6 +274,49 @@ impl Container {
             }
         }
         c
+    }
+}
+
+/// The struct-level attributes (besides the text roles).
+const STRUCT_ATTRIBUTES: &[&str] = &[
+    "name",
+    "kind",
+    "metrics",
+    "choices",
+    "answer",
+    "contexts",
+    "extra_metrics",
+    "delimiter",
+    "description",
+    "num_fewshot",
+    "max_new_tokens",
+    "stop",
+    "clean",
+    "check",
+    "score",
+    "batch_size",
+    "chunk_size",
+    "limit",
+    "crate",
+];
+
+/// The error for an unknown struct attribute: the one it likely meant (the longest known
+/// name it contains or that contains it, as `target_delimiter` holds `delimiter`), else
+/// every name.
+fn unknown_struct_attribute(key: &str) -> String {
+    let known = || STRUCT_ATTRIBUTES.iter().chain(TEXT_ROLES);
+    let close: Vec<&str> = known()
+        .filter(|k| key.contains(**k) || k.contains(key))
+        .copied()
+        .collect();
+    let longest = close.iter().map(|k| k.len()).max().unwrap_or(0);
+    let best: Vec<&&str> = close.iter().filter(|k| k.len() == longest).collect();
+    match best.as_slice() {
+        [one] => format!("unknown eval attribute `{key}`: did you mean `{one}`?"),
+        _ => format!(
+            "unknown eval attribute `{key}` (the struct takes {})",
+            known().copied().collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 

@@ -1,0 +1,14 @@
+use evalkit::Evaluation;
+
+#[derive(Evaluation)]
+#[eval(kind = multiple_choice, target_delimiter = "\n")]
+struct Row {
+    #[eval(context)]
+    question: String,
+    #[eval(choices)]
+    choices: Vec<String>,
+    #[eval(answer)]
+    label: usize,
+}
+
+fn main() {}
