@@ -101,6 +101,8 @@ pub struct FieldAttrs {
     pub roles: Vec<(String, Ident, Option<LitStr>)>,
     pub choices: Option<Ident>,
     pub answer: Option<(Ident, AnswerMode)>,
+    /// An attribute failed to parse: what it would have marked is unknown.
+    pub malformed: bool,
 }
 
 fn lit_str(meta: &ParseNestedMeta) -> syn::Result<LitStr> {
@@ -326,6 +328,7 @@ impl FieldAttrs {
             roles: vec![],
             choices: None,
             answer: None,
+            malformed: false,
         };
         for attr in field.attrs.iter().filter(|a| a.path().is_ident("eval")) {
             let r = attr.parse_nested_meta(|meta| {
@@ -383,6 +386,7 @@ impl FieldAttrs {
             });
             if let Err(e) = r {
                 cx.syn_error(e);
+                f.malformed = true;
             }
         }
         f

@@ -195,6 +195,12 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
         }
     }
 
+    // What the kind takes, for errors: its text roles, and multiple choice's choices and answer.
+    let uses = match (kind, partial) {
+        (Kind::MultipleChoice, false) => format!("{}, choices and answer", accepted.join(", ")),
+        (Kind::MultipleChoice, true) => format!("contexts, {} and answer", accepted.join(", ")),
+        _ => accepted.join(", "),
+    };
     // Roles: from the container (template or method) and from fields (verbatim or template).
     let mut roles: BTreeMap<String, Text> = BTreeMap::new();
     let mut role_spans: BTreeMap<String, Span> = BTreeMap::new();
@@ -206,7 +212,7 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
                     "`{role}` does not apply to kind {}{} (it uses {})",
                     kind.name(),
                     if partial { " with `contexts`" } else { "" },
-                    accepted.join(", ")
+                    uses
                 ),
             );
         } else if roles.contains_key(role) {
@@ -284,7 +290,9 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             "`choices` does not apply with `contexts`: in partial scoring the contexts are the choices",
         );
     }
-    if kind == Kind::MultipleChoice {
+    // A field attribute that did not parse may have been the one missing: its error says so.
+    let unread = input.fields.iter().any(|f| f.attrs.malformed);
+    if kind == Kind::MultipleChoice && !unread {
         if choices.is_none() && !partial {
             cx.error_spanned_by(
                 struct_ident,

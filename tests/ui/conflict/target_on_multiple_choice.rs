@@ -1,0 +1,14 @@
+use evalkit::Evaluation;
+
+#[derive(Evaluation)]
+#[eval(kind = multiple_choice)]
+struct Row {
+    #[eval(context)]
+    question: String,
+    #[eval(choices)]
+    choices: Vec<String>,
+    #[eval(target)]
+    key: usize,
+}
+
+fn main() {}
