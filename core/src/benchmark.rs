@@ -79,8 +79,9 @@ impl<T: Benchmark> TaskBuilder<T> {
         self
     }
 
-    /// Runs the benchmark zero-shot though it declares `num_fewshot` (which [`TaskBuilder::build`]
-    /// would otherwise warn of); the `description` still precedes every context.
+    /// Says that a benchmark declaring `num_fewshot` is built without few-shot examples on
+    /// purpose, so [`TaskBuilder::build`] does not warn of it (it changes nothing else: the
+    /// `description` still precedes every context, and few-shot settings given stay).
     pub fn zero_shot(mut self) -> Self {
         self.zero_shot = true;
         self

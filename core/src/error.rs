@@ -163,7 +163,7 @@ pub enum Error {
     /// A request that the model cannot serve (an unsupported device, dtype or operation).
     #[error("unsupported: {0}")]
     Unsupported(String),
-    /// Several evaluations of a run failed, each on a row of its own (see
+    /// Several evaluations of a run failed, each with an error of its own (see
     /// [`Error::is_evaluation_specific`]), or the last with an error that stopped the run;
     /// each error on its own line.
     #[error("{} evaluations failed:\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
@@ -248,13 +248,16 @@ impl Error {
     /// Whether the error is one evaluation's own — a row of its data it cannot score (an
     /// answer out of range, a continuation longer than the model), or requests the model
     /// cannot run ([`Error::Incapable`]) — rather than the run's
-    /// (files, the model, the device, a served model, shards, non-finite logits): the run's
-    /// other evaluations can still finish, and their work stands.
+    /// (files, the model, the device, a served model that fails, shards, non-finite logits):
+    /// the run's other evaluations can still finish, and their work stands. (A sharded run
+    /// still stops on either: its shards cannot yet report one evaluation's failure.)
     ///
     /// ```
     /// use evalkit_core::Error;
     /// let row = Error::Row { evaluation: "piqa".into(), row: 3, message: "too long".into() };
     /// assert!(row.is_evaluation_specific());
+    /// let served = Error::Incapable { evaluation: "wikitext".into(), message: "no prompt log-probs".into() };
+    /// assert!(served.is_evaluation_specific());
     /// assert!(!Error::Unsupported("bf16 on this device".into()).is_evaluation_specific());
     /// let nan = Error::NonFinite { evaluation: "piqa".into(), what: "logits".into(), rows: vec![3] };
     /// assert!(!nan.is_evaluation_specific());

@@ -310,8 +310,9 @@ impl<'a> Evaluator<'a> {
         let mut failed = vec![];
         let outcomes = match self.options.share {
             Share::Whole => {
-                // An evaluation that fails on a row of its data does not stop the others
-                // ([`Error::is_evaluation_specific`]); any other error stops the run.
+                // An evaluation that fails on its own (a row of its data, requests the model
+                // cannot run: [`Error::is_evaluation_specific`]) does not stop the others; any
+                // other error stops the run.
                 let mut outcomes = vec![];
                 for e in &self.evaluations {
                     match self.run_one(e.as_ref(), Some(&journal_dir)) {

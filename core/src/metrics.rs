@@ -83,6 +83,8 @@ pub fn mean_metric(values: &[f64]) -> Metric {
 /// assert_eq!(argmax(&[-1.0, f64::NAN, -0.5, f64::NAN]), 1);
 /// ```
 pub fn argmax(values: &[f64]) -> usize {
+    // Not `total_cmp`: it ranks the negative NaN that 0/0 gives on x86 below every number
+    // and −0.0 below 0.0, where numpy takes any NaN first and the zeros as equal.
     if let Some(nan) = values.iter().position(|v| v.is_nan()) {
         return nan;
     }

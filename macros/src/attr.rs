@@ -302,22 +302,33 @@ const STRUCT_ATTRIBUTES: &[&str] = &[
     "crate",
 ];
 
-/// The error for an unknown struct attribute: the one it likely meant (the longest known
-/// name it contains or that contains it, as `target_delimiter` holds `delimiter`), else
-/// every name.
+/// The error for an unknown struct attribute: the one it likely meant, else every name. The
+/// likely one is the longest known name the key contains (`target_delimiter` holds
+/// `delimiter`), else the shortest that contains the key (`metric` → `metrics`, not
+/// `extra_metrics`), where exactly one is.
 fn unknown_struct_attribute(key: &str) -> String {
-    let known = || STRUCT_ATTRIBUTES.iter().chain(TEXT_ROLES);
-    let close: Vec<&str> = known()
-        .filter(|k| key.contains(**k) || k.contains(key))
-        .copied()
-        .collect();
-    let longest = close.iter().map(|k| k.len()).max().unwrap_or(0);
-    let best: Vec<&&str> = close.iter().filter(|k| k.len() == longest).collect();
-    match best.as_slice() {
-        [one] => format!("unknown eval attribute `{key}`: did you mean `{one}`?"),
+    let known = || STRUCT_ATTRIBUTES.iter().chain(TEXT_ROLES).copied();
+    let pick = |names: Vec<&'static str>, longest: bool| -> Option<&'static str> {
+        let len = if longest {
+            names.iter().map(|k| k.len()).max()
+        } else {
+            names.iter().map(|k| k.len()).min()
+        }?;
+        match names.iter().filter(|k| k.len() == len).collect::<Vec<_>>().as_slice() {
+            [one] => Some(**one),
+            _ => None,
+        }
+    };
+    let contained = known().filter(|k| key.contains(k)).collect();
+    let containing = known().filter(|k| k.contains(key)).collect();
+    let likely = (key.len() > 2)
+        .then(|| pick(contained, true).or_else(|| pick(containing, false)))
+        .flatten();
+    match likely {
+        Some(one) => format!("unknown eval attribute `{key}`: did you mean `{one}`?"),
         _ => format!(
             "unknown eval attribute `{key}` (the struct takes {})",
-            known().copied().collect::<Vec<_>>().join(", ")
+            known().collect::<Vec<_>>().join(", ")
         ),
     }
 }

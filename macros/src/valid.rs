@@ -273,7 +273,9 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             }
         }
     }
-    for r in required {
+    // A field attribute that did not parse may have been the one missing: its error says so.
+    let unread = input.fields.iter().any(|f| f.attrs.malformed);
+    for r in required.iter().filter(|_| !unread) {
         if !roles.contains_key(*r) {
             cx.error_spanned_by(struct_ident, format!("kind {} needs a `{r}`: mark a field #[eval({r})] or give #[eval({r} = \"template\")] on the struct", kind.name()));
         }
@@ -290,8 +292,6 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             "`choices` does not apply with `contexts`: in partial scoring the contexts are the choices",
         );
     }
-    // A field attribute that did not parse may have been the one missing: its error says so.
-    let unread = input.fields.iter().any(|f| f.attrs.malformed);
     if kind == Kind::MultipleChoice && !unread {
         if choices.is_none() && !partial {
             cx.error_spanned_by(

@@ -257,8 +257,9 @@ unsafe fn run_tile<const D: usize>(
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn exp(x: __m512) -> __m512 {
-    const ROUND: f32 = 12_582_912.0; // 1.5 × 2^23: adding it rounds to an integer
-                                     // A function, not a closure: a closure would not inherit this function's target features.
+    // 1.5 × 2^23: adding it rounds to an integer.
+    const ROUND: f32 = 12_582_912.0;
+    // A function, not a closure: a closure would not inherit this function's target features.
     let s = _mm512_set1_ps;
     let x = _mm512_max_ps(s(-87.3), x);
     let t = _mm512_fmadd_ps(x, s(std::f32::consts::LOG2_E), s(ROUND));
