@@ -186,26 +186,25 @@ fn distinct_continuations(reqs: &[ScoreRequest]) -> (Vec<Cow<'_, ScoreRequest>>,
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let conts = &r.continuations;
-            let first = |c: &Vec<i64>| conts.iter().position(|d| d == c).expect("present");
-            if conts.iter().enumerate().all(|(j, c)| first(c) == j) {
-                return Cow::Borrowed(r);
-            }
-            let mut unique: Vec<Vec<i64>> = vec![];
-            let of = conts
+            let mut unique: Vec<&Vec<i64>> = vec![];
+            let of: Vec<usize> = r
+                .continuations
                 .iter()
-                .map(|c| match unique.iter().position(|u| u == c) {
-                    Some(u) => u,
-                    None => {
-                        unique.push(c.clone());
+                .map(|c| {
+                    unique.iter().position(|u| *u == c).unwrap_or_else(|| {
+                        unique.push(c);
                         unique.len() - 1
-                    }
+                    })
                 })
                 .collect();
+            if unique.len() == r.continuations.len() {
+                return Cow::Borrowed(r);
+            }
+            let continuations = unique.into_iter().cloned().collect();
             copies.push((i, of));
             Cow::Owned(ScoreRequest {
                 context: r.context.clone(),
-                continuations: unique,
+                continuations,
             })
         })
         .collect();

@@ -137,11 +137,11 @@ impl Model for TorchScriptModel {
             return crate::batch::generate_batch(self, tok, reqs, params, counts);
         }
         let mut out: Vec<Option<Generation>> = vec![None; reqs.len()];
-        let mut lengths: Vec<usize> = reqs.iter().map(|r| r.prompt.len()).collect();
-        lengths.sort_unstable();
-        lengths.dedup();
-        for len in lengths {
-            let at: Vec<usize> = (0..reqs.len()).filter(|&i| reqs[i].prompt.len() == len).collect();
+        let mut by_length: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, r) in reqs.iter().enumerate() {
+            by_length.entry(r.prompt.len()).or_default().push(i);
+        }
+        for at in by_length.into_values() {
             let same: Vec<&GenerateRequest> = at.iter().map(|&i| reqs[i]).collect();
             let gens = crate::batch::generate_batch(self, tok, &same, params, counts)?;
             for (i, g) in at.into_iter().zip(gens) {
