@@ -190,6 +190,29 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
         why.contains("evaluation `wikitext`") && why.contains("prompt_logprobs"),
         "{why}"
     );
+    // The same in a sharded run: each shard records the failure and goes on, the merge lists
+    // it, and no shard is called failed.
+    let sharded = tmp.path().join("partial-sharded");
+    let o = run(
+        &url,
+        &tok,
+        &sharded,
+        &["--tasks", "wikitext,arc_easy", "--limit", "2", "--shards", "2"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!text(&o).contains("Rerun each failed shard"), "{}", text(&o));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sharded.join("results.json")).expect("results")).expect("json");
+    assert_eq!(
+        doc["results"]["arc_easy"]["acc"], results["results"]["arc_easy"]["acc"],
+        "{doc}"
+    );
+    assert!(
+        doc["failed"]["wikitext"]
+            .as_str()
+            .is_some_and(|w| w.contains("prompt_logprobs")),
+        "{doc}"
+    );
 
     // Killed mid-run: the run stops with a message and keeps its chunks; with the server back,
     // the rerun resumes them and ends with the samples of a run that was never interrupted.

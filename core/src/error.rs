@@ -249,8 +249,8 @@ impl Error {
     /// answer out of range, a continuation longer than the model), or requests the model
     /// cannot run ([`Error::Incapable`]) — rather than the run's
     /// (files, the model, the device, a served model that fails, shards, non-finite logits):
-    /// the run's other evaluations can still finish, and their work stands. (A sharded run
-    /// still stops on either: its shards cannot yet report one evaluation's failure.)
+    /// the run's other evaluations can still finish, and their work stands (in a sharded run
+    /// too: the shard records the failure for the merge, [`crate::shard::FailureRecord`]).
     ///
     /// ```
     /// use evalkit_core::Error;

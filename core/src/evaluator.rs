@@ -9,7 +9,7 @@ use crate::kinds::{Env, Evaluation, Outcome, RunOptions};
 use crate::metrics::{mean_metric, Metric};
 use crate::model::Model;
 use crate::schedule::ExecStats;
-use crate::shard::{self, Share, ShareRecord};
+use crate::shard::{self, FailureRecord, Share, ShareRecord};
 use crate::throughput::RawThroughput;
 use crate::tokenizer::Tokenizer;
 use serde_json::{json, Map, Value};
@@ -59,8 +59,9 @@ pub enum RunEnd {
     /// Every share is done and another shard is merging them.
     Merging,
     /// The results of the evaluations that finished were written (the document), but these
-    /// failed with an error of their own ([`Error::is_evaluation_specific`]; a whole run of
-    /// several evaluations only). The journal is kept: a rerun resumes the finished ones.
+    /// failed with an error of their own ([`Error::is_evaluation_specific`]; a run of several
+    /// evaluations only, sharded or not). The journal is kept: a rerun resumes the finished
+    /// ones (in a sharded run, the shards that failed one run it again and merge anew).
     Partial {
         /// The results of the others.
         doc: Value,
@@ -335,12 +336,21 @@ impl<'a> Evaluator<'a> {
                 shard::claim(&journal_dir, &self.shard_settings())?;
                 // This rank's share of every evaluation; an evaluation whose other shares are
                 // already journaled is finished at once.
+                // An evaluation that fails on its own is recorded for the merge, and the
+                // shard goes on, as one process does.
                 let mut outcomes = vec![];
                 for e in &self.evaluations {
+                    FailureRecord::clear(&journal_dir, (rank, world), e.name())?;
                     let start = std::time::Instant::now();
                     let outcome = match self.run_one(e.as_ref(), Some(&journal_dir)) {
                         Ok(o) => Some(o),
                         Err(Error::ShardsPending { .. }) => None,
+                        Err(err) if err.is_evaluation_specific() && self.evaluations.len() > 1 => {
+                            FailureRecord::write(&journal_dir, (rank, world), e.name(), &err)?;
+                            tracing::warn!("{err} (shard {rank}; its other evaluations go on, and the results list this one under `failed`)");
+                            outcomes.push(None);
+                            continue;
+                        }
                         Err(other) => return Err(other),
                     };
                     let wall = start.elapsed().as_secs_f64();
@@ -357,23 +367,23 @@ impl<'a> Evaluator<'a> {
                 }
                 // Every share is journaled: gather what was still pending. A merge that fails
                 // leaves no lock behind, so a rerun (or `evalkit merge`) can merge.
-                let gathered = self
-                    .evaluations
-                    .iter()
-                    .zip(outcomes)
-                    .map(|(e, o)| o.map_or_else(|| self.run_one(e.as_ref(), Some(&journal_dir)), Ok))
-                    .collect::<Result<Vec<_>>>();
-                match gathered {
-                    Ok(o) => o,
+                match self.gather(outcomes, &journal_dir, world) {
+                    Ok((o, f)) => {
+                        failed = f;
+                        o
+                    }
                     Err(e) => {
-                        shard::unlock(&journal_dir);
+                        FailureRecord::reopen(&journal_dir, world)?;
                         return Err(e);
                     }
                 }
             }
-            Share::Merge { .. } => {
+            Share::Merge { world } => {
                 shard::claim(&journal_dir, &self.shard_settings())?;
-                self.run_all(Some(&journal_dir))?
+                let pending = self.evaluations.iter().map(|_| None).collect();
+                let (o, f) = self.gather(pending, &journal_dir, world)?;
+                failed = f;
+                o
             }
         };
         for o in &outcomes {
@@ -416,14 +426,44 @@ impl<'a> Evaluator<'a> {
                 .as_bytes(),
         )?;
         if !failed.is_empty() {
-            // The journal stays (made where no evaluation wrote one): the run is not done.
+            // The journal stays (made where no evaluation wrote one): the run is not done. The
+            // shards that failed an evaluation run it again when rerun, and merge anew.
             std::fs::create_dir_all(&journal_dir).map_err(|e| Error::io("creating journal", &journal_dir, e))?;
+            if let Share::Rank { world, .. } | Share::Merge { world } = self.options.share {
+                FailureRecord::reopen(&journal_dir, world)?;
+            }
             return Ok(RunEnd::Partial { doc, failed });
         }
         if journal_dir.exists() {
             std::fs::remove_dir_all(&journal_dir).map_err(|e| Error::io("removing journal", &journal_dir, e))?;
         }
         Ok(RunEnd::Results(doc))
+    }
+
+    /// Every evaluation's outcome once every share is journaled: `computed` holds this
+    /// process's own (by evaluation, `None` where it has none), the rest is gathered from the
+    /// journals; an evaluation a shard recorded as failed ([`FailureRecord`]) is returned
+    /// among the errors instead. Every evaluation failing is the error of them all.
+    fn gather(
+        &self,
+        computed: Vec<Option<Outcome>>,
+        journal_dir: &Path,
+        world: usize,
+    ) -> Result<(Vec<Outcome>, Vec<Error>)> {
+        let (mut outcomes, mut failed) = (vec![], vec![]);
+        for (e, own) in self.evaluations.iter().zip(computed) {
+            match FailureRecord::first(journal_dir, world, e.name()) {
+                Some(err) => failed.push(err),
+                None => outcomes.push(match own {
+                    Some(o) => o,
+                    None => self.run_one(e.as_ref(), Some(journal_dir))?,
+                }),
+            }
+        }
+        if outcomes.is_empty() {
+            return Err(Error::of_evaluations(failed));
+        }
+        Ok((outcomes, failed))
     }
 
     /// What every shard of a run must share (recorded in `.journal/shards.json`): the results'
@@ -786,6 +826,76 @@ mod tests {
             matches!(&e, Error::Row { evaluation, .. } if evaluation == "bad"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_sharded_run_reports_a_failing_evaluation_as_one_process_does() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tok = tokenizer();
+        let run_rank = |rank: usize, bad_is_fixed: bool| {
+            let mut ev = Evaluator::new(&UNIFORM, &tok);
+            ev.add(task("ok", true))
+                .add(task("bad", bad_is_fixed))
+                .add(task("member", true));
+            ev.add_group(Group {
+                name: "pair".into(),
+                members: vec!["bad".into(), "member".into()],
+            });
+            ev.options.batch_size = Some(1);
+            ev.options.share = crate::shard::Share::rank(rank, 2).expect("share");
+            ev.run_share(tmp.path()).expect("runs")
+        };
+        let journal = tmp.path().join(".journal");
+        // Shard 0 records its failure and finishes its share of the others.
+        assert!(matches!(run_rank(0, false), RunEnd::Waiting { ranks } if ranks == [1]));
+        assert!(journal.join("rank-0-of-2/bad.failed.json").is_file());
+        // The last shard merges what the others finished and lists the failure.
+        let RunEnd::Partial { doc, failed } = run_rank(1, false) else {
+            panic!("partial")
+        };
+        let partial = doc.clone();
+        assert!(matches!(&failed[..], [Error::Row { evaluation, row: 2, .. }] if evaluation == "bad"));
+        assert_eq!(
+            (
+                doc["results"]["ok"]["n"].as_u64(),
+                doc["results"]["member"]["n"].as_u64()
+            ),
+            (Some(4), Some(4))
+        );
+        assert!(doc["results"].get("bad").is_none() && doc["groups"].get("pair").is_none());
+        assert!(
+            doc["failed"]["bad"].as_str().is_some_and(|m| m.contains("row 2")),
+            "{doc}"
+        );
+        assert_eq!(doc["failed"]["pair"], "not reported: its member `bad` failed");
+        // The shards that failed it are not done any more, and the lock is free: `evalkit
+        // merge` reports the same, and rerunning them after the fix merges anew.
+        assert_eq!(crate::shard::not_done(&journal, 2), [0, 1]);
+        assert!(!journal.join("merge.lock").exists());
+        let mut merge = Evaluator::new(&UNIFORM, &tok);
+        merge
+            .add(task("ok", true))
+            .add(task("bad", false))
+            .add(task("member", true));
+        merge.options.batch_size = Some(1);
+        merge.options.share = crate::shard::Share::Merge { world: 2 };
+        let RunEnd::Partial { failed, .. } = merge.run_share(tmp.path()).expect("merges") else {
+            panic!("partial")
+        };
+        assert_eq!(failed.len(), 1);
+        assert!(matches!(run_rank(0, true), RunEnd::Waiting { .. }));
+        assert!(
+            !journal.join("rank-0-of-2/bad.failed.json").exists(),
+            "cleared on success"
+        );
+        let RunEnd::Results(doc) = run_rank(1, true) else {
+            panic!("results")
+        };
+        assert!(doc.get("failed").is_none(), "{doc}");
+        assert_eq!(doc["results"]["bad"]["n"], 4);
+        // Resumed: the records of the processes that computed `ok` stand.
+        assert_eq!(doc["results"]["ok"]["by_shard"], partial["results"]["ok"]["by_shard"]);
+        assert!(Evaluator::done(tmp.path()));
     }
 
     #[test]

@@ -191,6 +191,105 @@ impl ShareRecord {
     }
 }
 
+/// An evaluation a rank could not finish, for an error of that evaluation alone
+/// ([`Error::is_evaluation_specific`]: a row of its data, requests the model cannot run), kept
+/// as `rank-R-of-N/<evaluation>.failed.json`: the rank goes on with the run's other
+/// evaluations, and the merge lists this one under `failed` and writes the others' results, as
+/// one process does. A rank that runs the evaluation again removes its record first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// The 0-based row the error names, where it names one ([`Error::Row`]).
+    pub row: Option<usize>,
+    /// What went wrong (the error's message without the evaluation's name).
+    pub message: String,
+}
+
+impl FailureRecord {
+    fn path(journal: &Path, rank: usize, world: usize, evaluation: &str) -> PathBuf {
+        rank_dir(journal, rank, world).join(format!("{evaluation}.failed.json"))
+    }
+
+    /// Records `error`, `rank`'s failure of `evaluation` (an error that is not the
+    /// evaluation's own stops the shard instead, and is not recorded).
+    pub(crate) fn write(journal: &Path, (rank, world): (usize, usize), evaluation: &str, error: &Error) -> Result<()> {
+        let record = match error {
+            Error::Row { row, message, .. } => FailureRecord {
+                row: Some(*row),
+                message: message.clone(),
+            },
+            Error::Incapable { message, .. } => FailureRecord {
+                row: None,
+                message: message.clone(),
+            },
+            _ => return Ok(()),
+        };
+        let dir = rank_dir(journal, rank, world);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating journal folder", &dir, e))?;
+        let body = serde_json::to_string_pretty(&record).expect("failure record serializes");
+        crate::evaluator::write_atomic(&Self::path(journal, rank, world, evaluation), body.as_bytes())
+    }
+
+    /// Removes `rank`'s record of `evaluation` (it is about to run again).
+    pub(crate) fn clear(journal: &Path, (rank, world): (usize, usize), evaluation: &str) -> Result<()> {
+        let path = Self::path(journal, rank, world, evaluation);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("removing", &path, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The error of the first rank that recorded a failure of `evaluation`, as that rank met
+    /// it; `None` when no rank did. A record that cannot be read still says the evaluation
+    /// failed, naming the file.
+    pub(crate) fn first(journal: &Path, world: usize, evaluation: &str) -> Option<Error> {
+        (0..world).find_map(|rank| {
+            let path = Self::path(journal, rank, world, evaluation);
+            if !path.is_file() {
+                return None;
+            }
+            let evaluation = evaluation.to_string();
+            Some(match crate::error::read_json::<FailureRecord>(&path) {
+                Ok(FailureRecord {
+                    row: Some(row),
+                    message,
+                }) => Error::Row {
+                    evaluation,
+                    row,
+                    message,
+                },
+                Ok(FailureRecord { row: None, message }) => Error::Incapable { evaluation, message },
+                Err(e) => Error::Incapable {
+                    evaluation,
+                    message: format!("shard {rank} recorded a failure that cannot be read: {e}"),
+                },
+            })
+        })
+    }
+
+    /// Makes every rank that recorded a failure not done again (and frees the merge lock),
+    /// after a merge that reported the failures: rerunning those ranks (the same command)
+    /// runs the evaluations again, and the last of them to finish merges anew.
+    pub(crate) fn reopen(journal: &Path, world: usize) -> Result<()> {
+        for rank in 0..world {
+            let dir = rank_dir(journal, rank, world);
+            let failed = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|f| f.file_name().to_str().is_some_and(|n| n.ends_with(".failed.json")));
+            if failed {
+                let done = dir.join("done");
+                match std::fs::remove_file(&done) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("removing", &done, e)),
+                    _ => {}
+                }
+            }
+        }
+        unlock(journal);
+        Ok(())
+    }
+}
+
 /// How a cluster launcher started this process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {

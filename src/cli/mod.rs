@@ -171,7 +171,9 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<u8> {
             };
             let output = settings::output_dir(a, &name);
             let doc = shards::spawn(a, shards, g.threads, &output)?;
-            return finish(&doc, a, g, &output);
+            let code = finish(&doc, a, g, &output)?;
+            // Evaluations that failed on their own: the worker that merged named them.
+            return Ok(if doc.get("failed").is_some() { 2 } else { code });
         }
         Some(l) if shards > 1 && shards != l.world => anyhow::bail!(
             "--shards {shards}, but {} started {} processes (drop --shards under a launcher)",
@@ -375,7 +377,7 @@ fn run_process(
     }
     if shards::is_worker() {
         // The process that started the workers prints the table and checks the gates.
-        return Ok(if failed { 2 } else { 0 });
+        return Ok(if failed { shards::PARTIAL_EXIT } else { 0 });
     }
     stale_samples(&doc, &s.output);
     let code = finish(&doc, a, g, &s.output)?;

@@ -293,6 +293,18 @@ impl Served {
         // A left-truncated context starts inside a word, which the engine may split otherwise;
         // the continuation, at the end, is then found from the end.
         if echoed != ids.len() - skip && (!truncated || echoed < continuation.len() + 1) {
+            if skip == 0 && self.bos.is_some() && !truncated {
+                // A rolling-perplexity window after a text's first starts inside the text
+                // without the BOS: the engine re-splits its first word and puts its BOS before
+                // it, so it scores another input than the model's.
+                return Err(Error::Incapable {
+                    evaluation: String::new(),
+                    message: format!(
+                        "{url}: the engine tokenized a prompt that starts without BOS (a rolling-perplexity window inside a text) into {echoed} tokens, the local tokenizer into {}, and puts its own BOS before it: such windows need an engine that scores token ids",
+                        ids.len()
+                    ),
+                });
+            }
             return Err(served_error(
                 url,
                 format!(
