@@ -403,3 +403,28 @@ impl FieldAttrs {
         f
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names an unknown attribute's suggestion comes from are the ones the parser takes.
+    #[test]
+    fn every_listed_struct_attribute_is_parsed() {
+        let errors = |key: &str| {
+            let input: syn::DeriveInput =
+                syn::parse_str(&format!("#[eval({key} = 0)] struct S;")).expect("parses as an item");
+            let cx = Ctxt::new();
+            let _ = Container::from_ast(&cx, &input);
+            cx.check().err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        for key in STRUCT_ATTRIBUTES.iter().chain(TEXT_ROLES) {
+            assert!(
+                !errors(key).contains("unknown eval attribute"),
+                "{key}: {}",
+                errors(key)
+            );
+        }
+        assert!(errors("metric").contains("did you mean `metrics`?"));
+    }
+}
