@@ -298,7 +298,8 @@ fn journaled(out: &Path, rank: usize, world: usize) -> usize {
             d.filter_map(Result::ok)
                 .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
                 .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .map(|t| t.lines().count().saturating_sub(1))
+                // Whole lines only: a kill may leave the last one half written.
+                .map(|t| t.matches('\n').count().saturating_sub(1))
                 .sum()
         })
         .unwrap_or(0)
