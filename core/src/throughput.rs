@@ -218,15 +218,20 @@ fn body_rate<M: Model + ?Sized>(
     Ok((tps, h.size().last().copied().unwrap_or(0), h.kind()))
 }
 
-/// Tokens per second of `pass` on `tokens` tokens: at least one timed pass, and enough for a
-/// tenth of a second.
+/// Tokens per second of `pass` on `tokens` tokens: its fastest pass among at least one and
+/// enough for a tenth of a second. The fastest rather than the mean, as the machine's noise
+/// only ever slows a pass: a mean over a disturbed tenth of a second read stories260K's body
+/// at 78 thousand tokens/s where its undisturbed passes run at 140, and so made the floor
+/// lenient.
 fn timed(tokens: usize, pass: &impl Fn() -> Result<Tensor>) -> Result<f64> {
-    let (mut reps, t0) = (0, Instant::now());
+    let (mut reps, t0, mut fastest) = (0, Instant::now(), f64::INFINITY);
     while reps == 0 || t0.elapsed() < Duration::from_millis(100) {
+        let t = Instant::now();
         sync(&pass()?)?;
+        fastest = fastest.min(t.elapsed().as_secs_f64());
         reps += 1;
     }
-    Ok((reps * tokens) as f64 / t0.elapsed().as_secs_f64())
+    Ok(tokens as f64 / fastest)
 }
 
 /// Waits for the device to finish `t` (reads one value back).
