@@ -1023,4 +1023,9 @@ fn linear_rope_and_rope_field_names() {
         .expect_err("no factor")
         .to_string();
     assert!(e.contains("`rope_scaling.factor`"), "{e}");
+    // A context of no positions would score nothing (a perplexity of 1.0 from no windows).
+    let e = resolve(&|c| c["max_position_embeddings"] = 0.into())
+        .expect_err("no positions")
+        .to_string();
+    assert!(e.contains("`max_position_embeddings`"), "{e}");
 }

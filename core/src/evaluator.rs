@@ -151,9 +151,15 @@ impl<'a> Evaluator<'a> {
         self.evaluations.iter().map(|e| e.name()).collect()
     }
 
-    /// Every evaluation's name is a file name of its own ([`evalkit_spec::name_problem`]), and
-    /// no two are the same: a name names the evaluation's results, samples file and journal.
-    fn check_names(&self) -> Result<()> {
+    /// There is an evaluation; every evaluation's name is a file name of its own
+    /// ([`evalkit_spec::name_problem`]), and no two are the same: a name names the
+    /// evaluation's results, samples file and journal.
+    fn check_evaluations(&self) -> Result<()> {
+        if self.evaluations.is_empty() {
+            return Err(Error::Unsupported(
+                "a run of no evaluations: add them with `Evaluator::add` first".into(),
+            ));
+        }
         for (i, e) in self.evaluations.iter().enumerate() {
             let name = e.name();
             if let Some(problem) = evalkit_spec::name_problem(name) {
@@ -173,7 +179,7 @@ impl<'a> Evaluator<'a> {
     }
 
     fn run_all(&self, journal_dir: Option<&Path>) -> Result<Vec<Outcome>> {
-        self.check_names()?;
+        self.check_evaluations()?;
         self.evaluations
             .iter()
             .map(|e| self.run_one(e.as_ref(), journal_dir))
@@ -183,6 +189,13 @@ impl<'a> Evaluator<'a> {
     fn run_one(&self, e: &(dyn Evaluation + 'a), journal_dir: Option<&Path>) -> Result<Outcome> {
         let _guard = tch::no_grad_guard();
         self.tokenizer.check_fits(self.model.vocab_size())?;
+        if self.model.max_len() == 0 {
+            // Nothing could be scored: a rolling perplexity would sum no windows into 1.0.
+            return Err(Error::Unsupported(format!(
+                "{}: a max length of 0 positions, so nothing can be scored or generated",
+                self.model.describe()
+            )));
+        }
         let bar = self.progress.then(|| crate::Progress::new(e.name()));
         let env = Env {
             model: self.model,
@@ -301,7 +314,7 @@ impl<'a> Evaluator<'a> {
     /// # Ok::<(), evalkit_core::Error>(())
     /// ```
     pub fn run_share(&self, dir: &Path) -> Result<RunEnd> {
-        self.check_names()?;
+        self.check_evaluations()?;
         if dir.exists() && !dir.is_dir() {
             let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "it is a file, not a directory");
             return Err(Error::io("creating output directory", dir, e));
@@ -760,6 +773,32 @@ mod tests {
         }
     }
 
+    /// [`UNIFORM`] with a max length of 0 (a `config.json` may say so).
+    struct NoContext;
+    impl Model for NoContext {
+        fn max_len(&self) -> usize {
+            0
+        }
+        fn vocab_size(&self) -> usize {
+            UNIFORM.vocab_size()
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+        fn describe(&self) -> String {
+            "no context".into()
+        }
+        fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> crate::Result<Tensor> {
+            UNIFORM.hidden_states(ids, mask, cache)
+        }
+        fn head(&self, h: &Tensor) -> crate::Result<Tensor> {
+            UNIFORM.head(h)
+        }
+        fn new_cache(&self) -> Option<KvCache> {
+            UNIFORM.new_cache()
+        }
+    }
+
     /// A row, or one that cannot be read.
     struct Row(bool);
     impl Loglikelihood for Row {
@@ -896,6 +935,21 @@ mod tests {
         // Resumed: the records of the processes that computed `ok` stand.
         assert_eq!(doc["results"]["ok"]["by_shard"], partial["results"]["ok"]["by_shard"]);
         assert!(Evaluator::done(tmp.path()));
+    }
+
+    #[test]
+    fn no_evaluations_or_no_context_is_an_error_not_a_score() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tok = tokenizer();
+        let empty = Evaluator::new(&UNIFORM, &tok);
+        let e = empty.run(&tmp.path().join("out")).expect_err("nothing to run");
+        assert!(e.to_string().contains("no evaluations"), "{e}");
+        assert!(!tmp.path().join("out").exists(), "nothing is written");
+        assert!(empty.evaluate().is_err());
+        let mut ev = Evaluator::new(&NoContext, &tok);
+        ev.add(task("ok", true));
+        let e = ev.evaluate().expect_err("max length 0");
+        assert!(e.to_string().contains("max length of 0"), "{e}");
     }
 
     #[test]

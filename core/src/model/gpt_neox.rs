@@ -133,6 +133,12 @@ impl GptNeoXConfigFile {
                 ))
             }
         };
+        if self.max_position_embeddings == 0 {
+            return Err(cfg_err(
+                "max_position_embeddings",
+                "0: a model needs a context of at least one position".into(),
+            ));
+        }
         if self.num_hidden_layers == 0 {
             return Err(cfg_err(
                 "num_hidden_layers",
@@ -478,6 +484,14 @@ mod tests {
 
     /// transformers' precedence: `rope_scaling` (unless empty) over `rope_parameters`, whose
     /// values come before `rotary_pct` and `rotary_emb_base`; 0.25 and 10000 by default.
+    #[test]
+    fn a_context_of_no_positions_is_refused() {
+        let e = resolve(serde_json::json!({"max_position_embeddings": 0}))
+            .expect_err("no positions")
+            .to_string();
+        assert!(e.contains("`max_position_embeddings`: 0"), "{e}");
+    }
+
     #[test]
     fn rotary_settings_resolve_as_transformers_resolves_them() {
         let rotated = |extra| resolve(extra).expect("resolves").inv_freq;

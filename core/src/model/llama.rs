@@ -155,6 +155,12 @@ impl LlamaConfigFile {
                 "0: a model needs at least one layer".into(),
             ));
         }
+        if self.max_position_embeddings == 0 {
+            return Err(cfg_err(
+                "max_position_embeddings",
+                "0: a model needs a context of at least one position".into(),
+            ));
+        }
         let heads = self.num_attention_heads;
         if heads <= 0 {
             return Err(cfg_err("num_attention_heads", format!("{heads}: must be positive")));
