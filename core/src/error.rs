@@ -160,6 +160,17 @@ pub enum Error {
         /// What the model cannot do, and what would.
         message: String,
     },
+    /// A model whose output breaks the [`crate::model::Model`] contract: a shape, a width or a
+    /// type other than the trait's (a model of one's own, implemented wrongly).
+    #[error("{model}: `{method}` {message}")]
+    ModelOutput {
+        /// The model ([`crate::model::Model::describe`]).
+        model: String,
+        /// The trait method whose output is wrong.
+        method: &'static str,
+        /// What it returned and what was expected.
+        message: String,
+    },
     /// A request that the model cannot serve (an unsupported device, dtype or operation).
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -59,8 +59,9 @@ pub fn generate_batch<M: Model + ?Sized>(
     counts.forwarded += reqs.iter().map(|r| r.prompt.len()).sum::<usize>();
     counts.scored += b;
     let mut last_logits = {
-        let h = model.hidden_states(&int_tensor(&seqs, dev), &int_tensor(&masks, dev), cache.as_mut())?;
-        model.head(&h.narrow(1, p as i64 - 1, 1).squeeze_dim(1))?
+        let h =
+            super::checked::hidden_states(model, &int_tensor(&seqs, dev), &int_tensor(&masks, dev), cache.as_mut())?;
+        super::checked::head(model, &h.narrow(1, p as i64 - 1, 1).squeeze_dim(1))?
     };
     for step in 0..params.max_new_tokens {
         let next = next_tokens(&last_logits, params.sampling, &mut rngs, &done, step)?;
@@ -97,12 +98,12 @@ pub fn generate_batch<M: Model + ?Sized>(
         last_logits = match cache.as_mut() {
             Some(c) => {
                 let ids = Tensor::from_slice(&next).view([b as i64, 1]).to_device(dev);
-                let h = model.hidden_states(&ids, &int_tensor(&masks, dev), Some(c))?;
-                model.head(&h.squeeze_dim(1))?
+                let h = super::checked::hidden_states(model, &ids, &int_tensor(&masks, dev), Some(c))?;
+                super::checked::head(model, &h.squeeze_dim(1))?
             }
             None => {
-                let h = model.hidden_states(&int_tensor(&seqs, dev), &int_tensor(&masks, dev), None)?;
-                model.head(&h.narrow(1, seqs[0].len() as i64 - 1, 1).squeeze_dim(1))?
+                let h = super::checked::hidden_states(model, &int_tensor(&seqs, dev), &int_tensor(&masks, dev), None)?;
+                super::checked::head(model, &h.narrow(1, seqs[0].len() as i64 - 1, 1).squeeze_dim(1))?
             }
         };
     }

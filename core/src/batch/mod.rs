@@ -9,6 +9,7 @@
 //! * [`sampling`]: how one next token is chosen from logits (greedy, temperature + nucleus);
 //! * [`stops`]: stop strings found as a generation grows.
 
+pub(crate) mod checked;
 pub mod generate;
 pub mod logprobs;
 pub mod sampling;

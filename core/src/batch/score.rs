@@ -73,7 +73,7 @@ fn score_positions<M: Model + ?Sized>(
         let r = Tensor::from_slice(&ur[start..end]).to_device(dev);
         let p = Tensor::from_slice(&up[start..end]).to_device(dev);
         let sel = hidden.f_index(&[Some(r), Some(p)]).op("gathering scored positions")?;
-        let logits = model.head(&sel)?;
+        let logits = super::checked::head(model, &sel)?;
         let local: Vec<i64> = entries.iter().map(|&e| (at[e] - start) as i64).collect();
         let t: Vec<i64> = entries.iter().map(|&e| targets[e]).collect();
         let (lp, am) = super::logprobs::log_probs(&logits, &local, &t)?;
@@ -173,7 +173,7 @@ pub fn score_unshared<M: Model + ?Sized>(
         counts.forwarded += inp.len();
     }
     let dev = model.device();
-    let hidden = model.hidden_states(&int_tensor(&ids, dev), &int_tensor(&mask, dev), None)?;
+    let hidden = super::checked::hidden_states(model, &int_tensor(&ids, dev), &int_tensor(&mask, dev), None)?;
     let (lp, am, heads) = score_positions(model, &hidden, &rows, &pos, &targets)?;
     counts.scored += heads;
     let mut off = 0;
@@ -225,7 +225,7 @@ pub fn score_shared<M: Model + ?Sized>(
     let mut cache = model
         .new_cache()
         .ok_or_else(|| Error::Unsupported("model has no KV cache".into()))?;
-    let ctx_hidden = model.hidden_states(&int_tensor(&ids, dev), &ctx_mask, Some(&mut cache))?;
+    let ctx_hidden = super::checked::hidden_states(model, &int_tensor(&ids, dev), &ctx_mask, Some(&mut cache))?;
     // First tokens: from the context pass.
     let (mut r1, mut p1, mut t1) = (vec![], vec![], vec![]);
     for (ri, r) in reqs.iter().enumerate() {
@@ -274,7 +274,7 @@ pub fn score_shared<M: Model + ?Sized>(
         let src = Tensor::from_slice(&src).to_device(dev);
         let mut rows_cache = cache.select(&src)?;
         let full_mask = Tensor::cat(&[ctx_mask.index_select(0, &src), int_tensor(&mask2, dev)], 1);
-        let hidden = model.hidden_states(&int_tensor(&ids2, dev), &full_mask, Some(&mut rows_cache))?;
+        let hidden = super::checked::hidden_states(model, &int_tensor(&ids2, dev), &full_mask, Some(&mut rows_cache))?;
         let (lp, am, heads) = score_positions(model, &hidden, &r2, &p2, &t2)?;
         counts.scored += heads;
         let mut off = 0;
@@ -358,7 +358,7 @@ pub fn score_packed<M: Model + ?Sized>(
         row_of[p] = row as i64;
     }
     let kept_rows: Vec<i64> = pos.iter().map(|&p| row_of[p as usize]).collect();
-    let hidden = model.hidden_states_packed_at(&batch, &batch.keep(&kept)?)?;
+    let hidden = super::checked::hidden_states_packed_at(model, &batch, &batch.keep(&kept)?)?;
     counts.forwarded += batch.tokens();
     counts.pruned += batch.tokens() - kept.len();
     let (lp, am, heads) = score_positions(model, &hidden, &vec![0; pos.len()], &kept_rows, &t)?;
