@@ -945,3 +945,91 @@ fn checkpoint_tensors_the_model_does_not_use_are_warned_of() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("EVALKIT_LOG=\"loud\" is no level"), "{err}");
 }
+
+/// A model too short for a task's generation length: generation is lowered as lm-eval lowers
+/// it, recorded in results.json, and said on the console with the rows cut to fit.
+#[test]
+fn a_short_model_says_its_generation_was_lowered() {
+    let tmp = crate::tempdir!("cli-short-model");
+    let dir = tmp.path().join("model");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let shared = model_dir("stories260K-hf");
+    for f in std::fs::read_dir(&shared).expect("checkpoint") {
+        let f = f.expect("entry").path();
+        if f.is_file() {
+            std::fs::copy(&f, dir.join(f.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config")).expect("json");
+    config["max_position_embeddings"] = 64.into();
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("write config");
+    let out = tmp.path().join("out");
+    let o = evalkit(&[
+        "run",
+        "-q",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--tasks",
+        "gsm8k",
+        "--num-fewshot",
+        "0",
+        "--limit",
+        "1",
+        "--model",
+        dir.to_str().expect("utf-8"),
+        "--data-dir",
+        data_dir().to_str().expect("utf-8"),
+        "--output",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("note: gsm8k: at most 32 new tokens were generated, not the 256 asked (no room for a prompt in max length 64)"),
+        "{err}"
+    );
+}
+
+/// Generation settings in a run where no task generates are said to be ignored.
+#[test]
+fn generation_settings_without_a_generating_task_are_noted() {
+    let tmp = crate::tempdir!("cli-generation-settings");
+    let out = tmp.path().join("out");
+    let model = model_dir("stories260K-hf");
+    let data = data_dir();
+    let run = |tasks: &str| {
+        evalkit(&[
+            "run",
+            "-q",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--tasks",
+            tasks,
+            "--limit",
+            "1",
+            "--samples-per-prompt",
+            "3",
+            "--temperature",
+            "0.5",
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--output",
+            out.to_str().expect("utf-8"),
+        ])
+    };
+    let note =
+        "note: --samples-per-prompt, --temperature only apply to tasks that generate, and none of these does: ignored";
+    let o = run("arc_easy");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(note), "{}", text(&o));
+    let o = run("arc_easy,gsm8k");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("only apply to tasks that generate"), "{}", text(&o));
+}

@@ -379,6 +379,8 @@ fn limit(s: &str) -> Result<Limit, String> {
     match s.trim().parse::<f64>() {
         Ok(f) if f > 0.0 && f < 1.0 => Ok(Limit::Share(f)),
         Ok(f) if f >= 1.0 && f.fract() == 0.0 && f < 1e15 => Ok(Limit::Rows(f as usize)),
+        // Whole, but beyond any count of rows (`positive` refused it for overflowing).
+        Ok(f) if f >= 1.0 && f.fract() == 0.0 => Ok(Limit::Rows(usize::MAX)),
         _ => Err(format!(
             "`{s}` is neither a positive whole number of rows nor a share of the rows in (0, 1)"
         )),
@@ -437,4 +439,21 @@ fn gen_kwargs(s: &str) -> Result<GenKwargs, String> {
 /// A list item without the spaces around it (`--tasks "arc_easy, hellaswag"`).
 fn trimmed(s: &str) -> Result<String, std::convert::Infallible> {
     Ok(s.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{limit, Limit};
+
+    #[test]
+    fn limit_reads_rows_and_shares_as_lm_eval_does() {
+        assert_eq!(limit("2"), Ok(Limit::Rows(2)));
+        assert_eq!(limit("2.0"), Ok(Limit::Rows(2)));
+        assert_eq!(limit("0.5"), Ok(Limit::Share(0.5)));
+        // Beyond any count of rows: all of them (it was refused as not a whole number).
+        assert_eq!(limit("99999999999999999999"), Ok(Limit::Rows(usize::MAX)));
+        for bad in ["0", "-3", "1.5", "nan", "x"] {
+            assert!(limit(bad).is_err(), "{bad}");
+        }
+    }
 }

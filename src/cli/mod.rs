@@ -289,6 +289,23 @@ fn run_process(
     // A gate on an evaluation the run does not have, or on a metric it cannot report, would
     // only fail at the end.
     check_gates(&settings::gates(a)?, &kinds, &groups)?;
+    // Generation settings where nothing generates are ignored: said, not silently.
+    let generation: Vec<&str> = [
+        (a.samples_per_prompt > 1, "--samples-per-prompt"),
+        (a.temperature > 0.0, "--temperature"),
+        (a.top_p != 1.0, "--top-p"),
+        (a.max_new_tokens.is_some(), "--max-new-tokens"),
+        (a.gen_kwargs.is_some(), "--gen-kwargs"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect();
+    if !generation.is_empty() && !kinds.iter().any(|(_, k)| *k == TaskKind::Generate) {
+        eprintln!(
+            "note: {} only apply to tasks that generate, and none of these does: ignored",
+            generation.join(", ")
+        );
+    }
     if failed && share != Share::Whole {
         anyhow::bail!("a sharded run needs every task: fix the tasks above, then start the shards again");
     }
@@ -452,6 +469,14 @@ fn notes(doc: &Value, verbose: bool) {
                 "note: {task}: the chat template refuses a system message ({}), so {rows} of {} rows were rendered without it (the system instruction and any description)",
                 refused["reason"].as_str().unwrap_or("no reason given"),
                 n("n")
+            );
+        }
+        // Generation with less room than asked (a short model): lm-eval lowers it the same way.
+        let lowered = &e["notes"]["max_new_tokens"];
+        if let (Some(asked), Some(used)) = (lowered["requested"].as_u64(), lowered["used"].as_u64()) {
+            eprintln!(
+                "note: {task}: at most {used} new tokens were generated, not the {asked} asked ({})",
+                lowered["reason"].as_str().unwrap_or("no reason given")
             );
         }
         if n("chunks_discarded") > 0 {

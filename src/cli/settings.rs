@@ -241,6 +241,9 @@ impl Gate {
 pub fn expand_tasks(asked: &[String]) -> Result<Vec<String>> {
     let known: Vec<String> = evalkit::suites::all().into_iter().map(|s| s.name).collect();
     let mut tasks: Vec<String> = vec![];
+    if asked.iter().any(|t| t.trim().is_empty()) {
+        bail!("--tasks has an empty name (a stray comma, or an empty argument)");
+    }
     for name in asked {
         if !name.contains(['*', '?', '[']) {
             evalkit::suites::check_name(name)?;
@@ -355,9 +358,6 @@ fn gen_temperature(g: &GenKwargs, flag: f64) -> (f64, Option<String>) {
 
 pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
     let model_name = &model.name;
-    if a.tasks.iter().any(|t| t.trim().is_empty()) {
-        bail!("--tasks has an empty name");
-    }
     let g = a.gen_kwargs.unwrap_or_default();
     let (temperature, note) = gen_temperature(&g, a.temperature);
     let notes: Vec<String> = note.into_iter().collect();
@@ -425,6 +425,14 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_task_name_is_said_as_such() {
+        for asked in [vec![String::new()], vec!["arc_easy".into(), " ".into()]] {
+            let e = expand_tasks(&asked).expect_err("empty").to_string();
+            assert!(e.contains("--tasks has an empty name"), "{e}");
+        }
+    }
 
     #[test]
     fn gen_kwargs_sample_only_with_do_sample_as_lm_eval() {
