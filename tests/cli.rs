@@ -598,7 +598,7 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
         .expect("wikitext");
     assert!(wpp["paired"].is_null());
 
-    // A run with fewer rows is paired on the rows both have, and says so.
+    // A samples file cut short of the rows results.json counts is not the run's: refused.
     let half = tmp.path().join("half");
     std::fs::create_dir_all(&half).expect("folder");
     for f in ["results.json", "samples_wikitext.jsonl"] {
@@ -607,6 +607,18 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
     let rows = std::fs::read_to_string(b.join("samples_arc_easy.jsonl")).expect("samples");
     let first: Vec<&str> = rows.lines().take(20).collect();
     std::fs::write(half.join("samples_arc_easy.jsonl"), first.join("\n")).expect("write");
+    let o = evalkit(&["compare", a.to_str().expect("utf8"), half.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("holds 20 records, but results.json counts 40 rows of arc_easy"),
+        "{}",
+        text(&o)
+    );
+    // A run of fewer rows is paired on the rows both have, and says so.
+    let mut fewer: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("results.json")).expect("results")).expect("json");
+    fewer["results"]["arc_easy"]["n"] = 20.into();
+    std::fs::write(half.join("results.json"), fewer.to_string()).expect("write");
     let o = evalkit(&["compare", a.to_str().expect("utf8"), half.to_str().expect("utf8")]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
@@ -620,6 +632,7 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
     let mut arc_only: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(b.join("results.json")).expect("results")).expect("json");
     arc_only["results"].as_object_mut().expect("results").remove("wikitext");
+    arc_only["results"]["arc_easy"]["n"] = 20.into();
     let (some, disjoint) = (tmp.path().join("some"), tmp.path().join("disjoint"));
     for (dir, shift) in [(&some, 0), (&disjoint, 1000)] {
         std::fs::create_dir_all(dir).expect("folder");

@@ -21,17 +21,18 @@ const SEED: u64 = 1234;
 const INPUT_FIELDS: &[&str] = &["contexts", "continuations", "answer", "prompt", "target", "text"];
 
 /// Reads `samples_<task>.jsonl` of a run into index → record.
-fn samples(dir: &Path, task: &str) -> Result<BTreeMap<u64, Value>> {
-    let path = dir.join(format!("samples_{task}.jsonl"));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
+fn samples(dir: &Path, task: &str, doc: &Value) -> Result<BTreeMap<u64, Value>> {
+    super::samples_file::read(dir, task, doc)?
+        .into_iter()
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let v: Value = serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))?;
-            let index = v["index"]
-                .as_u64()
-                .with_context(|| format!("{}:{}: no `index`", path.display(), i + 1))?;
+        .map(|(i, v)| {
+            let index = v["index"].as_u64().with_context(|| {
+                format!(
+                    "{}: record {}: no `index`",
+                    dir.join(format!("samples_{task}.jsonl")).display(),
+                    i + 1
+                )
+            })?;
             Ok((index, v))
         })
         .collect()
@@ -98,7 +99,7 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
         if !mb.is_object() {
             continue;
         }
-        let (sa, sb) = (samples(run_dir(a), task)?, samples(run_dir(b), task)?);
+        let (sa, sb) = (samples(run_dir(a), task, ra)?, samples(run_dir(b), task, rb)?);
         let common: Vec<u64> = sa.keys().filter(|k| sb.contains_key(k)).copied().collect();
         if common.is_empty() {
             notes.push(format!(

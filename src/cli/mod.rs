@@ -7,6 +7,7 @@ mod args;
 mod compare;
 mod log;
 mod report;
+mod samples_file;
 mod settings;
 mod shards;
 mod table;

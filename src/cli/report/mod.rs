@@ -299,7 +299,7 @@ fn sample_tables(runs: &[Run], max_rows: usize) -> Vec<SampleTable> {
                 rows: vec![],
                 problem: None,
             };
-            match read_samples(&file) {
+            match super::samples_file::read(&r.dir, task, &r.doc) {
                 Ok(mut records) => {
                     samples::worst_first(&mut records);
                     table.total = records.len();
@@ -312,15 +312,6 @@ fn sample_tables(runs: &[Run], max_rows: usize) -> Vec<SampleTable> {
         }
     }
     out
-}
-
-fn read_samples(file: &Path) -> Result<Vec<Value>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}: not JSON", file.display(), i + 1)))
-        .collect()
 }
 
 fn run_views(runs: &[Run]) -> Vec<RunView> {
