@@ -964,15 +964,7 @@ fn checkpoint_tensors_the_model_does_not_use_are_warned_of() {
 #[test]
 fn a_short_model_says_its_generation_was_lowered() {
     let tmp = crate::tempdir!("cli-short-model");
-    let dir = tmp.path().join("model");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let shared = model_dir("stories260K-hf");
-    for f in std::fs::read_dir(&shared).expect("checkpoint") {
-        let f = f.expect("entry").path();
-        if f.is_file() {
-            std::fs::copy(&f, dir.join(f.file_name().expect("name"))).expect("copy");
-        }
-    }
+    let dir = crate::util::copy_checkpoint("stories260K-hf", &tmp.path().join("model"));
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config")).expect("json");
     config["max_position_embeddings"] = 64.into();

@@ -184,11 +184,7 @@ fn ctrl_c_says_how_to_resume() {
 fn other_weights_at_the_same_path_start_afresh() {
     let tmp = crate::tempdir!("resume-weights");
     let (model, out) = (tmp.path().join("latest"), tmp.path().join("out"));
-    std::fs::create_dir(&model).expect("model folder");
-    for f in std::fs::read_dir(model_dir("stories260K-hf")).expect("shared model") {
-        let f = f.expect("entry").path();
-        std::fs::copy(&f, model.join(f.file_name().expect("name"))).expect("copy");
-    }
+    crate::util::copy_checkpoint("stories260K-hf", &model);
     let mut child = evalkit_on(&model, &out).spawn().expect("starts");
     wait_for_chunks(&mut child, &out, 5);
     child.kill().expect("SIGKILL");

@@ -385,14 +385,7 @@ fn merge_writes_the_results_a_dead_merger_left() {
     let tmp = crate::tempdir!("shards-merge");
     let one = reference(tmp.path(), TASKS, 12);
     // A copy of the checkpoint, whose weights go before the merge: a merge loads no model.
-    let model = tmp.path().join("stories260K-hf");
-    std::fs::create_dir_all(&model).expect("folder");
-    for f in std::fs::read_dir(model_dir("stories260K-hf")).expect("checkpoint") {
-        let f = f.expect("entry").path();
-        if f.is_file() {
-            std::fs::copy(&f, model.join(f.file_name().expect("name"))).expect("copy");
-        }
-    }
+    let model = crate::util::copy_checkpoint("stories260K-hf", &tmp.path().join("stories260K-hf"));
     let out = tmp.path().join("sharded");
     // At a training step, which every shard must share (it keys their journals).
     let at_step = |rank, step: &str| as_shard(evalkit_on(&model, &out, TASKS, 12, &["--step", step]), rank, 2);

@@ -20,6 +20,19 @@ pub fn model_dir(name: &str) -> PathBuf {
     shared().join("models").join(name)
 }
 
+/// A copy of the files of shared checkpoint `name` in a new folder `to` (a checkpoint a test
+/// may edit, or whose weights it may remove); returns `to`.
+pub fn copy_checkpoint(name: &str, to: &std::path::Path) -> PathBuf {
+    std::fs::create_dir_all(to).expect("checkpoint folder");
+    for f in std::fs::read_dir(model_dir(name)).expect("shared checkpoint") {
+        let f = f.expect("entry").path();
+        if f.is_file() {
+            std::fs::copy(&f, to.join(f.file_name().expect("name"))).expect("copy");
+        }
+    }
+    to.to_path_buf()
+}
+
 /// The shared data directory.
 pub fn data_dir() -> PathBuf {
     shared().join("data")

@@ -815,19 +815,7 @@ mod tests {
     }
 
     fn tokenizer() -> Tokenizer {
-        let vocab = ["<s>", "a", "b", "c"]
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.to_string(), i as u32))
-            .collect();
-        let wl = tokenizers::models::wordlevel::WordLevel::builder()
-            .vocab(vocab)
-            .unk_token("<s>".into())
-            .build()
-            .expect("vocabulary");
-        let mut t = tokenizers::Tokenizer::new(wl);
-        t.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
-        Tokenizer::from_parts(t, Some(0), vec![0])
+        crate::test_support::abc_tokenizer()
     }
 
     fn task(name: &str, good: bool) -> Box<LoglikelihoodTask<Row>> {

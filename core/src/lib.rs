@@ -89,6 +89,8 @@ pub use benchmark::{task, Benchmark};
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+#[cfg(test)]
+mod test_support;
 
 pub use evalkit_macros::Evaluation;
 
