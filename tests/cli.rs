@@ -1038,3 +1038,61 @@ fn generation_settings_without_a_generating_task_are_noted() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("only apply to tasks that generate"), "{}", text(&o));
 }
+
+/// An MMLU subject whose file is malformed fails alone: the other subjects run, and the
+/// subject and its groups are named under `failed` (exit status 2), as a task that does not
+/// load is.
+#[test]
+fn a_malformed_mmlu_subject_fails_alone() {
+    let tmp = crate::tempdir!("cli-mmlu-subject");
+    let data = tmp.path().join("data");
+    for split in ["dev", "test"] {
+        let (from, to) = (data_dir().join("mmlu").join(split), data.join("mmlu").join(split));
+        std::fs::create_dir_all(&to).expect("mkdir");
+        for f in std::fs::read_dir(&from).expect("mmlu") {
+            let f = f.expect("entry").path();
+            std::fs::copy(&f, to.join(f.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let bad = data.join("mmlu/test/abstract_algebra_test.csv");
+    std::fs::write(&bad, "\"Too few columns\",0,4,B\n").expect("write");
+    let out = tmp.path().join("out");
+    let model = model_dir("stories260K-hf");
+    let o = evalkit(&[
+        "run",
+        "-q",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--tasks",
+        "mmlu_stem",
+        "--limit",
+        "1",
+        "--num-fewshot",
+        "0",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--output",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("abstract_algebra_test.csv"), "{}", text(&o));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");
+    let results = doc["results"].as_object().expect("results");
+    assert_eq!(results.len(), 18, "the other STEM subjects: {doc}");
+    assert!(results.contains_key("mmlu_anatomy") && !results.contains_key("mmlu_abstract_algebra"));
+    assert!(
+        doc["failed"]["mmlu_abstract_algebra"]
+            .as_str()
+            .is_some_and(|m| m.contains("not loaded")),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["failed"]["mmlu_stem"],
+        "not reported: its member `mmlu_abstract_algebra` failed"
+    );
+}

@@ -263,6 +263,17 @@ fn run_process(
                     groups.push((gr.name.clone(), gr.members.clone()));
                     ev.add_group(gr);
                 }
+                // Members that did not load while the others did (an MMLU subject).
+                for (member, e) in loaded.not_loaded {
+                    if unloaded.contains(&member) {
+                        continue;
+                    }
+                    let message = error_message(&e.into());
+                    print_error(&format!("task {member}: {message}"));
+                    ev.not_loaded(&member, &message);
+                    unloaded.push(member);
+                    failed = true;
+                }
             }
             Err(e) => {
                 // (Not named twice where the error names the task itself.)
@@ -628,7 +639,7 @@ fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<u8> {
         ev.options.subset = Some(evalkit::core::kinds::Subset::First(d.limit));
         ev.progress = !g.quiet;
         for t in &tasks {
-            let loaded = evalkit::suites::load(t, &suite_options)?;
+            let loaded = evalkit::suites::load(t, &suite_options)?.complete()?;
             loaded.evaluations.into_iter().for_each(|e| {
                 ev.add(e);
             });

@@ -99,6 +99,20 @@ pub struct Loaded {
     pub evaluations: Vec<Box<dyn Evaluation>>,
     /// Groups reported as micro-averages (MMLU and its categories).
     pub groups: Vec<Group>,
+    /// Members of the suite that could not be loaded while others could (an MMLU subject
+    /// whose file is malformed), by name with the error: the run names them, and the groups
+    /// they belong to, under `failed`, as it names a task that does not load.
+    pub not_loaded: Vec<(String, Error)>,
+}
+
+impl Loaded {
+    /// Every member, or the error of the first that did not load.
+    pub fn complete(mut self) -> Result<Self> {
+        match self.not_loaded.is_empty() {
+            true => Ok(self),
+            false => Err(self.not_loaded.swap_remove(0).1),
+        }
+    }
 }
 
 /// A suite as `evalkit list` shows it.
@@ -211,12 +225,14 @@ fn unknown(name: &str) -> Error {
     }
 }
 
-/// Loads the suite `name`.
+/// Loads the suite `name`. A suite of several files (MMLU) loads the members it can and lists
+/// the others in [`Loaded::not_loaded`]; [`Loaded::complete`] makes that an error.
 pub fn load(name: &str, opts: &LoadOptions) -> Result<Loaded> {
     let one = |evaluations| {
         Ok(Loaded {
             evaluations,
             groups: vec![],
+            not_loaded: vec![],
         })
     };
     match name {

@@ -233,6 +233,7 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<crate::Loaded> {
         return Ok(crate::Loaded {
             evaluations: vec![subject(opts, s)?],
             groups: vec![],
+            not_loaded: vec![],
         });
     }
     let categories: Vec<&str> = match rest {
@@ -245,7 +246,19 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<crate::Loaded> {
         .filter(|(_, c)| categories.contains(c))
         .map(|(s, _)| *s)
         .collect();
-    let evaluations = asked.iter().map(|s| subject(opts, s)).collect::<Result<Vec<_>>>()?;
+    // A subject that does not load leaves the others (and is named, with its groups, under
+    // `failed`); where none loads, the first error is the suite's.
+    let mut evaluations: Vec<Box<dyn Evaluation>> = vec![];
+    let mut not_loaded = vec![];
+    for s in &asked {
+        match subject(opts, s) {
+            Ok(e) => evaluations.push(e),
+            Err(e) => not_loaded.push((format!("mmlu_{s}"), e)),
+        }
+    }
+    if evaluations.is_empty() && !not_loaded.is_empty() {
+        return Err(not_loaded.swap_remove(0).1);
+    }
     let mut groups: Vec<Group> = categories
         .iter()
         .map(|c| Group {
@@ -264,7 +277,11 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<crate::Loaded> {
             members: asked.iter().map(|s| format!("mmlu_{s}")).collect(),
         });
     }
-    Ok(crate::Loaded { evaluations, groups })
+    Ok(crate::Loaded {
+        evaluations,
+        groups,
+        not_loaded,
+    })
 }
 
 /// The official test rows of `mmlu_<category>`.
