@@ -177,8 +177,9 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
     );
 
     // A task the engine cannot run (llama.cpp gives no log-prob for the first token, where
-    // WikiText's first rolling window starts) fails alone: the others' results are written,
-    // it is named under `failed`, and the exit status is 2.
+    // WikiText's first rolling window starts, and would put its BOS before a later window)
+    // fails alone: the others' results are written, it is named under `failed`, and the exit
+    // status is 2.
     let partial = tmp.path().join("partial");
     let o = run(&url, &tok, &partial, &["--tasks", "wikitext,arc_easy", "--limit", "2"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -187,7 +188,7 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
     assert!(results["results"]["arc_easy"]["acc"].is_number(), "{results}");
     let why = results["failed"]["wikitext"].as_str().expect("wikitext failed");
     assert!(
-        why.contains("evaluation `wikitext`") && why.contains("prompt_logprobs"),
+        why.contains("evaluation `wikitext`") && why.contains("rolling-perplexity window"),
         "{why}"
     );
     // The same in a sharded run: each shard records the failure and goes on, the merge lists
@@ -210,8 +211,22 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
     assert!(
         doc["failed"]["wikitext"]
             .as_str()
-            .is_some_and(|w| w.contains("prompt_logprobs")),
+            .is_some_and(|w| w.contains("rolling-perplexity window")),
         "{doc}"
+    );
+    // Where every task fails so, no shard is offered to rerun alone: the command is.
+    let all = tmp.path().join("all-failed");
+    let o = run(
+        &url,
+        &tok,
+        &all,
+        &["--tasks", "wikitext", "--limit", "2", "--shards", "2"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("every evaluation failed on its own") && !text(&o).contains("Rerun each failed shard"),
+        "{}",
+        text(&o)
     );
 
     // Killed mid-run: the run stops with a message and keeps its chunks; with the server back,

@@ -380,21 +380,25 @@ impl<'a> Evaluator<'a> {
                 }
                 // Every share is journaled: gather what was still pending. A merge that fails
                 // leaves no lock behind, so a rerun (or `evalkit merge`) can merge.
-                match self.gather(outcomes, &journal_dir, world) {
-                    Ok((o, f)) => {
-                        failed = f;
-                        o
-                    }
-                    Err(e) => {
-                        FailureRecord::reopen(&journal_dir, world)?;
-                        return Err(e);
-                    }
+                let gathered = self.gather(outcomes, &journal_dir, world);
+                if gathered.as_ref().map_or(true, |(_, f)| !f.is_empty()) {
+                    FailureRecord::reopen(&journal_dir, world);
                 }
+                if gathered.is_err() {
+                    shard::unlock(&journal_dir);
+                }
+                let (o, f) = gathered?;
+                failed = f;
+                o
             }
             Share::Merge { world } => {
                 shard::claim(&journal_dir, &self.shard_settings())?;
                 let pending = self.evaluations.iter().map(|_| None).collect();
-                let (o, f) = self.gather(pending, &journal_dir, world)?;
+                let gathered = self.gather(pending, &journal_dir, world);
+                if gathered.as_ref().map_or(true, |(_, f)| !f.is_empty()) {
+                    FailureRecord::reopen(&journal_dir, world);
+                }
+                let (o, f) = gathered?;
                 failed = f;
                 o
             }
@@ -439,11 +443,12 @@ impl<'a> Evaluator<'a> {
                 .as_bytes(),
         )?;
         if !failed.is_empty() {
-            // The journal stays (made where no evaluation wrote one): the run is not done. The
-            // shards that failed an evaluation run it again when rerun, and merge anew.
+            // The journal stays (made where no evaluation wrote one): the run is not done. (A
+            // sharded run's failing shards were reopened above: they run the evaluation again
+            // when rerun, and merge anew.)
             std::fs::create_dir_all(&journal_dir).map_err(|e| Error::io("creating journal", &journal_dir, e))?;
-            if let Share::Rank { world, .. } | Share::Merge { world } = self.options.share {
-                FailureRecord::reopen(&journal_dir, world)?;
+            if let Share::Rank { .. } = self.options.share {
+                shard::unlock(&journal_dir);
             }
             return Ok(RunEnd::Partial { doc, failed });
         }
@@ -465,12 +470,15 @@ impl<'a> Evaluator<'a> {
     ) -> Result<(Vec<Outcome>, Vec<Error>)> {
         let (mut outcomes, mut failed) = (vec![], vec![]);
         for (e, own) in self.evaluations.iter().zip(computed) {
-            match FailureRecord::first(journal_dir, world, e.name()) {
-                Some(err) => failed.push(err),
-                None => outcomes.push(match own {
-                    Some(o) => o,
-                    None => self.run_one(e.as_ref(), Some(journal_dir))?,
-                }),
+            if let Some(err) = FailureRecord::first(journal_dir, world, e.name()) {
+                failed.push(err);
+                continue;
+            }
+            match own.map_or_else(|| self.run_one(e.as_ref(), Some(journal_dir)), Ok) {
+                Ok(o) => outcomes.push(o),
+                // Scoring the gathered shares may still fail on a row (as in one process).
+                Err(err) if err.is_evaluation_specific() && self.evaluations.len() > 1 => failed.push(err),
+                Err(err) => return Err(err),
             }
         }
         if outcomes.is_empty() {
@@ -938,6 +946,83 @@ mod tests {
         ev.add(task("ok", true));
         let e = ev.evaluate().expect_err("max length 0");
         assert!(e.to_string().contains("max length of 0"), "{e}");
+    }
+
+    /// [`UNIFORM`], unable to run a request that holds `c` while `refuses` (an engine that
+    /// cannot serve some requests), under one description either way.
+    struct RefusesC {
+        refuses: bool,
+    }
+    impl Model for RefusesC {
+        fn max_len(&self) -> usize {
+            UNIFORM.max_len()
+        }
+        fn vocab_size(&self) -> usize {
+            UNIFORM.vocab_size()
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+        fn describe(&self) -> String {
+            "refuses c".into()
+        }
+        fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> crate::Result<Tensor> {
+            if self.refuses && ids.eq(3).any().int64_value(&[]) != 0 {
+                return Err(Error::Incapable {
+                    evaluation: String::new(),
+                    message: "no c".into(),
+                });
+            }
+            UNIFORM.hidden_states(ids, mask, cache)
+        }
+        fn head(&self, h: &Tensor) -> crate::Result<Tensor> {
+            UNIFORM.head(h)
+        }
+        fn new_cache(&self) -> Option<KvCache> {
+            UNIFORM.new_cache()
+        }
+    }
+
+    #[test]
+    fn a_shard_that_failed_an_evaluation_alone_reruns_alone() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tok = tokenizer();
+        let run_rank = |rank: usize, refuses: bool| {
+            let model = RefusesC { refuses };
+            let mut ev = Evaluator::new(&model, &tok);
+            // Only row 2 of `ends` holds a `c`: one shard's share.
+            ev.add(Box::new(LoglikelihoodTask::new(
+                "ends",
+                (0..4).map(|i| Ends(i == 2)).collect(),
+            )))
+            .add(Box::new(LoglikelihoodTask::new(
+                "plain",
+                (0..4).map(|_| Ends(false)).collect(),
+            )));
+            ev.options.batch_size = Some(1);
+            ev.options.share = crate::shard::Share::rank(rank, 2).expect("share");
+            ev.run_share(tmp.path()).expect("runs")
+        };
+        let journal = tmp.path().join(".journal");
+        // Row 2, the longest, is the costliest batch: shard 0's.
+        assert!(matches!(run_rank(0, true), RunEnd::Waiting { .. }));
+        let RunEnd::Partial { doc, failed } = run_rank(1, true) else {
+            panic!("partial")
+        };
+        assert!(
+            matches!(&failed[..], [Error::Incapable { evaluation, message }] if evaluation == "ends" && message == "no c")
+        );
+        assert_eq!(doc["results"]["plain"]["n"], 4);
+        // Only the shard that failed is reopened; rerun alone, it finishes last and merges.
+        assert_eq!(crate::shard::not_done(&journal, 2), [0]);
+        let RunEnd::Results(doc) = run_rank(0, false) else {
+            panic!("results")
+        };
+        assert_eq!(
+            (doc["results"]["ends"]["n"].as_u64(), doc.get("failed")),
+            (Some(4), None)
+        );
+        assert!(Evaluator::done(tmp.path()));
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! - Beside each journal a [`ShareRecord`] keeps what the rank did for that evaluation (its
 //!   device, chunks computed and resumed, seconds, raw speed), so the results report the
 //!   shards' work rather than the merging process's.
+//! - An evaluation that fails on its own in a run of several leaves a [`FailureRecord`]
+//!   (`rank-R-of-N/<evaluation>.failed.json`) and the rank goes on; the merge lists it under
+//!   `failed` with the others' results, and makes the ranks that failed it not done again, so
+//!   rerunning them runs it again and merges anew.
 //!
 //! [`Launch::from_env`] reads how a cluster launcher started the process: torchrun's `RANK`,
 //! `WORLD_SIZE`, `LOCAL_RANK`, or Slurm's `SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_LOCALID`.
@@ -209,8 +213,8 @@ impl FailureRecord {
         rank_dir(journal, rank, world).join(format!("{evaluation}.failed.json"))
     }
 
-    /// Records `error`, `rank`'s failure of `evaluation` (an error that is not the
-    /// evaluation's own stops the shard instead, and is not recorded).
+    /// Records `error`, `rank`'s failure of `evaluation`: an error of the evaluation's own
+    /// ([`Error::is_evaluation_specific`]); any other is refused (it stops the shard instead).
     pub(crate) fn write(journal: &Path, (rank, world): (usize, usize), evaluation: &str, error: &Error) -> Result<()> {
         let record = match error {
             Error::Row { row, message, .. } => FailureRecord {
@@ -221,7 +225,12 @@ impl FailureRecord {
                 row: None,
                 message: message.clone(),
             },
-            _ => return Ok(()),
+            other => {
+                return Err(Error::Evaluation {
+                    evaluation: evaluation.into(),
+                    message: format!("a shard records only an evaluation's own failure, not: {other}"),
+                })
+            }
         };
         let dir = rank_dir(journal, rank, world);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating journal folder", &dir, e))?;
@@ -238,38 +247,43 @@ impl FailureRecord {
         }
     }
 
-    /// The error of the first rank that recorded a failure of `evaluation`, as that rank met
-    /// it; `None` when no rank did. A record that cannot be read still says the evaluation
-    /// failed, naming the file.
+    /// The failure of `evaluation` as the first rank that recorded one met it, with what other
+    /// ranks met where it differs; `None` when no rank recorded one. A record that cannot be
+    /// read still says the evaluation failed, naming the file.
     pub(crate) fn first(journal: &Path, world: usize, evaluation: &str) -> Option<Error> {
-        (0..world).find_map(|rank| {
+        let mut records = (0..world).filter_map(|rank| {
             let path = Self::path(journal, rank, world, evaluation);
-            if !path.is_file() {
-                return None;
-            }
-            let evaluation = evaluation.to_string();
-            Some(match crate::error::read_json::<FailureRecord>(&path) {
-                Ok(FailureRecord {
-                    row: Some(row),
-                    message,
-                }) => Error::Row {
-                    evaluation,
-                    row,
-                    message,
-                },
-                Ok(FailureRecord { row: None, message }) => Error::Incapable { evaluation, message },
-                Err(e) => Error::Incapable {
-                    evaluation,
+            path.is_file().then(|| {
+                let record = crate::error::read_json::<FailureRecord>(&path).unwrap_or_else(|e| FailureRecord {
+                    row: None,
                     message: format!("shard {rank} recorded a failure that cannot be read: {e}"),
-                },
+                });
+                (rank, record)
             })
+        });
+        let (_, first) = records.next()?;
+        let mut message = first.message.clone();
+        for (rank, other) in records {
+            if !message.contains(&other.message) {
+                message.push_str(&format!(" (shard {rank}: {})", other.message));
+            }
+        }
+        let evaluation = evaluation.to_string();
+        Some(match first.row {
+            Some(row) => Error::Row {
+                evaluation,
+                row,
+                message,
+            },
+            None => Error::Incapable { evaluation, message },
         })
     }
 
-    /// Makes every rank that recorded a failure not done again (and frees the merge lock),
-    /// after a merge that reported the failures: rerunning those ranks (the same command)
-    /// runs the evaluations again, and the last of them to finish merges anew.
-    pub(crate) fn reopen(journal: &Path, world: usize) -> Result<()> {
+    /// Makes every rank that recorded a failure not done again, after a merge that reported
+    /// the failures: rerunning those ranks (alone, or with the run's command) runs the
+    /// evaluations again, and the last of them to finish merges anew. A marker that cannot be
+    /// removed is warned of (the merge's own error, or its results, come first).
+    pub(crate) fn reopen(journal: &Path, world: usize) {
         for rank in 0..world {
             let dir = rank_dir(journal, rank, world);
             let failed = std::fs::read_dir(&dir)
@@ -277,16 +291,16 @@ impl FailureRecord {
                 .flatten()
                 .flatten()
                 .any(|f| f.file_name().to_str().is_some_and(|n| n.ends_with(".failed.json")));
-            if failed {
-                let done = dir.join("done");
-                match std::fs::remove_file(&done) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("removing", &done, e)),
-                    _ => {}
+            let done = dir.join("done");
+            if failed && done.exists() {
+                if let Err(e) = std::fs::remove_file(&done) {
+                    tracing::warn!(
+                        "{}: {e} (shard {rank} failed an evaluation; remove the file before rerunning it)",
+                        done.display()
+                    );
                 }
             }
         }
-        unlock(journal);
-        Ok(())
     }
 }
 

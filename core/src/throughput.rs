@@ -231,7 +231,7 @@ fn timed(tokens: usize, pass: &impl Fn() -> Result<Tensor>) -> Result<f64> {
         fastest = fastest.min(t.elapsed().as_secs_f64());
         reps += 1;
     }
-    Ok(tokens as f64 / fastest)
+    Ok(tokens as f64 / fastest.max(1e-9))
 }
 
 /// Waits for the device to finish `t` (reads one value back).

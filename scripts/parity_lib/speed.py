@@ -66,6 +66,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--repeat", type=int, default=3,
                    help="evalkit runs per workload, the median reported (lm-eval runs once)")
     a = p.parse_args(argv)
+    if a.repeat < 1:
+        p.error("--repeat needs at least one run")
     work = a.work or Path(tempfile.mkdtemp(prefix="evalkit-speed."))
     work.mkdir(parents=True, exist_ok=True)
     environ = dict(os.environ, **OFFLINE, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads),

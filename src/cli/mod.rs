@@ -312,10 +312,12 @@ fn run_process(
     .into_iter()
     .filter_map(|(given, flag)| given.then_some(flag))
     .collect();
-    if !generation.is_empty() && !kinds.iter().any(|(_, k)| *k == TaskKind::Generate) {
+    let says = !g.quiet && launch.is_none_or(|l| l.rank == 0) && !matches!(share, Share::Merge { .. });
+    if says && !generation.is_empty() && !kinds.iter().any(|(_, k)| *k == TaskKind::Generate) {
         eprintln!(
-            "note: {} only apply to tasks that generate, and none of these does: ignored",
-            generation.join(", ")
+            "note: {} only {} to tasks that generate, and none of these does: ignored",
+            generation.join(", "),
+            if generation.len() == 1 { "applies" } else { "apply" }
         );
     }
     if failed && share != Share::Whole {
@@ -354,9 +356,16 @@ fn run_process(
     }
     let interrupt_note = (share == Share::Whole).then(|| InterruptNote::install(&s.output));
     let start = std::time::Instant::now();
-    let end = ev
-        .run_share(&s.output)
-        .with_context(|| format!("running into {}", s.output.display()))?;
+    let end = match ev.run_share(&s.output) {
+        Ok(end) => end,
+        // Every evaluation failed on its own: the shard that merged says so, and the process
+        // that started the workers asks for the same command again (not one shard alone).
+        Err(e) if shards::is_worker() && failed_on_their_own(&e) => {
+            print_error(&error_message(&anyhow::Error::from(e)));
+            return Ok(shards::ALL_FAILED_EXIT);
+        }
+        Err(e) => return Err(anyhow::Error::from(e).context(format!("running into {}", s.output.display()))),
+    };
     drop(interrupt_note);
     let who = launch.map_or_else(String::new, |l| format!("shard {} of {}: ", l.rank, l.world));
     let doc = match end {
@@ -411,6 +420,15 @@ fn run_process(
     stale_samples(&doc, &s.output);
     let code = finish(&doc, a, g, &s.output)?;
     Ok(if failed { 2 } else { code })
+}
+
+/// Whether `e` is the failure of evaluations on their own (rows of their data, requests the
+/// model cannot run), each of them.
+fn failed_on_their_own(e: &evalkit::core::Error) -> bool {
+    match e {
+        evalkit::core::Error::Evaluations(all) => all.iter().all(evalkit::core::Error::is_evaluation_specific),
+        one => one.is_evaluation_specific(),
+    }
 }
 
 /// Prints the results and checks the run's gates: exit 1 when one fails.

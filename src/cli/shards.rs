@@ -24,6 +24,11 @@ pub fn launch() -> Result<Option<Launch>> {
 /// as a shard does, and the process that started it exits 2 after the table.
 pub const PARTIAL_EXIT: u8 = 3;
 
+/// A worker's exit status when every evaluation of the run failed on its own (it printed
+/// their errors; nothing to write): the failing shards were reopened, so the run's whole
+/// command, not one shard, runs them again.
+pub const ALL_FAILED_EXIT: u8 = 4;
+
 /// True in a worker that `--shards` started.
 pub fn is_worker() -> bool {
     std::env::var_os(WORKER_VAR).is_some()
@@ -105,13 +110,21 @@ pub fn spawn(a: &RunArgs, shards: usize, threads: Option<i32>, output: &Path) ->
             }
         }
     }
-    let (mut failed, mut failed_ranks) = (vec![], vec![]);
+    let (mut failed, mut failed_ranks, mut all_failed) = (vec![], vec![], false);
     for (rank, mut child) in children {
         let status = child.wait().with_context(|| format!("waiting for shard {rank}"))?;
-        if !status.success() && status.code() != Some(i32::from(PARTIAL_EXIT)) {
+        if status.code() == Some(i32::from(ALL_FAILED_EXIT)) {
+            all_failed = true;
+        } else if !status.success() && status.code() != Some(i32::from(PARTIAL_EXIT)) {
             failed.push(format!("shard {rank} ({status})"));
             failed_ranks.push(rank);
         }
+    }
+    if all_failed && failed.is_empty() {
+        bail!(
+            "every evaluation failed on its own (the errors above): fix them, then run the same command again (the journal in {} keeps the shards' work)",
+            output.join(".journal").display()
+        );
     }
     if !failed.is_empty() && !output.join(".journal").exists() {
         bail!(

@@ -56,8 +56,8 @@ pub(crate) fn hidden_states_packed_at<M: Model + ?Sized>(
     Ok(h)
 }
 
-/// [`Model::head`], which must return floating-point logits of `vocab_size` columns over the
-/// hidden states' leading shape.
+/// [`Model::head`], which must return float32 logits of `vocab_size` columns over the hidden
+/// states' leading shape (half, bfloat16 and double logits are read as float32).
 pub(crate) fn head<M: Model + ?Sized>(model: &M, hidden: &Tensor) -> Result<Tensor> {
     let logits = model.head(hidden)?;
     let (got, lead) = (logits.size(), hidden.size());
@@ -70,20 +70,24 @@ pub(crate) fn head<M: Model + ?Sized>(model: &M, hidden: &Tensor) -> Result<Tens
             format!("returned shape {got:?} for hidden states of shape {:?}: expected {lead:?} and vocab_size() {vocab} logits", hidden.size()),
         ));
     }
-    if !logits.is_floating_point() {
-        return Err(wrong(
+    match logits.kind() {
+        tch::Kind::Float => Ok(logits),
+        // Log-probabilities are taken in float32 at least (DESIGN §3), on every device.
+        tch::Kind::Half | tch::Kind::BFloat16 | tch::Kind::Double => logits
+            .f_to_kind(tch::Kind::Float)
+            .map_err(|e| Error::torch("logits to float32", e)),
+        other => Err(wrong(
             model,
             "head",
-            format!("returned {:?} logits: expected floating point (float32)", logits.kind()),
-        ));
+            format!("returned {other:?} logits: expected float32"),
+        )),
     }
-    Ok(logits)
 }
 
 #[cfg(test)]
 mod tests {
     use crate::batch::{generate_batch, score_batch, TokenCounts};
-    use crate::model::{KvCache, Model};
+    use crate::model::{Kept, KvCache, Model, PackedBatch};
     use crate::request::{GenerateParams, GenerateRequest, Sampling, ScoreRequest};
     use crate::{Error, Tokenizer};
     use tch::{Device, Kind, Tensor};
@@ -97,6 +101,10 @@ mod tests {
         FlatHidden,
         WideHead,
         IntegerLogits,
+        /// Packs, and returns every position where it should return the kept ones.
+        PacksAll,
+        /// Returns bfloat16 logits, which are read as float32.
+        HalfLogits,
     }
     impl Model for Broken {
         fn max_len(&self) -> usize {
@@ -129,11 +137,21 @@ mod tests {
             let logits = h.matmul(&Tensor::zeros([1, width], (Kind::Float, Device::Cpu)));
             Ok(match self {
                 Broken::IntegerLogits => logits.to_kind(Kind::Int64),
+                Broken::HalfLogits => logits.to_kind(Kind::BFloat16),
                 _ => logits,
             })
         }
         fn new_cache(&self) -> Option<KvCache> {
             Some(KvCache::new(0, 64))
+        }
+        fn packs(&self) -> bool {
+            *self == Broken::PacksAll
+        }
+        fn hidden_states_packed(&self, batch: &PackedBatch) -> crate::Result<Tensor> {
+            Ok(Tensor::zeros([1, batch.tokens() as i64, 1], (Kind::Float, Device::Cpu)))
+        }
+        fn hidden_states_packed_at(&self, batch: &PackedBatch, _: &Kept) -> crate::Result<Tensor> {
+            self.hidden_states_packed(batch)
         }
     }
 
@@ -176,6 +194,22 @@ mod tests {
             assert!(score_batch(&Broken::Not, &reqs, share, counts).is_ok());
         }
         assert!(generate_batch(&Broken::Not, &tok, &prompts, &params, counts).is_ok());
+        // Half-precision logits are read as float32: the same scores.
+        for share in [false, true] {
+            let half = score_batch(&Broken::HalfLogits, &reqs, share, counts).expect("bf16 logits");
+            assert_eq!(half, score_batch(&Broken::Not, &reqs, share, counts).expect("float32"));
+        }
+        let e = score_batch(&Broken::PacksAll, &reqs, true, counts).expect_err("every position");
+        assert!(
+            matches!(
+                &e,
+                Error::ModelOutput {
+                    method: "hidden_states_packed_at",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         for (broken, method) in [
             (Broken::DropsARow, "hidden_states"),
             (Broken::ShortSequence, "hidden_states"),

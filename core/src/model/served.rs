@@ -268,6 +268,15 @@ impl Served {
         let ids: Vec<i64> = context[over..].iter().chain(continuation).copied().collect();
         let truncated = over > 0;
         let (prompt, skip) = self.text(&ids)?;
+        if skip == 0 && self.bos.is_some() && !truncated {
+            // A rolling-perplexity window after a text's first starts inside the text, without
+            // the BOS every other context starts with; the engine would put its BOS before it
+            // (and re-split its first word), and so score another input than the model's.
+            return Err(Error::Incapable {
+                evaluation: String::new(),
+                message: format!("{url}: a prompt that starts without the model's BOS (a rolling-perplexity window inside a text) gets the engine's BOS before it, so the engine would score another input than the model's: such windows need an engine that scores token ids"),
+            });
+        }
         let body = json!({
             "model": self.model, "prompt": prompt, "temperature": 0, "max_tokens": 1,
             "logprobs": 1, "echo": true, "seed": 1234,
@@ -293,18 +302,6 @@ impl Served {
         // A left-truncated context starts inside a word, which the engine may split otherwise;
         // the continuation, at the end, is then found from the end.
         if echoed != ids.len() - skip && (!truncated || echoed < continuation.len() + 1) {
-            if skip == 0 && self.bos.is_some() && !truncated {
-                // A rolling-perplexity window after a text's first starts inside the text
-                // without the BOS: the engine re-splits its first word and puts its BOS before
-                // it, so it scores another input than the model's.
-                return Err(Error::Incapable {
-                    evaluation: String::new(),
-                    message: format!(
-                        "{url}: the engine tokenized a prompt that starts without BOS (a rolling-perplexity window inside a text) into {echoed} tokens, the local tokenizer into {}, and puts its own BOS before it: such windows need an engine that scores token ids",
-                        ids.len()
-                    ),
-                });
-            }
             return Err(served_error(
                 url,
                 format!(
