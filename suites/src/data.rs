@@ -87,9 +87,24 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str, source: &str) ->
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| parse_value(l).map_err(|(field, e)| malformed(path, i + 1, &field, e.to_string())))
+        .map(|(i, l)| parse_value(l).map_err(|(field, e)| malformed(path, i + 1, &field, json_message(&e))))
         .collect::<Result<_>>()?;
     not_empty(rows, path, what, source)
+}
+
+/// serde_json's message without the position it appends (` at line L column C`): in a
+/// JSON-lines file that line is the row's own (always 1), and callers name the file's line
+/// themselves. A syntax error keeps its column (`EOF while parsing a string at column 358`),
+/// which says where in the line the text stops being JSON.
+pub(crate) fn json_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&position).unwrap_or(&full);
+    if (e.is_syntax() || e.is_eof()) && e.line() != 0 {
+        format!("{message} at column {}", e.column())
+    } else {
+        message.to_string()
+    }
 }
 
 /// `rows`, or an error naming the file when there are none.
@@ -218,7 +233,20 @@ mod tests {
         ] {
             let got = error(row);
             assert!(got.contains(want), "{row}: {got}");
+            // The file's line is given once, by the prefix: not serde's line within the row.
+            assert!(!got.contains(" at line "), "{row}: {got}");
         }
+        // A syntax error keeps serde's column, which says where in the line the JSON breaks.
+        let got = error(r#"{"question": {"stem": "s""#);
+        assert!(
+            got.ends_with("rows.jsonl:2: field `(json)`: EOF while parsing an object at column 25"),
+            "{got}"
+        );
+        let got = error(r#"{"question": {"stem": "s", "choices": []}, "answer": true} }"#);
+        assert!(
+            got.ends_with("field `(json)`: trailing characters at column 60"),
+            "{got}"
+        );
     }
 
     #[test]
