@@ -3,7 +3,7 @@
 //! (`sentence[i+1:].strip()`) is the one continuation scored after either — the derive's
 //! `contexts` + `continuation` form.
 
-use crate::data::{malformed, read_jsonl};
+use crate::data::{jsonl_line, malformed, read_jsonl};
 use crate::error::Result;
 use crate::LoadOptions;
 use evalkit_core::kinds::{MultipleChoice, RowError};
@@ -75,8 +75,35 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> 
                 e.0.strip_prefix("field `")
                     .and_then(|rest| rest.split_once("`: "))
                     .unwrap_or(("sentence", e.0.as_str()));
-            malformed(&path, i + 1, field, message)
+            malformed(&path, jsonl_line(&path, i), field, message)
         })?;
     }
     Ok(vec![evalkit_core::task(rows).named(name).build()])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_bad_answer_names_its_file_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("winogrande")).unwrap();
+        let row = |answer: &str| {
+            format!(
+                r#"{{"sentence": "The cup fell because _ was heavy.", "option1": "it", "option2": "the shelf", "answer": "{answer}"}}"#
+            )
+        };
+        std::fs::write(
+            dir.path().join("winogrande/dev.jsonl"),
+            format!("{}\n\n{}\n\n\n{}\n", row("1"), row("2"), row("3")),
+        )
+        .unwrap();
+        let e = super::load(&crate::LoadOptions::new(dir.path().to_path_buf()), "winogrande")
+            .err()
+            .expect("answer 3")
+            .to_string();
+        assert!(
+            e.ends_with(r#"dev.jsonl:6: field `answer`: "3" is not "1" or "2""#),
+            "{e}"
+        );
+    }
 }
