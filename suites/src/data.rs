@@ -146,6 +146,15 @@ pub fn malformed(path: &Path, line: usize, field: &str, message: impl Into<Strin
 
 /// Reads a header-less CSV file; each record must have `width` fields.
 pub fn read_csv(path: &Path, width: usize, what: &str, source: &str) -> Result<Vec<Vec<String>>> {
+    Ok(read_csv_lines(path, width, what, source)?
+        .into_iter()
+        .map(|(_, fields)| fields)
+        .collect())
+}
+
+/// [`read_csv`] with the 1-based file line each record starts on (for errors found after
+/// reading: a quoted field may span lines, so a record's index is not its line).
+pub fn read_csv_lines(path: &Path, width: usize, what: &str, source: &str) -> Result<Vec<(usize, Vec<String>)>> {
     require(path, what, source)?;
     let mut r = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -171,7 +180,7 @@ pub fn read_csv(path: &Path, width: usize, what: &str, source: &str) -> Result<V
                 format!("{} fields, expected {width}", rec.len()),
             ));
         }
-        rows.push(rec.iter().map(str::to_string).collect());
+        rows.push((line, rec.iter().map(str::to_string).collect()));
     }
     not_empty(rows, path, what, source)
 }
