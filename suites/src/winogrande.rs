@@ -29,7 +29,7 @@ impl Winogrande {
     fn blank(&self) -> std::result::Result<usize, RowError> {
         self.sentence
             .find('_')
-            .ok_or_else(|| RowError::new("field `sentence` has no `_` blank"))
+            .ok_or_else(|| RowError::new("field `sentence`: no `_` blank, where an option goes"))
     }
 
     /// `sentence[:i] + option` for each option.
@@ -70,11 +70,11 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> 
     )?;
     for (i, r) in rows.iter().enumerate() {
         r.get().map_err(|e| {
-            // The row's own error names its field first (`field `answer`: ...`), the blank's not.
+            // The row's own errors name their field first (`field `answer`: ...`).
             let (field, message) =
                 e.0.strip_prefix("field `")
                     .and_then(|rest| rest.split_once("`: "))
-                    .unwrap_or(("sentence", e.0.as_str()));
+                    .unwrap_or(("(row)", e.0.as_str()));
             malformed(&path, jsonl_line(&path, i), field, message)
         })?;
     }
@@ -103,6 +103,25 @@ mod tests {
             .to_string();
         assert!(
             e.ends_with(r#"dev.jsonl:6: field `answer`: "3" is not "1" or "2""#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_sentence_without_a_blank_names_its_field_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("winogrande")).unwrap();
+        std::fs::write(
+            dir.path().join("winogrande/dev.jsonl"),
+            r#"{"sentence": "The cup fell.", "option1": "it", "option2": "the shelf", "answer": "1"}"#,
+        )
+        .unwrap();
+        let e = super::load(&crate::LoadOptions::new(dir.path().to_path_buf()), "winogrande")
+            .err()
+            .expect("no blank")
+            .to_string();
+        assert!(
+            e.ends_with("dev.jsonl:1: field `sentence`: no `_` blank, where an option goes"),
             "{e}"
         );
     }
