@@ -2,7 +2,7 @@
 //! with the choice texts; the answer is `answerKey`'s position among the labels (which are
 //! `A..D` or `1..4`). Few-shot examples come from the Dev split.
 
-use crate::data::{malformed, read_jsonl};
+use crate::data::{jsonl_line, malformed, read_jsonl};
 use crate::error::Result;
 use crate::LoadOptions;
 use evalkit_core::Evaluation;
@@ -58,7 +58,7 @@ pub fn read(path: &std::path::Path) -> Result<Vec<Arc>> {
                 .ok_or_else(|| {
                     malformed(
                         path,
-                        i + 1,
+                        jsonl_line(path, i),
                         "answerKey",
                         format!(
                             "{:?} is none of the labels {:?}",
@@ -97,4 +97,24 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn evalkit_core::
             })?;
     }
     Ok(vec![t.build()])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_answer_error_names_the_file_line_past_blank_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ARC-Easy-Test.jsonl");
+        let row = |key: &str| {
+            format!(
+                r#"{{"question": {{"stem": "s", "choices": [{{"text": "a", "label": "A"}}, {{"text": "b", "label": "B"}}]}}, "answerKey": "{key}"}}"#
+            )
+        };
+        std::fs::write(&path, format!("{}\n\n\n{}\n{}\n", row("A"), row("B"), row("Z"))).unwrap();
+        let e = super::read(&path).unwrap_err().to_string();
+        assert!(
+            e.contains(r#"ARC-Easy-Test.jsonl:5: field `answerKey`: "Z" is none of the labels ["A", "B"]"#),
+            "{e}"
+        );
+    }
 }

@@ -34,10 +34,56 @@ pub fn require(path: &Path, what: &str, source: &str) -> Result<()> {
     }
 }
 
-/// Reads a text file (after [`require`]).
-pub fn read_text(path: &Path, what: &str, source: &str) -> Result<String> {
+/// Reads a file's bytes (after [`require`]).
+fn read_bytes(path: &Path, what: &str, source: &str) -> Result<Vec<u8>> {
     require(path, what, source)?;
-    let text = std::fs::read_to_string(path).map_err(|e| evalkit_core::Error::io("reading", path, e))?;
+    Ok(std::fs::read(path).map_err(|e| evalkit_core::Error::io("reading", path, e))?)
+}
+
+/// Why `bytes`, the contents of `path`, are not the UTF-8 text of `what` that was expected:
+/// the line and byte offset of the first byte that is not UTF-8, and what the file looks like
+/// instead when it starts with the magic bytes of a gzip or parquet file or a UTF-16 byte-order
+/// mark.
+fn not_text(path: &Path, bytes: &[u8], error: std::str::Utf8Error, what: &str, source: &str) -> Error {
+    let at = error.valid_up_to();
+    let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = bytes[..at].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let position = format!(
+        "the byte 0x{:02x} at offset {at} (line {line}, byte {} of the line) is not valid UTF-8",
+        bytes[at],
+        at - line_start + 1
+    );
+    let message = if bytes.starts_with(&[0x1f, 0x8b]) {
+        format!(
+            "looks like a gzip file (it starts with gzip's magic bytes 1f 8b), not text ({position}): {what} is \
+             read as uncompressed UTF-8 text; unpack it (gunzip) and put the unpacked file at this path"
+        )
+    } else if bytes.starts_with(b"PAR1") {
+        format!(
+            "looks like a parquet file (it starts with parquet's magic bytes `PAR1`), not text ({position}): \
+             {what} is read as UTF-8 text, as distributed by {source}"
+        )
+    } else if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        format!(
+            "looks like UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8 ({position}): {what} is \
+             read as UTF-8 text; save it as UTF-8"
+        )
+    } else {
+        format!("not UTF-8 text: {position}; {what} is read as UTF-8 text (obtain it again from {source})")
+    };
+    Error::Unusable {
+        path: path.to_path_buf(),
+        line: Some(line),
+        message,
+    }
+}
+
+/// Reads a text file (after [`require`]); a file that is not UTF-8 is refused with the
+/// position of its first invalid byte (and what it looks like, where it is a gzip or parquet
+/// file).
+pub fn read_text(path: &Path, what: &str, source: &str) -> Result<String> {
+    let bytes = read_bytes(path, what, source)?;
+    let text = String::from_utf8(bytes).map_err(|e| not_text(path, e.as_bytes(), e.utf8_error(), what, source))?;
     // A byte-order mark (a file saved by some Windows editors) is not text of the file.
     Ok(match text.strip_prefix('\u{feff}') {
         Some(rest) => rest.to_string(),
@@ -87,9 +133,24 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str, source: &str) ->
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| parse_value(l).map_err(|(field, e)| malformed(path, i + 1, &field, e.to_string())))
+        .map(|(i, l)| parse_value(l).map_err(|(field, e)| malformed(path, i + 1, &field, json_message(&e))))
         .collect::<Result<_>>()?;
     not_empty(rows, path, what, source)
+}
+
+/// serde_json's message without the position it appends (` at line L column C`): in a
+/// JSON-lines file that line is the row's own (always 1), and callers name the file's line
+/// themselves. A syntax error keeps its column (`EOF while parsing a string at column 358`),
+/// which says where in the line the text stops being JSON.
+pub(crate) fn json_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&position).unwrap_or(&full);
+    if (e.is_syntax() || e.is_eof()) && e.line() != 0 {
+        format!("{message} at column {}", e.column())
+    } else {
+        message.to_string()
+    }
 }
 
 /// `rows`, or an error naming the file when there are none.
@@ -131,12 +192,25 @@ pub fn malformed(path: &Path, line: usize, field: &str, message: impl Into<Strin
 
 /// Reads a header-less CSV file; each record must have `width` fields.
 pub fn read_csv(path: &Path, width: usize, what: &str, source: &str) -> Result<Vec<Vec<String>>> {
-    require(path, what, source)?;
+    Ok(read_csv_lines(path, width, what, source)?
+        .into_iter()
+        .map(|(_, fields)| fields)
+        .collect())
+}
+
+/// [`read_csv`] with the 1-based file line each record starts on (for errors found after
+/// reading: a quoted field may span lines, so a record's index is not its line).
+pub fn read_csv_lines(path: &Path, width: usize, what: &str, source: &str) -> Result<Vec<(usize, Vec<String>)>> {
+    let bytes = read_bytes(path, what, source)?;
+    // The records are text: a file that is not is refused as [`read_text`] refuses it (csv's own
+    // error would say little more than `invalid utf-8` of some record).
+    if let Err(e) = std::str::from_utf8(&bytes) {
+        return Err(not_text(path, &bytes, e, what, source));
+    }
     let mut r = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_path(path)
-        .map_err(|e| malformed(path, 0, "(file)", e.to_string()))?;
+        .from_reader(bytes.as_slice());
     let mut rows = vec![];
     for rec in r.records() {
         let rec = rec.map_err(|e| {
@@ -156,14 +230,14 @@ pub fn read_csv(path: &Path, width: usize, what: &str, source: &str) -> Result<V
                 format!("{} fields, expected {width}", rec.len()),
             ));
         }
-        rows.push(rec.iter().map(str::to_string).collect());
+        rows.push((line, rec.iter().map(str::to_string).collect()));
     }
     not_empty(rows, path, what, source)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{jsonl_line, read_jsonl};
+    use super::{jsonl_line, read_csv, read_jsonl, read_text};
     use crate::Error;
 
     #[test]
@@ -218,7 +292,58 @@ mod tests {
         ] {
             let got = error(row);
             assert!(got.contains(want), "{row}: {got}");
+            // The file's line is given once, by the prefix: not serde's line within the row.
+            assert!(!got.contains(" at line "), "{row}: {got}");
         }
+        // A syntax error keeps serde's column, which says where in the line the JSON breaks.
+        let got = error(r#"{"question": {"stem": "s""#);
+        assert!(
+            got.ends_with("rows.jsonl:2: field `(json)`: EOF while parsing an object at column 25"),
+            "{got}"
+        );
+        let got = error(r#"{"question": {"stem": "s", "choices": []}, "answer": true} }"#);
+        assert!(
+            got.ends_with("field `(json)`: trailing characters at column 60"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_text_is_refused_with_where_and_what_it_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("dev.jsonl");
+        let read = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            let jsonl = read_jsonl::<serde_json::Value>(&path, "BoolQ dev (JSONL)", "nowhere")
+                .unwrap_err()
+                .to_string();
+            let csv = read_csv(&path, 1, "a CSV file", "nowhere").unwrap_err().to_string();
+            (jsonl, csv)
+        };
+        let (jsonl, csv) = read(b"{\"a\": 1}\n{\"a\": 2}\n{\"a\": \"x\xffy\"}\n");
+        for e in [&jsonl, &csv] {
+            assert!(
+                e.contains("dev.jsonl:3: not UTF-8 text: the byte 0xff at offset 26 (line 3, byte 9 of the line)"),
+                "{e}"
+            );
+        }
+        assert!(jsonl.contains("BoolQ dev (JSONL) is read as UTF-8 text"), "{jsonl}");
+        let (jsonl, csv) = read(&[0x1f, 0x8b, 0x08, 0x00, 0x00]);
+        for e in [&jsonl, &csv] {
+            assert!(e.contains("dev.jsonl:1: looks like a gzip file"), "{e}");
+            assert!(e.contains("unpack it (gunzip)"), "{e}");
+        }
+        let (jsonl, csv) = read(b"PAR1\x15\x04\x15\x00\x00\x00\x8a\x01PAR1");
+        for e in [&jsonl, &csv] {
+            assert!(e.contains("dev.jsonl:1: looks like a parquet file"), "{e}");
+            assert!(e.contains("the byte 0x8a at offset 10"), "{e}");
+        }
+        let (jsonl, _) = read(&[0xff, 0xfe, b'{', 0]);
+        assert!(jsonl.contains("looks like UTF-16 text"), "{jsonl}");
+        // Text files read as before, a byte-order mark skipped.
+        std::fs::write(&path, "\u{feff}\"x\u{e9}\",y\n").unwrap();
+        assert_eq!(read_text(&path, "a file", "nowhere").unwrap(), "\"x\u{e9}\",y\n");
+        assert_eq!(read_csv(&path, 2, "a CSV file", "nowhere").unwrap(), [["x\u{e9}", "y"]]);
     }
 
     #[test]

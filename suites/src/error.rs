@@ -56,6 +56,17 @@ pub enum Error {
         /// Where to get it.
         source_hint: String,
     },
+    /// A benchmark file its reader cannot use as a whole: not UTF-8 text (or a compressed or
+    /// binary file in its place), or text without what the reader looks for.
+    #[error("{}{}: {message}", .path.display(), .line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line at fault, where there is one.
+        line: Option<usize>,
+        /// What is wrong and what is expected.
+        message: String,
+    },
     /// The benchmark cannot run in this setting (e.g. no few-shot split).
     #[error("task `{task}`: {message}")]
     Setting {

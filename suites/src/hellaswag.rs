@@ -83,10 +83,11 @@ pub fn read(path: &std::path::Path) -> Result<Vec<Hellaswag>> {
         },
         other => other,
     })?;
-    convert(path, raw)
+    convert(path, raw, |i| crate::data::jsonl_line(path, i))
 }
 
-fn convert(path: &std::path::Path, raw: Vec<Raw>) -> Result<Vec<Hellaswag>> {
+/// The items of `raw`, read from `path`; `line(i)` is where row `i` is in it (for errors).
+fn convert(path: &std::path::Path, raw: Vec<Raw>, line: impl Fn(usize) -> usize) -> Result<Vec<Hellaswag>> {
     raw.into_iter()
         .enumerate()
         .map(|(i, r)| {
@@ -115,7 +116,7 @@ fn convert(path: &std::path::Path, raw: Vec<Raw>) -> Result<Vec<Hellaswag>> {
                 .ok_or_else(|| {
                     crate::data::malformed(
                         path,
-                        i + 1,
+                        line(i),
                         "label",
                         format!("{label} is not an index of `endings` (it has {})", endings.len()),
                     )
@@ -130,7 +131,8 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn evalkit_core::
     opts.no_fewshot(name)?;
     if let Some((src, hub)) = opts.hub_source(name)? {
         let raw: Vec<Raw> = crate::hub::load_rows(&src, hub)?;
-        let rows = convert(std::path::Path::new(&src.repo), raw)?;
+        // Hub rows are numbered from 1 in the split, as the hub's own errors number them.
+        let rows = convert(std::path::Path::new(&src.repo), raw, |i| i + 1)?;
         return Ok(vec![evalkit_core::task(rows).named(name).build()]);
     }
     let dir = opts.data_dir.join("hellaswag");
@@ -184,5 +186,8 @@ mod tests {
         );
         let msg = bad(r#"{"context": "c", "endings": ["a", "b"], "label": 1}"#);
         assert!(msg.contains("part.jsonl:1: field `(row)`: neither layout"), "{msg}");
+        // Blank lines are skipped, and the line named is the file's.
+        let msg = bad("{\"ctx\": \"c\", \"endings\": [\"a\"], \"label\": 0}\n\n\n{\"ctx\": \"c\", \"endings\": [\"a\"], \"label\": 1}\n");
+        assert!(msg.contains("part.jsonl:4: field `label`: 1 is not an index"), "{msg}");
     }
 }

@@ -175,9 +175,11 @@ pub fn read_parquet(path: &Path) -> Result<Vec<serde_json::Value>> {
         .collect()
 }
 
-/// The rows of a hub dataset split, deserialized as `T`; errors name the file, row and field.
+/// The rows of a hub dataset split, deserialized as `T`; errors name the file, row and field,
+/// and a split without rows is refused here, naming its file, as the data directory's are.
 pub fn load_rows<T: DeserializeOwned>(src: &HubSource, opts: &HubOptions) -> Result<Vec<T>> {
     let mut out = vec![];
+    let mut last = None;
     for file in &src.files {
         let path = fetch(src, file, opts)?;
         for (i, v) in read_parquet(&path)?.into_iter().enumerate() {
@@ -187,8 +189,25 @@ pub fn load_rows<T: DeserializeOwned>(src: &HubSource, opts: &HubOptions) -> Res
             })?;
             out.push(row);
         }
+        last = Some(path);
     }
-    Ok(out)
+    match last {
+        Some(path) => {
+            let what = match src.files.len() {
+                1 => format!("the parquet file of dataset {} at revision {}", src.repo, src.revision),
+                n => format!(
+                    "the last of {n} parquet files of dataset {} at revision {}, none of which holds a row",
+                    src.repo, src.revision
+                ),
+            };
+            let source = format!(
+                "https://huggingface.co/datasets/{} (remove it from the hub cache and run online)",
+                src.repo
+            );
+            crate::data::not_empty(out, &path, &what, &source)
+        }
+        None => Ok(out),
+    }
 }
 
 /// The hub source of a suite, where evalkit knows one whose rows its loader reads.
@@ -203,4 +222,51 @@ pub fn source(task: &str) -> Option<HubSource> {
         revision: "main".into(),
         files: files.into_iter().map(String::from).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{load_rows, HubOptions, HubSource};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_split_without_rows_is_refused_at_load_naming_its_file() {
+        let cache = tempfile::tempdir().unwrap();
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let file = "data/validation-00000-of-00001.parquet";
+        let path = cache
+            .path()
+            .join("datasets--google--boolq/snapshots")
+            .join(commit)
+            .join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let schema = "message schema { REQUIRED BYTE_ARRAY question (UTF8); REQUIRED BOOLEAN answer; }";
+        let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+        let w = SerializedFileWriter::new(
+            std::fs::File::create(&path).unwrap(),
+            schema,
+            Arc::new(WriterProperties::builder().build()),
+        )
+        .unwrap();
+        w.close().unwrap();
+        let src = HubSource {
+            repo: "google/boolq".into(),
+            revision: commit.into(),
+            files: vec![file.into()],
+        };
+        let opts = HubOptions {
+            cache_dir: cache.path().to_path_buf(),
+            offline: true,
+        };
+        let e = load_rows::<serde_json::Value>(&src, &opts).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{} holds no rows (the parquet file of dataset google/boolq at revision {commit})",
+                path.display()
+            )),
+            "{e}"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 //! The group `mmlu` is the micro-average over all rows; `mmlu_stem`, `mmlu_other`,
 //! `mmlu_social_sciences` and `mmlu_humanities` (lm-eval's groups) over their subjects' rows.
 
-use crate::data::{malformed, read_csv};
+use crate::data::{malformed, read_csv_lines};
 use crate::error::Result;
 use crate::LoadOptions;
 use evalkit_core::evaluator::Group;
@@ -180,14 +180,13 @@ const SOURCE: &str = "https://people.eecs.berkeley.edu/~hendrycks/data.tar (data
 
 /// Reads one subject's CSV (question, A, B, C, D, answer letter).
 pub fn read(path: &std::path::Path) -> Result<Vec<Mmlu>> {
-    read_csv(path, 6, "an MMLU subject file (CSV without header)", SOURCE)?
+    read_csv_lines(path, 6, "an MMLU subject file (CSV without header)", SOURCE)?
         .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
+        .map(|(line, r)| {
             if !matches!(r[5].trim(), "A" | "B" | "C" | "D") {
                 return Err(malformed(
                     path,
-                    i + 1,
+                    line,
                     "answer",
                     format!("{:?} is not A, B, C or D", r[5]),
                 ));
@@ -296,6 +295,26 @@ pub fn category_rows(category: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_error_names_the_line_its_record_starts_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anatomy_test.csv");
+        // The first question spans three lines: the second record starts on line 4.
+        std::fs::write(&path, "\"What\nis\nthis?\",a,b,c,d,A\nWhy?,a,b,c,d,E\n").unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with(r#"anatomy_test.csv:4: field `answer`: "E" is not A, B, C or D"#),
+            "{e}"
+        );
+        // A record of the wrong width is named by the same line.
+        std::fs::write(&path, "\"What\nis\nthis?\",a,b,c,d,A\nWhy?,a,b,c,d\n").unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with("anatomy_test.csv:4: field `(record)`: 5 fields, expected 6"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn categories_are_lm_evals() {

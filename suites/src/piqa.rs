@@ -38,11 +38,37 @@ pub fn read(dir: &std::path::Path) -> Result<Vec<Piqa>> {
     let labels_path = dir.join("valid-labels.lst");
     let mut rows: Vec<Piqa> = read_jsonl(&path, "PIQA validation questions", SOURCE)?;
     let labels_text = read_text(&labels_path, "PIQA validation labels", SOURCE)?;
-    let labels: Vec<&str> = labels_text.lines().collect();
+    let mut lines: Vec<&str> = labels_text.lines().collect();
+    // Blank lines at the end are no labels; one in the middle is refused (the labels after it
+    // would be off by one), naming its line.
+    while lines.last().is_some_and(|l| l.trim().is_empty()) {
+        lines.pop();
+    }
+    let labels = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match l.trim() {
+            "0" => Ok(0),
+            "1" => Ok(1),
+            "" => Err(malformed(
+                &labels_path,
+                i + 1,
+                "label",
+                "a blank line among the labels: each line holds the label (0 or 1) of the question on \
+                 the same row of valid.jsonl",
+            )),
+            other => Err(malformed(
+                &labels_path,
+                i + 1,
+                "label",
+                format!("{other:?} is not 0 or 1"),
+            )),
+        })
+        .collect::<Result<Vec<usize>>>()?;
     if labels.len() != rows.len() {
         return Err(malformed(
             &labels_path,
-            labels.len(),
+            labels.len().max(1),
             "label",
             format!(
                 "{} labels for {} questions in {}",
@@ -52,19 +78,8 @@ pub fn read(dir: &std::path::Path) -> Result<Vec<Piqa>> {
             ),
         ));
     }
-    for (i, (row, l)) in rows.iter_mut().zip(labels).enumerate() {
-        row.label = match l.trim() {
-            "0" => 0,
-            "1" => 1,
-            other => {
-                return Err(malformed(
-                    &labels_path,
-                    i + 1,
-                    "label",
-                    format!("{other:?} is not 0 or 1"),
-                ))
-            }
-        };
+    for (row, label) in rows.iter_mut().zip(labels) {
+        row.label = label;
     }
     Ok(rows)
 }
@@ -75,4 +90,37 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn evalkit_core::
     Ok(vec![evalkit_core::task(read(&opts.data_dir.join("piqa"))?)
         .named(name)
         .build()])
+}
+
+#[cfg(test)]
+mod tests {
+    /// Reads two questions with the labels file `labels`.
+    fn read(labels: &str) -> crate::Result<Vec<super::Piqa>> {
+        let dir = tempfile::tempdir().unwrap();
+        let row = r#"{"goal": "g", "sol1": "a", "sol2": "b"}"#;
+        std::fs::write(dir.path().join("valid.jsonl"), format!("{row}\n{row}\n")).unwrap();
+        std::fs::write(dir.path().join("valid-labels.lst"), labels).unwrap();
+        super::read(dir.path())
+    }
+
+    #[test]
+    fn blank_lines_end_the_labels_but_do_not_split_them() {
+        let rows = read("1\n0\n\n  \n").unwrap();
+        assert_eq!(rows.iter().map(|r| r.label).collect::<Vec<_>>(), [1, 0]);
+        let e = read("1\n\n0\n").unwrap_err().to_string();
+        assert!(
+            e.contains("valid-labels.lst:2: field `label`: a blank line among the labels"),
+            "{e}"
+        );
+        let e = read("1\n2\n").unwrap_err().to_string();
+        assert!(
+            e.contains(r#"valid-labels.lst:2: field `label`: "2" is not 0 or 1"#),
+            "{e}"
+        );
+        let e = read("1\n").unwrap_err().to_string();
+        assert!(
+            e.contains("valid-labels.lst:1: field `label`: 1 labels for 2 questions"),
+            "{e}"
+        );
+    }
 }

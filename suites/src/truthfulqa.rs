@@ -3,7 +3,7 @@
 //! answer is the first; MC2's `acc` is the normalised probability mass on the true answers
 //! (lm-eval `process_results_mc2`).
 
-use crate::data::{malformed, read_text};
+use crate::data::{json_message, malformed, read_text};
 use crate::error::Result;
 use crate::LoadOptions;
 use evalkit_core::kinds::McItem;
@@ -59,35 +59,52 @@ pub fn read(path: &std::path::Path, mc2: bool) -> Result<Vec<TruthfulQa>> {
     let source = "https://github.com/sylinrl/TruthfulQA (data/mc_task.json)";
     let text = read_text(path, what, source)?;
     let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| malformed(path, e.line(), "(json)", e.to_string()))?;
-    let arr = v
-        .as_array()
-        .ok_or_else(|| malformed(path, 1, "(json)", "expected an array of questions"))?;
+        serde_json::from_str(&text).map_err(|e| malformed(path, e.line(), "(json)", json_message(&e)))?;
+    // Errors found in the parsed value name the line of what they are about (`at`).
+    let at = |index: usize, keys: &[&str]| line_in(&text, index, keys);
+    let arr = v.as_array().ok_or_else(|| {
+        let start = text.len() - text.trim_start().len();
+        malformed(path, line_of(&text, start), "(json)", "expected an array of questions")
+    })?;
     let key = if mc2 { "mc2_targets" } else { "mc1_targets" };
     let rows = arr
         .iter()
         .enumerate()
         .map(|(i, q)| {
-            let question = q["question"]
-                .as_str()
-                .ok_or_else(|| malformed(path, 1, &format!("[{i}].question"), "missing or not a string"))?;
+            let question = q["question"].as_str().ok_or_else(|| {
+                malformed(
+                    path,
+                    at(i, &["question"]),
+                    &format!("[{i}].question"),
+                    "missing or not a string",
+                )
+            })?;
             let t = q[key]
                 .as_object()
-                .ok_or_else(|| malformed(path, 1, &format!("[{i}].{key}"), "missing or not an object"))?;
+                .ok_or_else(|| malformed(path, at(i, &[key]), &format!("[{i}].{key}"), "missing or not an object"))?;
             let targets = t
                 .iter()
                 .map(|(k, v)| match v.as_i64() {
                     Some(0) => Ok((k.clone(), false)),
                     Some(1) => Ok((k.clone(), true)),
-                    _ => Err(malformed(path, 1, &format!("[{i}].{key}.{k}"), "label is not 0 or 1")),
+                    _ => Err(malformed(
+                        path,
+                        at(i, &[key, k]),
+                        &format!("[{i}].{key}.{k}"),
+                        "label is not 0 or 1",
+                    )),
                 })
                 .collect::<Result<Vec<_>>>()?;
             if targets.is_empty() || !targets[0].1 {
                 return Err(malformed(
                     path,
-                    1,
+                    at(i, &[key]),
                     &format!("[{i}].{key}"),
-                    "the first target must be a true answer",
+                    if targets.is_empty() {
+                        "no targets: the first target must be a true answer"
+                    } else {
+                        "the first target must be a true answer"
+                    },
                 ));
             }
             Ok(TruthfulQa {
@@ -100,9 +117,180 @@ pub fn read(path: &std::path::Path, mc2: bool) -> Result<Vec<TruthfulQa>> {
     crate::data::not_empty(rows, path, what, source)
 }
 
+/// The 1-based line of byte `at` of `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line of question `index` of `text` (a JSON array that parsed), or of its member
+/// `keys[0]`, that member's `keys[1]`, ... as deep as they are found: what an error about
+/// that question (`[index].keys...`) is about, in a file that spreads each question over lines.
+fn line_in(text: &str, index: usize, keys: &[&str]) -> usize {
+    let b = text.as_bytes();
+    let ws = |mut at: usize| {
+        while b.get(at).is_some_and(u8::is_ascii_whitespace) {
+            at += 1;
+        }
+        at
+    };
+    let mut at = ws(0);
+    if b.get(at) != Some(&b'[') {
+        return line_of(text, at);
+    }
+    at = ws(at + 1);
+    for _ in 0..index {
+        at = ws(skip_json(b, at));
+        if b.get(at) != Some(&b',') {
+            return line_of(text, at);
+        }
+        at = ws(at + 1);
+    }
+    let mut found = at;
+    for key in keys {
+        if b.get(at) != Some(&b'{') {
+            break;
+        }
+        at = ws(at + 1);
+        let mut hit = None;
+        while b.get(at) == Some(&b'"') {
+            let end = skip_json(b, at);
+            let name: Option<String> = serde_json::from_str(&text[at..end]).ok();
+            // Past the `:` after the name.
+            let value = ws(ws(end) + 1);
+            if name.as_deref() == Some(*key) {
+                hit = Some((at, value));
+                break;
+            }
+            at = ws(skip_json(b, value));
+            if b.get(at) == Some(&b',') {
+                at = ws(at + 1);
+            }
+        }
+        match hit {
+            Some((name, value)) => (found, at) = (name, value),
+            None => break,
+        }
+    }
+    line_of(text, found)
+}
+
+/// The end (exclusive) of the JSON value starting at byte `at` of `b`.
+fn skip_json(b: &[u8], at: usize) -> usize {
+    match b.get(at) {
+        Some(b'"') => {
+            let mut i = at + 1;
+            while i < b.len() {
+                match b[i] {
+                    b'\\' => i += 2,
+                    b'"' => return i + 1,
+                    _ => i += 1,
+                }
+            }
+            b.len()
+        }
+        Some(b'{' | b'[') => {
+            let (mut depth, mut i) = (0usize, at);
+            while i < b.len() {
+                match b[i] {
+                    b'"' => {
+                        i = skip_json(b, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            b.len()
+        }
+        _ => {
+            let mut i = at;
+            while i < b.len() && !matches!(b[i], b',' | b']' | b'}') && !b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            i
+        }
+    }
+}
+
 /// Loads `truthfulqa_mc1` or `truthfulqa_mc2`.
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> {
     opts.no_fewshot(name)?;
     let rows = read(&opts.data_dir.join("truthfulqa/mc_task.json"), name == "truthfulqa_mc2")?;
     Ok(vec![evalkit_core::task(rows).named(name).build()])
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// Writes `questions` as the real file is laid out (one field a line) and reads it.
+    fn error(questions: serde_json::Value, mc2: bool) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mc_task.json");
+        let text = serde_json::to_string_pretty(&questions).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        (text, super::read(&path, mc2).unwrap_err().to_string())
+    }
+
+    /// The 1-based line of the `n`-th (0-based) occurrence of `needle` in `text`.
+    fn line(text: &str, needle: &str, n: usize) -> usize {
+        let at = text.match_indices(needle).nth(n).expect("in the text").0;
+        text[..at].matches('\n').count() + 1
+    }
+
+    #[test]
+    fn errors_name_the_question_and_its_line() {
+        let good =
+            json!({"question": "Q?", "mc1_targets": {"yes": 1, "no": 0}, "mc2_targets": {"yes \\\"a\\\"": 1, "no": 0}});
+        let mut bad = good.clone();
+        bad["mc1_targets"] = json!({"no": 0, "yes": 1});
+        bad["mc2_targets"] = json!({"yes": 1, "no": 2});
+        let (text, e) = error(json!([good, good, bad]), false);
+        let want = format!(
+            "mc_task.json:{}: field `[2].mc1_targets`: the first target must be a true answer",
+            line(&text, "\"mc1_targets\"", 2)
+        );
+        assert!(e.ends_with(&want), "{e}");
+        let (text, e) = error(json!([good, good, bad]), true);
+        let want = format!(
+            "mc_task.json:{}: field `[2].mc2_targets.no`: label is not 0 or 1",
+            line(&text, "\"no\": 2", 0)
+        );
+        assert!(e.ends_with(&want), "{e}");
+        let mut empty = good.clone();
+        empty["mc2_targets"] = json!({});
+        let (text, e) = error(json!([good, empty]), true);
+        let want = format!(
+            "mc_task.json:{}: field `[1].mc2_targets`: no targets",
+            line(&text, "\"mc2_targets\"", 1)
+        );
+        assert!(e.contains(&want), "{e}");
+        // A missing member: the question's own line.
+        let (text, e) = error(json!([good, {"mc1_targets": {"yes": 1}}]), false);
+        let want = format!("mc_task.json:{}: field `[1].question`", line(&text, "\n  {", 1) + 1);
+        assert!(e.contains(&want), "{e}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mc_task.json");
+        std::fs::write(&path, "[\n  {\n    \"question\": \"Q?\",\n    \"mc1_targets\": {\"yes").unwrap();
+        let e = super::read(&path, false).unwrap_err().to_string();
+        assert!(
+            e.ends_with("mc_task.json:4: field `(json)`: EOF while parsing a string at column 24"),
+            "{e}"
+        );
+    }
 }

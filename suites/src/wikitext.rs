@@ -100,6 +100,47 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> 
     let (path, what) = (opts.data_dir.join("wikitext2/wiki.test.raw"), "WikiText-2 raw test");
     let source = "https://huggingface.co/datasets/wikitext (wikitext-2-raw-v1, wiki.test.raw)";
     let raw = read_text(&path, what, source)?;
-    let pages = crate::data::not_empty(pages(&raw), &path, what, source)?;
+    let pages = pages(&raw);
+    if pages.is_empty() && !raw.trim().is_empty() {
+        // Text, but none that the reader takes for a page.
+        return Err(crate::Error::Unusable {
+            path,
+            line: None,
+            message: format!(
+                "no page: none of its {} lines is a top-level heading such as ` = Robert Boulter = ` (a line \
+                 matching `^ = [^=].* = $`), which starts each page of {what}; obtain it again from {source}",
+                raw.lines().count()
+            ),
+        });
+    }
+    let pages = crate::data::not_empty(pages, &path, what, source)?;
     Ok(vec![evalkit_core::task(pages).named(name).build()])
+}
+
+#[cfg(test)]
+mod tests {
+    /// Loads `wikitext` from a data directory whose `wiki.test.raw` is `raw`.
+    fn load(raw: &str) -> crate::Result<usize> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("wikitext2")).unwrap();
+        std::fs::write(dir.path().join("wikitext2/wiki.test.raw"), raw).unwrap();
+        Ok(super::load(&crate::LoadOptions::new(dir.path().to_path_buf()), "wikitext")?[0].len())
+    }
+
+    #[test]
+    fn text_without_headings_says_what_starts_a_page() {
+        let e = load(" some text without headings\n more text\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "wiki.test.raw: no page: none of its 2 lines is a top-level heading such as ` = Robert Boulter = `"
+            ),
+            "{e}"
+        );
+        // An empty file holds no rows; a heading starts a page.
+        let e = load("\n").unwrap_err().to_string();
+        assert!(e.contains("wiki.test.raw holds no rows"), "{e}");
+        assert_eq!(load(" = A = \n text\n = B = \n more\n").unwrap(), 2);
+    }
 }

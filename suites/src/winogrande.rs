@@ -3,7 +3,7 @@
 //! (`sentence[i+1:].strip()`) is the one continuation scored after either — the derive's
 //! `contexts` + `continuation` form.
 
-use crate::data::{malformed, read_jsonl};
+use crate::data::{jsonl_line, malformed, read_jsonl};
 use crate::error::Result;
 use crate::LoadOptions;
 use evalkit_core::kinds::{MultipleChoice, RowError};
@@ -29,7 +29,7 @@ impl Winogrande {
     fn blank(&self) -> std::result::Result<usize, RowError> {
         self.sentence
             .find('_')
-            .ok_or_else(|| RowError::new("field `sentence` has no `_` blank"))
+            .ok_or_else(|| RowError::new("field `sentence`: no `_` blank, where an option goes"))
     }
 
     /// `sentence[:i] + option` for each option.
@@ -70,13 +70,59 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> 
     )?;
     for (i, r) in rows.iter().enumerate() {
         r.get().map_err(|e| {
-            // The row's own error names its field first (`field `answer`: ...`), the blank's not.
+            // The row's own errors name their field first (`field `answer`: ...`).
             let (field, message) =
                 e.0.strip_prefix("field `")
                     .and_then(|rest| rest.split_once("`: "))
-                    .unwrap_or(("sentence", e.0.as_str()));
-            malformed(&path, i + 1, field, message)
+                    .unwrap_or(("(row)", e.0.as_str()));
+            malformed(&path, jsonl_line(&path, i), field, message)
         })?;
     }
     Ok(vec![evalkit_core::task(rows).named(name).build()])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_bad_answer_names_its_file_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("winogrande")).unwrap();
+        let row = |answer: &str| {
+            format!(
+                r#"{{"sentence": "The cup fell because _ was heavy.", "option1": "it", "option2": "the shelf", "answer": "{answer}"}}"#
+            )
+        };
+        std::fs::write(
+            dir.path().join("winogrande/dev.jsonl"),
+            format!("{}\n\n{}\n\n\n{}\n", row("1"), row("2"), row("3")),
+        )
+        .unwrap();
+        let e = super::load(&crate::LoadOptions::new(dir.path().to_path_buf()), "winogrande")
+            .err()
+            .expect("answer 3")
+            .to_string();
+        assert!(
+            e.ends_with(r#"dev.jsonl:6: field `answer`: "3" is not "1" or "2""#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_sentence_without_a_blank_names_its_field_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("winogrande")).unwrap();
+        std::fs::write(
+            dir.path().join("winogrande/dev.jsonl"),
+            r#"{"sentence": "The cup fell.", "option1": "it", "option2": "the shelf", "answer": "1"}"#,
+        )
+        .unwrap();
+        let e = super::load(&crate::LoadOptions::new(dir.path().to_path_buf()), "winogrande")
+            .err()
+            .expect("no blank")
+            .to_string();
+        assert!(
+            e.ends_with("dev.jsonl:1: field `sentence`: no `_` blank, where an option goes"),
+            "{e}"
+        );
+    }
 }
