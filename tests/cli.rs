@@ -959,6 +959,37 @@ fn checkpoint_tensors_the_model_does_not_use_are_warned_of() {
     assert!(err.contains("EVALKIT_LOG=\"loud\" is no level"), "{err}");
 }
 
+/// `evalkit run -q` on one CPU thread of `tasks` with `--limit 1`, the model in `model`, the
+/// data in `data`, into `out`, with `extra` arguments.
+fn run_one_row(
+    model: &std::path::Path,
+    data: &std::path::Path,
+    out: &std::path::Path,
+    tasks: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "run",
+        "-q",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--tasks",
+        tasks,
+        "--limit",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let paths = [
+        ("--model", model.to_str().expect("utf-8")),
+        ("--data-dir", data.to_str().expect("utf-8")),
+        ("--output", out.to_str().expect("utf-8")),
+    ];
+    args.extend(paths.iter().flat_map(|(flag, path)| [*flag, *path]));
+    evalkit(&args)
+}
+
 /// A model too short for a task's generation length: generation is lowered as lm-eval lowers
 /// it, recorded in results.json, and said on the console with the rows cut to fit.
 #[test]
@@ -970,26 +1001,7 @@ fn a_short_model_says_its_generation_was_lowered() {
     config["max_position_embeddings"] = 64.into();
     std::fs::write(dir.join("config.json"), config.to_string()).expect("write config");
     let out = tmp.path().join("out");
-    let o = evalkit(&[
-        "run",
-        "-q",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--tasks",
-        "gsm8k",
-        "--num-fewshot",
-        "0",
-        "--limit",
-        "1",
-        "--model",
-        dir.to_str().expect("utf-8"),
-        "--data-dir",
-        data_dir().to_str().expect("utf-8"),
-        "--output",
-        out.to_str().expect("utf-8"),
-    ]);
+    let o = run_one_row(&dir, &data_dir(), &out, "gsm8k", &["--num-fewshot", "0"]);
     assert!(o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -1003,32 +1015,8 @@ fn a_short_model_says_its_generation_was_lowered() {
 fn generation_settings_without_a_generating_task_are_noted() {
     let tmp = crate::tempdir!("cli-generation-settings");
     let out = tmp.path().join("out");
-    let model = model_dir("stories260K-hf");
-    let data = data_dir();
-    let run = |tasks: &str| {
-        evalkit(&[
-            "run",
-            "-q",
-            "--threads",
-            "1",
-            "--device",
-            "cpu",
-            "--tasks",
-            tasks,
-            "--limit",
-            "1",
-            "--samples-per-prompt",
-            "3",
-            "--temperature",
-            "0.5",
-            "--model",
-            model.to_str().expect("utf-8"),
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-            "--output",
-            out.to_str().expect("utf-8"),
-        ])
-    };
+    let flags = ["--samples-per-prompt", "3", "--temperature", "0.5"];
+    let run = |tasks: &str| run_one_row(&model_dir("stories260K-hf"), &data_dir(), &out, tasks, &flags);
     let note =
         "note: --samples-per-prompt, --temperature only apply to tasks that generate, and none of these does: ignored";
     let o = run("arc_easy");
@@ -1057,27 +1045,13 @@ fn a_malformed_mmlu_subject_fails_alone() {
     let bad = data.join("mmlu/test/abstract_algebra_test.csv");
     std::fs::write(&bad, "\"Too few columns\",0,4,B\n").expect("write");
     let out = tmp.path().join("out");
-    let model = model_dir("stories260K-hf");
-    let o = evalkit(&[
-        "run",
-        "-q",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--tasks",
+    let o = run_one_row(
+        &model_dir("stories260K-hf"),
+        &data,
+        &out,
         "mmlu_stem",
-        "--limit",
-        "1",
-        "--num-fewshot",
-        "0",
-        "--model",
-        model.to_str().expect("utf-8"),
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--output",
-        out.to_str().expect("utf-8"),
-    ]);
+        &["--num-fewshot", "0"],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("abstract_algebra_test.csv"), "{}", text(&o));
     let doc: serde_json::Value =

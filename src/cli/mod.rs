@@ -312,7 +312,8 @@ fn run_process(
     .into_iter()
     .filter_map(|(given, flag)| given.then_some(flag))
     .collect();
-    let says = !g.quiet && launch.is_none_or(|l| l.rank == 0) && !matches!(share, Share::Merge { .. });
+    // (Said once per run, even with -q: a setting that does nothing is not noise.)
+    let says = launch.is_none_or(|l| l.rank == 0) && !matches!(share, Share::Merge { .. });
     if says && !generation.is_empty() && !kinds.iter().any(|(_, k)| *k == TaskKind::Generate) {
         eprintln!(
             "note: {} only {} to tasks that generate, and none of these does: ignored",
