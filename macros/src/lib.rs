@@ -2,8 +2,8 @@
 //! complete, compile-time-checked evaluation of one of evalkit's five kinds. See the
 //! `evalkit` crate's documentation for the attribute language.
 //!
-//! Four stages, four files: [`ast`] (a borrowing IR of the input), [`attr`] (attribute
-//! parsing), [`valid`] (rules across fields) and [`expand`] (the only place with `quote!`).
+//! Four stages, four files: `ast` (a borrowing IR of the input), `attr` (attribute
+//! parsing), `valid` (rules across fields) and `expand` (the only place with `quote!`).
 
 mod ast;
 mod attr;

@@ -14,7 +14,7 @@
 //! * with a shared context and a model that packs, a request too long for the model (its rows
 //!   truncated as without sharing, a different context tail for each continuation) runs as one
 //!   packed request per continuation, the window's context tail then the continuation:
-//!   [`score_windows`].
+//!   `score_windows`.
 //!
 //! The head runs once per position: the last context position's logits score the first token
 //! of every continuation (computed once, read once per continuation).
@@ -426,7 +426,7 @@ fn score_windows<M: Model + ?Sized>(
 
 /// Scores a batch, sharing contexts where `share` is set, the model packs or caches, and a
 /// request fits without truncation; with sharing set on a model that packs, a request that
-/// needs truncation runs as packed windows ([`score_windows`]), else as padded rows.
+/// needs truncation runs as packed windows (`score_windows`), else as padded rows.
 pub fn score_batch<M: Model + ?Sized>(
     model: &M,
     reqs: &[&ScoreRequest],
