@@ -33,7 +33,7 @@ pub struct Outcome {
     pub metrics: BTreeMap<String, Metric>,
     /// Per-sample values of each per-sample metric, in dataset order.
     pub per_sample: BTreeMap<String, Vec<f64>>,
-    /// One JSON record per row (samples_<name>.jsonl), in dataset order.
+    /// One JSON record per row (`samples_<name>.jsonl`), in dataset order.
     pub samples: Vec<serde_json::Value>,
     /// Per-sample token rows and masks, when asked for.
     pub intermediates: Option<Vec<Intermediate>>,

@@ -28,7 +28,7 @@ use tch::{Device, Kind, Tensor};
 /// The shapes [`preset`] knows, by name.
 pub const PRESETS: &[&str] = &["llama-3.2-1b", "gpt2-small", "pythia-160m"];
 
-/// Reads a `config.json`-shaped file for [`write`], naming the file and line when it is not JSON,
+/// Reads a `config.json`-shaped file for [`write()`], naming the file and line when it is not JSON,
 /// and the file and field when it describes no model this can make ([`parameters`]).
 ///
 /// ```no_run
@@ -307,7 +307,7 @@ fn normal(seed: u64, stream: u64, shape: &[i64], std: f64) -> Tensor {
     Tensor::from_slice(&values).view(shape)
 }
 
-/// What [`write`] made.
+/// What [`write()`] made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RandomCheckpoint {
     /// The checkpoint directory.
