@@ -331,7 +331,7 @@ impl<'a> Evaluator<'a> {
                 for e in &self.evaluations {
                     match self.run_one(e.as_ref(), Some(&journal_dir)) {
                         Ok(o) => outcomes.push(o),
-                        Err(err) if err.is_evaluation_specific() && self.evaluations.len() > 1 => failed.push(err),
+                        Err(err) if self.fails_alone(&err) => failed.push(err),
                         Err(err) => {
                             // Said with the row failures before it, which it stops from being
                             // written.
@@ -358,7 +358,7 @@ impl<'a> Evaluator<'a> {
                     let outcome = match self.run_one(e.as_ref(), Some(&journal_dir)) {
                         Ok(o) => Some(o),
                         Err(Error::ShardsPending { .. }) => None,
-                        Err(err) if err.is_evaluation_specific() && self.evaluations.len() > 1 => {
+                        Err(err) if self.fails_alone(&err) => {
                             FailureRecord::write(&journal_dir, (rank, world), e.name(), &err)?;
                             tracing::warn!("{err} (shard {rank}; its other evaluations go on, and the results list this one under `failed`)");
                             outcomes.push(None);
@@ -381,9 +381,6 @@ impl<'a> Evaluator<'a> {
                 // Every share is journaled: gather what was still pending. A merge that fails
                 // leaves no lock behind, so a rerun (or `evalkit merge`) can merge.
                 let gathered = self.gather(outcomes, &journal_dir, world);
-                if gathered.as_ref().map_or(true, |(_, f)| !f.is_empty()) {
-                    FailureRecord::reopen(&journal_dir, world);
-                }
                 if gathered.is_err() {
                     shard::unlock(&journal_dir);
                 }
@@ -394,11 +391,7 @@ impl<'a> Evaluator<'a> {
             Share::Merge { world } => {
                 shard::claim(&journal_dir, &self.shard_settings())?;
                 let pending = self.evaluations.iter().map(|_| None).collect();
-                let gathered = self.gather(pending, &journal_dir, world);
-                if gathered.as_ref().map_or(true, |(_, f)| !f.is_empty()) {
-                    FailureRecord::reopen(&journal_dir, world);
-                }
-                let (o, f) = gathered?;
+                let (o, f) = self.gather(pending, &journal_dir, world)?;
                 failed = f;
                 o
             }
@@ -458,11 +451,31 @@ impl<'a> Evaluator<'a> {
         Ok(RunEnd::Results(doc))
     }
 
+    /// Whether `err` fails its evaluation alone, the run's others going on: an error of the
+    /// evaluation's own ([`Error::is_evaluation_specific`]) in a run of several.
+    fn fails_alone(&self, err: &Error) -> bool {
+        err.is_evaluation_specific() && self.evaluations.len() > 1
+    }
+
     /// Every evaluation's outcome once every share is journaled: `computed` holds this
     /// process's own (by evaluation, `None` where it has none), the rest is gathered from the
     /// journals; an evaluation a shard recorded as failed ([`FailureRecord`]) is returned
-    /// among the errors instead. Every evaluation failing is the error of them all.
+    /// among the errors instead. Every evaluation failing is the error of them all. Where
+    /// any failed, the shards that failed one are reopened ([`FailureRecord::reopen`]).
     fn gather(
+        &self,
+        computed: Vec<Option<Outcome>>,
+        journal_dir: &Path,
+        world: usize,
+    ) -> Result<(Vec<Outcome>, Vec<Error>)> {
+        let gathered = self.gather_outcomes(computed, journal_dir, world);
+        if gathered.as_ref().map_or(true, |(_, failed)| !failed.is_empty()) {
+            FailureRecord::reopen(journal_dir, world);
+        }
+        gathered
+    }
+
+    fn gather_outcomes(
         &self,
         computed: Vec<Option<Outcome>>,
         journal_dir: &Path,
@@ -477,7 +490,7 @@ impl<'a> Evaluator<'a> {
             match own.map_or_else(|| self.run_one(e.as_ref(), Some(journal_dir)), Ok) {
                 Ok(o) => outcomes.push(o),
                 // Scoring the gathered shares may still fail on a row (as in one process).
-                Err(err) if err.is_evaluation_specific() && self.evaluations.len() > 1 => failed.push(err),
+                Err(err) if self.fails_alone(&err) => failed.push(err),
                 Err(err) => return Err(err),
             }
         }
@@ -740,18 +753,27 @@ mod tests {
     use crate::kinds::{GenItem, Generate, GenerateTask, LlItem, Loglikelihood, LoglikelihoodTask, RowError};
     use crate::model::{KvCache, Model};
     use crate::request::Sampling;
-    use crate::{Error, Tokenizer};
+    use crate::test_support::abc_tokenizer;
+    use crate::Error;
     use tch::{Device, Kind, Tensor};
 
     /// A four-token model whose hidden value at each position is its token id: uniform
-    /// next-token probabilities, or (with `nan_after_c`) NaN logits after token `c`.
+    /// next-token probabilities, or (with `nan_after_c`) NaN logits after token `c`; with
+    /// `refuses_c`, it cannot run a request that holds a `c` (an engine that cannot serve some
+    /// requests; its description, and so its journals' key, stays the same either way).
     struct Toy {
         nan_after_c: bool,
+        refuses_c: bool,
+        max_len: usize,
     }
-    const UNIFORM: Toy = Toy { nan_after_c: false };
+    const UNIFORM: Toy = Toy {
+        nan_after_c: false,
+        refuses_c: false,
+        max_len: 32,
+    };
     impl Model for Toy {
         fn max_len(&self) -> usize {
-            32
+            self.max_len
         }
         fn vocab_size(&self) -> usize {
             4
@@ -763,6 +785,12 @@ mod tests {
             format!("toy (nan after c: {})", self.nan_after_c)
         }
         fn hidden_states(&self, ids: &Tensor, _: &Tensor, cache: Option<&mut KvCache>) -> crate::Result<Tensor> {
+            if self.refuses_c && ids.eq(3).any().int64_value(&[]) != 0 {
+                return Err(Error::Incapable {
+                    evaluation: String::new(),
+                    message: "no c".into(),
+                });
+            }
             if let Some(c) = cache {
                 c.advance(ids.size()[1] as usize)
             }
@@ -781,32 +809,6 @@ mod tests {
         }
     }
 
-    /// [`UNIFORM`] with a max length of 0 (a `config.json` may say so).
-    struct NoContext;
-    impl Model for NoContext {
-        fn max_len(&self) -> usize {
-            0
-        }
-        fn vocab_size(&self) -> usize {
-            UNIFORM.vocab_size()
-        }
-        fn device(&self) -> Device {
-            Device::Cpu
-        }
-        fn describe(&self) -> String {
-            "no context".into()
-        }
-        fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> crate::Result<Tensor> {
-            UNIFORM.hidden_states(ids, mask, cache)
-        }
-        fn head(&self, h: &Tensor) -> crate::Result<Tensor> {
-            UNIFORM.head(h)
-        }
-        fn new_cache(&self) -> Option<KvCache> {
-            UNIFORM.new_cache()
-        }
-    }
-
     /// A row, or one that cannot be read.
     struct Row(bool);
     impl Loglikelihood for Row {
@@ -822,10 +824,6 @@ mod tests {
         }
     }
 
-    fn tokenizer() -> Tokenizer {
-        crate::test_support::abc_tokenizer()
-    }
-
     fn task(name: &str, good: bool) -> Box<LoglikelihoodTask<Row>> {
         Box::new(LoglikelihoodTask::new(
             name,
@@ -836,7 +834,7 @@ mod tests {
     #[test]
     fn a_failing_evaluation_leaves_the_others_and_its_group_out() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let tok = tokenizer();
+        let tok = abc_tokenizer();
         let mut ev = Evaluator::new(&UNIFORM, &tok);
         ev.add(task("ok", true))
             .add(task("bad", false))
@@ -866,7 +864,7 @@ mod tests {
     #[test]
     fn a_sharded_run_reports_a_failing_evaluation_as_one_process_does() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let tok = tokenizer();
+        let tok = abc_tokenizer();
         let run_rank = |rank: usize, bad_is_fixed: bool| {
             let mut ev = Evaluator::new(&UNIFORM, &tok);
             ev.add(task("ok", true))
@@ -936,59 +934,25 @@ mod tests {
     #[test]
     fn no_evaluations_or_no_context_is_an_error_not_a_score() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let tok = tokenizer();
+        let tok = abc_tokenizer();
         let empty = Evaluator::new(&UNIFORM, &tok);
         let e = empty.run(&tmp.path().join("out")).expect_err("nothing to run");
         assert!(e.to_string().contains("no evaluations"), "{e}");
         assert!(!tmp.path().join("out").exists(), "nothing is written");
         assert!(empty.evaluate().is_err());
-        let mut ev = Evaluator::new(&NoContext, &tok);
+        let no_context = Toy { max_len: 0, ..UNIFORM };
+        let mut ev = Evaluator::new(&no_context, &tok);
         ev.add(task("ok", true));
         let e = ev.evaluate().expect_err("max length 0");
         assert!(e.to_string().contains("max length of 0"), "{e}");
     }
 
-    /// [`UNIFORM`], unable to run a request that holds `c` while `refuses` (an engine that
-    /// cannot serve some requests), under one description either way.
-    struct RefusesC {
-        refuses: bool,
-    }
-    impl Model for RefusesC {
-        fn max_len(&self) -> usize {
-            UNIFORM.max_len()
-        }
-        fn vocab_size(&self) -> usize {
-            UNIFORM.vocab_size()
-        }
-        fn device(&self) -> Device {
-            Device::Cpu
-        }
-        fn describe(&self) -> String {
-            "refuses c".into()
-        }
-        fn hidden_states(&self, ids: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>) -> crate::Result<Tensor> {
-            if self.refuses && ids.eq(3).any().int64_value(&[]) != 0 {
-                return Err(Error::Incapable {
-                    evaluation: String::new(),
-                    message: "no c".into(),
-                });
-            }
-            UNIFORM.hidden_states(ids, mask, cache)
-        }
-        fn head(&self, h: &Tensor) -> crate::Result<Tensor> {
-            UNIFORM.head(h)
-        }
-        fn new_cache(&self) -> Option<KvCache> {
-            UNIFORM.new_cache()
-        }
-    }
-
     #[test]
     fn a_shard_that_failed_an_evaluation_alone_reruns_alone() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let tok = tokenizer();
-        let run_rank = |rank: usize, refuses: bool| {
-            let model = RefusesC { refuses };
+        let tok = abc_tokenizer();
+        let run_rank = |rank: usize, refuses_c: bool| {
+            let model = Toy { refuses_c, ..UNIFORM };
             let mut ev = Evaluator::new(&model, &tok);
             // Only row 2 of `ends` holds a `c`: one shard's share.
             ev.add(Box::new(LoglikelihoodTask::new(
@@ -1028,7 +992,7 @@ mod tests {
     #[test]
     fn a_journal_resumes_only_at_its_own_step() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let tok = tokenizer();
+        let tok = abc_tokenizer();
         // A failing evaluation keeps the journal of the one that finished.
         let run = |step: u64| {
             let mut ev = Evaluator::new(&UNIFORM, &tok);
@@ -1059,8 +1023,14 @@ mod tests {
 
     #[test]
     fn non_finite_logits_name_their_rows() {
-        let tok = tokenizer();
-        let mut ev = Evaluator::new(&Toy { nan_after_c: true }, &tok);
+        let tok = abc_tokenizer();
+        let mut ev = Evaluator::new(
+            &Toy {
+                nan_after_c: true,
+                ..UNIFORM
+            },
+            &tok,
+        );
         ev.add(Box::new(LoglikelihoodTask::new(
             "poisoned",
             (0..4).map(|i| Ends(i == 2)).collect(),
@@ -1087,7 +1057,7 @@ mod tests {
 
     #[test]
     fn non_finite_logits_while_generating_name_their_rows() {
-        let tok = tokenizer();
+        let tok = abc_tokenizer();
         // Greedy choice runs on the logits where they are; sampling reads them back.
         for sampling in [
             None,
@@ -1096,7 +1066,13 @@ mod tests {
                 top_p: 0.9,
             }),
         ] {
-            let mut ev = Evaluator::new(&Toy { nan_after_c: true }, &tok);
+            let mut ev = Evaluator::new(
+                &Toy {
+                    nan_after_c: true,
+                    ..UNIFORM
+                },
+                &tok,
+            );
             ev.add(Box::new(GenerateTask::new(
                 "poisoned",
                 (0..4).map(|i| Prompt(i == 2)).collect(),
@@ -1109,7 +1085,13 @@ mod tests {
         }
         // Without the poisoned row, greedy generation ends at once: EOS (id 0) is the first of
         // four equal logits.
-        let mut ev = Evaluator::new(&Toy { nan_after_c: true }, &tok);
+        let mut ev = Evaluator::new(
+            &Toy {
+                nan_after_c: true,
+                ..UNIFORM
+            },
+            &tok,
+        );
         ev.add(Box::new(GenerateTask::new(
             "clean",
             (0..4).map(|_| Prompt(false)).collect(),
@@ -1120,7 +1102,7 @@ mod tests {
 
     #[test]
     fn evaluation_names_are_unique_file_names() {
-        let tok = tokenizer();
+        let tok = abc_tokenizer();
         let tmp = tempfile::tempdir().expect("tempdir");
         let out = tmp.path().join("out");
         for (names, says) in [
@@ -1162,8 +1144,14 @@ mod tests {
     #[test]
     fn an_error_that_stops_the_run_comes_with_the_row_failures_before_it() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let tok = tokenizer();
-        let mut ev = Evaluator::new(&Toy { nan_after_c: true }, &tok);
+        let tok = abc_tokenizer();
+        let mut ev = Evaluator::new(
+            &Toy {
+                nan_after_c: true,
+                ..UNIFORM
+            },
+            &tok,
+        );
         ev.add(task("bad", false)).add(Box::new(LoglikelihoodTask::new(
             "poisoned",
             (0..4).map(|i| Ends(i == 2)).collect(),
@@ -1180,7 +1168,7 @@ mod tests {
     #[test]
     fn when_every_evaluation_fails_each_error_is_returned() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let tok = tokenizer();
+        let tok = abc_tokenizer();
         let mut ev = Evaluator::new(&UNIFORM, &tok);
         ev.add(task("one", false)).add(task("two", false));
         let e = ev.run_share(tmp.path()).expect_err("nothing finished");

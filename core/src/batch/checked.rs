@@ -89,7 +89,7 @@ mod tests {
     use crate::batch::{generate_batch, score_batch, TokenCounts};
     use crate::model::{Kept, KvCache, Model, PackedBatch};
     use crate::request::{GenerateParams, GenerateRequest, Sampling, ScoreRequest};
-    use crate::{Error, Tokenizer};
+    use crate::Error;
     use tch::{Device, Kind, Tensor};
 
     /// A four-token model with uniform logits, broken in one way.
@@ -155,10 +155,6 @@ mod tests {
         }
     }
 
-    fn tokenizer() -> Tokenizer {
-        crate::test_support::abc_tokenizer()
-    }
-
     #[test]
     fn a_model_that_breaks_its_contract_is_named_not_read() {
         let reqs = [
@@ -188,7 +184,7 @@ mod tests {
             stop: vec![],
             sampling: Sampling::Greedy,
         };
-        let tok = tokenizer();
+        let tok = crate::test_support::abc_tokenizer();
         let counts = &mut TokenCounts::default();
         for share in [false, true] {
             assert!(score_batch(&Broken::Not, &reqs, share, counts).is_ok());
