@@ -134,11 +134,7 @@ impl ShareRecord {
     }
 
     fn write(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating journal folder", dir, e))?;
-        }
-        let body = serde_json::to_string_pretty(self).expect("share record serializes");
-        crate::evaluator::write_atomic(path, body.as_bytes())
+        write_record(path, self)
     }
 
     /// Records what this process did for `rank`'s share of `evaluation` on `device`. A process
@@ -195,6 +191,15 @@ impl ShareRecord {
     }
 }
 
+/// Writes a rank's record (pretty JSON, atomically) at `path`, making its rank's folder.
+fn write_record(path: &Path, record: &impl Serialize) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating journal folder", dir, e))?;
+    }
+    let body = serde_json::to_string_pretty(record).expect("a record serializes");
+    crate::evaluator::write_atomic(path, body.as_bytes())
+}
+
 /// An evaluation a rank could not finish, for an error of that evaluation alone
 /// ([`Error::is_evaluation_specific`]: a row of its data, requests the model cannot run), kept
 /// as `rank-R-of-N/<evaluation>.failed.json`: the rank goes on with the run's other
@@ -232,10 +237,7 @@ impl FailureRecord {
                 })
             }
         };
-        let dir = rank_dir(journal, rank, world);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating journal folder", &dir, e))?;
-        let body = serde_json::to_string_pretty(&record).expect("failure record serializes");
-        crate::evaluator::write_atomic(&Self::path(journal, rank, world, evaluation), body.as_bytes())
+        write_record(&Self::path(journal, rank, world, evaluation), &record)
     }
 
     /// Removes `rank`'s record of `evaluation` (it is about to run again).
