@@ -136,13 +136,7 @@ impl RawThroughput {
         // After that warm-up, the fastest of at least three passes (and a tenth of a second):
         // one pass of a large head takes a third of a second on 2 cores, and a single sample
         // swung 2× between runs.
-        let (mut reps, t0, mut fastest) = (0, Instant::now(), f64::INFINITY);
-        while reps < 3 || t0.elapsed() < Duration::from_millis(100) {
-            let t = Instant::now();
-            head()?;
-            fastest = fastest.min(t.elapsed().as_secs_f64());
-            reps += 1;
-        }
+        let fastest = fastest_pass(3, || head().map(drop))?;
         Ok(RawThroughput {
             body_tokens_per_second,
             body_batch,
@@ -224,14 +218,20 @@ fn body_rate<M: Model + ?Sized>(
 /// at 78 thousand tokens/s where its undisturbed passes run at 140, and so made the floor
 /// lenient.
 fn timed(tokens: usize, pass: &impl Fn() -> Result<Tensor>) -> Result<f64> {
-    let (mut reps, t0, mut fastest) = (0, Instant::now(), f64::INFINITY);
-    while reps == 0 || t0.elapsed() < Duration::from_millis(100) {
+    Ok(tokens as f64 / fastest_pass(1, || sync(&pass()?))?.max(1e-9))
+}
+
+/// The seconds of `pass`'s fastest run among at least `min_runs`, run for at least a tenth of
+/// a second.
+fn fastest_pass(min_runs: usize, mut pass: impl FnMut() -> Result<()>) -> Result<f64> {
+    let (mut runs, t0, mut fastest) = (0, Instant::now(), f64::INFINITY);
+    while runs < min_runs || t0.elapsed() < Duration::from_millis(100) {
         let t = Instant::now();
-        sync(&pass()?)?;
+        pass()?;
         fastest = fastest.min(t.elapsed().as_secs_f64());
-        reps += 1;
+        runs += 1;
     }
-    Ok(tokens as f64 / fastest.max(1e-9))
+    Ok(fastest)
 }
 
 /// Waits for the device to finish `t` (reads one value back).
