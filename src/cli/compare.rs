@@ -29,7 +29,7 @@ fn samples(dir: &Path, task: &str, doc: &Value) -> Result<BTreeMap<u64, Value>> 
             let index = v["index"].as_u64().with_context(|| {
                 format!(
                     "{}: record {}: no `index`",
-                    dir.join(format!("samples_{task}.jsonl")).display(),
+                    super::samples_file::path(dir, task).display(),
                     i + 1
                 )
             })?;

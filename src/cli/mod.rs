@@ -773,7 +773,7 @@ fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String
         "gate failed: {}.{} = {v:.4}{se} (n = {}) must be {}",
         gate.task, gate.metric, e["n"], gate.bound
     );
-    let samples: Vec<Value> = std::fs::read_to_string(dir.join(format!("samples_{}.jsonl", gate.task)))
+    let samples: Vec<Value> = std::fs::read_to_string(samples_file::path(dir, &gate.task))
         .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
         .unwrap_or_default();
     let (n, rows) = evalkit::core::gate::wrong_rows(&samples, &gate.metric, gate.bound);

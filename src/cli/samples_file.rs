@@ -4,11 +4,16 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where `task`'s samples file is in the run folder `dir`.
+pub fn path(dir: &Path, task: &str) -> PathBuf {
+    dir.join(format!("samples_{task}.jsonl"))
+}
 
 /// The records of `task`'s samples file in the run folder `dir`, whose results are `doc`.
 pub fn read(dir: &Path, task: &str, doc: &Value) -> Result<Vec<Value>> {
-    let path = dir.join(format!("samples_{task}.jsonl"));
+    let path = path(dir, task);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let records = text
         .lines()

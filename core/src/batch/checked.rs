@@ -3,7 +3,7 @@
 //! method and what it returned, not a panic deep in the engine, a libtorch backtrace, or
 //! (a head wider than `vocab_size`, integer logits) silently wrong numbers.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TorchContext};
 use crate::model::{Kept, KvCache, Model, PackedBatch};
 use tch::Tensor;
 
@@ -73,9 +73,9 @@ pub(crate) fn head<M: Model + ?Sized>(model: &M, hidden: &Tensor) -> Result<Tens
     match logits.kind() {
         tch::Kind::Float => Ok(logits),
         // Log-probabilities are taken in float32 at least (DESIGN §3), on every device.
-        tch::Kind::Half | tch::Kind::BFloat16 | tch::Kind::Double => logits
-            .f_to_kind(tch::Kind::Float)
-            .map_err(|e| Error::torch("logits to float32", e)),
+        tch::Kind::Half | tch::Kind::BFloat16 | tch::Kind::Double => {
+            logits.f_to_kind(tch::Kind::Float).op("logits to float32")
+        }
         other => Err(wrong(
             model,
             "head",

@@ -289,7 +289,7 @@ fn sample_tables(runs: &[Run], max_rows: usize) -> Vec<SampleTable> {
     let mut out = vec![];
     for r in runs {
         for task in r.doc["results"].as_object().into_iter().flat_map(|m| m.keys()) {
-            let file = r.dir.join(format!("samples_{task}.jsonl"));
+            let file = super::samples_file::path(&r.dir, task);
             let mut table = SampleTable {
                 task: task.clone(),
                 run: r.label.clone(),
