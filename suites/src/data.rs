@@ -46,7 +46,7 @@ fn read_bytes(path: &Path, what: &str, source: &str) -> Result<Vec<u8>> {
 /// mark.
 fn not_text(path: &Path, bytes: &[u8], error: std::str::Utf8Error, what: &str, source: &str) -> Error {
     let at = error.valid_up_to();
-    let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    let line = line_of(bytes, at);
     let line_start = bytes[..at].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
     let position = format!(
         "the byte 0x{:02x} at offset {at} (line {line}, byte {} of the line) is not valid UTF-8",
@@ -76,6 +76,11 @@ fn not_text(path: &Path, bytes: &[u8], error: std::str::Utf8Error, what: &str, s
         line: Some(line),
         message,
     }
+}
+
+/// The 1-based line of byte `at` of `bytes`.
+pub(crate) fn line_of(bytes: &[u8], at: usize) -> usize {
+    bytes[..at.min(bytes.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// Reads a text file (after [`require`]); a file that is not UTF-8 is refused with the

@@ -3,7 +3,7 @@
 //! answer is the first; MC2's `acc` is the normalised probability mass on the true answers
 //! (lm-eval `process_results_mc2`).
 
-use crate::data::{json_message, malformed, read_text};
+use crate::data::{json_message, line_of, malformed, read_text};
 use crate::error::Result;
 use crate::LoadOptions;
 use evalkit_core::kinds::McItem;
@@ -64,7 +64,12 @@ pub fn read(path: &std::path::Path, mc2: bool) -> Result<Vec<TruthfulQa>> {
     let at = |index: usize, keys: &[&str]| line_in(&text, index, keys);
     let arr = v.as_array().ok_or_else(|| {
         let start = text.len() - text.trim_start().len();
-        malformed(path, line_of(&text, start), "(json)", "expected an array of questions")
+        malformed(
+            path,
+            line_of(text.as_bytes(), start),
+            "(json)",
+            "expected an array of questions",
+        )
     })?;
     let key = if mc2 { "mc2_targets" } else { "mc1_targets" };
     let rows = arr
@@ -117,15 +122,6 @@ pub fn read(path: &std::path::Path, mc2: bool) -> Result<Vec<TruthfulQa>> {
     crate::data::not_empty(rows, path, what, source)
 }
 
-/// The 1-based line of byte `at` of `text`.
-fn line_of(text: &str, at: usize) -> usize {
-    text.as_bytes()[..at.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
 /// The line of question `index` of `text` (a JSON array that parsed), or of its member
 /// `keys[0]`, that member's `keys[1]`, ... as deep as they are found: what an error about
 /// that question (`[index].keys...`) is about, in a file that spreads each question over lines.
@@ -139,13 +135,13 @@ fn line_in(text: &str, index: usize, keys: &[&str]) -> usize {
     };
     let mut at = ws(0);
     if b.get(at) != Some(&b'[') {
-        return line_of(text, at);
+        return line_of(b, at);
     }
     at = ws(at + 1);
     for _ in 0..index {
         at = ws(skip_json(b, at));
         if b.get(at) != Some(&b',') {
-            return line_of(text, at);
+            return line_of(b, at);
         }
         at = ws(at + 1);
     }
@@ -175,7 +171,7 @@ fn line_in(text: &str, index: usize, keys: &[&str]) -> usize {
             None => break,
         }
     }
-    line_of(text, found)
+    line_of(b, found)
 }
 
 /// The end (exclusive) of the JSON value starting at byte `at` of `b`.
