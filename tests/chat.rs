@@ -33,9 +33,7 @@ fn chatml_checkpoint(dir: &Path, template: &str) {
         })
         .collect();
     Tensor::write_safetensors(&tensors, dir.join("model.safetensors")).expect("write");
-    let read = |f: &str| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(src.join(f)).expect("read")).expect("json")
-    };
+    let read = |f: &str| -> serde_json::Value { crate::util::read_json(&src.join(f)) };
     let write = |f: &str, v: &serde_json::Value| {
         std::fs::write(dir.join(f), serde_json::to_string_pretty(v).expect("json")).expect("write")
     };
@@ -142,8 +140,7 @@ fn prompts_follow_lm_eval_and_results_record_the_template() {
         .iter()
         .all(|g| !g["generations"][0].as_str().unwrap_or("").contains("<|im_end|>")));
 
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");
+    let results: serde_json::Value = crate::util::read_json(&out.join("results.json"));
     let chat = &results["config"]["chat_template"];
     let template = evalkit::core::chat::ChatTemplate::from_dir(&model, None).expect("template");
     assert_eq!(chat["hash"], template.hash().as_str());
@@ -195,8 +192,7 @@ fn prompts_follow_lm_eval_and_results_record_the_template() {
     );
     // Different prompts, different evaluation fingerprints: one run's chunks never resume the other.
     let fp = |dir: &Path| -> serde_json::Value {
-        let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).expect("results")).expect("json");
+        let r: serde_json::Value = crate::util::read_json(&dir.join("results.json"));
         r["results"]["mmlu_anatomy"]["fingerprint"].clone()
     };
     assert_ne!(fp(&out), fp(&single));
@@ -236,8 +232,7 @@ fn chat_errors_name_the_checkpoint_and_the_line() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");
+    let results: serde_json::Value = crate::util::read_json(&out.join("results.json"));
     let note = &results["results"]["arc_easy"]["notes"]["chat_template"];
     assert_eq!(note["rows_without_system_message"], 3, "{results}");
     assert_eq!(note["reason"], "System role not supported");

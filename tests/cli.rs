@@ -83,8 +83,7 @@ fn run_writes_results_and_gates_set_the_exit_code() {
     assert!(text(&o).contains("arc_easy") && text(&o).contains("acc_norm"));
     assert!(out.join("results.json").is_file() && out.join("samples_arc_easy.jsonl").is_file());
     assert!(evalkit::core::Evaluator::done(&out));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("read")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&out.join("results.json"));
     assert_eq!(doc["results"]["arc_easy"]["n"], 6);
     assert_eq!(
         doc["results"]["arc_easy"]["fingerprint"].as_str().map(str::len),
@@ -224,8 +223,7 @@ fn a_task_asked_twice_is_evaluated_once() {
         text(&o)
     );
     assert!(!text(&o).contains("read back"), "{}", text(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("read")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&out.join("results.json"));
     assert_eq!(doc["results"]["arc_easy"]["chunks_resumed"], 0);
     assert_eq!(doc["results"]["mmlu_anatomy"]["chunks_resumed"], 0);
     assert_eq!(doc["groups"]["mmlu"]["n"], 57);
@@ -279,8 +277,7 @@ fn results_record_absolute_paths() {
         .output()
         .expect("runs");
     assert!(o.status.success(), "{}", text(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("read")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&out.join("results.json"));
     let config = &doc["config"];
     let recorded = config["model"].as_str().expect("model");
     assert!(
@@ -455,8 +452,7 @@ fn errors_exit_2_and_name_the_problem() {
     ];
     let o = evalkit(&[&base[..], &auto[..]].concat());
     assert!(o.status.success(), "{}", text(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("read")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&out.join("results.json"));
     assert_eq!(
         (&doc["config"]["batch_size"], &doc["config"]["auto_batch_size"]),
         (&4.into(), &true.into())
@@ -477,8 +473,7 @@ fn errors_exit_2_and_name_the_problem() {
         .concat(),
     );
     assert!(o.status.success(), "{}", text(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(share.join("results.json")).expect("read")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&share.join("results.json"));
     assert_eq!(doc["results"]["arc_easy"]["n"], 8);
     assert_eq!(doc["config"]["subset"], serde_json::json!({"sample_share": 0.003}));
     // lm-eval's --gen_kwargs: at most 3 new tokens, greedy; HumanEval confirmed through the
@@ -505,8 +500,7 @@ fn errors_exit_2_and_name_the_problem() {
         .output()
         .expect("runs");
     assert!(o.status.success(), "{}", text(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(gen.join("results.json")).expect("read")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&gen.join("results.json"));
     assert_eq!(
         (&doc["config"]["max_new_tokens"], &doc["config"]["sampling"]),
         (&3.into(), &serde_json::Value::Null)
@@ -615,8 +609,7 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
         text(&o)
     );
     // A run of fewer rows is paired on the rows both have, and says so.
-    let mut fewer: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(b.join("results.json")).expect("results")).expect("json");
+    let mut fewer: serde_json::Value = crate::util::read_json(&b.join("results.json"));
     fewer["results"]["arc_easy"]["n"] = 20.into();
     std::fs::write(half.join("results.json"), fewer.to_string()).expect("write");
     let o = evalkit(&["compare", a.to_str().expect("utf8"), half.to_str().expect("utf8")]);
@@ -629,8 +622,7 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
     // An evaluation of one run alone is said to be left out; one whose rows the runs do not
     // share is not compared (unpaired means would pass for a difference), and with nothing
     // left the comparison is refused.
-    let mut arc_only: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(b.join("results.json")).expect("results")).expect("json");
+    let mut arc_only: serde_json::Value = crate::util::read_json(&b.join("results.json"));
     arc_only["results"].as_object_mut().expect("results").remove("wikitext");
     arc_only["results"]["arc_easy"]["n"] = 20.into();
     let (some, disjoint) = (tmp.path().join("some"), tmp.path().join("disjoint"));
@@ -775,8 +767,7 @@ fn one_failing_evaluation_leaves_the_others_results() {
         "{}",
         text(&o)
     );
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&out.join("results.json"));
     assert_eq!(doc["results"]["arc_easy"]["n"], 6);
     assert!(doc["results"].get("hellaswag").is_none());
     assert!(out.join(".journal").is_dir(), "the journal is kept");
@@ -810,8 +801,7 @@ fn one_failing_evaluation_leaves_the_others_results() {
     write_hellaswag(false);
     let o = evalkit(&args);
     assert!(o.status.success(), "{}", text(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&out.join("results.json"));
     assert_eq!(doc["results"]["hellaswag"]["n"], 5);
     assert_eq!(doc["results"]["arc_easy"]["chunks_computed"], 0, "{doc:#}");
     assert!(!out.join(".journal").exists());
@@ -868,8 +858,7 @@ fn one_failing_evaluation_leaves_the_others_results() {
         .collect();
     let o = evalkit(&with_piqa);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&out.join("results.json"));
     assert!(
         doc["failed"]["piqa"]
             .as_str()
@@ -996,8 +985,7 @@ fn run_one_row(
 fn a_short_model_says_its_generation_was_lowered() {
     let tmp = crate::tempdir!("cli-short-model");
     let dir = crate::util::copy_checkpoint("stories260K-hf", &tmp.path().join("model"));
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config")).expect("json");
+    let mut config: serde_json::Value = crate::util::read_json(&dir.join("config.json"));
     config["max_position_embeddings"] = 64.into();
     std::fs::write(dir.join("config.json"), config.to_string()).expect("write config");
     let out = tmp.path().join("out");
@@ -1054,8 +1042,7 @@ fn a_malformed_mmlu_subject_fails_alone() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("abstract_algebra_test.csv"), "{}", text(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&out.join("results.json"));
     let results = doc["results"].as_object().expect("results");
     assert_eq!(results.len(), 18, "the other STEM subjects: {doc}");
     assert!(results.contains_key("mmlu_anatomy") && !results.contains_key("mmlu_abstract_algebra"));

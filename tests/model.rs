@@ -574,8 +574,7 @@ fn gpt_neox_layouts_load() {
     let ids = tok.encode("Tom and Sue went to the park.").expect("encode");
     let want = row_logits(base.as_ref(), &ids);
     let tensors = Tensor::read_safetensors(base_dir.join("model.safetensors")).expect("read");
-    let config: Value =
-        serde_json::from_str(&std::fs::read_to_string(base_dir.join("config.json")).expect("config")).expect("json");
+    let config: Value = crate::util::read_json(&base_dir.join("config.json"));
     let variant = |name: &str, edit: &dyn Fn(&mut Value), weights: &[(String, Tensor)]| {
         let dir = tmp.path().join(name);
         std::fs::create_dir_all(&dir).expect("mkdir");

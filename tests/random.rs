@@ -237,8 +237,7 @@ fn random_checkpoint_command_writes_a_checkpoint_run_can_score() {
     let half = tmp.path().join("half");
     let o = make("--config", cfg, half.to_str().expect("utf-8"), &["--dtype", "f16"]);
     assert!(o.status.success(), "{}", text(&o));
-    let written: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(half.join("config.json")).expect("config")).expect("json");
+    let written: serde_json::Value = crate::util::read_json(&half.join("config.json"));
     assert_eq!(
         (&written["dtype"], &written["torch_dtype"]),
         (&json!("float16"), &json!("float16"))

@@ -31,8 +31,7 @@ fn run(model: &str, step: u64, out: &Path) -> serde_json::Value {
         out.to_str().expect("utf8"),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&out.join("results.json"));
     assert_eq!(doc["config"]["step"], step, "--step is recorded");
     doc
 }

@@ -2,7 +2,7 @@
 //! are journaled, and rerun; the results equal an uninterrupted run's, and only the unfinished
 //! chunks are recomputed.
 
-use crate::util::{data_dir, model_dir};
+use crate::util::{data_dir, model_dir, read_json as read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -79,10 +79,6 @@ fn journaled_seconds(out: &Path, task: &str) -> f64 {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["work"]["seconds"].as_f64())
         .sum()
-}
-
-fn read(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("results.json")).expect("json")
 }
 
 #[test]

@@ -164,8 +164,7 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
             .all(|g| !g["generations"][0].as_str().unwrap_or("").is_empty()),
         "{gens:?}"
     );
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(served.join("results.json")).expect("results")).expect("json");
+    let results: serde_json::Value = crate::util::read_json(&served.join("results.json"));
     let model = results["config"]["model"].as_str().expect("model");
     assert!(
         model.starts_with(&format!("openai-compatible:http://127.0.0.1:{port}/v1 (model ")),
@@ -183,8 +182,7 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
     let partial = tmp.path().join("partial");
     let o = run(&url, &tok, &partial, &["--tasks", "wikitext,arc_easy", "--limit", "2"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(partial.join("results.json")).expect("results")).expect("json");
+    let results: serde_json::Value = crate::util::read_json(&partial.join("results.json"));
     assert!(results["results"]["arc_easy"]["acc"].is_number(), "{results}");
     let why = results["failed"]["wikitext"].as_str().expect("wikitext failed");
     assert!(
@@ -202,8 +200,7 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(!text(&o).contains("Rerun each failed shard"), "{}", text(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(sharded.join("results.json")).expect("results")).expect("json");
+    let doc: serde_json::Value = crate::util::read_json(&sharded.join("results.json"));
     assert_eq!(
         doc["results"]["arc_easy"]["acc"], results["results"]["arc_easy"]["acc"],
         "{doc}"
@@ -273,8 +270,7 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
     let mut server = Server::start(&python, &gguf, port, &tmp.path().join("server2.log"));
     let o = run(&url, &tok, &resumed, &args);
     assert!(o.status.success(), "{}", text(&o));
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(resumed.join("results.json")).expect("results")).expect("json");
+    let r: serde_json::Value = crate::util::read_json(&resumed.join("results.json"));
     assert!(
         r["results"]["arc_easy"]["chunks_resumed"].as_u64().unwrap_or(0) >= 5,
         "{r}"
@@ -342,8 +338,7 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
         .map(|e| e.expect("entry").path())
         .collect();
     assert_eq!(under.len(), 1, "{under:?}");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(under[0].join("results.json")).expect("results")).expect("json");
+    let r: serde_json::Value = crate::util::read_json(&under[0].join("results.json"));
     assert_eq!(
         under[0].file_name().and_then(|n| n.to_str()),
         r["config"]["model_name"].as_str(),

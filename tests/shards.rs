@@ -4,7 +4,7 @@
 //! checkpoint's weights), and torchrun itself with `--no-python`. Each run's samples and
 //! results must be those of one process (values to 1e-5 relative, everything else equal).
 
-use crate::util::{data_dir, model_dir};
+use crate::util::{data_dir, model_dir, read_json as read};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -62,11 +62,6 @@ fn ok(o: Output) -> String {
         String::from_utf8_lossy(&o.stdout)
     );
     err
-}
-
-fn read(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .expect("json")
 }
 
 /// Equal, numbers to 1e-5 relative.

@@ -33,6 +33,12 @@ pub fn copy_checkpoint(name: &str, to: &std::path::Path) -> PathBuf {
     to.to_path_buf()
 }
 
+/// The JSON document in the file at `path` (results.json, a config).
+pub fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The shared data directory.
 pub fn data_dir() -> PathBuf {
     shared().join("data")
