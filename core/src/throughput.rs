@@ -101,6 +101,7 @@ impl RawThroughput {
                 continue;
             }
             let (tps, size, kind) = body_rate(model, b, s, 1, false)?;
+            tracing::debug!("raw body: {b} rows of {s} tokens at {tps:.0} tokens/s");
             (hidden_size, hidden_kind) = (size, kind);
             if best.is_none_or(|(t, _, _)| tps > t) {
                 best = Some((tps, b, s));
