@@ -269,3 +269,95 @@ fn models_by_hub_id_resolve_through_the_cache_offline() {
         "{err}"
     );
 }
+
+/// Writes HellaSwag rows in the hub's layout (`activity_label`, `ctx_a`, `ctx_b`, the list
+/// `endings`, `label` as text) to `Rowan/hellaswag`'s validation file in the hub cache `cache`.
+fn lay_out_hellaswag(cache: &Path, rows: &[(&str, &str, &str, [&str; 4], &str)]) -> std::path::PathBuf {
+    let repo = cache.join("datasets--Rowan--hellaswag");
+    let commit = "89abcdef0123456789abcdef0123456789abcdef";
+    std::fs::create_dir_all(repo.join("refs")).expect("refs");
+    std::fs::write(repo.join("refs/main"), commit).expect("ref");
+    let snap = repo.join("snapshots").join(commit).join("data");
+    std::fs::create_dir_all(&snap).expect("snapshot");
+    let path = snap.join("validation-00000-of-00001.parquet");
+    let schema = "message schema { REQUIRED BYTE_ARRAY activity_label (UTF8); REQUIRED BYTE_ARRAY ctx_a (UTF8); \
+                  REQUIRED BYTE_ARRAY ctx_b (UTF8); REQUIRED group endings (LIST) { REPEATED group list { \
+                  REQUIRED BYTE_ARRAY element (UTF8); } } REQUIRED BYTE_ARRAY label (UTF8); }";
+    let schema = Arc::new(parse_message_type(schema).expect("schema"));
+    let file = std::fs::File::create(&path).expect("create");
+    let mut w = SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build())).expect("writer");
+    let mut g = w.next_row_group().expect("row group");
+    let texts = |f: &dyn Fn(&(&str, &str, &str, [&str; 4], &str)) -> Vec<String>| {
+        rows.iter()
+            .flat_map(f)
+            .map(|s| ByteArray::from(s.as_str()))
+            .collect::<Vec<_>>()
+    };
+    let columns = [
+        texts(&|r| vec![r.0.to_string()]),
+        texts(&|r| vec![r.1.to_string()]),
+        texts(&|r| vec![r.2.to_string()]),
+        texts(&|r| r.3.iter().map(|e| e.to_string()).collect()),
+        texts(&|r| vec![r.4.to_string()]),
+    ];
+    for (i, values) in columns.iter().enumerate() {
+        let mut c = g.next_column().expect("column").expect("exists");
+        let written = if i == 3 {
+            // Four endings a row: each row's first starts a new list (repetition level 0).
+            let rep: Vec<i16> = (0..values.len()).map(|k| i16::from(k % 4 != 0)).collect();
+            let def = vec![1i16; values.len()];
+            c.typed::<ByteArrayType>().write_batch(values, Some(&def), Some(&rep))
+        } else {
+            c.typed::<ByteArrayType>().write_batch(values, None, None)
+        };
+        written.expect("write");
+        c.close().expect("close column");
+    }
+    g.close().expect("close group");
+    w.close().expect("close file");
+    path
+}
+
+#[test]
+fn hub_hellaswag_rows_load_and_their_errors_name_the_parquet_file() {
+    let tmp = crate::tempdir!("hub-hellaswag");
+    let row = (
+        "Removing ice from car",
+        "Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles.",
+        "then",
+        [
+            ", the man adds wax to the windshield.",
+            ", a woman puts on a jacket.",
+            ", the man removes the snow.",
+            ", the man walks [title] away.",
+        ],
+        "3",
+    );
+    let path = lay_out_hellaswag(tmp.path(), &[row, row]);
+    let opts = LoadOptions {
+        hub: Some(HubOptions {
+            cache_dir: tmp.path().to_path_buf(),
+            offline: true,
+        }),
+        ..LoadOptions::new(tmp.path().join("no-data"))
+    };
+    let loaded = load("hellaswag", &opts).expect("hub hellaswag");
+    assert_eq!(loaded.evaluations[0].len(), 2);
+
+    // A label past the endings: the parquet file and the row, not the repository's name.
+    let mut bad = row;
+    bad.4 = "4";
+    let path2 = lay_out_hellaswag(tmp.path(), &[row, bad]);
+    assert_eq!(path, path2);
+    let e = load("hellaswag", &opts)
+        .err()
+        .expect("label 4 of 4 endings")
+        .to_string();
+    assert!(
+        e.ends_with(&format!(
+            "{}:2: field `label`: \"4\" is not an index of `endings` (it has 4)",
+            path.display()
+        )),
+        "{e}"
+    );
+}

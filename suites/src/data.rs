@@ -217,22 +217,30 @@ pub fn read_csv_lines(path: &Path, width: usize, what: &str, source: &str) -> Re
         .flexible(true)
         .from_reader(bytes.as_slice());
     let mut rows = vec![];
-    for rec in r.records() {
-        let rec = rec.map_err(|e| {
-            malformed(
-                path,
-                e.position().map_or(0, |p| p.line() as usize),
-                "(record)",
-                e.to_string(),
-            )
-        })?;
+    let mut rec = csv::StringRecord::new();
+    while r.read_record(&mut rec).map_err(|e| {
+        malformed(
+            path,
+            e.position().map_or(0, |p| p.line() as usize),
+            "(record)",
+            e.to_string(),
+        )
+    })? {
         let line = rec.position().map_or(0, |p| p.line() as usize);
         if rec.len() != width {
+            // A quote left open reads the rest of the file into one field: say so, with the
+            // lines the record took, rather than only how many fields it found.
+            let at_end = r.position().byte() as usize >= bytes.len();
+            let hint = if rec.iter().any(|f| f.contains('\n')) && at_end {
+                format!("; the record runs from line {line} to the end of the file: is a quote left open?")
+            } else {
+                String::new()
+            };
             return Err(malformed(
                 path,
                 line,
                 "(record)",
-                format!("{} fields, expected {width}", rec.len()),
+                format!("{} fields, expected {width}{hint}", rec.len()),
             ));
         }
         rows.push((line, rec.iter().map(str::to_string).collect()));

@@ -83,11 +83,11 @@ pub fn read(path: &std::path::Path) -> Result<Vec<Hellaswag>> {
         },
         other => other,
     })?;
-    convert(path, raw, |i| crate::data::jsonl_line(path, i))
+    convert(raw, |i| (path.to_path_buf(), crate::data::jsonl_line(path, i)))
 }
 
-/// The items of `raw`, read from `path`; `line(i)` is where row `i` is in it (for errors).
-fn convert(path: &std::path::Path, raw: Vec<Raw>, line: impl Fn(usize) -> usize) -> Result<Vec<Hellaswag>> {
+/// The items of `raw`; `at(i)` is the file and line (or hub row) of row `i` (for errors).
+fn convert(raw: Vec<Raw>, at: impl Fn(usize) -> (std::path::PathBuf, usize)) -> Result<Vec<Hellaswag>> {
     raw.into_iter()
         .enumerate()
         .map(|(i, r)| {
@@ -114,9 +114,10 @@ fn convert(path: &std::path::Path, raw: Vec<Raw>, line: impl Fn(usize) -> usize)
                 .and_then(|n| usize::try_from(n).ok())
                 .filter(|&n| n < endings.len())
                 .ok_or_else(|| {
+                    let (path, line) = at(i);
                     crate::data::malformed(
-                        path,
-                        line(i),
+                        &path,
+                        line,
                         "label",
                         format!("{label} is not an index of `endings` (it has {})", endings.len()),
                     )
@@ -130,9 +131,10 @@ fn convert(path: &std::path::Path, raw: Vec<Raw>, line: impl Fn(usize) -> usize)
 pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn evalkit_core::Evaluation>>> {
     opts.no_fewshot(name)?;
     if let Some((src, hub)) = opts.hub_source(name)? {
-        let raw: Vec<Raw> = crate::hub::load_rows(&src, hub)?;
-        // Hub rows are numbered from 1 in the split, as the hub's own errors number them.
-        let rows = convert(std::path::Path::new(&src.repo), raw, |i| i + 1)?;
+        let located: Vec<crate::hub::Located<Raw>> = crate::hub::load_rows_located(&src, hub)?;
+        let at: Vec<_> = located.iter().map(|r| (r.file.clone(), r.index)).collect();
+        // Hub rows are numbered from 1 in their parquet file, as the hub's own errors number them.
+        let rows = convert(located.into_iter().map(|r| r.row).collect(), |i| at[i].clone())?;
         return Ok(vec![evalkit_core::task(rows).named(name).build()]);
     }
     let dir = opts.data_dir.join("hellaswag");

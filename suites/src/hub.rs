@@ -143,11 +143,11 @@ pub fn model_snapshot(id: &str, revision: &str, opts: &HubOptions) -> Result<Pat
     if get("model.safetensors").is_err() {
         let index = get("model.safetensors.index.json")?;
         let text = std::fs::read_to_string(&index).map_err(|e| evalkit_core::Error::io("reading", &index, e))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| malformed(&index, 0, "weight_map", e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| malformed(&index, e.line(), "(json)", crate::data::json_message(&e)))?;
         let mut shards: Vec<&str> = v["weight_map"]
             .as_object()
-            .ok_or_else(|| malformed(&index, 0, "weight_map", "missing or not an object"))?
+            .ok_or_else(|| unusable(&index, "no `weight_map` object naming the shards"))?
             .values()
             .filter_map(serde_json::Value::as_str)
             .collect();
@@ -160,13 +160,23 @@ pub fn model_snapshot(id: &str, revision: &str, opts: &HubOptions) -> Result<Pat
     Ok(config.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
+/// An error about `path` as a whole (no line of it is at fault).
+fn unusable(path: &Path, message: impl Into<String>) -> Error {
+    Error::Unusable {
+        path: path.to_path_buf(),
+        line: None,
+        message: message.into(),
+    }
+}
+
 /// Every row of a parquet file as a JSON object.
 pub fn read_parquet(path: &Path) -> Result<Vec<serde_json::Value>> {
     let file = std::fs::File::open(path).map_err(|e| evalkit_core::Error::io("reading", path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(|e| malformed(path, 0, "(parquet)", e.to_string()))?;
+    let reader =
+        SerializedFileReader::new(file).map_err(|e| unusable(path, format!("not a readable parquet file: {e}")))?;
     let rows = reader
         .get_row_iter(None)
-        .map_err(|e| malformed(path, 0, "(parquet)", e.to_string()))?;
+        .map_err(|e| unusable(path, format!("its rows cannot be read: {e}")))?;
     rows.enumerate()
         .map(|(i, r)| {
             r.map(|r| r.to_json_value())
@@ -178,6 +188,22 @@ pub fn read_parquet(path: &Path) -> Result<Vec<serde_json::Value>> {
 /// The rows of a hub dataset split, deserialized as `T`; errors name the file, row and field,
 /// and a split without rows is refused here, naming its file, as the data directory's are.
 pub fn load_rows<T: DeserializeOwned>(src: &HubSource, opts: &HubOptions) -> Result<Vec<T>> {
+    Ok(load_rows_located(src, opts)?.into_iter().map(|r| r.row).collect())
+}
+
+/// A row of a hub split and where it is, for errors found after reading it.
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    /// The row.
+    pub row: T,
+    /// Its parquet file in the hub cache.
+    pub file: PathBuf,
+    /// Its 1-based index in that file.
+    pub index: usize,
+}
+
+/// [`load_rows`], each row with its file and index there.
+pub fn load_rows_located<T: DeserializeOwned>(src: &HubSource, opts: &HubOptions) -> Result<Vec<Located<T>>> {
     let mut out = vec![];
     let mut last = None;
     for file in &src.files {
@@ -187,7 +213,11 @@ pub fn load_rows<T: DeserializeOwned>(src: &HubSource, opts: &HubOptions) -> Res
                 let field = crate::data::field_of(&e.path().to_string(), e.inner());
                 malformed(&path, i + 1, &field, e.into_inner().to_string())
             })?;
-            out.push(row);
+            out.push(Located {
+                row,
+                file: path.clone(),
+                index: i + 1,
+            });
         }
         last = Some(path);
     }

@@ -314,6 +314,16 @@ mod tests {
             e.ends_with("anatomy_test.csv:4: field `(record)`: 5 fields, expected 6"),
             "{e}"
         );
+        // A quote left open reads the rest of the file as one field: the error says so.
+        std::fs::write(&path, "Q?,a,b,c,d,A\n\"Why?,a,b,c,d,B\nWhat?,a,b,c,d,C\n").unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "anatomy_test.csv:2: field `(record)`: 1 fields, expected 6; the record runs from line 2 to the \
+                 end of the file: is a quote left open?"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
