@@ -270,9 +270,12 @@ fn models_by_hub_id_resolve_through_the_cache_offline() {
     );
 }
 
+/// A HellaSwag row in the hub's layout: activity label, `ctx_a`, `ctx_b`, endings, label.
+type HellaswagRow<'a> = (&'a str, &'a str, &'a str, [&'a str; 4], &'a str);
+
 /// Writes HellaSwag rows in the hub's layout (`activity_label`, `ctx_a`, `ctx_b`, the list
 /// `endings`, `label` as text) to `Rowan/hellaswag`'s validation file in the hub cache `cache`.
-fn lay_out_hellaswag(cache: &Path, rows: &[(&str, &str, &str, [&str; 4], &str)]) -> std::path::PathBuf {
+fn lay_out_hellaswag(cache: &Path, rows: &[HellaswagRow<'_>]) -> std::path::PathBuf {
     let repo = cache.join("datasets--Rowan--hellaswag");
     let commit = "89abcdef0123456789abcdef0123456789abcdef";
     std::fs::create_dir_all(repo.join("refs")).expect("refs");
@@ -287,7 +290,7 @@ fn lay_out_hellaswag(cache: &Path, rows: &[(&str, &str, &str, [&str; 4], &str)])
     let file = std::fs::File::create(&path).expect("create");
     let mut w = SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build())).expect("writer");
     let mut g = w.next_row_group().expect("row group");
-    let texts = |f: &dyn Fn(&(&str, &str, &str, [&str; 4], &str)) -> Vec<String>| {
+    let texts = |f: &dyn Fn(&HellaswagRow<'_>) -> Vec<String>| {
         rows.iter()
             .flat_map(f)
             .map(|s| ByteArray::from(s.as_str()))
