@@ -54,6 +54,76 @@ fn list_prints_every_suite() {
 }
 
 #[test]
+fn list_with_a_data_dir_shows_the_rows_found_or_why_not() {
+    // The shared data: every task loads, with its official row count.
+    let dir = data_dir();
+    let o = evalkit(&["list", "--data-dir", dir.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.lines().next().expect("header").ends_with("found"), "{out}");
+    for line in out.lines().skip(2) {
+        let cols: Vec<&str> = line.split_whitespace().rev().collect();
+        assert_eq!(cols[2], cols[0], "rows found are the official count: {line}");
+    }
+    assert!(o.stderr.is_empty(), "{}", text(&o));
+
+    // A folder with one malformed file and nothing else: that task names the file's line,
+    // the others what is missing; synthetic tasks are generated.
+    let tmp = crate::tempdir!("cli-list-data");
+    std::fs::create_dir_all(tmp.path().join("truthfulqa")).expect("mkdir");
+    std::fs::write(
+        tmp.path().join("truthfulqa/mc_task.json"),
+        "[\n  {\"question\": 1}\n]\n",
+    )
+    .expect("write");
+    let o = evalkit(&[
+        "list",
+        "--format",
+        "json",
+        "--data-dir",
+        tmp.path().to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let entry = |name: &str| {
+        json.as_array()
+            .expect("array")
+            .iter()
+            .find(|e| e["name"] == name)
+            .expect("listed")
+            .clone()
+    };
+    assert_eq!(entry("synthetic_copy")["rows_found"], 100);
+    let e = entry("truthfulqa_mc1")["data_error"]
+        .as_str()
+        .expect("an error")
+        .to_string();
+    assert!(
+        e.ends_with("mc_task.json:2: field `[0].question`: missing or not a string"),
+        "{e}"
+    );
+    let e = entry("arc_easy")["data_error"].as_str().expect("an error").to_string();
+    assert!(e.starts_with("missing file "), "{e}");
+    let o = evalkit(&["list", "--data-dir", tmp.path().to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("tasks do not load from") && err.contains("  truthfulqa_mc2: "),
+        "{err}"
+    );
+
+    let o = evalkit(&[
+        "list",
+        "--data-dir",
+        tmp.path().join("nowhere").to_str().expect("utf-8"),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("nowhere: no such folder"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn run_writes_results_and_gates_set_the_exit_code() {
     let tmp = crate::tempdir!("cli-run");
     let out = tmp.path().join("out");

@@ -100,7 +100,12 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// List the benchmarks with their kind, metrics, split and official row count (of the
     /// published split; a data folder holding fewer rows evaluates those).
-    List,
+    List {
+        /// Also load each benchmark from this data folder, as `run` would with its default
+        /// few-shot setting, and show the rows found there, or why it does not load.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the results table of an output directory.
     Show {
         /// Output directory (or its results.json).

@@ -54,7 +54,7 @@ pub fn run() -> Result<u8> {
     }
     match cli.command {
         Command::Run(a) => run_tasks(&a, &cli.global),
-        Command::List => list(cli.global.format),
+        Command::List { data_dir } => list(cli.global.format, data_dir.as_deref()),
         Command::Show { path } => {
             let doc = read_results(&path)?;
             table::print_results(&doc, cli.global.format);
@@ -122,19 +122,38 @@ pub fn results_text(file: &Path) -> Result<String> {
     })
 }
 
-fn list(format: Format) -> Result<u8> {
+/// `evalkit list`: every benchmark; with `data_dir`, the rows each loads from it, or why not.
+fn list(format: Format, data_dir: Option<&Path>) -> Result<u8> {
+    if let Some(dir) = data_dir.filter(|d| !d.is_dir()) {
+        anyhow::bail!("--data-dir {}: no such folder", dir.display());
+    }
     let suites = evalkit::suites::all();
+    let found: Vec<Option<std::result::Result<usize, String>>> = suites
+        .iter()
+        .map(|s| data_dir.map(|dir| rows_found(&s.name, dir)))
+        .collect();
     match format {
         Format::Json => {
-            println!("{}", serde_json::to_string_pretty(&suites)?);
+            let mut entries = serde_json::to_value(&suites)?;
+            if let Some(entries) = entries.as_array_mut() {
+                for (entry, found) in entries.iter_mut().zip(&found) {
+                    match found {
+                        Some(Ok(n)) => entry["rows_found"] = (*n).into(),
+                        Some(Err(e)) => entry["data_error"] = e.as_str().into(),
+                        None => {}
+                    }
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&entries)?);
             return Ok(0);
         }
         Format::Html => anyhow::bail!("`list` prints text, json or md, not html"),
         Format::Text | Format::Md => {}
     }
-    let rows: Vec<[String; 6]> = suites
+    let rows: Vec<[String; 7]> = suites
         .iter()
-        .map(|s| {
+        .zip(&found)
+        .map(|(s, found)| {
             [
                 s.name.clone(),
                 s.kind.as_str().into(),
@@ -142,16 +161,75 @@ fn list(format: Format) -> Result<u8> {
                 s.split.into(),
                 s.rows.to_string(),
                 s.num_fewshot.to_string(),
+                match found {
+                    None => String::new(),
+                    Some(Ok(n)) => n.to_string(),
+                    Some(Err(_)) => "-".into(),
+                },
             ]
         })
         .collect();
-    let header = ["task", "kind", "metrics", "split", "rows", "fewshot"];
-    if format == Format::Md {
-        table::print_markdown_table(&header, &rows);
+    let header = ["task", "kind", "metrics", "split", "rows", "fewshot", "found"];
+    let print = |rows: &[[String; 7]]| {
+        if format == Format::Md {
+            table::print_markdown_table(&header, rows);
+        } else {
+            table::print_table(&header, rows);
+        }
+    };
+    if let Some(dir) = data_dir {
+        print(&rows);
+        let errors: Vec<_> = suites
+            .iter()
+            .zip(&found)
+            .filter_map(|(s, f)| match f {
+                Some(Err(e)) => Some((&s.name, e)),
+                _ => None,
+            })
+            .collect();
+        if !errors.is_empty() {
+            eprintln!(
+                "\n{} of {} tasks do not load from {}:",
+                errors.len(),
+                suites.len(),
+                dir.display()
+            );
+            for (name, e) in errors {
+                eprintln!("  {name}: {e}");
+            }
+        }
     } else {
-        table::print_table(&header, &rows);
+        // Without a data folder there is nothing to show under `found`.
+        let rows: Vec<[String; 6]> = rows
+            .into_iter()
+            .map(|[a, b, c, d, e, f, _]| [a, b, c, d, e, f])
+            .collect();
+        let header: [&str; 6] = [header[0], header[1], header[2], header[3], header[4], header[5]];
+        if format == Format::Md {
+            table::print_markdown_table(&header, &rows);
+        } else {
+            table::print_table(&header, &rows);
+        }
     }
     Ok(0)
+}
+
+/// The rows benchmark `name` loads from `dir` at its default few-shot setting (the evaluations'
+/// rows summed), or why it does not load. HumanEval is read as if its code were confirmed to
+/// run: listing reads its problems and runs nothing.
+fn rows_found(name: &str, dir: &Path) -> std::result::Result<usize, String> {
+    let opts = evalkit::suites::LoadOptions {
+        confirm_run_unsafe_code: true,
+        ..evalkit::suites::LoadOptions::new(dir.to_path_buf())
+    };
+    let loaded = evalkit::suites::load(name, &opts).map_err(|e| e.to_string())?;
+    match loaded.not_loaded.first() {
+        Some((member, e)) => Err(format!(
+            "{} of its members do not load; {member}: {e}",
+            loaded.not_loaded.len()
+        )),
+        None => Ok(loaded.evaluations.iter().map(|e| e.len()).sum()),
+    }
 }
 
 /// `evalkit run`: the whole run in this process, `--shards N` workers, or (launched by
