@@ -54,6 +54,29 @@ fn list_prints_every_suite() {
 }
 
 #[test]
+fn a_closed_stdout_pipe_ends_the_command_quietly() {
+    // `evalkit list | head -1`: here the reader is gone before evalkit (which takes a few
+    // milliseconds to start) writes anything, so every write meets the closed pipe.
+    for format in ["text", "json"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+            .args(["list", "--format", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        drop(child.stdout.take());
+        let o = child.wait_with_output().expect("waits");
+        assert!(
+            o.status.success(),
+            "{format}: {:?} {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.stderr.is_empty(), "{format}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+#[test]
 fn list_with_a_data_dir_shows_the_rows_found_or_why_not() {
     // The shared data: every task loads, with its official row count.
     let dir = data_dir();
@@ -654,7 +677,8 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
     let (lo, hi) = (d["lo"].as_f64().expect("lo"), d["hi"].as_f64().expect("hi"));
     assert!(lo <= diff && diff <= hi && lo < hi, "[{lo}, {hi}] around {diff}");
     assert_eq!((d["resamples"].as_u64(), d["n"].as_u64()), (Some(10_000), Some(40)));
-    assert_eq!(acc["significant"], serde_json::json!(lo > 0.0 || hi < 0.0));
+    // 0/1 values: significant by McNemar's exact test, not by the bootstrap interval.
+    assert_eq!(acc["significant"], serde_json::json!(want < 0.05));
     // Corpus metrics have no per-row values: no interval.
     let wpp = lines
         .iter()
@@ -689,6 +713,46 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
         "{}",
         text(&o)
     );
+    // A corpus metric of a run over fewer rows: both values recomputed over the common rows,
+    // not each run's aggregate over its own (which would pass for a difference).
+    let pages = std::fs::read_to_string(b.join("samples_wikitext.jsonl")).expect("samples");
+    let five: Vec<&str> = pages.lines().take(5).collect();
+    std::fs::write(half.join("samples_wikitext.jsonl"), five.join("\n")).expect("write");
+    fewer["results"]["wikitext"]["n"] = 5.into();
+    std::fs::write(half.join("results.json"), fewer.to_string()).expect("write");
+    let o = evalkit(&[
+        "compare",
+        "--format",
+        "json",
+        a.to_str().expect("utf8"),
+        half.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("json");
+    let word_perplexity = |dir: &std::path::Path| {
+        let (mut nll, mut words) = (0.0, 0.0);
+        for l in std::fs::read_to_string(dir.join("samples_wikitext.jsonl"))
+            .expect("samples")
+            .lines()
+            .take(5)
+        {
+            let v: serde_json::Value = serde_json::from_str(l).expect("row");
+            nll -= v["loglikelihood"].as_f64().expect("ll");
+            words += v["words"].as_f64().expect("words");
+        }
+        (nll / words).exp()
+    };
+    let wpp = lines
+        .iter()
+        .find(|l| l["task"] == "wikitext" && l["metric"] == "word_perplexity")
+        .expect("compared");
+    for (side, dir) in [("a", &a), ("b", &b)] {
+        let (got, want) = (wpp[side].as_f64().expect("value"), word_perplexity(dir));
+        assert!(
+            (got - want).abs() <= 1e-12 * want,
+            "{side}: {got} vs {want} over the 5 common pages"
+        );
+    }
     // An evaluation of one run alone is said to be left out; one whose rows the runs do not
     // share is not compared (unpaired means would pass for a difference), and with nothing
     // left the comparison is refused.

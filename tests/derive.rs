@@ -92,6 +92,11 @@ fn derived_equals_hand_written_on_a_real_checkpoint() {
         };
         let a = run(derived.as_ref(), model, &opts);
         let b = run(&by_hand, model, &opts);
+        // Built without a pool, it runs zero-shot, and its outcome (results.json) says so
+        // beside the warning, which a library user without a tracing subscriber never sees.
+        let note = a.notes.get("num_fewshot").and_then(|n| n.as_str()).unwrap_or_default();
+        assert!(note.contains("declares num_fewshot = 2"), "{:?}", a.notes);
+        assert!(!b.notes.contains_key("num_fewshot"));
         assert_eq!(a.samples.len(), b.samples.len());
         for (x, y) in a.samples.iter().zip(&b.samples) {
             assert!(x == y, "{model}: per-sample records differ:\n{x}\n{y}");

@@ -124,9 +124,29 @@ fn report_renders_in_chromium_with_the_numbers_of_results_json() {
         md.to_str().expect("utf8"),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(std::fs::read_to_string(&md)
-        .expect("notes.md")
-        .contains("| task | metric |"));
+    let notes = std::fs::read_to_string(&md).expect("notes.md");
+    assert!(
+        notes.contains("| task | metric |") && notes.contains("## evalkit results: stories260K-hf (step 100)\n"),
+        "{notes}"
+    );
+    // Several runs: each heading names its run.
+    let o = evalkit(&[
+        "report",
+        "--format",
+        "md",
+        a.to_str().expect("utf8"),
+        b.to_str().expect("utf8"),
+        "--output",
+        md.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let notes = std::fs::read_to_string(&md).expect("notes.md");
+    for heading in [
+        "stories260K-hf (step100, step 100)",
+        "tiny-gpt2-random (step200, step 200)",
+    ] {
+        assert!(notes.contains(&format!("## evalkit results: {heading}\n")), "{notes}");
+    }
     let page_file = tmp.path().join("page.html");
     let o = evalkit(&[
         "report",

@@ -212,17 +212,26 @@ fn every_suite_runs_end_to_end() {
         .iter()
         .zip(evalkit::suites::mmlu::CATEGORY);
     for c in evalkit::suites::mmlu::CATEGORIES {
-        let (mut right, mut n) = (0.0, 0.0);
+        let (mut right, mut n, mut within, mut k) = (0.0, 0.0, 0.0, 0.0);
         for (s, _) in mmlu.clone().filter(|(_, sc)| *sc == c) {
             let e = &r[format!("mmlu_{s}")];
             let rows = e["n"].as_f64().expect("n");
             right += e["acc"].as_f64().expect("acc") * rows;
             n += rows;
+            // lm-eval's pooled_sample_stderr: (n - 1) * stderr^2 * n summed over members.
+            within += (rows - 1.0) * e["acc_stderr"].as_f64().expect("stderr").powi(2) * rows;
+            k += 1.0;
         }
         let g = &doc["groups"][format!("mmlu_{c}")];
         assert_eq!(g["n"].as_f64(), Some(n), "mmlu_{c}");
         let acc = g["acc"].as_f64().expect("group acc");
         assert!((acc - right / n).abs() < 1e-12, "mmlu_{c}: {acc} vs {}", right / n);
+        let stderr = g["acc_stderr"].as_f64().expect("group stderr");
+        let pooled = (within / (n - k) / n).sqrt();
+        assert!(
+            (stderr - pooled).abs() < 1e-12,
+            "mmlu_{c}: stderr {stderr} vs lm-eval's {pooled}"
+        );
     }
     // HumanEval's generation budget does not fit max length 512: lowered and recorded.
     assert_eq!(r["humaneval"]["notes"]["max_new_tokens"]["used"], 256);

@@ -151,7 +151,8 @@ impl<T: Benchmark> TaskBuilder<T> {
     /// declares `num_fewshot` runs zero-shot with a warning (its examples need a pool:
     /// [`TaskBuilder::fewshot_default`]).
     pub fn build(self) -> Box<dyn Evaluation> {
-        if let Some(note) = self.zero_shot_note() {
+        let note = self.zero_shot_note();
+        if let Some(note) = &note {
             tracing::warn!("{note}");
         }
         let fewshot = match self.fewshot {
@@ -166,7 +167,48 @@ impl<T: Benchmark> TaskBuilder<T> {
             }
             f => f,
         };
-        T::evaluation(self.name, self.rows, fewshot)
+        let evaluation = T::evaluation(self.name, self.rows, fewshot);
+        match note {
+            // Also in the outcome (results.json's `notes`), where a library user who installs
+            // no `tracing` subscriber would otherwise see nothing of it.
+            Some(note) => Box::new(Noted {
+                inner: evaluation,
+                key: "num_fewshot",
+                note,
+            }),
+            None => evaluation,
+        }
+    }
+}
+
+/// An evaluation whose outcome carries a note about how it was built.
+struct Noted {
+    inner: Box<dyn Evaluation>,
+    key: &'static str,
+    note: String,
+}
+
+impl Evaluation for Noted {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn kind(&self) -> TaskKind {
+        self.inner.kind()
+    }
+
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn defaults(&self) -> Defaults {
+        self.inner.defaults()
+    }
+
+    fn evaluate(&self, env: &crate::kinds::Env<'_>) -> crate::Result<crate::kinds::Outcome> {
+        let mut outcome = self.inner.evaluate(env)?;
+        outcome.notes.insert(self.key.into(), serde_json::json!(self.note));
+        Ok(outcome)
     }
 }
 

@@ -6,7 +6,6 @@
 
 use crate::error::{Error, Result};
 use crate::kinds::{Env, Evaluation, Outcome, RunOptions};
-use crate::metrics::{mean_metric, Metric};
 use crate::model::Model;
 use crate::schedule::ExecStats;
 use crate::shard::{self, FailureRecord, Share, ShareRecord};
@@ -679,9 +678,17 @@ impl<'a> Evaluator<'a> {
             for (k, v) in pooled {
                 // Only metrics every member reports are pooled.
                 if members.iter().all(|o| o.per_sample.contains_key(k)) {
-                    let Metric { value, stderr } = mean_metric(&v);
-                    m.insert(k.to_string(), json!(value));
-                    m.insert(format!("{k}_stderr"), json!(stderr));
+                    // The micro-average over every member's rows, and lm-eval's stderr of a
+                    // size-weighted group mean: the members' variances pooled.
+                    let sizes: Vec<(Option<f64>, usize)> = members
+                        .iter()
+                        .map(|o| {
+                            let rows = &o.per_sample[k];
+                            (crate::metrics::stderr_of_mean(rows), rows.len())
+                        })
+                        .collect();
+                    m.insert(k.to_string(), json!(crate::metrics::mean(&v)));
+                    m.insert(format!("{k}_stderr"), json!(crate::metrics::pooled_stderr(&sizes)));
                 }
             }
             m.insert("n".into(), json!(members.iter().map(|o| o.n).sum::<usize>()));

@@ -64,8 +64,9 @@ impl std::fmt::Display for Bound {
 /// Rows shown in a gate failure.
 const SHOWN_ROWS: usize = 5;
 
-/// A gate that did not hold (or a metric the evaluation does not report).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// A gate that did not hold (or a metric the evaluation does not report). Its `Debug` is its
+/// message, so a gate's `.unwrap()` in a test prints the rows readably.
+#[derive(Clone, PartialEq, thiserror::Error)]
 pub enum GateError {
     /// The metric is on the wrong side of the bound.
     #[error("{evaluation}: {metric} = {} (n = {n}) must be {bound}{rows}", fmt_metric(.score))]
@@ -93,6 +94,12 @@ pub enum GateError {
         /// The metrics it does report.
         available: String,
     },
+}
+
+impl std::fmt::Debug for GateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 fn fmt_metric(m: &Metric) -> String {
@@ -168,10 +175,12 @@ fn describe_row(s: &serde_json::Value, value: f64) -> String {
     let what = if s["continuations"].as_array().is_some_and(|c| c.len() == 1) {
         // One continuation (loglikelihood): whether it was the greedy one, and its score.
         format!(
-            "continuation {} greedy: {}, loglikelihood {}",
+            "continuation \"{}\" (greedy: {}, loglikelihood {})",
             short(&s["continuations"][0]),
             s["is_greedy"][0],
             s["loglikelihoods"][0]
+                .as_f64()
+                .map_or_else(|| "?".into(), |ll| format!("{ll:.4}"))
         )
     } else if let Some(p) = s.get("prediction") {
         let conts = &s["continuations"];

@@ -65,6 +65,33 @@ pub fn stderr_of_mean(values: &[f64]) -> Option<f64> {
     Some((var / n as f64).sqrt())
 }
 
+/// The standard error of a group's size-weighted mean from its members' standard errors and
+/// sizes, as lm-eval 0.4.13 reports a group's (`pooled_sample_stderr`: the within-member
+/// variances pooled, `Σ (nᵢ − 1) · seᵢ² · nᵢ / (N − k)`, over `N`): `None` where a member has
+/// none (fewer than two rows) or the members leave no degree of freedom.
+///
+/// ```
+/// use evalkit_core::metrics::{pooled_stderr, stderr_of_mean};
+/// let (a, b) = ([1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0]);
+/// let members = [(stderr_of_mean(&a), a.len()), (stderr_of_mean(&b), b.len())];
+/// // Squared deviations within each member: 0.75 and 0.667, over 7 − 2 degrees of freedom.
+/// let want = ((0.75 + 2.0 / 3.0) / 5.0 / 7.0f64).sqrt();
+/// assert!((pooled_stderr(&members).unwrap() - want).abs() < 1e-12);
+/// assert_eq!(pooled_stderr(&[(None, 1), (stderr_of_mean(&a), 4)]), None);
+/// ```
+pub fn pooled_stderr(members: &[(Option<f64>, usize)]) -> Option<f64> {
+    let total: usize = members.iter().map(|&(_, n)| n).sum();
+    if total <= members.len() {
+        return None;
+    }
+    let mut within = 0.0;
+    for &(stderr, n) in members {
+        within += (n as f64 - 1.0) * stderr?.powi(2) * n as f64;
+    }
+    let var = within / (total - members.len()) as f64;
+    Some((var / total as f64).sqrt())
+}
+
 /// A mean metric with its standard error.
 pub fn mean_metric(values: &[f64]) -> Metric {
     Metric {

@@ -24,7 +24,8 @@ pub struct Global {
     /// with `run --floor`.
     #[arg(short, long, global = true)]
     pub verbose: bool,
-    /// Output format: `text` tables (the default; for `report`, HTML), `json`, `md` (`show`,
+    /// Output format: `text` tables (the default; for `report`, HTML), `json` (`run`, `show`,
+    /// `merge`, `list`, `compare`, `demo`), `md` (`run`, `show`, `merge`, `list`, `demo`,
     /// `report`) or `html` (`report`).
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -1,8 +1,10 @@
 //! `evalkit compare A B`: two runs paired row by row on the rows both evaluated. Per metric:
 //! the means, the difference, a seeded 95% paired bootstrap interval and, for 0/1 metrics,
-//! McNemar's exact p-value; a difference whose interval excludes zero is marked `*`. Corpus
+//! McNemar's exact p-value; a significant difference is marked `*` (McNemar's p < 0.05 for 0/1
+//! metrics, else an interval that excludes zero). Corpus
 //! metrics (perplexities) have no per-row values and show the difference of the aggregates
-//! only. Runs whose rows differ (a row's inputs are not the same text) are refused.
+//! only, recomputed over the common rows where the runs evaluated different rows. Runs whose
+//! rows differ (a row's inputs are not the same text) are refused.
 
 use super::args::Format;
 use super::table;
@@ -36,6 +38,36 @@ fn samples(dir: &Path, task: &str, doc: &Value) -> Result<BTreeMap<u64, Value>> 
             Ok((index, v))
         })
         .collect()
+}
+
+/// A corpus metric of the built-in kinds over `records` (sample records, DESIGN §2): a
+/// perplexity evaluation's `token_perplexity`, `word_perplexity`, `byte_perplexity` and
+/// `bits_per_byte` from its summed `loglikelihood`, `tokens`, `words` and `bytes`;
+/// a loglikelihood evaluation's `perplexity` = exp(−mean loglikelihood). `None` for any other
+/// metric or where a record lacks a field.
+fn corpus_metric(records: &[&Value], metric: &str) -> Option<f64> {
+    if records.is_empty() {
+        return None;
+    }
+    if metric == "perplexity" {
+        let lls: Vec<f64> = records
+            .iter()
+            .map(|r| r["loglikelihoods"][0].as_f64())
+            .collect::<Option<_>>()?;
+        return Some((-evalkit::core::metrics::mean(&lls)).exp());
+    }
+    let sum = |field: &str| records.iter().map(|r| r[field].as_f64()).sum::<Option<f64>>();
+    let count = |field: &str| records.iter().map(|r| r[field].as_u64()).sum::<Option<u64>>();
+    let (ll, tokens, words, bytes) = (
+        sum("loglikelihood")?,
+        count("tokens")?,
+        count("words")?,
+        count("bytes")?,
+    );
+    evalkit::core::metrics::perplexities(-ll, tokens as usize, words as usize, bytes as usize)
+        .into_iter()
+        .find(|(name, _)| *name == metric)
+        .map(|(_, v)| v)
 }
 
 /// The run directory of a results path (a directory or its results.json).
@@ -109,9 +141,10 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
             ));
             continue;
         }
-        if common.len() < sa.len().max(sb.len()) {
+        let same_rows = common.len() == sa.len() && common.len() == sb.len();
+        if !same_rows {
             notes.push(format!(
-                "note: {task}: paired on the {} rows both runs evaluated (a has {}, b has {}); a paired metric's means are over those rows",
+                "note: {task}: paired on the {} rows both runs evaluated (a has {}, b has {}); the values compared are over those rows",
                 common.len(),
                 sa.len(),
                 sb.len()
@@ -136,7 +169,7 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
             if metric.ends_with("_stderr") || RECORD_KEYS.contains(&metric.as_str()) {
                 continue;
             }
-            let (Some(x), Some(y)) = (va.as_f64(), mb[metric].as_f64()) else {
+            let (Some(mut x), Some(mut y)) = (va.as_f64(), mb[metric].as_f64()) else {
                 continue;
             };
             let per_row = |s: &BTreeMap<u64, Value>| -> Option<Vec<f64>> {
@@ -144,6 +177,21 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
             };
             // Only means have per-row values; corpus metrics (stderr null) are ratios of sums.
             let is_mean = ma[format!("{metric}_stderr")].is_number() || mb[format!("{metric}_stderr")].is_number();
+            if !is_mean && !same_rows {
+                // Each aggregate is over its own run's rows: recomputed over the common rows
+                // where the samples hold what it sums, else not compared.
+                let on_common =
+                    |s: &BTreeMap<u64, Value>| corpus_metric(&common.iter().map(|k| &s[k]).collect::<Vec<_>>(), metric);
+                match (on_common(&sa), on_common(&sb)) {
+                    (Some(on_a), Some(on_b)) => (x, y) = (on_a, on_b),
+                    _ => {
+                        notes.push(format!(
+                            "note: {task}: {metric} is a corpus metric over each run's own rows, which its samples do not give over the common rows: not compared"
+                        ));
+                        continue;
+                    }
+                }
+            }
             let paired = match (is_mean, per_row(&sa), per_row(&sb)) {
                 (true, Some(pa), Some(pb)) => paired(&pa, &pb, RESAMPLES, SEED),
                 _ => None,
@@ -175,7 +223,7 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
                        "paired": l.paired, "significant": l.paired.as_ref().map(PairedDiff::significant)})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let rows: Vec<[String; 8]> = lines
@@ -215,6 +263,8 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
         ],
         &rows,
     );
-    println!("{RESAMPLES} bootstrap resamples, seed {SEED}; * marks an interval that excludes 0");
+    outln!(
+        "{RESAMPLES} bootstrap resamples, seed {SEED}; * marks a difference significant at 5% (McNemar's p for 0/1 metrics, else an interval that excludes 0)"
+    );
     Ok(())
 }

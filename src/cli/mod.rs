@@ -3,6 +3,9 @@
 //! run stopped on a row of its data, is reported and the others still run; the exit status
 //! then is 2).
 
+#[macro_use]
+mod out;
+
 mod args;
 mod compare;
 mod log;
@@ -50,7 +53,9 @@ pub fn run() -> Result<u8> {
         Command::Show { .. } => prints("show", &tables, "text, json or md")?,
         Command::Compare { .. } => prints("compare", &[Format::Text, Format::Json], "text or json")?,
         Command::Demo(_) => prints("demo", &tables, "text, json or md")?,
-        _ => {}
+        Command::Merge { .. } => prints("merge", &tables, "text, json or md")?,
+        Command::RandomCheckpoint(_) => prints("random-checkpoint", &[Format::Text], "text")?,
+        Command::List { .. } | Command::Report { .. } => {}
     }
     match cli.command {
         Command::Run(a) => run_tasks(&a, &cli.global),
@@ -78,7 +83,7 @@ fn random_checkpoint(r: &args::RandomCheckpointArgs) -> Result<u8> {
         (None, None) => anyhow::bail!("give --preset or --config"),
     };
     let made = random::write(&config, &r.tokenizer, r.seed, r.dtype.into(), &r.output)?;
-    println!(
+    outln!(
         "wrote {}: {} parameters ({:.1} MB of weights, seed {})",
         made.dir.display(),
         made.parameters,
@@ -144,71 +149,52 @@ fn list(format: Format, data_dir: Option<&Path>) -> Result<u8> {
                     }
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&entries)?);
+            outln!("{}", serde_json::to_string_pretty(&entries)?);
             return Ok(0);
         }
         Format::Html => anyhow::bail!("`list` prints text, json or md, not html"),
         Format::Text | Format::Md => {}
     }
-    let rows: Vec<[String; 7]> = suites
+    let rows: Vec<Vec<String>> = suites
         .iter()
         .zip(&found)
         .map(|(s, found)| {
-            [
+            let mut row = vec![
                 s.name.clone(),
                 s.kind.as_str().into(),
                 s.metrics.join(","),
                 s.split.into(),
                 s.rows.to_string(),
                 s.num_fewshot.to_string(),
-                match found {
-                    None => String::new(),
-                    Some(Ok(n)) => n.to_string(),
-                    Some(Err(_)) => "-".into(),
-                },
-            ]
+            ];
+            match found {
+                None => {}
+                Some(Ok(n)) => row.push(n.to_string()),
+                Some(Err(_)) => row.push("-".into()),
+            }
+            row
         })
         .collect();
     let header = ["task", "kind", "metrics", "split", "rows", "fewshot", "found"];
-    let print = |rows: &[[String; 7]]| {
-        if format == Format::Md {
-            table::print_markdown_table(&header, rows);
-        } else {
-            table::print_table(&header, rows);
-        }
-    };
-    if let Some(dir) = data_dir {
-        print(&rows);
-        let errors: Vec<_> = suites
-            .iter()
-            .zip(&found)
-            .filter_map(|(s, f)| match f {
-                Some(Err(e)) => Some((&s.name, e)),
-                _ => None,
-            })
-            .collect();
-        if !errors.is_empty() {
-            eprintln!(
-                "\n{} of {} tasks do not load from {}:",
-                errors.len(),
-                suites.len(),
-                dir.display()
-            );
-            for (name, e) in errors {
-                eprintln!("  {name}: {e}");
-            }
-        }
-    } else {
-        // Without a data folder there is nothing to show under `found`.
-        let rows: Vec<[String; 6]> = rows
-            .into_iter()
-            .map(|[a, b, c, d, e, f, _]| [a, b, c, d, e, f])
-            .collect();
-        let header: [&str; 6] = [header[0], header[1], header[2], header[3], header[4], header[5]];
-        if format == Format::Md {
-            table::print_markdown_table(&header, &rows);
-        } else {
-            table::print_table(&header, &rows);
+    // `found` only where a data folder was read.
+    table::print_rows(format, &header[..6 + usize::from(data_dir.is_some())], &rows);
+    let errors: Vec<_> = suites
+        .iter()
+        .zip(&found)
+        .filter_map(|(s, f)| match f {
+            Some(Err(e)) => Some((&s.name, e)),
+            _ => None,
+        })
+        .collect();
+    if let (Some(dir), false) = (data_dir, errors.is_empty()) {
+        eprintln!(
+            "\n{} of {} tasks do not load from {}:",
+            errors.len(),
+            suites.len(),
+            dir.display()
+        );
+        for (name, e) in errors {
+            eprintln!("  {name}: {e}");
         }
     }
     Ok(0)
@@ -643,7 +629,7 @@ fn write_report(paths: &[PathBuf], output: Option<PathBuf>, rows: usize, g: &arg
                     eprintln!("wrote {}", path.display());
                 }
             }
-            None => print!("{}", report::markdown(&runs)),
+            None => out!("{}", report::markdown(&runs)),
         },
         Format::Json => anyhow::bail!("report writes HTML (the default) or Markdown (--format md), not JSON"),
         Format::Text | Format::Html => {
@@ -741,7 +727,7 @@ fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<u8> {
                 ev.add(e);
             });
         }
-        println!(
+        outln!(
             "\n== {} ({}, max length {})",
             opened.name,
             opened.model.describe(),
@@ -752,7 +738,7 @@ fn demo(d: &args::DemoArgs, g: &args::Global) -> Result<u8> {
         let doc = ev.results_document(&outcomes);
         table::print_results(&doc, g.format);
         let tokens: usize = outcomes.iter().map(|o| o.stats.work.tokens.forwarded).sum();
-        println!(
+        outln!(
             "{} evaluations, {} rows, {tokens} tokens run through the model in {:.2} s",
             outcomes.len(),
             outcomes.iter().map(|o| o.n).sum::<usize>(),

@@ -287,12 +287,8 @@ fn chat_options(a: &RunArgs, checkpoint: &Path) -> Result<Option<ChatOptions>> {
         return Ok(None);
     };
     let name = Some(name.as_str()).filter(|n| !n.is_empty());
-    let template = ChatTemplate::from_dir(checkpoint, name).with_context(|| {
-        format!(
-            "--apply-chat-template: reading the template of {}",
-            checkpoint.display()
-        )
-    })?;
+    // Its errors name the checkpoint folder and what was looked for.
+    let template = ChatTemplate::from_dir(checkpoint, name).context("--apply-chat-template")?;
     let mut chat = ChatOptions::new(template);
     chat.fewshot_as_multiturn = a.fewshot_as_multiturn.unwrap_or(true);
     Ok(Some(chat))

@@ -8,18 +8,24 @@ use serde_json::Value;
 /// (JSON prints the document, Markdown the report).
 pub fn print_results(doc: &Value, format: Format) {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default()),
-        Format::Md => print!("{}", markdown_report(doc)),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(doc).unwrap_or_default()),
+        Format::Md => out!("{}", markdown_report(doc, None)),
         Format::Text | Format::Html => print_table(&["task", "metric", "value", "stderr", "n"], &result_rows(doc)),
     }
 }
 
-/// A Markdown report: the model and settings, then one table row per task and metric.
-pub fn markdown_report(doc: &Value) -> String {
+/// A Markdown report: the model and settings, then one table row per task and metric; `run`
+/// names the run in the heading where a report holds several.
+pub fn markdown_report(doc: &Value, run: Option<&str>) -> String {
     let c = &doc["config"];
+    let mut title = c["model_name"].as_str().unwrap_or("model").to_string();
+    let step = c["step"].as_u64().map(|s| format!("step {s}"));
+    let named: Vec<String> = run.map(str::to_string).into_iter().chain(step).collect();
+    if !named.is_empty() {
+        title = format!("{title} ({})", named.join(", "));
+    }
     let mut out = format!(
-        "## evalkit results: {}\n\nModel `{}`, seed {}, evalkit {} on libtorch {}.\n\n| task | metric | value | stderr | n |\n|---|---|---:|---:|---:|\n",
-        c["model_name"].as_str().unwrap_or("model"),
+        "## evalkit results: {title}\n\nModel `{}`, seed {}, evalkit {} on libtorch {}.\n\n| task | metric | value | stderr | n |\n|---|---|---:|---:|---:|\n",
         c["model"].as_str().unwrap_or("?"),
         c["seed"],
         doc["versions"]["evalkit"].as_str().unwrap_or("?"),
@@ -82,8 +88,17 @@ fn result_rows(doc: &Value) -> Vec<[String; 5]> {
     rows
 }
 
+/// Prints rows under a header as `format` asks: a Markdown table for `md`, else aligned text.
+pub fn print_rows<R: AsRef<[String]>>(format: Format, header: &[&str], rows: &[R]) {
+    if format == Format::Md {
+        print_markdown_table(header, rows);
+    } else {
+        print_table(header, rows);
+    }
+}
+
 /// Prints a Markdown table (`|` in cells escaped).
-pub fn print_markdown_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+pub fn print_markdown_table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) {
     let line = |cells: Vec<&str>| {
         format!(
             "| {} |",
@@ -94,18 +109,18 @@ pub fn print_markdown_table<const N: usize>(header: &[&str; N], rows: &[[String;
                 .join(" | ")
         )
     };
-    println!("{}", line(header.to_vec()));
-    println!("|{}", "---|".repeat(N));
+    outln!("{}", line(header.to_vec()));
+    outln!("|{}", "---|".repeat(header.len()));
     for r in rows {
-        println!("{}", line(r.iter().map(String::as_str).collect()));
+        outln!("{}", line(r.as_ref().iter().map(String::as_str).collect()));
     }
 }
 
 /// Prints rows aligned under a header.
-pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+pub fn print_table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) {
     let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
-        for (i, c) in r.iter().enumerate() {
+        for (i, c) in r.as_ref().iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
         }
     }
@@ -119,9 +134,9 @@ pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
             .trim_end()
             .to_string()
     };
-    println!("{}", line(header.to_vec()));
-    println!("{}", w.iter().map(|n| "-".repeat(*n)).collect::<Vec<_>>().join("  "));
+    outln!("{}", line(header.to_vec()));
+    outln!("{}", w.iter().map(|n| "-".repeat(*n)).collect::<Vec<_>>().join("  "));
     for r in rows {
-        println!("{}", line(r.iter().map(String::as_str).collect()));
+        outln!("{}", line(r.as_ref().iter().map(String::as_str).collect()));
     }
 }

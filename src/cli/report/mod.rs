@@ -448,8 +448,10 @@ pub fn write_html(runs: &[Run], out: &Path, max_rows: usize) -> Result<Written> 
 /// The Markdown report: for each run, the model and settings, then one table row per task and
 /// metric.
 pub fn markdown(runs: &[Run]) -> String {
+    // Several runs: each heading names its run (the label that tells them apart).
+    let several = runs.len() > 1;
     runs.iter()
-        .map(|r| super::table::markdown_report(&r.doc))
+        .map(|r| super::table::markdown_report(&r.doc, several.then_some(r.label.as_str())))
         .collect::<Vec<_>>()
         .join("\n")
 }
