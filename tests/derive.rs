@@ -161,6 +161,16 @@ impl Loud {
     }
 }
 
+/// `Loud` with its highlighted metric misspelt: the hook returns `loud`.
+#[derive(Evaluation)]
+#[eval(kind = generate, max_new_tokens = 4, clean = shout, score = Loud::scores, metrics(lound))]
+struct Lound {
+    #[eval(prompt)]
+    p: String,
+    #[eval(target)]
+    t: String,
+}
+
 #[derive(Evaluation)]
 #[eval(kind = multiple_choice, choices = Self::yes_no, delimiter = " ")]
 struct YesNo {
@@ -251,6 +261,25 @@ fn every_kind_derives_and_runs() {
         .as_str()
         .expect("extracted")
         .contains("TIME"));
+    // A highlighted metric the hook does not return is a typo: an error naming what it reports.
+    let typo = task(vec![Lound {
+        p: "Once upon a".into(),
+        t: "time".into(),
+    }])
+    .build();
+    let (model, tok) = open("stories260K-hf");
+    let env = Env {
+        model: model.as_ref(),
+        tokenizer: &tok,
+        options: &opts,
+        journal_dir: None,
+        progress: None,
+    };
+    let e = typo.evaluate(&env).err().expect("lound is not reported").to_string();
+    assert!(
+        e.contains("metrics(lound) names `lound`, which it does not report (it reports: loud)"),
+        "{e}"
+    );
 
     let y = task(vec![YesNo {
         passage: "The sky is blue.".into(),

@@ -167,28 +167,28 @@ impl<T: Benchmark> TaskBuilder<T> {
             }
             f => f,
         };
-        let evaluation = T::evaluation(self.name, self.rows, fewshot);
-        match note {
+        Box::new(Built {
+            inner: T::evaluation(self.name, self.rows, fewshot),
             // Also in the outcome (results.json's `notes`), where a library user who installs
             // no `tracing` subscriber would otherwise see nothing of it.
-            Some(note) => Box::new(Noted {
-                inner: evaluation,
-                key: "num_fewshot",
-                note,
-            }),
-            None => evaluation,
-        }
+            note: note.map(|n| ("num_fewshot", n)),
+            highlighted: T::METRICS,
+        })
     }
 }
 
-/// An evaluation whose outcome carries a note about how it was built.
-struct Noted {
+/// A built evaluation: its outcome carries the note of how it was built, and a metric it
+/// highlights (`metrics(...)`) that it does not report is an error. The derive checks the
+/// highlighted names against a kind's own metrics at compile time; a `score` hook's names are
+/// only known once rows are scored, so a typo there (`metrics(hti)` for `hit`) is caught here
+/// rather than left to make a gate on it fail later.
+struct Built {
     inner: Box<dyn Evaluation>,
-    key: &'static str,
-    note: String,
+    note: Option<(&'static str, String)>,
+    highlighted: &'static [&'static str],
 }
 
-impl Evaluation for Noted {
+impl Evaluation for Built {
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -207,7 +207,27 @@ impl Evaluation for Noted {
 
     fn evaluate(&self, env: &crate::kinds::Env<'_>) -> crate::Result<crate::kinds::Outcome> {
         let mut outcome = self.inner.evaluate(env)?;
-        outcome.notes.insert(self.key.into(), serde_json::json!(self.note));
+        // A share of a sharded run may hold no rows, and so no metrics, yet.
+        let missing: Vec<&str> = self
+            .highlighted
+            .iter()
+            .copied()
+            .filter(|m| !outcome.per_sample.is_empty() && !outcome.metrics.contains_key(*m))
+            .collect();
+        if !missing.is_empty() {
+            return Err(crate::Error::Evaluation {
+                evaluation: outcome.name.clone(),
+                message: format!(
+                    "metrics({}) names {}, which it does not report (it reports: {}): a typo, or a `score` hook that does not return it",
+                    self.highlighted.join(", "),
+                    missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+                    outcome.metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        if let Some((key, note)) = &self.note {
+            outcome.notes.insert((*key).into(), serde_json::json!(note));
+        }
         Ok(outcome)
     }
 }

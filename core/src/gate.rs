@@ -144,12 +144,30 @@ impl Outcome {
 }
 
 /// The first rows (at most five) of a `samples_<evaluation>.jsonl` whose own value of `metric`
-/// (its `metrics` field) misses `bound`, one line each, and how many miss it in all — what a
-/// gate over written results shows.
+/// (its `metrics` field; for a corpus metric such as `word_perplexity`, the row's own,
+/// [`crate::metrics::corpus_metric`] over it alone) misses `bound`, one line each, and how many
+/// miss it in all — what a gate over written results shows.
+///
+/// ```
+/// use evalkit_core::gate::{wrong_rows, Bound};
+/// // Two WikiText pages: word perplexities e^1 and e^3 (their records hold token_perplexity only).
+/// let pages = [
+///     serde_json::json!({"index": 0, "text": "a b", "loglikelihood": -2.0, "tokens": 2, "words": 2, "bytes": 3, "metrics": {"token_perplexity": 2.7}}),
+///     serde_json::json!({"index": 1, "text": "c d", "loglikelihood": -6.0, "tokens": 2, "words": 2, "bytes": 3, "metrics": {"token_perplexity": 20.1}}),
+/// ];
+/// let (n, lines) = wrong_rows(&pages, "word_perplexity", Bound::AtMost(10.0));
+/// assert_eq!(n, 1);
+/// assert!(lines[0].starts_with("row 1: value 20.0855; text c d"), "{lines:?}");
+/// ```
 pub fn wrong_rows(samples: &[serde_json::Value], metric: &str, bound: Bound) -> (usize, Vec<String>) {
+    let own = |s: &serde_json::Value| {
+        s["metrics"][metric]
+            .as_f64()
+            .or_else(|| crate::metrics::corpus_metric(&[s], metric))
+    };
     let wrong: Vec<(&serde_json::Value, f64)> = samples
         .iter()
-        .filter_map(|s| s["metrics"][metric].as_f64().map(|v| (s, v)))
+        .filter_map(|s| own(s).map(|v| (s, v)))
         .filter(|&(_, v)| !bound.holds(v))
         .collect();
     let lines = wrong

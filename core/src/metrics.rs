@@ -162,6 +162,47 @@ pub fn perplexities(nll: f64, tokens: usize, words: usize, bytes: usize) -> Vec<
     ]
 }
 
+/// A corpus metric of the built-in kinds recomputed over sample records (the fields of
+/// `samples_<evaluation>.jsonl`, DESIGN §2): a perplexity evaluation's `token_perplexity`,
+/// `word_perplexity`, `byte_perplexity` and `bits_per_byte` from the records' summed
+/// `loglikelihood`, `tokens`, `words` and `bytes`; a loglikelihood evaluation's `perplexity`,
+/// exp(−mean of `loglikelihoods[0]`). `None` for any other metric, no records, or a record
+/// lacking a field. Over one record, a row's own value of the metric.
+///
+/// ```
+/// use evalkit_core::metrics::corpus_metric;
+/// let rows = [serde_json::json!({"loglikelihood": -6.0, "tokens": 3, "words": 2, "bytes": 10}),
+///             serde_json::json!({"loglikelihood": -2.0, "tokens": 1, "words": 2, "bytes": 6})];
+/// let both: Vec<&serde_json::Value> = rows.iter().collect();
+/// assert_eq!(corpus_metric(&both, "word_perplexity"), Some(2f64.exp()));
+/// assert_eq!(corpus_metric(&both[..1], "token_perplexity"), Some(2f64.exp()));
+/// assert_eq!(corpus_metric(&both, "acc"), None);
+/// ```
+pub fn corpus_metric(records: &[&serde_json::Value], metric: &str) -> Option<f64> {
+    if records.is_empty() {
+        return None;
+    }
+    if metric == "perplexity" {
+        let lls: Vec<f64> = records
+            .iter()
+            .map(|r| r["loglikelihoods"][0].as_f64())
+            .collect::<Option<_>>()?;
+        return Some((-mean(&lls)).exp());
+    }
+    let sum = |field: &str| records.iter().map(|r| r[field].as_f64()).sum::<Option<f64>>();
+    let count = |field: &str| records.iter().map(|r| r[field].as_u64()).sum::<Option<u64>>();
+    let (ll, tokens, words, bytes) = (
+        sum("loglikelihood")?,
+        count("tokens")?,
+        count("words")?,
+        count("bytes")?,
+    );
+    perplexities(-ll, tokens as usize, words as usize, bytes as usize)
+        .into_iter()
+        .find(|(name, _)| *name == metric)
+        .map(|(_, v)| v)
+}
+
 /// Exact string match.
 pub fn exact_match(target: &str, prediction: &str) -> bool {
     target == prediction

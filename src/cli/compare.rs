@@ -40,36 +40,6 @@ fn samples(dir: &Path, task: &str, doc: &Value) -> Result<BTreeMap<u64, Value>> 
         .collect()
 }
 
-/// A corpus metric of the built-in kinds over `records` (sample records, DESIGN §2): a
-/// perplexity evaluation's `token_perplexity`, `word_perplexity`, `byte_perplexity` and
-/// `bits_per_byte` from its summed `loglikelihood`, `tokens`, `words` and `bytes`;
-/// a loglikelihood evaluation's `perplexity` = exp(−mean loglikelihood). `None` for any other
-/// metric or where a record lacks a field.
-fn corpus_metric(records: &[&Value], metric: &str) -> Option<f64> {
-    if records.is_empty() {
-        return None;
-    }
-    if metric == "perplexity" {
-        let lls: Vec<f64> = records
-            .iter()
-            .map(|r| r["loglikelihoods"][0].as_f64())
-            .collect::<Option<_>>()?;
-        return Some((-evalkit::core::metrics::mean(&lls)).exp());
-    }
-    let sum = |field: &str| records.iter().map(|r| r[field].as_f64()).sum::<Option<f64>>();
-    let count = |field: &str| records.iter().map(|r| r[field].as_u64()).sum::<Option<u64>>();
-    let (ll, tokens, words, bytes) = (
-        sum("loglikelihood")?,
-        count("tokens")?,
-        count("words")?,
-        count("bytes")?,
-    );
-    evalkit::core::metrics::perplexities(-ll, tokens as usize, words as usize, bytes as usize)
-        .into_iter()
-        .find(|(name, _)| *name == metric)
-        .map(|(_, v)| v)
-}
-
 /// The run directory of a results path (a directory or its results.json).
 fn run_dir(p: &Path) -> &Path {
     if p.is_dir() {
@@ -180,8 +150,9 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
             if !is_mean && !same_rows {
                 // Each aggregate is over its own run's rows: recomputed over the common rows
                 // where the samples hold what it sums, else not compared.
-                let on_common =
-                    |s: &BTreeMap<u64, Value>| corpus_metric(&common.iter().map(|k| &s[k]).collect::<Vec<_>>(), metric);
+                let on_common = |s: &BTreeMap<u64, Value>| {
+                    evalkit::core::metrics::corpus_metric(&common.iter().map(|k| &s[k]).collect::<Vec<_>>(), metric)
+                };
                 match (on_common(&sa), on_common(&sb)) {
                     (Some(on_a), Some(on_b)) => (x, y) = (on_a, on_b),
                     _ => {
