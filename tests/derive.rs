@@ -275,7 +275,7 @@ fn every_kind_derives_and_runs() {
         journal_dir: None,
         progress: None,
     };
-    let e = typo.evaluate(&env).err().expect("lound is not reported").to_string();
+    let e = typo.evaluate(&env).expect_err("lound is not reported").to_string();
     assert!(
         e.contains("metrics(lound) names `lound`, which it does not report (it reports: loud)"),
         "{e}"
