@@ -216,6 +216,19 @@ fn run_writes_results_and_gates_set_the_exit_code() {
         "{}",
         text(&o)
     );
+    // With stdout a closed pipe (`evalkit run ... | head -1`), the failed gate still exits 1.
+    let piped = tmp.path().join("piped");
+    g[n - 1] = piped.to_str().expect("utf8");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args(&g)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("waits");
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("gate failed: arc_easy.acc"));
     let capped = tmp.path().join("capped");
     let mut c = args.clone();
     let n = c.len();

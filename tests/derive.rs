@@ -171,6 +171,17 @@ struct Lound {
     t: String,
 }
 
+/// `Loud` without `metrics(...)`: its hook's names are known only once rows are scored, so
+/// it highlights none (not the kind's `exact_match`, which it does not report).
+#[derive(Evaluation)]
+#[eval(kind = generate, max_new_tokens = 4, clean = shout, score = Loud::scores)]
+struct Unnamed {
+    #[eval(prompt)]
+    p: String,
+    #[eval(target)]
+    t: String,
+}
+
 #[derive(Evaluation)]
 #[eval(kind = multiple_choice, choices = Self::yes_no, delimiter = " ")]
 struct YesNo {
@@ -275,11 +286,21 @@ fn every_kind_derives_and_runs() {
         journal_dir: None,
         progress: None,
     };
-    let e = typo.evaluate(&env).expect_err("lound is not reported").to_string();
+    let e = typo.evaluate(&env).expect_err("lound is not reported");
+    assert!(e.is_evaluation_specific(), "the run's other evaluations go on");
+    let e = e.to_string();
     assert!(
         e.contains("metrics(lound) names `lound`, which it does not report (it reports: loud)"),
         "{e}"
     );
+    assert!(<Unnamed as Benchmark>::METRICS.is_empty());
+    let unnamed = task(vec![Unnamed {
+        p: "Once upon a".into(),
+        t: "time".into(),
+    }])
+    .build();
+    let o = unnamed.evaluate(&env).expect("no highlighted metric to miss");
+    assert_eq!(o.per_sample["loud"], vec![1.0]);
 
     let y = task(vec![YesNo {
         passage: "The sky is blue.".into(),

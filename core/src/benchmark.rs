@@ -207,15 +207,14 @@ impl Evaluation for Built {
 
     fn evaluate(&self, env: &crate::kinds::Env<'_>) -> crate::Result<crate::kinds::Outcome> {
         let mut outcome = self.inner.evaluate(env)?;
-        // A share of a sharded run may hold no rows, and so no metrics, yet.
         let missing: Vec<&str> = self
             .highlighted
             .iter()
             .copied()
-            .filter(|m| !outcome.per_sample.is_empty() && !outcome.metrics.contains_key(*m))
+            .filter(|m| !outcome.metrics.contains_key(*m))
             .collect();
         if !missing.is_empty() {
-            return Err(crate::Error::Evaluation {
+            return Err(crate::Error::Metrics {
                 evaluation: outcome.name.clone(),
                 message: format!(
                     "metrics({}) names {}, which it does not report (it reports: {}): a typo, or a `score` hook that does not return it",

@@ -160,6 +160,15 @@ pub enum Error {
         /// What the model cannot do, and what would.
         message: String,
     },
+    /// An evaluation that does not report a metric it highlights (`metrics(...)`): a typo, or
+    /// a `score` hook that does not return it. The evaluation fails, the run's others go on.
+    #[error("evaluation `{evaluation}`: {message}")]
+    Metrics {
+        /// The evaluation.
+        evaluation: String,
+        /// Which metrics, and what it reports.
+        message: String,
+    },
     /// A model whose output breaks the [`crate::model::Model`] contract: a shape, a width or a
     /// type other than the trait's (a model of one's own, implemented wrongly).
     #[error("{model}: `{method}` {message}")]
@@ -274,7 +283,10 @@ impl Error {
     /// assert!(!nan.is_evaluation_specific());
     /// ```
     pub fn is_evaluation_specific(&self) -> bool {
-        matches!(self, Error::Row { .. } | Error::Incapable { .. })
+        matches!(
+            self,
+            Error::Row { .. } | Error::Incapable { .. } | Error::Metrics { .. }
+        )
     }
 
     /// The error of evaluations that failed on their own: the one error, or

@@ -680,7 +680,7 @@ impl<'a> Evaluator<'a> {
                 if members.iter().all(|o| o.per_sample.contains_key(k)) {
                     // The micro-average over every member's rows, and lm-eval's stderr of a
                     // size-weighted group mean: the members' variances pooled.
-                    let sizes: Vec<(Option<f64>, usize)> = members
+                    let spread: Vec<(Option<f64>, usize)> = members
                         .iter()
                         .map(|o| {
                             let rows = &o.per_sample[k];
@@ -688,7 +688,7 @@ impl<'a> Evaluator<'a> {
                         })
                         .collect();
                     m.insert(k.to_string(), json!(crate::metrics::mean(&v)));
-                    m.insert(format!("{k}_stderr"), json!(crate::metrics::pooled_stderr(&sizes)));
+                    m.insert(format!("{k}_stderr"), json!(crate::metrics::pooled_stderr(&spread)));
                 }
             }
             m.insert("n".into(), json!(members.iter().map(|o| o.n).sum::<usize>()));

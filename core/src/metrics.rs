@@ -77,6 +77,8 @@ pub fn stderr_of_mean(values: &[f64]) -> Option<f64> {
 /// // Squared deviations within each member: 0.75 and 0.667, over 7 − 2 degrees of freedom.
 /// let want = ((0.75 + 2.0 / 3.0) / 5.0 / 7.0f64).sqrt();
 /// assert!((pooled_stderr(&members).unwrap() - want).abs() < 1e-12);
+/// // lm-eval 0.4.13's pooled_sample_stderr of the same members:
+/// assert!((pooled_stderr(&members).unwrap() - 0.20118695404073914).abs() < 1e-15);
 /// assert_eq!(pooled_stderr(&[(None, 1), (stderr_of_mean(&a), 4)]), None);
 /// ```
 pub fn pooled_stderr(members: &[(Option<f64>, usize)]) -> Option<f64> {

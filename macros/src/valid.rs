@@ -340,7 +340,10 @@ pub fn validate(cx: &Ctxt, input: &Input) -> Option<Spec> {
             }
         }
     }
-    if metrics.is_empty() {
+    // Unnamed, the kind's own metrics are highlighted, unless a hook may replace them (a
+    // `score` defines its own names; an `extra_metrics` returning `acc` keeps only that): then
+    // nothing is, as the hook's names are known only when rows are scored.
+    if metrics.is_empty() && a.score.get().is_none() && a.extra_metrics.get().is_none() {
         metrics = kind.metrics().iter().map(|s| s.to_string()).collect();
     }
     // Generation settings.

@@ -167,6 +167,12 @@ pub fn compare(a: &Path, b: &Path, ra: &Value, rb: &Value, format: Format) -> Re
                 (true, Some(pa), Some(pb)) => paired(&pa, &pb, RESAMPLES, SEED),
                 _ => None,
             };
+            if is_mean && paired.is_none() && !same_rows {
+                notes.push(format!(
+                    "note: {task}: {metric} has no value per row in the samples, so it is not known over the common rows: not compared"
+                ));
+                continue;
+            }
             lines.push(Line {
                 task: task.clone(),
                 metric: metric.clone(),

@@ -55,7 +55,8 @@ pub fn run() -> Result<u8> {
         Command::Demo(_) => prints("demo", &tables, "text, json or md")?,
         Command::Merge { .. } => prints("merge", &tables, "text, json or md")?,
         Command::RandomCheckpoint(_) => prints("random-checkpoint", &[Format::Text], "text")?,
-        Command::List { .. } | Command::Report { .. } => {}
+        Command::List { .. } => prints("list", &tables, "text, json or md")?,
+        Command::Report { .. } => {}
     }
     match cli.command {
         Command::Run(a) => run_tasks(&a, &cli.global),
@@ -152,8 +153,7 @@ fn list(format: Format, data_dir: Option<&Path>) -> Result<u8> {
             outln!("{}", serde_json::to_string_pretty(&entries)?);
             return Ok(0);
         }
-        Format::Html => anyhow::bail!("`list` prints text, json or md, not html"),
-        Format::Text | Format::Md => {}
+        Format::Text | Format::Md | Format::Html => {}
     }
     let rows: Vec<Vec<String>> = suites
         .iter()
@@ -202,7 +202,8 @@ fn list(format: Format, data_dir: Option<&Path>) -> Result<u8> {
 
 /// The rows benchmark `name` loads from `dir` at its default few-shot setting (the evaluations'
 /// rows summed), or why it does not load. HumanEval is read as if its code were confirmed to
-/// run: listing reads its problems and runs nothing.
+/// run (listing runs no completion), so it loads where a run would: where its problems are
+/// and a `python3` answers to run their tests.
 fn rows_found(name: &str, dir: &Path) -> std::result::Result<usize, String> {
     let opts = evalkit::suites::LoadOptions {
         confirm_run_unsafe_code: true,

@@ -19,7 +19,11 @@ pub fn print_results(doc: &Value, format: Format) {
 pub fn markdown_report(doc: &Value, run: Option<&str>) -> String {
     let c = &doc["config"];
     let mut title = c["model_name"].as_str().unwrap_or("model").to_string();
-    let step = c["step"].as_u64().map(|s| format!("step {s}"));
+    // The step where the run's name does not already say it (`step-100`).
+    let step = c["step"]
+        .as_u64()
+        .filter(|s| !run.is_some_and(|r| r.contains(&s.to_string())))
+        .map(|s| format!("step {s}"));
     let named: Vec<String> = run.map(str::to_string).into_iter().chain(step).collect();
     if !named.is_empty() {
         title = format!("{title} ({})", named.join(", "));
@@ -99,6 +103,10 @@ pub fn print_rows<R: AsRef<[String]>>(format: Format, header: &[&str], rows: &[R
 
 /// Prints a Markdown table (`|` in cells escaped).
 pub fn print_markdown_table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) {
+    assert!(
+        rows.iter().all(|r| r.as_ref().len() == header.len()),
+        "a row as wide as the header"
+    );
     let line = |cells: Vec<&str>| {
         format!(
             "| {} |",
@@ -118,6 +126,10 @@ pub fn print_markdown_table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) {
 
 /// Prints rows aligned under a header.
 pub fn print_table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) {
+    assert!(
+        rows.iter().all(|r| r.as_ref().len() == header.len()),
+        "a row as wide as the header"
+    );
     let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.as_ref().iter().enumerate() {

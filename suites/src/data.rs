@@ -195,6 +195,15 @@ pub fn malformed(path: &Path, line: usize, field: &str, message: impl Into<Strin
     }
 }
 
+/// An error about `path` as a whole (no line of it is at fault): not a file its reader can use.
+pub(crate) fn unusable(path: &Path, message: impl Into<String>) -> Error {
+    Error::Unusable {
+        path: path.to_path_buf(),
+        line: None,
+        message: message.into(),
+    }
+}
+
 /// Reads a header-less CSV file; each record must have `width` fields.
 pub fn read_csv(path: &Path, width: usize, what: &str, source: &str) -> Result<Vec<Vec<String>>> {
     Ok(read_csv_lines(path, width, what, source)?
@@ -240,7 +249,11 @@ pub fn read_csv_lines(path: &Path, width: usize, what: &str, source: &str) -> Re
                 path,
                 line,
                 "(record)",
-                format!("{} fields, expected {width}{hint}", rec.len()),
+                format!(
+                    "{} field{}, expected {width}{hint}",
+                    rec.len(),
+                    if rec.len() == 1 { "" } else { "s" }
+                ),
             ));
         }
         rows.push((line, rec.iter().map(str::to_string).collect()));

@@ -132,9 +132,9 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn evalkit_core::
     opts.no_fewshot(name)?;
     if let Some((src, hub)) = opts.hub_source(name)? {
         let located: Vec<crate::hub::Located<Raw>> = crate::hub::load_rows_located(&src, hub)?;
-        let at: Vec<_> = located.iter().map(|r| (r.file.clone(), r.index)).collect();
+        let (raw, at): (Vec<Raw>, Vec<_>) = located.into_iter().map(|r| (r.row, (r.file, r.index))).unzip();
         // Hub rows are numbered from 1 in their parquet file, as the hub's own errors number them.
-        let rows = convert(located.into_iter().map(|r| r.row).collect(), |i| at[i].clone())?;
+        let rows = convert(raw, |i| at[i].clone())?;
         return Ok(vec![evalkit_core::task(rows).named(name).build()]);
     }
     let dir = opts.data_dir.join("hellaswag");

@@ -5,7 +5,7 @@
 //! suites' serde structs, so a loader reads the hub exactly as it reads local files; a model
 //! comes back as its snapshot directory, which loads like any checkpoint directory.
 
-use crate::data::malformed;
+use crate::data::{malformed, unusable};
 use crate::error::{Error, Result};
 use hf_hub::{Cache, Repo, RepoType};
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -158,15 +158,6 @@ pub fn model_snapshot(id: &str, revision: &str, opts: &HubOptions) -> Result<Pat
         }
     }
     Ok(config.parent().map(Path::to_path_buf).unwrap_or_default())
-}
-
-/// An error about `path` as a whole (no line of it is at fault).
-fn unusable(path: &Path, message: impl Into<String>) -> Error {
-    Error::Unusable {
-        path: path.to_path_buf(),
-        line: None,
-        message: message.into(),
-    }
 }
 
 /// Every row of a parquet file as a JSON object.

@@ -319,7 +319,7 @@ mod tests {
         let e = read(&path).unwrap_err().to_string();
         assert!(
             e.ends_with(
-                "anatomy_test.csv:2: field `(record)`: 1 fields, expected 6; the record runs from line 2 to the \
+                "anatomy_test.csv:2: field `(record)`: 1 field, expected 6; the record runs from line 2 to the \
                  end of the file: is a quote left open?"
             ),
             "{e}"

@@ -103,15 +103,14 @@ pub fn load(opts: &LoadOptions, name: &str) -> Result<Vec<Box<dyn Evaluation>>> 
     let pages = pages(&raw);
     if pages.is_empty() && !raw.trim().is_empty() {
         // Text, but none that the reader takes for a page.
-        return Err(crate::Error::Unusable {
-            path,
-            line: None,
-            message: format!(
+        return Err(crate::data::unusable(
+            &path,
+            format!(
                 "no page: none of its {} lines is a top-level heading such as ` = Robert Boulter = ` (a line \
                  matching `^ = [^=].* = $`), which starts each page of {what}; obtain it again from {source}",
                 raw.lines().count()
             ),
-        });
+        ));
     }
     let pages = crate::data::not_empty(pages, &path, what, source)?;
     Ok(vec![evalkit_core::task(pages).named(name).build()])
