@@ -645,15 +645,19 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     run("stories260K-hf", &a);
     run("tiny-gpt2-random", &b);
-    let o = evalkit(&[
-        "compare",
-        "--format",
-        "json",
-        a.to_str().expect("utf8"),
-        b.to_str().expect("utf8"),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let lines: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("json");
+    // `compare --format json` of two runs: its lines.
+    let compared = |a: &std::path::Path, b: &std::path::Path| -> Vec<serde_json::Value> {
+        let o = evalkit(&[
+            "compare",
+            "--format",
+            "json",
+            a.to_str().expect("utf8"),
+            b.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    let lines = compared(&a, &b);
     let acc = lines
         .iter()
         .find(|l| l["task"] == "arc_easy" && l["metric"] == "acc")
@@ -733,15 +737,7 @@ fn compare_pairs_rows_with_bootstrap_intervals_and_mcnemar() {
     std::fs::write(half.join("samples_wikitext.jsonl"), five.join("\n")).expect("write");
     fewer["results"]["wikitext"]["n"] = 5.into();
     std::fs::write(half.join("results.json"), fewer.to_string()).expect("write");
-    let o = evalkit(&[
-        "compare",
-        "--format",
-        "json",
-        a.to_str().expect("utf8"),
-        half.to_str().expect("utf8"),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let lines: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("json");
+    let lines = compared(&a, &half);
     let word_perplexity = |dir: &std::path::Path| {
         let (mut nll, mut words) = (0.0, 0.0);
         for l in std::fs::read_to_string(dir.join("samples_wikitext.jsonl"))

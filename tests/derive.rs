@@ -13,6 +13,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 fn run(e: &dyn evalkit::core::Evaluation, name: &str, opts: &RunOptions) -> Outcome {
+    evaluate(e, name, opts).expect("evaluation runs")
+}
+
+/// `e` evaluated on checkpoint `name`.
+fn evaluate(e: &dyn evalkit::core::Evaluation, name: &str, opts: &RunOptions) -> evalkit::core::Result<Outcome> {
     let (model, tok) = open(name);
     let env = Env {
         model: model.as_ref(),
@@ -21,7 +26,7 @@ fn run(e: &dyn evalkit::core::Evaluation, name: &str, opts: &RunOptions) -> Outc
         journal_dir: None,
         progress: None,
     };
-    e.evaluate(&env).expect("evaluation runs")
+    e.evaluate(&env)
 }
 
 #[derive(Evaluation, Deserialize, Clone)]
@@ -278,15 +283,7 @@ fn every_kind_derives_and_runs() {
         t: "time".into(),
     }])
     .build();
-    let (model, tok) = open("stories260K-hf");
-    let env = Env {
-        model: model.as_ref(),
-        tokenizer: &tok,
-        options: &opts,
-        journal_dir: None,
-        progress: None,
-    };
-    let e = typo.evaluate(&env).expect_err("lound is not reported");
+    let e = evaluate(typo.as_ref(), "stories260K-hf", &opts).expect_err("lound is not reported");
     assert!(e.is_evaluation_specific(), "the run's other evaluations go on");
     let e = e.to_string();
     assert!(
@@ -299,7 +296,7 @@ fn every_kind_derives_and_runs() {
         t: "time".into(),
     }])
     .build();
-    let o = unnamed.evaluate(&env).expect("no highlighted metric to miss");
+    let o = evaluate(unnamed.as_ref(), "stories260K-hf", &opts).expect("no highlighted metric to miss");
     assert_eq!(o.per_sample["loud"], vec![1.0]);
 
     let y = task(vec![YesNo {
