@@ -258,7 +258,17 @@ fn bad_checkpoints_name_the_file_and_field() {
     let tmp = crate::tempdir!("bad-checkpoint");
     let dir = tmp.path();
     let msg = load_err(&dir.join("nope"));
-    assert!(msg.contains("missing file") && msg.contains("nope"), "{msg}");
+    assert!(
+        msg.contains("nope (no such folder: expected a checkpoint directory"),
+        "{msg}"
+    );
+    std::fs::write(dir.join("file"), b"").expect("write");
+    let msg = load_err(&dir.join("file"));
+    assert!(
+        msg.contains("file (a file, not a folder: expected a checkpoint directory"),
+        "{msg}"
+    );
+    std::fs::remove_file(dir.join("file")).expect("rm");
 
     copy_checkpoint("stories260K-hf", dir);
     std::fs::remove_file(dir.join("model.safetensors")).expect("rm");

@@ -319,9 +319,16 @@ pub fn read_max_len(dir: &Path) -> Result<usize> {
 pub fn load_checkpoint(dir: &Path, opts: LoadOptions) -> Result<Box<dyn Model>> {
     let config = dir.join("config.json");
     if !dir.is_dir() {
+        let what = if dir.exists() {
+            "a file, not a folder"
+        } else {
+            "no such folder"
+        };
         return Err(Error::MissingFile {
             path: dir.to_path_buf(),
-            hint: Some("expected a checkpoint directory with config.json and model.safetensors".into()),
+            hint: Some(format!(
+                "{what}: expected a checkpoint directory with config.json and model.safetensors"
+            )),
         });
     }
     let ty: ModelType = read_json(&config)?;
