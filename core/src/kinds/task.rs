@@ -209,6 +209,7 @@ impl<T, K: Kind<T>> Evaluation for Task<T, K> {
             env.options.system_instruction.as_deref(),
             env.options.chat.as_ref(),
         );
+        let started = std::time::Instant::now();
         let mut requests = vec![];
         let mut lowered = Vec::with_capacity(prep.rows.len());
         // The row each request came from (errors of a batch name rows, not requests).
@@ -221,6 +222,7 @@ impl<T, K: Kind<T>> Evaluation for Task<T, K> {
             lowered.push(low);
             owner.resize(requests.len(), i);
         }
+        let lowered_at = started.elapsed();
         let (responses, stats) = kind.execute(env, name, &requests, prep.batch).map_err(|e| match e {
             Error::NonFinite { evaluation, what, rows } => {
                 let mut rows: Vec<usize> = rows.iter().filter_map(|&r| owner.get(r).copied()).collect();
@@ -230,6 +232,7 @@ impl<T, K: Kind<T>> Evaluation for Task<T, K> {
             }
             other => other,
         })?;
+        let executed_at = started.elapsed();
         let mut per_sample: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let (mut samples, mut inter, mut truncated) = (vec![], vec![], 0);
         // Every row must report the same metrics the same number of times, so that per-sample
@@ -262,6 +265,14 @@ impl<T, K: Kind<T>> Evaluation for Task<T, K> {
             inter.extend(f.intermediates);
             truncated += usize::from(f.truncated);
         }
+        tracing::debug!(
+            "{name}: {} rows lowered to {} requests in {:.1} ms, executed in {:.1} ms, scored in {:.1} ms",
+            prep.rows.len(),
+            requests.len(),
+            lowered_at.as_secs_f64() * 1e3,
+            (executed_at - lowered_at).as_secs_f64() * 1e3,
+            (started.elapsed() - executed_at).as_secs_f64() * 1e3
+        );
         Ok(Outcome {
             name: name.clone(),
             kind: K::KIND,
