@@ -227,7 +227,20 @@ impl Container {
                         c.metrics.set(cx, &id, v)
                     }
                     "choices" => c.choices.set(cx, &id, path_value(&meta, "choices")?),
-                    "answer" => c.answer.set(cx, &id, path_value(&meta, "answer")?),
+                    "answer" => {
+                        let path = path_value(&meta, "answer")?;
+                        // The field forms, written on the struct: rustc would only say it finds
+                        // no function `letter`.
+                        if let Some(form) = ["letter", "text"].into_iter().find(|f| path.is_ident(f)) {
+                            return Err(syn::Error::new_spanned(
+                                &path,
+                                format!(
+                                    "`answer = {form}` is a field attribute: put #[eval(answer = {form})] on the answer field (on the struct, `answer = ...` names a method that returns the index, e.g. `answer = Self::label`)"
+                                ),
+                            ));
+                        }
+                        c.answer.set(cx, &id, path)
+                    }
                     "contexts" => c.contexts.set(cx, &id, path_value(&meta, "contexts")?),
                     "extra_metrics" => c.extra_metrics.set(cx, &id, path_value(&meta, "extra_metrics")?),
                     "delimiter" => c.delimiter.set(cx, &id, lit_str(&meta)?),
