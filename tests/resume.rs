@@ -52,13 +52,7 @@ fn wait_for_chunks(child: &mut std::process::Child, out: &Path, n: usize) {
 }
 
 fn journaled_chunks(out: &Path) -> usize {
-    let Ok(dir) = std::fs::read_dir(out.join(".journal")) else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .map(|t| t.lines().count().saturating_sub(1))
-        .sum()
+    crate::util::journaled_in(&out.join(".journal"))
 }
 
 fn without_counters(mut results: serde_json::Value) -> serde_json::Value {

@@ -287,17 +287,7 @@ fn merge(out: &Path) -> Output {
 }
 
 fn journaled(out: &Path, rank: usize, world: usize) -> usize {
-    let dir = out.join(".journal").join(format!("rank-{rank}-of-{world}"));
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                // Whole lines only: a kill may leave the last one half written.
-                .map(|t| t.matches('\n').count().saturating_sub(1))
-                .sum()
-        })
-        .unwrap_or(0)
+    crate::util::journaled_in(&out.join(".journal").join(format!("rank-{rank}-of-{world}")))
 }
 
 #[test]

@@ -33,6 +33,21 @@ pub fn copy_checkpoint(name: &str, to: &std::path::Path) -> PathBuf {
     to.to_path_buf()
 }
 
+/// Chunks journaled in the journal folder `dir`: the whole lines of its `.jsonl` files past
+/// each one's header. A kill may leave a last line half written, and that is no chunk a rerun
+/// resumes (a torn line once made a resume test count one chunk too many, under load).
+pub fn journaled_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|t| t.matches('\n').count().saturating_sub(1))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// The JSON document in the file at `path` (results.json, a config).
 pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
