@@ -12,6 +12,20 @@ pub fn evalkit(args: &[&str]) -> Output {
         .expect("runs")
 }
 
+/// Runs the `evalkit` binary with `args` and its stdout a pipe closed before it writes
+/// (`evalkit ... | head -1`, the reader gone before evalkit, which takes a few milliseconds to
+/// start, prints anything).
+pub fn evalkit_into_closed_pipe(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("waits")
+}
+
 /// Its stdout and stderr together.
 pub fn text(o: &Output) -> String {
     format!(
@@ -55,17 +69,9 @@ fn list_prints_every_suite() {
 
 #[test]
 fn a_closed_stdout_pipe_ends_the_command_quietly() {
-    // `evalkit list | head -1`: here the reader is gone before evalkit (which takes a few
-    // milliseconds to start) writes anything, so every write meets the closed pipe.
+    // `evalkit list | head -1`: every write meets the closed pipe.
     for format in ["text", "json"] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_evalkit"))
-            .args(["list", "--format", format])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("runs");
-        drop(child.stdout.take());
-        let o = child.wait_with_output().expect("waits");
+        let o = evalkit_into_closed_pipe(&["list", "--format", format]);
         assert!(
             o.status.success(),
             "{format}: {:?} {}",
@@ -219,14 +225,7 @@ fn run_writes_results_and_gates_set_the_exit_code() {
     // With stdout a closed pipe (`evalkit run ... | head -1`), the failed gate still exits 1.
     let piped = tmp.path().join("piped");
     g[n - 1] = piped.to_str().expect("utf8");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_evalkit"))
-        .args(&g)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("runs");
-    drop(child.stdout.take());
-    let o = child.wait_with_output().expect("waits");
+    let o = evalkit_into_closed_pipe(&g);
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("gate failed: arc_easy.acc"));
     let capped = tmp.path().join("capped");
