@@ -59,14 +59,28 @@ fn write_boolq_parquet(path: &Path, rows: &[(String, bool, String)], answer_as_t
     w.close().expect("close file");
 }
 
-fn lay_out_cache(cache: &Path, rows: &[(String, bool, String)], answer_as_text: bool) {
-    let repo = cache.join("datasets--google--boolq");
-    let commit = "0123456789abcdef0123456789abcdef01234567";
+/// Lays out repository folder `repo` (`datasets--<org>--<name>`, `models--<org>--<name>`) in
+/// the hub cache `cache`: `refs/<rev>` naming `commit`, and that commit's snapshot folder,
+/// which it returns.
+fn hub_snapshot(cache: &Path, repo: &str, rev: &str, commit: &str) -> std::path::PathBuf {
+    let repo = cache.join(repo);
     std::fs::create_dir_all(repo.join("refs")).expect("refs");
-    std::fs::write(repo.join("refs/main"), commit).expect("ref");
-    let snap = repo.join("snapshots").join(commit).join("data");
+    std::fs::write(repo.join("refs").join(rev), commit).expect("ref");
+    let snap = repo.join("snapshots").join(commit);
     std::fs::create_dir_all(&snap).expect("snapshot");
-    write_boolq_parquet(&snap.join("validation-00000-of-00001.parquet"), rows, answer_as_text);
+    snap
+}
+
+fn lay_out_cache(cache: &Path, rows: &[(String, bool, String)], answer_as_text: bool) {
+    let snap = hub_snapshot(
+        cache,
+        "datasets--google--boolq",
+        "main",
+        "0123456789abcdef0123456789abcdef01234567",
+    );
+    let data = snap.join("data");
+    std::fs::create_dir_all(&data).expect("data folder");
+    write_boolq_parquet(&data.join("validation-00000-of-00001.parquet"), rows, answer_as_text);
 }
 
 fn real_rows(n: usize) -> Vec<(String, bool, String)> {
@@ -190,11 +204,9 @@ fn hub_errors_name_what_is_missing_or_malformed() {
 /// Lays out `models--<org>--<name>` in a hub cache: `refs/<rev>` naming a commit whose snapshot
 /// holds the files of a shared checkpoint (the cache's real layout: blobs linked from snapshots).
 fn lay_out_model(cache: &Path, id: &str, rev: &str, commit: &str, checkpoint: &Path) {
-    let repo = cache.join(format!("models--{}", id.replace('/', "--")));
-    std::fs::create_dir_all(repo.join("refs")).expect("refs");
-    std::fs::write(repo.join("refs").join(rev), commit).expect("ref");
-    let snap = repo.join("snapshots").join(commit);
-    std::fs::create_dir_all(&snap).expect("snapshot");
+    let name = format!("models--{}", id.replace('/', "--"));
+    let snap = hub_snapshot(cache, &name, rev, commit);
+    let repo = cache.join(&name);
     std::fs::create_dir_all(repo.join("blobs")).expect("blobs");
     for f in [
         "config.json",
@@ -276,13 +288,15 @@ type HellaswagRow<'a> = (&'a str, &'a str, &'a str, [&'a str; 4], &'a str);
 /// Writes HellaSwag rows in the hub's layout (`activity_label`, `ctx_a`, `ctx_b`, the list
 /// `endings`, `label` as text) to `Rowan/hellaswag`'s validation file in the hub cache `cache`.
 fn lay_out_hellaswag(cache: &Path, rows: &[HellaswagRow<'_>]) -> std::path::PathBuf {
-    let repo = cache.join("datasets--Rowan--hellaswag");
-    let commit = "89abcdef0123456789abcdef0123456789abcdef";
-    std::fs::create_dir_all(repo.join("refs")).expect("refs");
-    std::fs::write(repo.join("refs/main"), commit).expect("ref");
-    let snap = repo.join("snapshots").join(commit).join("data");
-    std::fs::create_dir_all(&snap).expect("snapshot");
-    let path = snap.join("validation-00000-of-00001.parquet");
+    let snap = hub_snapshot(
+        cache,
+        "datasets--Rowan--hellaswag",
+        "main",
+        "89abcdef0123456789abcdef0123456789abcdef",
+    );
+    let data = snap.join("data");
+    std::fs::create_dir_all(&data).expect("data folder");
+    let path = data.join("validation-00000-of-00001.parquet");
     let schema = "message schema { REQUIRED BYTE_ARRAY activity_label (UTF8); REQUIRED BYTE_ARRAY ctx_a (UTF8); \
                   REQUIRED BYTE_ARRAY ctx_b (UTF8); REQUIRED group endings (LIST) { REPEATED group list { \
                   REQUIRED BYTE_ARRAY element (UTF8); } } REQUIRED BYTE_ARRAY label (UTF8); }";
