@@ -778,6 +778,10 @@ mod tests {
         refuses_c: false,
         max_len: 32,
     };
+    const NAN_AFTER_C: Toy = Toy {
+        nan_after_c: true,
+        ..UNIFORM
+    };
     impl Model for Toy {
         fn max_len(&self) -> usize {
             self.max_len
@@ -1028,20 +1032,19 @@ mod tests {
         }
     }
 
+    /// Four rows, the third ending in `c`: NaN logits after it on [`NAN_AFTER_C`].
+    fn poisoned() -> Box<LoglikelihoodTask<Ends>> {
+        Box::new(LoglikelihoodTask::new(
+            "poisoned",
+            (0..4).map(|i| Ends(i == 2)).collect(),
+        ))
+    }
+
     #[test]
     fn non_finite_logits_name_their_rows() {
         let tok = abc_tokenizer();
-        let mut ev = Evaluator::new(
-            &Toy {
-                nan_after_c: true,
-                ..UNIFORM
-            },
-            &tok,
-        );
-        ev.add(Box::new(LoglikelihoodTask::new(
-            "poisoned",
-            (0..4).map(|i| Ends(i == 2)).collect(),
-        )));
+        let mut ev = Evaluator::new(&NAN_AFTER_C, &tok);
+        ev.add(poisoned());
         ev.options.batch_size = Some(1);
         let e = ev.evaluate().expect_err("NaN");
         assert!(matches!(&e, Error::NonFinite { rows, .. } if rows == &[2]), "{e}");
@@ -1073,13 +1076,7 @@ mod tests {
                 top_p: 0.9,
             }),
         ] {
-            let mut ev = Evaluator::new(
-                &Toy {
-                    nan_after_c: true,
-                    ..UNIFORM
-                },
-                &tok,
-            );
+            let mut ev = Evaluator::new(&NAN_AFTER_C, &tok);
             ev.add(Box::new(GenerateTask::new(
                 "poisoned",
                 (0..4).map(|i| Prompt(i == 2)).collect(),
@@ -1092,13 +1089,7 @@ mod tests {
         }
         // Without the poisoned row, greedy generation ends at once: EOS (id 0) is the first of
         // four equal logits.
-        let mut ev = Evaluator::new(
-            &Toy {
-                nan_after_c: true,
-                ..UNIFORM
-            },
-            &tok,
-        );
+        let mut ev = Evaluator::new(&NAN_AFTER_C, &tok);
         ev.add(Box::new(GenerateTask::new(
             "clean",
             (0..4).map(|_| Prompt(false)).collect(),
@@ -1152,17 +1143,8 @@ mod tests {
     fn an_error_that_stops_the_run_comes_with_the_row_failures_before_it() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let tok = abc_tokenizer();
-        let mut ev = Evaluator::new(
-            &Toy {
-                nan_after_c: true,
-                ..UNIFORM
-            },
-            &tok,
-        );
-        ev.add(task("bad", false)).add(Box::new(LoglikelihoodTask::new(
-            "poisoned",
-            (0..4).map(|i| Ends(i == 2)).collect(),
-        )));
+        let mut ev = Evaluator::new(&NAN_AFTER_C, &tok);
+        ev.add(task("bad", false)).add(poisoned());
         let e = ev.run_share(tmp.path()).expect_err("NaN stops the run");
         let Error::Evaluations(errors) = &e else { panic!("{e}") };
         assert!(
