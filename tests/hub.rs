@@ -71,16 +71,21 @@ fn hub_snapshot(cache: &Path, repo: &str, rev: &str, commit: &str) -> std::path:
     snap
 }
 
+/// Where dataset repository folder `repo` at `main` (commit `commit`) holds its validation
+/// split in the hub cache `cache` (`data/validation-00000-of-00001.parquet`, its folders made).
+fn validation_parquet(cache: &Path, repo: &str, commit: &str) -> std::path::PathBuf {
+    let data = hub_snapshot(cache, repo, "main", commit).join("data");
+    std::fs::create_dir_all(&data).expect("data folder");
+    data.join("validation-00000-of-00001.parquet")
+}
+
 fn lay_out_cache(cache: &Path, rows: &[(String, bool, String)], answer_as_text: bool) {
-    let snap = hub_snapshot(
+    let path = validation_parquet(
         cache,
         "datasets--google--boolq",
-        "main",
         "0123456789abcdef0123456789abcdef01234567",
     );
-    let data = snap.join("data");
-    std::fs::create_dir_all(&data).expect("data folder");
-    write_boolq_parquet(&data.join("validation-00000-of-00001.parquet"), rows, answer_as_text);
+    write_boolq_parquet(&path, rows, answer_as_text);
 }
 
 fn real_rows(n: usize) -> Vec<(String, bool, String)> {
@@ -288,15 +293,11 @@ type HellaswagRow<'a> = (&'a str, &'a str, &'a str, [&'a str; 4], &'a str);
 /// Writes HellaSwag rows in the hub's layout (`activity_label`, `ctx_a`, `ctx_b`, the list
 /// `endings`, `label` as text) to `Rowan/hellaswag`'s validation file in the hub cache `cache`.
 fn lay_out_hellaswag(cache: &Path, rows: &[HellaswagRow<'_>]) -> std::path::PathBuf {
-    let snap = hub_snapshot(
+    let path = validation_parquet(
         cache,
         "datasets--Rowan--hellaswag",
-        "main",
         "89abcdef0123456789abcdef0123456789abcdef",
     );
-    let data = snap.join("data");
-    std::fs::create_dir_all(&data).expect("data folder");
-    let path = data.join("validation-00000-of-00001.parquet");
     let schema = "message schema { REQUIRED BYTE_ARRAY activity_label (UTF8); REQUIRED BYTE_ARRAY ctx_a (UTF8); \
                   REQUIRED BYTE_ARRAY ctx_b (UTF8); REQUIRED group endings (LIST) { REPEATED group list { \
                   REQUIRED BYTE_ARRAY element (UTF8); } } REQUIRED BYTE_ARRAY label (UTF8); }";
