@@ -158,6 +158,20 @@ impl Outcome {
 /// let (n, lines) = wrong_rows(&pages, "word_perplexity", Bound::AtMost(10.0));
 /// assert_eq!(n, 1);
 /// assert!(lines[0].starts_with("row 1: value 20.0855; text c d"), "{lines:?}");
+///
+/// // Multiple choice: the end of the prompt, and the text that tells the choices apart.
+/// let ctx = "Question: Which gas do plants take in?\nAnswer:";
+/// let arc = serde_json::json!({"index": 7, "contexts": [ctx, ctx], "continuations": [" oxygen", " carbon dioxide"],
+///     "prediction": 0, "answer": 1, "metrics": {"acc": 0.0}});
+/// let (_, lines) = wrong_rows(&[arc], "acc", Bound::AtLeast(0.5));
+/// assert_eq!(lines[0], "row 7: value 0.0000; prompt \"Question: Which gas do plants take in?\\nAnswer:\", \
+///     predicted 0 (\" oxygen\"), answer 1 (\" carbon dioxide\")");
+/// // WinoGrande: one continuation after each choice's own context.
+/// let wino = serde_json::json!({"index": 2, "contexts": ["Ann thanked Bea because Ann", "Ann thanked Bea because Bea"],
+///     "continuations": [" helped.", " helped."], "prediction": 0, "answer": 1, "metrics": {"acc": 0.0}});
+/// let (_, lines) = wrong_rows(&[wino], "acc", Bound::AtLeast(0.5));
+/// assert_eq!(lines[0], "row 2: value 0.0000; predicted 0 (\"Ann thanked Bea because Ann\"), \
+///     answer 1 (\"Ann thanked Bea because Bea\")");
 /// ```
 pub fn wrong_rows(samples: &[serde_json::Value], metric: &str, bound: Bound) -> (usize, Vec<String>) {
     let own = |s: &serde_json::Value| {
@@ -179,43 +193,80 @@ pub fn wrong_rows(samples: &[serde_json::Value], metric: &str, bound: Bound) -> 
 }
 
 /// One line for a row: its dataset index, its value, and what the model answered (for a
-/// generation row, its first sample).
+/// multiple-choice row, the end of its prompt, where the question is, and the text that tells
+/// the choices apart: the continuations, or the contexts where those are all the same, as in
+/// WinoGrande; for a generation row, its first sample).
 fn describe_row(s: &serde_json::Value, value: f64) -> String {
     let index = s["index"].as_u64().map_or("?".into(), |i| i.to_string());
-    let short = |v: &serde_json::Value| {
-        let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-        let one_line = text.replace('\n', "\\n");
-        match one_line.char_indices().nth(60) {
-            Some((cut, _)) => format!("{}…", &one_line[..cut]),
-            None => one_line,
-        }
-    };
     let what = if s["continuations"].as_array().is_some_and(|c| c.len() == 1) {
         // One continuation (loglikelihood): whether it was the greedy one, and its score.
         format!(
             "continuation \"{}\" (greedy: {}, loglikelihood {})",
-            short(&s["continuations"][0]),
+            head(&s["continuations"][0]),
             s["is_greedy"][0],
             s["loglikelihoods"][0]
                 .as_f64()
                 .map_or_else(|| "?".into(), |ll| format!("{ll:.4}"))
         )
     } else if let Some(p) = s.get("prediction") {
-        let conts = &s["continuations"];
-        let pick = |k: &serde_json::Value| k.as_u64().map(|k| short(&conts[k as usize]));
+        let same = |field: &str| s[field].as_array().is_some_and(|v| v.windows(2).all(|w| w[0] == w[1]));
+        // The choices differ in their continuations, or (the same continuation after each
+        // choice's own context) in the ends of their contexts.
+        let (choices, shown): (&serde_json::Value, fn(&serde_json::Value) -> String) =
+            if same("continuations") && !same("contexts") {
+                (&s["contexts"], tail)
+            } else {
+                (&s["continuations"], head)
+            };
+        let pick = |k: &serde_json::Value| k.as_u64().map(|k| shown(&choices[k as usize]));
+        let prompt = if same("contexts") {
+            format!("prompt \"{}\", ", tail(&s["contexts"][0]))
+        } else {
+            String::new()
+        };
         format!(
-            "predicted {} ({}), answer {} ({})",
+            "{prompt}predicted {} (\"{}\"), answer {} (\"{}\")",
             p,
             pick(p).unwrap_or_default(),
             s["answer"],
             pick(&s["answer"]).unwrap_or_default()
         )
     } else if let Some(g) = s.get("generations") {
-        format!("generated {}, target {}", short(&g[0]), short(&s["target"]))
+        format!("generated {}, target {}", head(&g[0]), head(&s["target"]))
     } else if let Some(t) = s.get("text") {
-        format!("text {}", short(t))
+        format!("text {}", head(t))
     } else {
         String::new()
     };
     format!("row {index}: value {value:.4}; {what}")
+}
+
+/// How many characters of a text a row's line shows.
+const SHOWN_CHARS: usize = 60;
+
+/// A text on one line (newlines as `\n`).
+fn one_line(v: &serde_json::Value) -> String {
+    v.as_str()
+        .map_or_else(|| v.to_string(), str::to_string)
+        .replace('\n', "\\n")
+}
+
+/// The first [`SHOWN_CHARS`] characters of a text, on one line (`…` where it goes on).
+fn head(v: &serde_json::Value) -> String {
+    let line = one_line(v);
+    match line.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+/// The last [`SHOWN_CHARS`] characters of a text, on one line (`…` where it went before):
+/// the end of a prompt, where its question is.
+fn tail(v: &serde_json::Value) -> String {
+    let line = one_line(v);
+    let n = line.chars().count();
+    match line.char_indices().nth(n.saturating_sub(SHOWN_CHARS)) {
+        Some((cut, _)) if cut > 0 => format!("…{}", &line[cut..]),
+        _ => line,
+    }
 }
