@@ -183,6 +183,9 @@ pub enum Error {
     /// A request that the model cannot serve (an unsupported device, dtype or operation).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A broken invariant of evalkit itself (a bug: please report it with the command).
+    #[error("internal error (a bug in evalkit; please report it with the command that ran): {0}")]
+    Internal(String),
     /// Several evaluations of a run failed, each with an error of its own (see
     /// [`Error::is_evaluation_specific`]), or the last with an error that stopped the run;
     /// each error on its own line.

@@ -224,7 +224,7 @@ impl<'a> Executor<'a> {
         self.run_share(plan, n, run_batch)?
             .into_iter()
             .enumerate()
-            .map(|(i, r)| r.ok_or_else(|| Error::Unsupported(format!("request {i} was never scheduled"))))
+            .map(|(i, r)| r.ok_or_else(|| Error::Internal(format!("request {i} was never scheduled"))))
             .collect()
     }
 
@@ -252,24 +252,7 @@ impl<'a> Executor<'a> {
                     r
                 }
                 None => {
-                    let start = std::time::Instant::now();
-                    let mut tokens = TokenCounts::default();
-                    let mut results = vec![];
-                    for batch in chunk {
-                        let items: Vec<usize> = batch.iter().map(|s| s.item).collect();
-                        let got = self.run_batch(&items, &mut tokens, &mut run_batch)?;
-                        results.extend(
-                            batch
-                                .iter()
-                                .zip(got)
-                                .filter(|(s, _)| !s.padding)
-                                .map(|(s, r)| (s.item, r)),
-                        );
-                    }
-                    let work = Work {
-                        tokens,
-                        seconds: start.elapsed().as_secs_f64(),
-                    };
+                    let (results, work) = self.compute_chunk(chunk, &mut run_batch)?;
                     if let Some(j) = self.journal.as_deref_mut() {
                         j.put(c, &results, work)?;
                     }
@@ -291,6 +274,32 @@ impl<'a> Executor<'a> {
         Ok(out)
     }
 
+    /// Computes one chunk: each request's result (padding dropped) and what the chunk cost.
+    fn compute_chunk<R, F>(&mut self, chunk: &[Vec<Slot>], run_batch: &mut F) -> Result<(Vec<(usize, R)>, Work)>
+    where
+        F: FnMut(&[usize], &mut TokenCounts) -> Result<Vec<R>>,
+    {
+        let start = std::time::Instant::now();
+        let mut tokens = TokenCounts::default();
+        let mut results = vec![];
+        for batch in chunk {
+            let items: Vec<usize> = batch.iter().map(|s| s.item).collect();
+            let got = self.run_batch(&items, &mut tokens, run_batch)?;
+            results.extend(
+                batch
+                    .iter()
+                    .zip(got)
+                    .filter(|(s, _)| !s.padding)
+                    .map(|(s, r)| (s.item, r)),
+            );
+        }
+        let work = Work {
+            tokens,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        Ok((results, work))
+    }
+
     /// Runs one batch of the plan: whole, or with [`Executor::halve_on_oom`] in pieces of at
     /// most the size halving settled on, halving again when a piece runs out of memory (a
     /// piece of one request that does is an error). Token counts are those of the pieces that
@@ -307,7 +316,7 @@ impl<'a> Executor<'a> {
             match run_batch(&rest[..size], &mut counts) {
                 Ok(got) if got.len() == size => out.extend(got),
                 Ok(got) => {
-                    return Err(Error::Unsupported(format!(
+                    return Err(Error::Internal(format!(
                         "batch returned {} results for {size} requests",
                         got.len()
                     )))
