@@ -838,14 +838,20 @@ fn gate_failure(gate: &settings::Gate, doc: &Value, dir: &Path) -> Option<String
         "gate failed: {}.{} = {v:.4}{se} (n = {}) must be {}",
         gate.task, gate.metric, e["n"], gate.bound
     );
-    let samples: Vec<Value> = std::fs::read_to_string(samples_file::path(dir, &gate.task))
-        .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
-        .unwrap_or_default();
-    let (n, rows) = evalkit::core::gate::wrong_rows(&samples, &gate.metric, gate.bound);
-    if n > 0 {
-        msg.push_str(&format!("\n{n} row(s) on the wrong side; the first:"));
-        for r in rows {
-            msg.push_str(&format!("\n  {r}"));
+    // A group has no samples file of its own; an evaluation's file that cannot be read (cut,
+    // torn, removed) is said rather than shown as fewer rows.
+    if doc["results"].get(&gate.task).is_some() {
+        match samples_file::read(dir, &gate.task, doc) {
+            Ok(samples) => {
+                let (n, rows) = evalkit::core::gate::wrong_rows(&samples, &gate.metric, gate.bound);
+                if n > 0 {
+                    msg.push_str(&format!("\n{n} row(s) on the wrong side; the first:"));
+                    for r in rows {
+                        msg.push_str(&format!("\n  {r}"));
+                    }
+                }
+            }
+            Err(e) => msg.push_str(&format!("\n(its rows are not shown: {e:#})")),
         }
     }
     Some(msg)
