@@ -12,13 +12,17 @@ fn evalkit(out: &Path) -> Command {
 }
 
 fn evalkit_on(model: &Path, out: &Path) -> Command {
+    evalkit_tasks(model, out, "hellaswag,synthetic_sort")
+}
+
+fn evalkit_tasks(model: &Path, out: &Path, tasks: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_evalkit"));
     c.args([
         "run",
         "--device",
         "cpu",
         "--tasks",
-        "hellaswag,synthetic_sort",
+        tasks,
         "--limit",
         "240",
         "--batch-size",
@@ -195,10 +199,54 @@ fn other_weights_at_the_same_path_start_afresh() {
     let o = evalkit_on(&model, &out).output().expect("reruns");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
+    // Said as the journal is opened (a run interrupted again has said it), and in the end.
+    assert!(
+        stderr.contains("hellaswag.journal.jsonl: ") && stderr.contains("are discarded; this run computes them afresh"),
+        "{stderr}"
+    );
     assert!(stderr.contains("discarded, and computed afresh"), "{stderr}");
     let results = read(&out.join("results.json"));
     for task in ["hellaswag", "synthetic_sort"] {
         assert_eq!(results["results"][task]["chunks_resumed"], 0, "{task}");
     }
     assert!(results["results"]["hellaswag"]["chunks_discarded"].as_u64() >= Some(5));
+}
+
+/// A run of fewer tasks into the folder of an interrupted run removes only its own journals:
+/// the others' finished chunks stay (with a warning naming them), and the interrupted run's
+/// command resumes them.
+#[test]
+fn a_run_of_other_tasks_keeps_the_interrupted_runs_journals() {
+    let tmp = crate::tempdir!("resume-other-tasks");
+    let out = tmp.path().join("out");
+    let mut child = evalkit(&out).spawn().expect("starts");
+    wait_for_chunks(&mut child, &out, 5);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let journaled = journaled_chunks(&out);
+
+    let o = evalkit_tasks(&model_dir("stories260K-hf"), &out, "synthetic_sort")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("keeps the journals of another run into this folder (hellaswag.journal.jsonl)"),
+        "{stderr}"
+    );
+    let journal = out.join(".journal");
+    assert!(
+        !journal.join("synthetic_sort.journal.jsonl").exists(),
+        "its own journal goes"
+    );
+    assert_eq!(journaled_chunks(&out), journaled, "the other run's chunks stay");
+
+    let o = evalkit(&out).output().expect("resumes");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let results = read(&out.join("results.json"));
+    assert_eq!(
+        results["results"]["hellaswag"]["chunks_resumed"].as_u64(),
+        Some(journaled as u64)
+    );
+    assert!(!journal.exists(), "nothing is left to keep");
 }

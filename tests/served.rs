@@ -35,13 +35,20 @@ struct Server {
 
 impl Server {
     fn start(python: &Path, gguf: &Path, port: u16, log: &Path) -> Server {
-        let log = std::fs::File::create(log).expect("log");
-        let child = Command::new(python)
-            // 1024: a 512-token window of rolling perplexity and the one token echo asks for.
+        let mut command = Command::new(python);
+        // 1024: a 512-token window of rolling perplexity and the one token echo asks for.
+        command
             .args(["-m", "llama_cpp.server", "--host", "127.0.0.1", "--n_ctx", "1024"])
             .arg("--model")
             .arg(gguf)
-            .args(["--port", &port.to_string()])
+            .args(["--port", &port.to_string()]);
+        Server::spawn(command, port, log)
+    }
+
+    /// Starts `command`, a server that listens on `port`, logging to `log`.
+    fn spawn(mut command: Command, port: u16, log: &Path) -> Server {
+        let log = std::fs::File::create(log).expect("log");
+        let child = command
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -377,6 +384,143 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
         assert_eq!(x["is_greedy"], y["is_greedy"]);
     }
     assert_eq!(samples(&merged, "arc_easy").len(), 4);
+}
+
+/// The parity environment's Python (scripts/parity --setup), where the vLLM-like fixture runs.
+fn parity_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("EVALKIT_PARITY_VENV")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/evalkit/parity-venv")))?;
+    Some(venv.join("bin/python")).filter(|p| p.is_file())
+}
+
+/// tests/fixtures/vllm_like_server.py serving `model` (transformers, float32) as vLLM does.
+fn vllm_like(python: &Path, model: &str, dir: &Path, extra: &[&str]) -> Server {
+    let port = free_port();
+    let mut command = Command::new(python);
+    command
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vllm_like_server.py"))
+        .arg(model_dir(model))
+        .arg(port.to_string())
+        .args(extra);
+    Server::spawn(command, port, &dir.join(format!("{model}-{port}.log")))
+}
+
+/// An engine that serves as vLLM does (tests/fixtures/vllm_like_server.py): it echoes the BOS
+/// it puts before a text prompt, lists its `max_model_len`, and answers a request longer than
+/// that with a 400. Scores and generations equal the checkpoint's; the max length is fitted to
+/// the engine's; a wrong tokenizer is refused before a run of generations alone; a request the
+/// engine refuses fails its evaluation alone, with a hint.
+#[test]
+fn a_vllm_like_engine_scores_and_generates_as_the_checkpoint() {
+    let Some(python) = parity_python() else {
+        assert!(
+            std::env::var_os("EVALKIT_REQUIRE_SERVED").is_none(),
+            "EVALKIT_REQUIRE_SERVED is set but the parity environment is missing (scripts/parity --setup)"
+        );
+        eprintln!("note: vLLM-like served test skipped (run scripts/parity --setup)");
+        return;
+    };
+    let tmp = crate::tempdir!("served-vllm");
+    let tok = model_dir("stories260K-hf");
+    let server = vllm_like(&python, "stories260K-hf", tmp.path(), &[]);
+    let tasks = [
+        "--tasks",
+        "arc_easy,lambada_openai,gsm8k",
+        "--num-fewshot",
+        "0",
+        "--max-new-tokens",
+        "16",
+        "--limit",
+        "6",
+    ];
+    let served = tmp.path().join("served");
+    let o = run(&server.url(), &tok, &served, &tasks);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("at most 512 tokens (max_model_len)") && text(&o).contains("the max length is 510"),
+        "{}",
+        text(&o)
+    );
+    let config = &crate::util::read_json(&served.join("results.json"))["config"];
+    assert_eq!(config["max_len"], 510);
+    let local = tmp.path().join("local");
+    let mut args = vec!["run", "-q", "--model", tok.to_str().expect("utf8"), "--output"];
+    args.push(local.to_str().expect("utf8"));
+    let data = data_dir();
+    args.extend(["--data-dir", data.to_str().expect("utf8")]);
+    args.extend(tasks);
+    let o = evalkit(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    for task in ["arc_easy", "lambada_openai", "gsm8k"] {
+        let (a, b) = (samples(&served, task), samples(&local, task));
+        assert_eq!(a.len(), 6, "{task}");
+        for (x, y) in a.iter().zip(&b) {
+            for k in [
+                "contexts",
+                "continuations",
+                "is_greedy",
+                "prediction",
+                "generations",
+                "num_tokens",
+            ] {
+                assert_eq!(x.get(k), y.get(k), "{task} row {}: {k}", x["index"]);
+            }
+            let lls = |s: &serde_json::Value| -> Vec<f64> {
+                s["loglikelihoods"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(serde_json::Value::as_f64)
+                    .collect()
+            };
+            for (u, v) in lls(x).into_iter().zip(lls(y)) {
+                assert!(
+                    (u - v).abs() <= 1e-4 * (1.0 + v.abs() / 100.0),
+                    "{task} row {}: {u} served, {v} local",
+                    x["index"]
+                );
+            }
+        }
+    }
+
+    // A run of generations alone with another model's tokenizer is refused up front.
+    let o = run(
+        &server.url(),
+        &model_dir("tiny-gpt2-random"),
+        &tmp.path().join("wrong"),
+        &["--tasks", "gsm8k", "--limit", "2", "--max-new-tokens", "4"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("probe text") && text(&o).contains("--tokenizer is not the served model's"),
+        "{}",
+        text(&o)
+    );
+
+    // An engine that does not list its limit: GSM8K's 5-shot prompts, cut to the config's 512
+    // tokens less the 16 to generate, re-split from text, run past it. The 400 fails GSM8K
+    // alone, saying what to give; ARC's results are written.
+    let hidden = vllm_like(&python, "stories260K-hf", tmp.path(), &["--hide-max-model-len"]);
+    let out = tmp.path().join("refused");
+    let o = run(
+        &hidden.url(),
+        &tok,
+        &out,
+        &["--tasks", "gsm8k,arc_easy", "--limit", "3", "--max-new-tokens", "16"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("evaluation `gsm8k`") && text(&o).contains("HTTP 400") && text(&o).contains("give --max-len"),
+        "{}",
+        text(&o)
+    );
+    let doc = crate::util::read_json(&out.join("results.json"));
+    assert_eq!(doc["results"]["arc_easy"]["n"], 3);
+    assert!(
+        doc["failed"]["gsm8k"].as_str().is_some_and(|w| w.contains("HTTP 400")),
+        "{doc}"
+    );
 }
 
 /// An engine that answers `/models` but returns completions without prompt log-probs (as

@@ -444,10 +444,44 @@ impl<'a> Evaluator<'a> {
             }
             return Ok(RunEnd::Partial { doc, failed });
         }
-        if journal_dir.exists() {
-            std::fs::remove_dir_all(&journal_dir).map_err(|e| Error::io("removing journal", &journal_dir, e))?;
-        }
+        self.remove_journals(&journal_dir)?;
         Ok(RunEnd::Results(doc))
+    }
+
+    /// Removes this run's journals once its results are written, and the journal folder where
+    /// nothing else is left in it. Journals of evaluations this run did not include (another
+    /// run's, interrupted, into the same folder) stay, with a warning naming them: the command
+    /// that started them resumes them.
+    fn remove_journals(&self, journal_dir: &Path) -> Result<()> {
+        if !journal_dir.exists() {
+            return Ok(());
+        }
+        let io = |e| Error::io("removing journal", journal_dir, e);
+        match self.options.share {
+            Share::Whole => {
+                for e in &self.evaluations {
+                    let path = journal_dir.join(crate::journal::file_name(e.name()));
+                    if path.exists() {
+                        std::fs::remove_file(&path).map_err(|e| Error::io("removing journal", &path, e))?;
+                    }
+                }
+            }
+            Share::Rank { world, .. } | Share::Merge { world } => shard::remove_run(journal_dir, world)?,
+        }
+        let mut left: Vec<String> = std::fs::read_dir(journal_dir)
+            .map_err(io)?
+            .filter_map(|entry| entry.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        if left.is_empty() {
+            return std::fs::remove_dir(journal_dir).map_err(io);
+        }
+        left.sort();
+        tracing::warn!(
+            "{} keeps the journals of another run into this folder ({}): the command that started it resumes them; remove the folder to drop them",
+            journal_dir.display(),
+            left.join(", ")
+        );
+        Ok(())
     }
 
     /// Whether `err` fails its evaluation alone, the run's others going on: an error of the

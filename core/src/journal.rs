@@ -11,6 +11,15 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The name of an evaluation's journal file in its run's journal folder (or a shard's).
+///
+/// ```
+/// assert_eq!(evalkit_core::journal::file_name("arc_easy"), "arc_easy.journal.jsonl");
+/// ```
+pub fn file_name(evaluation: &str) -> String {
+    format!("{evaluation}.journal.jsonl")
+}
+
 /// A finished chunk: (request index, result) pairs and what computing them cost.
 pub type Chunk<R> = (Vec<(usize, R)>, Work);
 
@@ -122,6 +131,14 @@ impl Journal {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let recorded = Recorded::read(path, fingerprint)?;
+        if recorded.discarded() > 0 {
+            // Said now, as the file is rewritten without them: an interrupted run says it too.
+            tracing::warn!(
+                "{}: {} chunk(s) journaled by an earlier run with other settings are discarded; this run computes them afresh",
+                path.display(),
+                recorded.discarded()
+            );
+        }
         // Rewritten (atomically) without a torn tail, or for these settings, so appends start
         // on a fresh line and a kill meanwhile loses nothing.
         let mut body = serde_json::to_string(&Header {

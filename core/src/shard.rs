@@ -464,9 +464,27 @@ pub fn try_lock(journal: &Path) -> Result<bool> {
 }
 
 /// Releases the run's merge lock (after a merge failed; a merge that succeeds removes the
-/// whole journal folder).
+/// run's journals, [`remove_run`]).
 pub fn unlock(journal: &Path) {
     let _ = std::fs::remove_file(journal.join("merge.lock"));
+}
+
+/// Removes what a `world`-shard run journaled (its settings, its ranks' folders, the merge
+/// lock) once its results are written; the journals of other runs in the folder stay.
+pub(crate) fn remove_run(journal: &Path, world: usize) -> Result<()> {
+    for r in 0..world {
+        let dir = rank_dir(journal, r, world);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("removing journal", &dir, e))?;
+        }
+    }
+    for file in ["shards.json", "merge.lock"] {
+        let path = journal.join(file);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(|e| Error::io("removing journal", &path, e))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ where
         Some(step) => key.str(&format!("step {step}")),
         None => key,
     };
-    let file = format!("{name}.journal.jsonl");
+    let file = crate::journal::file_name(name);
     let (rank, world) = match env.options.share {
         Share::Whole => {
             let fp = format!("{:016x}", key.str(&format!("{:?}", plan.chunks)).finish());

@@ -116,6 +116,7 @@ impl Served {
             tokenizer,
         };
         let (models, server) = s.get("/models")?;
+        let listed = models["data"].as_array().cloned().unwrap_or_default();
         let ids: Vec<String> = models["data"]
             .as_array()
             .into_iter()
@@ -135,6 +136,26 @@ impl Served {
                 .cloned()
                 .ok_or_else(|| served_error(&s.opts.base_url, "GET /models lists no model"))?,
         };
+        // vLLM and SGLang list each model's longest request (prompt and completion): a scoring
+        // request is the model's input, its last continuation token and one generated token
+        // (and the engine's BOS where the input's own was left out of the text, which the input
+        // counts), so the input may hold at most that less two.
+        let engine_len = listed
+            .iter()
+            .find(|m| m["id"].as_str() == Some(s.model.as_str()))
+            .and_then(|m| m["max_model_len"].as_u64());
+        if let Some(limit) = engine_len.map(|l| l as usize) {
+            let fits = limit.saturating_sub(2).max(1);
+            if s.opts.max_len > fits {
+                tracing::warn!(
+                    "{}: the engine serves requests of at most {limit} tokens (max_model_len), and a scoring request holds the input and 2 more: the max length is {fits}, not {} (longer inputs are cut, and counted as truncated)",
+                    s.opts.base_url,
+                    s.opts.max_len
+                );
+                s.opts.max_len = fits;
+            }
+        }
+        s.check_tokenizer()?;
         // vLLM answers GET /version; others name themselves in the Server header at most.
         let root = s.opts.base_url.trim_end_matches("/v1").to_string();
         let version = s
@@ -153,6 +174,48 @@ impl Served {
         Ok(s)
     }
 
+    /// Checks `--tokenizer` against the engine's before anything runs: the engine echoes a
+    /// probe text's tokens, as many as the local tokenizer makes of it (scoring checks every
+    /// request so, but a run of generations alone would not). An engine that does not echo
+    /// prompt tokens cannot be checked (a run of generations goes on; scoring says why it
+    /// cannot run).
+    fn check_tokenizer(&self) -> Result<()> {
+        const PROBE: &str = "Probe: the quick brown fox jumps over the lazy dog; 1234 + 5678 = 6912.";
+        let ids = self.tokenizer.encode(PROBE)?;
+        let (prompt, skip) = self.text(&ids)?;
+        let body = json!({
+            "model": self.model, "prompt": prompt, "temperature": 0, "max_tokens": 1,
+            "logprobs": 1, "echo": true,
+        });
+        let echoed = match self.post(&body) {
+            Ok(v) => v["choices"][0]["logprobs"]["tokens"].as_array().cloned(),
+            Err(e) => {
+                tracing::debug!("the tokenizer check got no answer: {e}");
+                None
+            }
+        };
+        let Some(echoed) = echoed else {
+            tracing::debug!(
+                "{}: the engine echoes no prompt tokens: the tokenizer is not checked",
+                self.opts.base_url
+            );
+            return Ok(());
+        };
+        let lead = usize::from(skip == 1 && self.is_bos(echoed.first()));
+        let local = ids.len() - skip;
+        // The prompt's tokens, and the one generated unless that was EOS (llama.cpp).
+        let echoed = echoed.len() - lead;
+        if echoed != local && echoed != local + 1 {
+            return Err(served_error(
+                &self.opts.base_url,
+                format!(
+                    "the engine echoed {echoed} tokens for the probe text {PROBE:?} (its tokens and the one generated), where the local tokenizer makes {local} of it: --tokenizer is not the served model's"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The served model's id.
     pub fn model_id(&self) -> &str {
         &self.model
@@ -163,20 +226,27 @@ impl Served {
         &self.engine
     }
 
+    /// A GET at connection time (nothing has run: a failure says so).
     fn get(&self, path: &str) -> Result<(Value, Option<String>)> {
         let url = format!("{}{path}", self.opts.base_url);
-        self.with_retries(&url, || self.agent.get(&url).call().map_err(Box::new))
+        self.with_retries(&url, false, || self.agent.get(&url).call().map_err(Box::new))
     }
 
     fn post(&self, body: &Value) -> Result<Value> {
         let url = format!("{}/completions", self.opts.base_url);
-        self.with_retries(&url, || self.agent.post(&url).send_json(body.clone()).map_err(Box::new))
-            .map(|(v, _)| v)
+        self.with_retries(&url, true, || {
+            self.agent.post(&url).send_json(body.clone()).map_err(Box::new)
+        })
+        .map(|(v, _)| v)
     }
 
+    /// Runs `call`, retrying connection errors and 5xx responses. A 400, 413 or 422 to a
+    /// `completion` request is that request's ([`Error::Incapable`]: its evaluation fails, the
+    /// run's others go on); any other 4xx is the run's.
     fn with_retries(
         &self,
         url: &str,
+        completion: bool,
         call: impl Fn() -> std::result::Result<ureq::Response, Box<ureq::Error>>,
     ) -> Result<(Value, Option<String>)> {
         let mut wait = self.opts.backoff;
@@ -192,20 +262,50 @@ impl Served {
                 }
                 Err(ureq::Error::Status(code, r)) if code < 500 => {
                     let body = r.into_string().unwrap_or_default();
-                    return Err(served_error(url, format!("HTTP {code}: {}", body.trim())));
+                    let body = body.trim();
+                    if completion && matches!(code, 400 | 413 | 422) {
+                        let lower = body.to_ascii_lowercase();
+                        let hint = if ["context length", "too long", "maximum", "exceed"]
+                            .iter()
+                            .any(|w| lower.contains(w))
+                        {
+                            format!(
+                                " (the engine's limit is below the max length {} and the 2 tokens more a request may take: give --max-len at most its limit less 2)",
+                                self.opts.max_len
+                            )
+                        } else {
+                            String::new()
+                        };
+                        return Err(Error::Incapable {
+                            evaluation: String::new(),
+                            message: format!("{url}: HTTP {code}: {body}{hint}"),
+                        });
+                    }
+                    return Err(served_error(url, format!("HTTP {code}: {body}")));
                 }
                 Err(ureq::Error::Status(code, r)) => {
                     format!("HTTP {code}: {}", r.into_string().unwrap_or_default().trim())
                 }
-                Err(ureq::Error::Transport(t)) => t.to_string(),
+                // Its kind, message and cause (`Connection refused`): its Display names the
+                // URL again.
+                Err(ureq::Error::Transport(t)) => {
+                    let cause = std::error::Error::source(&t).map(ToString::to_string);
+                    [Some(t.kind().to_string()), t.message().map(String::from), cause]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(": ")
+                }
             };
             if attempt >= self.opts.retries {
+                let then = if completion {
+                    "finished chunks are kept: rerun to resume"
+                } else {
+                    "is the engine running there?"
+                };
                 return Err(served_error(
                     url,
-                    format!(
-                        "{failure} (after {} retries; finished chunks are kept: rerun to resume)",
-                        attempt
-                    ),
+                    format!("{failure} (after {attempt} retries; {then})"),
                 ));
             }
             tracing::warn!("{url}: {failure}; retrying in {wait:?}");
@@ -242,6 +342,19 @@ impl Served {
             .into_iter()
             .map(|r| r.and_then(Result::ok).expect("every item ran"))
             .collect())
+    }
+
+    /// Whether an echoed token is the BOS (as its text, `<s>`, or vLLM's `token_id:1` form).
+    fn is_bos(&self, token: Option<&Value>) -> bool {
+        let (Some(bos), Some(token)) = (self.bos, token.and_then(Value::as_str)) else {
+            return false;
+        };
+        let inner = self.tokenizer.inner();
+        token == format!("token_id:{bos}")
+            || u32::try_from(bos).is_ok_and(|id| {
+                inner.id_to_token(id).as_deref() == Some(token)
+                    || inner.decode(&[id], false).ok().as_deref() == Some(token)
+            })
     }
 
     /// The text the engine gets for `ids`: without the leading BOS the engine adds itself.
@@ -287,10 +400,15 @@ impl Served {
             .as_array()
             .ok_or_else(|| served_error(url, "the response has no logprobs.token_logprobs: the engine does not return prompt log-probs (llama.cpp: --logits_all true)"))?;
         let top = lp["top_logprobs"].as_array().cloned().unwrap_or_default();
-        // The engine echoes the prompt's tokens (without its BOS) and the one generated token,
-        // unless that was EOS (llama.cpp's server leaves it out). Without truncation the count
-        // tells; a truncated prompt may be re-split, and then the echoed text tells (the prompt
-        // alone when nothing was generated).
+        // vLLM echoes the BOS it put before the text (with no log-prob); llama.cpp's server
+        // leaves it out. The positions below are the text's.
+        let lead = usize::from(skip == 1 && self.is_bos(lp["tokens"].get(0)));
+        let logprobs = &logprobs[lead.min(logprobs.len())..];
+        let top = &top[lead.min(top.len())..];
+        // The engine echoes the prompt's tokens and the one generated token, unless that was
+        // EOS (llama.cpp's server leaves it out). Without truncation the count tells; a
+        // truncated prompt may be re-split, and then the echoed text tells (the prompt alone
+        // when nothing was generated).
         let local = ids.len() - skip;
         let generated = if !truncated && (logprobs.len() == local || logprobs.len() == local + 1) {
             logprobs.len() - local
@@ -310,9 +428,10 @@ impl Served {
                 ),
             ));
         }
-        // Where the continuation starts among the echoed tokens (the first has no log-prob).
+        // Where the continuation starts among the echoed tokens (the first has no log-prob
+        // unless the engine echoed its BOS before it).
         let first = echoed - continuation.len();
-        if first == 0 {
+        if first == 0 && logprobs[0].is_null() {
             return Err(Error::Incapable {
                 evaluation: String::new(),
                 message: format!("{url}: the engine gives no log-prob for the first token after its BOS, and the continuation starts there (a rolling-perplexity window: use an engine that returns prompt_logprobs)"),
