@@ -12,9 +12,14 @@
 //! * **Generation**: the prompt's text with `max_tokens`, the stop strings and greedy or the
 //!   run's temperature/top-p (with the sample's seed); the text comes back cut at a stop string.
 //! * **Transport**: up to `in_flight` requests at once; connection errors and 5xx responses are
-//!   retried with exponential backoff, a 4xx is an error with the server's message. A run that
-//!   loses its server fails after the retries; its finished chunks are in the journal and a
-//!   rerun resumes from them.
+//!   retried with exponential backoff; a 400, 413 or 422 to a completion fails its evaluation
+//!   alone ([`Error::Incapable`]), any other 4xx is the run's error, each with the server's
+//!   message. A run that loses its server fails after the retries; its finished chunks are in
+//!   the journal and a rerun resumes from them.
+//! * **Engines**: vLLM echoes the BOS it puts before a text prompt, llama.cpp's server does
+//!   not; both are read. An engine that lists its `max_model_len` (vLLM, SGLang) gets requests
+//!   that fit it (the max length is lowered where needed). `--tokenizer` is checked against
+//!   the engine's at connection, on a probe text.
 
 use super::Model;
 use crate::batch::TokenCounts;
