@@ -464,7 +464,7 @@ pub fn try_lock(journal: &Path) -> Result<bool> {
 }
 
 /// Releases the run's merge lock (after a merge failed; a merge that succeeds removes the
-/// run's journals, [`remove_run`]).
+/// run's journals).
 pub fn unlock(journal: &Path) {
     let _ = std::fs::remove_file(journal.join("merge.lock"));
 }
