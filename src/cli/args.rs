@@ -255,7 +255,8 @@ pub struct RunArgs {
     /// Use the hub cache only, never the network (datasets with --hub, models given by hub id).
     #[arg(long, env = "HF_HUB_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
-    /// Output directory (default: evalkit-results/<model name>).
+    /// Output directory (default: evalkit-results/<model name>: a hub model's `org--name`, with
+    /// `@revision` where it is not `main`).
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Seed of subsets, few-shot draws and sampling.

@@ -312,12 +312,21 @@ pub fn output_dir(a: &RunArgs, model_name: &str) -> PathBuf {
 
 /// The name a model's results go under, known before it is opened (so the process that starts
 /// shards finds their output): the checkpoint's or module's file name, a hub id with `/` as
-/// `--` (a served model's is its id on the server, known only once connected).
+/// `--` and its revision where it is not `main` (`EleutherAI--pythia-70m@step1000`: each
+/// revision's results their own), a served model's its id on the server (known only once
+/// connected).
 pub fn model_name(a: &ModelArgs) -> String {
     match (&a.torchscript, &a.model) {
         (Some(ts), _) => file_name(ts),
         (None, Some(m)) => match m.to_str().and_then(evalkit::suites::hub::parse_model_id) {
-            Some((id, _)) if !m.exists() => id.replace('/', "--"),
+            Some((id, rev)) if !m.exists() => {
+                let id = id.replace('/', "--");
+                if rev == "main" {
+                    id
+                } else {
+                    format!("{id}@{}", rev.replace('/', "--"))
+                }
+            }
             _ => file_name(m),
         },
         (None, None) => "model".into(),
@@ -421,6 +430,27 @@ pub fn run_settings(a: &RunArgs, model: &OpenedModel) -> Result<RunSettings> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_hub_revision_has_its_own_results_folder() {
+        let name = |model: &str| {
+            let cli = <crate::cli::args::Cli as clap::Parser>::try_parse_from([
+                "evalkit", "run", "--tasks", "arc_easy", "--model", model,
+            ])
+            .expect("parses");
+            let crate::cli::args::Command::Run(a) = cli.command else {
+                panic!("a run")
+            };
+            model_name(&a.model)
+        };
+        assert_eq!(name("EleutherAI/pythia-70m"), "EleutherAI--pythia-70m");
+        assert_eq!(name("EleutherAI/pythia-70m@main"), "EleutherAI--pythia-70m");
+        assert_eq!(
+            name("EleutherAI/pythia-70m@step1000"),
+            "EleutherAI--pythia-70m@step1000"
+        );
+        assert_eq!(name("org/name@refs/pr/1"), "org--name@refs--pr--1");
+    }
 
     #[test]
     fn an_empty_task_name_is_said_as_such() {
