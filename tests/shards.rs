@@ -318,6 +318,20 @@ fn a_killed_shard_rerun_alone_completes_the_run() {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
+    // While it runs (stopped, so that it cannot finish meanwhile), neither a second shard 1
+    // nor a whole run joins it.
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: sends SIGSTOP to the child this test started (and has not reaped).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let twin = shard(&out, SCORING, limit, 1, 3, &[]).output().expect("runs");
+    let err = String::from_utf8_lossy(&twin.stderr);
+    assert!(
+        !twin.status.success() && err.contains("shard 1 of 3 is already running"),
+        "{err}"
+    );
+    let whole = evalkit(&out, SCORING, limit, &[]).output().expect("runs");
+    let err = String::from_utf8_lossy(&whole.stderr);
+    assert!(!whole.status.success() && err.contains("is writing into"), "{err}");
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
     let at_kill = journaled(&out, 1, 3);
@@ -363,6 +377,46 @@ fn a_killed_shard_rerun_alone_completes_the_run() {
         total(&o, SCORING, "chunks_computed"),
         "{r}"
     );
+}
+
+/// The process that started the shards stopped with SIGTERM (`timeout`, a cancelled job):
+/// its workers end with it, and the same command run again resumes and completes the run.
+#[test]
+fn workers_end_with_the_process_that_started_them() {
+    let tmp = crate::tempdir!("shards-launcher-stopped");
+    let limit = 120;
+    let one = reference(tmp.path(), SCORING, limit);
+    let out = tmp.path().join("sharded");
+    let mut launcher = evalkit(&out, SCORING, limit, &["--shards", "2"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let start = Instant::now();
+    while journaled(&out, 0, 2) + journaled(&out, 1, 2) < 4 {
+        assert!(launcher.try_wait().expect("alive").is_none(), "the run ended too soon");
+        assert!(start.elapsed() < Duration::from_secs(120), "nothing journaled in time");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let pid = libc::pid_t::try_from(launcher.id()).expect("pid");
+    // SAFETY: sends SIGTERM to the child this test started (and has not reaped).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    launcher.wait().expect("reaped");
+    // The workers stop journaling within moments (an orphan would go on to the end).
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = journaled(&out, 0, 2) + journaled(&out, 1, 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        journaled(&out, 0, 2) + journaled(&out, 1, 2),
+        stopped,
+        "a worker runs on"
+    );
+    assert!(!out.join("results.json").exists(), "stopped before the end");
+    ok(evalkit(&out, SCORING, limit, &["--shards", "2"])
+        .output()
+        .expect("reruns"));
+    same_run(&one, &out, SCORING);
+    let r = read(&out.join("results.json"));
+    assert!(total(&r, SCORING, "chunks_resumed") >= stopped as u64, "{r}");
 }
 
 #[test]

@@ -141,6 +141,14 @@ pub enum Error {
         /// What differs, and what to do.
         message: String,
     },
+    /// An output folder another run is writing into (it holds the folder's lock, or its rank's).
+    #[error("{path}: {message}")]
+    Locked {
+        /// The folder locked.
+        path: PathBuf,
+        /// Who holds it, and what to do.
+        message: String,
+    },
     /// A shard's rank and world size, or a cluster launcher's variables for them, that do not
     /// make a shard.
     #[error("{launcher}: {message}")]

@@ -319,6 +319,7 @@ impl<'a> Evaluator<'a> {
             return Err(Error::io("creating output directory", dir, e));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating output directory", dir, e))?;
+        let _lock = crate::output_lock::OutputLock::acquire(dir, self.options.share)?;
         let journal_dir = dir.join(".journal");
         let mut failed = vec![];
         let outcomes = match self.options.share {

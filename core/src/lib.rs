@@ -67,6 +67,7 @@ pub mod evaluator;
 pub mod journal;
 pub mod kinds;
 pub mod metrics;
+mod output_lock;
 pub mod paired;
 pub mod progress;
 pub mod request;

@@ -99,6 +99,27 @@ pub fn spawn(a: &RunArgs, shards: usize, threads: Option<i32>, output: &Path) ->
         {
             cmd.env("EVALKIT_THREADS", (cores / shards).max(1).to_string());
         }
+        // A worker ends with the process that started it (SIGTERM to it, `timeout`, a CI job
+        // cancelled): none runs on as an orphan beside the workers of a rerun.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            let parent = std::process::id();
+            // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid,
+            // _exit); the death signal is kept across exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // The parent died before the signal was asked for.
+                    if libc::getppid() as u32 != parent {
+                        libc::_exit(1);
+                    }
+                    Ok(())
+                });
+            }
+        }
         match cmd.spawn() {
             Ok(child) => children.push((rank, child)),
             Err(e) => {

@@ -1,0 +1,96 @@
+//! Locks on a run's output folder, so that two processes never journal into it at once: a
+//! whole run holds the folder exclusively; each shard of a sharded run holds it shared (its
+//! shards run side by side, but no whole run joins them) and its own rank's folder
+//! exclusively (a shard rerun while the first of its rank is still running — an orphan of a
+//! stopped launcher, a second launch — is refused). The locks are advisory `flock`s on the
+//! folders themselves (no lock file is left behind) and go with the process, however it ends.
+
+use crate::error::{Error, Result};
+use crate::shard::{rank_dir, Share};
+use std::fs::{File, TryLockError};
+use std::path::Path;
+
+/// The locks a run holds while it runs (released when dropped).
+#[derive(Debug)]
+pub(crate) struct OutputLock {
+    _held: Vec<File>,
+}
+
+impl OutputLock {
+    /// Takes the locks `share` needs on the output folder `dir` (which exists), or says who
+    /// holds them.
+    pub(crate) fn acquire(dir: &Path, share: Share) -> Result<OutputLock> {
+        let held = match share {
+            Share::Whole => vec![lock(dir, true, || {
+                format!(
+                    "another evalkit run is writing into {} (it holds the folder's lock): wait for it to end, or give another --output",
+                    dir.display()
+                )
+            })?],
+            Share::Rank { rank, world } => {
+                let folder = lock(dir, false, || {
+                    format!(
+                        "a run that is not this sharded one is writing into {} (it holds the folder's lock): wait for it to end, or give another --output",
+                        dir.display()
+                    )
+                })?;
+                let own = rank_dir(&dir.join(".journal"), rank, world);
+                std::fs::create_dir_all(&own).map_err(|e| Error::io("creating journal folder", &own, e))?;
+                let rank_lock = lock(&own, true, || {
+                    format!(
+                        "shard {rank} of {world} is already running into {} (a process holds its journal's lock: a shard of an earlier launch still running?): wait for it to end, or stop it, before running this shard again",
+                        dir.display()
+                    )
+                })?;
+                vec![folder, rank_lock]
+            }
+            Share::Merge { .. } => vec![lock(dir, false, || {
+                format!(
+                    "a run that is not this sharded one is writing into {} (it holds the folder's lock): wait for it to end",
+                    dir.display()
+                )
+            })?],
+        };
+        Ok(OutputLock { _held: held })
+    }
+}
+
+/// Locks the folder `path` (exclusively, or shared) without waiting; `busy` says why not.
+fn lock(path: &Path, exclusive: bool, busy: impl FnOnce() -> String) -> Result<File> {
+    let f = File::open(path).map_err(|e| Error::io("opening to lock", path, e))?;
+    let taken = if exclusive { f.try_lock() } else { f.try_lock_shared() };
+    match taken {
+        Ok(()) => Ok(f),
+        Err(TryLockError::WouldBlock) => Err(Error::Locked {
+            path: path.to_path_buf(),
+            message: busy(),
+        }),
+        Err(TryLockError::Error(e)) => Err(Error::io("locking", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_into_one_folder_exclude_each_other() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let whole = OutputLock::acquire(dir, Share::Whole).expect("free");
+        let e = OutputLock::acquire(dir, Share::Whole).expect_err("held").to_string();
+        assert!(e.contains("another evalkit run is writing into"), "{e}");
+        let e = OutputLock::acquire(dir, Share::Rank { rank: 0, world: 2 }).expect_err("held");
+        assert!(e.to_string().contains("not this sharded one"), "{e}");
+        drop(whole);
+        // Shards run side by side, one process per rank, and keep a whole run out.
+        let zero = OutputLock::acquire(dir, Share::Rank { rank: 0, world: 2 }).expect("rank 0");
+        let _one = OutputLock::acquire(dir, Share::Rank { rank: 1, world: 2 }).expect("rank 1");
+        let e = OutputLock::acquire(dir, Share::Rank { rank: 0, world: 2 }).expect_err("rank 0 runs");
+        assert!(e.to_string().contains("shard 0 of 2 is already running"), "{e}");
+        assert!(OutputLock::acquire(dir, Share::Whole).is_err());
+        drop(zero);
+        let _again = OutputLock::acquire(dir, Share::Rank { rank: 0, world: 2 }).expect("rank 0 ended");
+        let _merge = OutputLock::acquire(dir, Share::Merge { world: 2 }).expect("shared");
+    }
+}
