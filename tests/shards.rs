@@ -298,7 +298,7 @@ fn a_killed_shard_rerun_alone_completes_the_run() {
     let out = tmp.path().join("sharded");
     for rank in [0, 2] {
         let err = ok(shard(&out, SCORING, limit, rank, 3, &[]).output().expect("runs"));
-        assert!(err.contains("still running"), "{err}");
+        assert!(err.contains("not done yet"), "{err}");
     }
     assert!(!out.join("results.json").exists(), "shard 1 has not run");
 

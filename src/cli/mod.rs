@@ -409,8 +409,9 @@ fn run_process(
         let raw = RawThroughput::measure(opened.model.as_ref(), std::time::Duration::from_secs(10))
             .context("measuring the model's raw speed (--floor)")?;
         if g.verbose {
+            let who = launch.map_or_else(String::new, |l| format!("shard {} of {}: ", l.rank, l.world));
             eprintln!(
-                "raw speed: body {:.0} tokens/s (batch {} × {}; {:.0} pruned), head {:.3} ms per position",
+                "{who}raw speed: body {:.0} tokens/s (batch {} × {}; {:.0} pruned), head {:.3} ms per position",
                 raw.body_tokens_per_second,
                 raw.body_batch,
                 raw.body_seq,
@@ -430,7 +431,14 @@ fn run_process(
             print_error(&error_message(&anyhow::Error::from(e)));
             return Ok(shards::ALL_FAILED_EXIT);
         }
-        Err(e) => return Err(anyhow::Error::from(e).context(format!("running into {}", s.output.display()))),
+        Err(e) => {
+            let doing = if matches!(share, Share::Merge { .. }) {
+                "merging"
+            } else {
+                "running into"
+            };
+            return Err(anyhow::Error::from(e).context(format!("{doing} {}", s.output.display())));
+        }
     };
     drop(interrupt_note);
     let who = launch.map_or_else(String::new, |l| format!("shard {} of {}: ", l.rank, l.world));
@@ -457,7 +465,7 @@ fn run_process(
         RunEnd::Waiting { ranks } => {
             let ranks: Vec<String> = ranks.iter().map(ToString::to_string).collect();
             eprintln!(
-                "{who}share done in {:.1} s; shard(s) {} still running (the last to finish writes {})",
+                "{who}share done in {:.1} s; shard(s) {} not done yet (running, or to be started; the last to finish writes {})",
                 start.elapsed().as_secs_f64(),
                 ranks.join(", "),
                 s.output.join("results.json").display()
@@ -539,22 +547,20 @@ fn notes(doc: &Value, verbose: bool) {
         .map(|(task, e)| (task, e["truncated"].as_u64().unwrap_or(0), e["n"].as_u64().unwrap_or(0)))
         .filter(|&(_, t, _)| t > 0)
         .collect();
-    if cut.len() > 3 {
-        // One line for many (MMLU's subjects), not a line each.
-        let all: Vec<String> = cut.iter().map(|(t, c, n)| format!("{t} {c} of {n}")).collect();
-        eprintln!(
-            "note: rows of {} tasks were cut to fit the model's max length {max_len} (their earliest tokens dropped; \
-             `truncated` in their samples files): {}",
-            cut.len(),
-            first_few(&all, 5)
-        );
-    } else {
-        for (task, t, n) in &cut {
-            eprintln!(
-                "note: {task}: {t} of {n} rows were cut to fit the model's max length {max_len} (their earliest tokens dropped; `truncated` in samples_{task}.jsonl)",
-            );
-        }
-    }
+    print_notes(task_notes(
+        cut.iter()
+            .map(|(task, t, n)| {
+                (
+                    format!("{task} {t} of {n}"),
+                    format!("{task}: {t} of {n} rows were cut to fit the model's max length {max_len} (their earliest tokens dropped; `truncated` in samples_{task}.jsonl)"),
+                )
+            })
+            .collect(),
+        |count, all| {
+            format!("rows of {count} tasks were cut to fit the model's max length {max_len} (their earliest tokens dropped; `truncated` in their samples files): {all}")
+        },
+    ));
+    let (mut discarded, mut resumed) = (vec![], vec![]);
     for (task, e) in doc["results"].as_object().into_iter().flatten() {
         let n = |k: &str| e[k].as_u64().unwrap_or(0);
         // A chat template that refuses a system message: rendered without it, as lm-eval
@@ -576,17 +582,10 @@ fn notes(doc: &Value, verbose: bool) {
             );
         }
         if n("chunks_discarded") > 0 {
-            eprintln!(
-                "note: {task}: the journal held {} chunks of an earlier run with other settings (data, tokenizer, weights, batch or chunk size): discarded, and computed afresh",
-                n("chunks_discarded")
-            );
+            discarded.push((task, n("chunks_discarded")));
         }
         if n("chunks_resumed") > 0 && !verbose {
-            eprintln!(
-                "note: {task}: {} of {} chunks were read back from the journal of an earlier, unfinished run",
-                n("chunks_resumed"),
-                n("chunks_resumed") + n("chunks_computed")
-            );
+            resumed.push((task, n("chunks_resumed"), n("chunks_resumed") + n("chunks_computed")));
         }
         if verbose {
             let wall = e["wall_seconds"].as_f64().unwrap_or(0.0);
@@ -602,6 +601,52 @@ fn notes(doc: &Value, verbose: bool) {
                 n("chunks_resumed"),
             );
         }
+    }
+    const OTHER_SETTINGS: &str =
+        "chunks of an earlier run with other settings (data, tokenizer, weights, batch or chunk size): discarded, and computed afresh";
+    print_notes(task_notes(
+        discarded
+            .iter()
+            .map(|(task, d)| {
+                (
+                    format!("{task} {d}"),
+                    format!("{task}: the journal held {d} {OTHER_SETTINGS}"),
+                )
+            })
+            .collect(),
+        |count, all| format!("the journals of {count} tasks held {OTHER_SETTINGS}: {all}"),
+    ));
+    print_notes(task_notes(
+        resumed
+            .iter()
+            .map(|(task, r, of)| {
+                (
+                    format!("{task} {r} of {of}"),
+                    format!("{task}: {r} of {of} chunks were read back from the journal of an earlier, unfinished run"),
+                )
+            })
+            .collect(),
+        |count, all| {
+            format!("chunks of {count} tasks were read back from the journal of an earlier, unfinished run: {all}")
+        },
+    ));
+}
+
+/// Notes about tasks, one per task where there are at most three, else one line for them all
+/// (MMLU's 57 subjects): each item is the task's short form (`arc_easy 3 of 10`) and its own
+/// note; `all` says it of `count` tasks, given the first few short forms.
+fn task_notes(items: Vec<(String, String)>, all: impl FnOnce(usize, String) -> String) -> Vec<String> {
+    if items.len() > 3 {
+        let short: Vec<String> = items.iter().map(|(s, _)| s.clone()).collect();
+        vec![all(items.len(), first_few(&short, 5))]
+    } else {
+        items.into_iter().map(|(_, note)| note).collect()
+    }
+}
+
+fn print_notes(notes: Vec<String>) {
+    for n in notes {
+        eprintln!("note: {n}");
     }
 }
 
@@ -1018,7 +1063,25 @@ pub fn print_error(message: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::error_message;
+    use super::{error_message, task_notes};
+
+    #[test]
+    fn task_notes_are_one_line_for_many_tasks() {
+        let items = |n: usize| -> Vec<(String, String)> {
+            (0..n)
+                .map(|i| (format!("t{i} 1 of 2"), format!("t{i}: 1 of 2 chunks")))
+                .collect()
+        };
+        let all = |count: usize, first: String| format!("{count} tasks: {first}");
+        assert_eq!(
+            task_notes(items(2), all),
+            vec!["t0: 1 of 2 chunks", "t1: 1 of 2 chunks"]
+        );
+        assert_eq!(
+            task_notes(items(7), all),
+            vec!["7 tasks: t0 1 of 2, t1 1 of 2, t2 1 of 2, t3 1 of 2, t4 1 of 2 and 2 more"]
+        );
+    }
 
     #[test]
     fn error_messages_say_each_cause_once_without_stack_traces() {
