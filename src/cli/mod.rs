@@ -396,11 +396,10 @@ fn run_process(
     );
     ev.config
         .insert("num_fewshot".into(), serde_json::json!(s.suite_options.num_fewshot));
-    if share != Share::Whole {
-        let cwd = std::env::current_dir().context("reading the current directory")?;
-        ev.config.insert("command".into(), serde_json::json!(command));
-        ev.config.insert("cwd".into(), serde_json::json!(cwd));
-    }
+    // How the run was started, and where (`evalkit merge` rebuilds a sharded run from them).
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    ev.config.insert("command".into(), serde_json::json!(command));
+    ev.config.insert("cwd".into(), serde_json::json!(cwd));
     if let Some(step) = a.step {
         ev.at_step(step);
     }
