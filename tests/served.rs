@@ -438,12 +438,12 @@ fn a_vllm_like_engine_scores_and_generates_as_the_checkpoint() {
     let o = run(&server.url(), &tok, &served, &tasks);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("at most 512 tokens (max_model_len)") && text(&o).contains("the max length is 510"),
+        text(&o).contains("at most 512 tokens (max_model_len)") && text(&o).contains("the max length is 508"),
         "{}",
         text(&o)
     );
     let config = &crate::util::read_json(&served.join("results.json"))["config"];
-    assert_eq!(config["max_len"], 510);
+    assert_eq!(config["max_len"], 508);
     let local = tmp.path().join("local");
     let mut args = vec!["run", "-q", "--model", tok.to_str().expect("utf8"), "--output"];
     args.push(local.to_str().expect("utf8"));
@@ -521,6 +521,16 @@ fn a_vllm_like_engine_scores_and_generates_as_the_checkpoint() {
         doc["failed"]["gsm8k"].as_str().is_some_and(|w| w.contains("HTTP 400")),
         "{doc}"
     );
+
+    // An engine with a short window: LAMBADA's passages are cut to fit it (the engine puts
+    // its BOS back before a cut input), counted, and every request is served.
+    let short = vllm_like(&python, "stories260K-hf", tmp.path(), &["--max-model-len", "64"]);
+    let out = tmp.path().join("cut");
+    let o = run(&short.url(), &tok, &out, &["--tasks", "lambada_openai", "--limit", "4"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc = crate::util::read_json(&out.join("results.json"));
+    assert_eq!(doc["config"]["max_len"], 60);
+    assert_eq!(doc["results"]["lambada_openai"]["truncated"], 4, "{doc}");
 }
 
 /// An engine that answers `/models` but returns completions without prompt log-probs (as

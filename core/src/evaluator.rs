@@ -1,8 +1,10 @@
 //! The evaluator: runs a list of evaluations on one model, returns name → metrics, and writes
 //! `results.json` and `samples_<name>.jsonl` atomically into an output directory. Finished
 //! chunks go to a journal (`<output>/.journal/`) as they complete, so a killed run resumes
-//! where it stopped and recomputes only unfinished chunks; the journal is removed once the
-//! results are written.
+//! where it stopped and recomputes only unfinished chunks; a run's journals are removed once
+//! its results are written (those of another run into the same folder stay). A run holds a
+//! lock on its output folder while it runs: a second run into it is refused
+//! ([`Error::Locked`]).
 
 use crate::error::{Error, Result};
 use crate::kinds::{Env, Evaluation, Outcome, RunOptions};
@@ -227,8 +229,9 @@ impl<'a> Evaluator<'a> {
         self.run_all(None)
     }
 
-    /// True when `dir` holds the results of a finished run (a run that stopped, or whose
-    /// evaluations did not all finish, keeps its journal there).
+    /// True when `dir` holds the results of a finished run and no journal (a run that stopped,
+    /// or whose evaluations did not all finish, keeps its journal there; so does another,
+    /// unfinished run into the same folder).
     pub fn done(dir: &Path) -> bool {
         dir.join("results.json").is_file() && !dir.join(".journal").exists()
     }
@@ -462,12 +465,22 @@ impl<'a> Evaluator<'a> {
             Share::Whole => {
                 for e in &self.evaluations {
                     let path = journal_dir.join(crate::journal::file_name(e.name()));
-                    if path.exists() {
-                        std::fs::remove_file(&path).map_err(|e| Error::io("removing journal", &path, e))?;
+                    // And what a rewrite killed midway left beside it.
+                    let tmp = path.with_extension("jsonl.tmp");
+                    for path in [path, tmp] {
+                        if path.exists() {
+                            std::fs::remove_file(&path).map_err(|e| Error::io("removing journal", &path, e))?;
+                        }
                     }
                 }
             }
             Share::Rank { world, .. } | Share::Merge { world } => shard::remove_run(journal_dir, world)?,
+        }
+        // Empty folders hold no work (a rank's, made for its lock by a shard then refused).
+        for entry in std::fs::read_dir(journal_dir).map_err(io)?.flatten() {
+            if entry.path().is_dir() {
+                let _ = std::fs::remove_dir(entry.path());
+            }
         }
         let mut left: Vec<String> = std::fs::read_dir(journal_dir)
             .map_err(io)?

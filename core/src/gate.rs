@@ -192,10 +192,10 @@ pub fn wrong_rows(samples: &[serde_json::Value], metric: &str, bound: Bound) -> 
     (wrong.len(), lines)
 }
 
-/// One line for a row: its dataset index, its value, and what the model answered (for a
-/// multiple-choice row, the end of its prompt, where the question is, and the text that tells
-/// the choices apart: the continuations, or the contexts where those are all the same, as in
-/// WinoGrande; for a generation row, its first sample).
+/// One line for a row: its dataset index, its value, and what the model answered. For a
+/// multiple-choice row, the end of its prompt (its question, or the choices it lists) and the
+/// text that tells the choices apart: the continuations, or the contexts where those are all
+/// the same, as in WinoGrande. For a generation row, its first sample.
 fn describe_row(s: &serde_json::Value, value: f64) -> String {
     let index = s["index"].as_u64().map_or("?".into(), |i| i.to_string());
     let what = if s["continuations"].as_array().is_some_and(|c| c.len() == 1) {

@@ -22,50 +22,59 @@ impl OutputLock {
     pub(crate) fn acquire(dir: &Path, share: Share) -> Result<OutputLock> {
         let held = match share {
             Share::Whole => vec![lock(dir, true, || {
-                format!(
-                    "another evalkit run is writing into {} (it holds the folder's lock): wait for it to end, or give another --output",
-                    dir.display()
-                )
+                "another evalkit run is writing into this folder (it holds the folder's lock): wait for it to end, or give another --output".to_string()
             })?],
             Share::Rank { rank, world } => {
                 let folder = lock(dir, false, || {
-                    format!(
-                        "a run that is not this sharded one is writing into {} (it holds the folder's lock): wait for it to end, or give another --output",
-                        dir.display()
-                    )
+                    "a run that is not this sharded one is writing into this folder (it holds the folder's lock): wait for it to end, or give another --output".to_string()
                 })?;
                 let own = rank_dir(&dir.join(".journal"), rank, world);
                 std::fs::create_dir_all(&own).map_err(|e| Error::io("creating journal folder", &own, e))?;
                 let rank_lock = lock(&own, true, || {
                     format!(
-                        "shard {rank} of {world} is already running into {} (a process holds its journal's lock: a shard of an earlier launch still running?): wait for it to end, or stop it, before running this shard again",
-                        dir.display()
+                        "shard {rank} of {world} is already running into this run's folder (a process holds its journal's lock: a shard of an earlier launch still running?): wait for it to end, or stop it, before running this shard again"
                     )
                 })?;
                 vec![folder, rank_lock]
             }
             Share::Merge { .. } => vec![lock(dir, false, || {
-                format!(
-                    "a run that is not this sharded one is writing into {} (it holds the folder's lock): wait for it to end",
-                    dir.display()
-                )
+                "a run that is not this sharded one is writing into this folder (it holds the folder's lock): wait for it to end".to_string()
             })?],
         };
-        Ok(OutputLock { _held: held })
+        Ok(OutputLock {
+            _held: held.into_iter().flatten().collect(),
+        })
     }
 }
 
-/// Locks the folder `path` (exclusively, or shared) without waiting; `busy` says why not.
-fn lock(path: &Path, exclusive: bool, busy: impl FnOnce() -> String) -> Result<File> {
-    let f = File::open(path).map_err(|e| Error::io("opening to lock", path, e))?;
+/// Locks the folder `path` (exclusively, or shared) without waiting; `busy` says why not. A
+/// file system that cannot lock (some network file systems) leaves the run unlocked, with a
+/// warning: the lock guards against a mistake, and its absence must not stop a run.
+fn lock(path: &Path, exclusive: bool, busy: impl FnOnce() -> String) -> Result<Option<File>> {
+    let cannot = |e: &dyn std::fmt::Display| {
+        tracing::warn!(
+            "{}: cannot be locked ({e}): nothing keeps another run from writing into it meanwhile",
+            path.display()
+        );
+    };
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            cannot(&e);
+            return Ok(None);
+        }
+    };
     let taken = if exclusive { f.try_lock() } else { f.try_lock_shared() };
     match taken {
-        Ok(()) => Ok(f),
+        Ok(()) => Ok(Some(f)),
         Err(TryLockError::WouldBlock) => Err(Error::Locked {
             path: path.to_path_buf(),
             message: busy(),
         }),
-        Err(TryLockError::Error(e)) => Err(Error::io("locking", path, e)),
+        Err(TryLockError::Error(e)) => {
+            cannot(&e);
+            Ok(None)
+        }
     }
 }
 
@@ -79,7 +88,7 @@ mod tests {
         let dir = tmp.path();
         let whole = OutputLock::acquire(dir, Share::Whole).expect("free");
         let e = OutputLock::acquire(dir, Share::Whole).expect_err("held").to_string();
-        assert!(e.contains("another evalkit run is writing into"), "{e}");
+        assert!(e.contains("another evalkit run is writing into this folder"), "{e}");
         let e = OutputLock::acquire(dir, Share::Rank { rank: 0, world: 2 }).expect_err("held");
         assert!(e.to_string().contains("not this sharded one"), "{e}");
         drop(whole);

@@ -316,8 +316,8 @@ impl<'a> Executor<'a> {
             match run_batch(&rest[..size], &mut counts) {
                 Ok(got) if got.len() == size => out.extend(got),
                 Ok(got) => {
-                    return Err(Error::Internal(format!(
-                        "batch returned {} results for {size} requests",
+                    return Err(Error::Unsupported(format!(
+                        "a batch of {size} requests came back with {} results (a model's `score` or `generate` returns one per request)",
                         got.len()
                     )))
                 }

@@ -281,8 +281,8 @@ fn merge(dir: &Path, g: &args::Global) -> Result<u8> {
 }
 
 /// Runs this process's part with the opened model: loads the tasks, runs, prints and gates
-/// the results where this process wrote them. `command` (the `run` arguments) is recorded for
-/// a sharded run, so that `evalkit merge` can rebuild it.
+/// the results where this process wrote them. `command` (the `run` arguments) is recorded
+/// (`evalkit merge` rebuilds a sharded run from it).
 fn run_process(
     a: &args::RunArgs,
     g: &args::Global,
@@ -430,6 +430,8 @@ fn run_process(
             print_error(&error_message(&anyhow::Error::from(e)));
             return Ok(shards::ALL_FAILED_EXIT);
         }
+        // It names the folder.
+        Err(e @ evalkit::core::Error::Locked { .. }) => return Err(e.into()),
         Err(e) => {
             let doing = if matches!(share, Share::Merge { .. }) {
                 "merging"

@@ -77,6 +77,11 @@ pub struct Served {
     agent: ureq::Agent,
 }
 
+/// Tokens a request to an engine may hold beyond the model's input: the continuation's last
+/// token, the one generated, the BOS an input cut from the left gets back, and one for the
+/// re-split of a word it was cut inside ([`Served`]'s `fit_to`).
+pub const ENGINE_MARGIN: usize = 4;
+
 fn served_error(url: &str, message: impl std::fmt::Display) -> Error {
     Error::Served {
         url: url.into(),
@@ -141,24 +146,14 @@ impl Served {
                 .cloned()
                 .ok_or_else(|| served_error(&s.opts.base_url, "GET /models lists no model"))?,
         };
-        // vLLM and SGLang list each model's longest request (prompt and completion): a scoring
-        // request is the model's input, its last continuation token and one generated token
-        // (and the engine's BOS where the input's own was left out of the text, which the input
-        // counts), so the input may hold at most that less two.
+        // vLLM and SGLang list each model's longest request (prompt and completion).
         let engine_len = listed
             .iter()
             .find(|m| m["id"].as_str() == Some(s.model.as_str()))
-            .and_then(|m| m["max_model_len"].as_u64());
+            .and_then(|m| m["max_model_len"].as_u64())
+            .filter(|&l| l > 0);
         if let Some(limit) = engine_len.map(|l| l as usize) {
-            let fits = limit.saturating_sub(2).max(1);
-            if s.opts.max_len > fits {
-                tracing::warn!(
-                    "{}: the engine serves requests of at most {limit} tokens (max_model_len), and a scoring request holds the input and 2 more: the max length is {fits}, not {} (longer inputs are cut, and counted as truncated)",
-                    s.opts.base_url,
-                    s.opts.max_len
-                );
-                s.opts.max_len = fits;
-            }
+            s.fit_to(limit)?;
         }
         s.check_tokenizer()?;
         // vLLM answers GET /version; others name themselves in the Server header at most.
@@ -179,6 +174,30 @@ impl Served {
         Ok(s)
     }
 
+    /// Fits the max length to an engine whose requests hold at most `limit` tokens. A scoring
+    /// request holds the model's input, its last continuation token and the one generated;
+    /// an input cut from the left has lost its BOS, which the engine puts back; and the text
+    /// of a cut input may be split into a token more where it starts inside a word: so the
+    /// input holds at most `limit` less [`ENGINE_MARGIN`].
+    fn fit_to(&mut self, limit: usize) -> Result<()> {
+        let fits = limit.saturating_sub(ENGINE_MARGIN);
+        if fits < 1 {
+            return Err(served_error(
+                &self.opts.base_url,
+                format!("the engine serves requests of at most {limit} tokens (max_model_len): too few to score in"),
+            ));
+        }
+        if self.opts.max_len > fits {
+            tracing::warn!(
+                "{}: the engine serves requests of at most {limit} tokens (max_model_len), and a request holds the input and up to {ENGINE_MARGIN} more: the max length is {fits}, not {} (longer inputs are cut, and counted as truncated)",
+                self.opts.base_url,
+                self.opts.max_len
+            );
+            self.opts.max_len = fits;
+        }
+        Ok(())
+    }
+
     /// Checks `--tokenizer` against the engine's before anything runs: the engine echoes a
     /// probe text's tokens, as many as the local tokenizer makes of it (scoring checks every
     /// request so, but a run of generations alone would not). An engine that does not echo
@@ -192,8 +211,13 @@ impl Served {
             "model": self.model, "prompt": prompt, "temperature": 0, "max_tokens": 1,
             "logprobs": 1, "echo": true,
         });
-        let echoed = match self.post(&body) {
-            Ok(v) => v["choices"][0]["logprobs"]["tokens"].as_array().cloned(),
+        // Asked once: an engine that cannot answer it may still generate.
+        let echoed = match self.post_retried(&body, 0) {
+            // Only where the echo was honoured (the text starts with the prompt).
+            Ok(v) if v["choices"][0]["text"].as_str().is_some_and(|t| t.starts_with(&prompt)) => {
+                v["choices"][0]["logprobs"]["tokens"].as_array().cloned()
+            }
+            Ok(_) => None,
             Err(e) => {
                 tracing::debug!("the tokenizer check got no answer: {e}");
                 None
@@ -234,12 +258,19 @@ impl Served {
     /// A GET at connection time (nothing has run: a failure says so).
     fn get(&self, path: &str) -> Result<(Value, Option<String>)> {
         let url = format!("{}{path}", self.opts.base_url);
-        self.with_retries(&url, false, || self.agent.get(&url).call().map_err(Box::new))
+        self.with_retries(&url, false, self.opts.retries, || {
+            self.agent.get(&url).call().map_err(Box::new)
+        })
     }
 
+    /// A completion, retried as `--retries` says.
     fn post(&self, body: &Value) -> Result<Value> {
+        self.post_retried(body, self.opts.retries)
+    }
+
+    fn post_retried(&self, body: &Value, retries: usize) -> Result<Value> {
         let url = format!("{}/completions", self.opts.base_url);
-        self.with_retries(&url, true, || {
+        self.with_retries(&url, true, retries, || {
             self.agent.post(&url).send_json(body.clone()).map_err(Box::new)
         })
         .map(|(v, _)| v)
@@ -252,6 +283,7 @@ impl Served {
         &self,
         url: &str,
         completion: bool,
+        retries: usize,
         call: impl Fn() -> std::result::Result<ureq::Response, Box<ureq::Error>>,
     ) -> Result<(Value, Option<String>)> {
         let mut wait = self.opts.backoff;
@@ -275,7 +307,7 @@ impl Served {
                             .any(|w| lower.contains(w))
                         {
                             format!(
-                                " (the engine's limit is below the max length {} and the 2 tokens more a request may take: give --max-len at most its limit less 2)",
+                                " (the engine's limit is below the max length {} and the {ENGINE_MARGIN} tokens more a request may take: give --max-len at most its limit less {ENGINE_MARGIN})",
                                 self.opts.max_len
                             )
                         } else {
@@ -302,7 +334,7 @@ impl Served {
                         .join(": ")
                 }
             };
-            if attempt >= self.opts.retries {
+            if attempt >= retries {
                 let then = if completion {
                     "finished chunks are kept: rerun to resume"
                 } else {
@@ -351,12 +383,22 @@ impl Served {
 
     /// Whether an echoed token is the BOS (as its text, `<s>`, or vLLM's `token_id:1` form).
     fn is_bos(&self, token: Option<&Value>) -> bool {
-        let (Some(bos), Some(token)) = (self.bos, token.and_then(Value::as_str)) else {
+        self.bos.is_some_and(|bos| token.is_some_and(|t| self.is_token(t, bos)))
+    }
+
+    /// Whether an echoed token is an EOS.
+    fn is_eos(&self, token: &Value) -> bool {
+        self.tokenizer.eos_ids().iter().any(|&eos| self.is_token(token, eos))
+    }
+
+    /// Whether an echoed token (its text, or vLLM's `token_id:N`) is token `id`.
+    fn is_token(&self, token: &Value, id: i64) -> bool {
+        let Some(token) = token.as_str() else {
             return false;
         };
         let inner = self.tokenizer.inner();
-        token == format!("token_id:{bos}")
-            || u32::try_from(bos).is_ok_and(|id| {
+        token == format!("token_id:{id}")
+            || u32::try_from(id).is_ok_and(|id| {
                 inner.id_to_token(id).as_deref() == Some(token)
                     || inner.decode(&[id], false).ok().as_deref() == Some(token)
             })
@@ -418,8 +460,13 @@ impl Served {
         let generated = if !truncated && (logprobs.len() == local || logprobs.len() == local + 1) {
             logprobs.len() - local
         } else {
+            // vLLM's text leaves out a generated EOS that its tokens hold.
             let text = v["choices"][0]["text"].as_str().unwrap_or_default();
-            usize::from(text.len() > prompt.len())
+            let eos_last = lp["tokens"]
+                .as_array()
+                .and_then(|t| t.last())
+                .is_some_and(|t| self.is_eos(t));
+            usize::from(text.len() > prompt.len() || eos_last)
         };
         let echoed = logprobs.len().saturating_sub(generated);
         // A left-truncated context starts inside a word, which the engine may split otherwise;
@@ -436,7 +483,7 @@ impl Served {
         // Where the continuation starts among the echoed tokens (the first has no log-prob
         // unless the engine echoed its BOS before it).
         let first = echoed - continuation.len();
-        if first == 0 && logprobs[0].is_null() {
+        if first == 0 && logprobs.first().is_none_or(Value::is_null) {
             return Err(Error::Incapable {
                 evaluation: String::new(),
                 message: format!("{url}: the engine gives no log-prob for the first token after its BOS, and the continuation starts there (a rolling-perplexity window: use an engine that returns prompt_logprobs)"),
