@@ -324,6 +324,8 @@ impl<'a> Evaluator<'a> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating output directory", dir, e))?;
         let _lock = crate::output_lock::OutputLock::acquire(dir, self.options.share)?;
         let journal_dir = dir.join(".journal");
+        // Held from gathering the shares until their journals are removed.
+        let mut _merging = None;
         let mut failed = vec![];
         let outcomes = match self.options.share {
             Share::Whole => {
@@ -381,6 +383,15 @@ impl<'a> Evaluator<'a> {
                 if !shard::try_lock(&journal_dir)? {
                     return Ok(RunEnd::Merging);
                 }
+                match crate::output_lock::OutputLock::merging(&journal_dir) {
+                    Ok(lock) => _merging = Some(lock),
+                    // `evalkit merge` is merging them.
+                    Err(Error::Locked { .. }) => {
+                        shard::unlock(&journal_dir);
+                        return Ok(RunEnd::Merging);
+                    }
+                    Err(e) => return Err(e),
+                }
                 // Every share is journaled: gather what was still pending. A merge that fails
                 // leaves no lock behind, so a rerun (or `evalkit merge`) can merge.
                 let gathered = self.gather(outcomes, &journal_dir, world);
@@ -393,6 +404,7 @@ impl<'a> Evaluator<'a> {
             }
             Share::Merge { world } => {
                 shard::claim(&journal_dir, &self.shard_settings())?;
+                _merging = Some(crate::output_lock::OutputLock::merging(&journal_dir)?);
                 let pending = self.evaluations.iter().map(|_| None).collect();
                 let (o, f) = self.gather(pending, &journal_dir, world)?;
                 failed = f;

@@ -45,6 +45,18 @@ impl OutputLock {
             _held: held.into_iter().flatten().collect(),
         })
     }
+
+    /// Takes the lock a merge of a sharded run holds on its journal folder `journal` while it
+    /// gathers the shares and removes their journals: one merge at a time (`evalkit merge`
+    /// beside the last shard's own).
+    pub(crate) fn merging(journal: &Path) -> Result<OutputLock> {
+        let held = lock(journal, true, || {
+            "another process is merging this run's results (`evalkit merge`, or the last shard to finish): wait for it to end".to_string()
+        })?;
+        Ok(OutputLock {
+            _held: held.into_iter().collect(),
+        })
+    }
 }
 
 /// Locks the folder `path` (exclusively, or shared) without waiting; `busy` says why not. A
@@ -101,5 +113,12 @@ mod tests {
         drop(zero);
         let _again = OutputLock::acquire(dir, Share::Rank { rank: 0, world: 2 }).expect("rank 0 ended");
         let _merge = OutputLock::acquire(dir, Share::Merge { world: 2 }).expect("shared");
+        // One merge at a time.
+        let journal = dir.join(".journal");
+        let merging = OutputLock::merging(&journal).expect("free");
+        let e = OutputLock::merging(&journal).expect_err("held").to_string();
+        assert!(e.contains("another process is merging"), "{e}");
+        drop(merging);
+        let _next = OutputLock::merging(&journal).expect("released");
     }
 }
