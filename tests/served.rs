@@ -484,6 +484,30 @@ fn a_vllm_like_engine_scores_and_generates_as_the_checkpoint() {
         }
     }
 
+    // Sharded without --output: the process that starts the shards asks the engine only for
+    // the model's id; each shard checks the engine (one warning each, not one more).
+    let here = tmp.path().join("sharded-here");
+    std::fs::create_dir_all(&here).expect("folder");
+    let o = Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args([
+            "run",
+            "-q",
+            "--model",
+            &server.url(),
+            "--shards",
+            "2",
+            "--tasks",
+            "arc_easy",
+        ])
+        .args(["--limit", "4", "--tokenizer", tok.to_str().expect("utf8")])
+        .args(["--data-dir", data.to_str().expect("utf8")])
+        .current_dir(&here)
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches("(max_model_len)").count(), 2, "{}", text(&o));
+    assert!(here.join("evalkit-results/stories260K-hf/results.json").is_file());
+
     // A run of generations alone with another model's tokenizer is refused up front.
     let o = run(
         &server.url(),

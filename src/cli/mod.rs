@@ -231,7 +231,7 @@ fn run_tasks(a: &args::RunArgs, g: &args::Global) -> Result<u8> {
             // A served model's results go under its id on the server, known once connected:
             // ask it, as each shard will.
             let name = if settings::served_url(&a.model).is_some() && a.output.is_none() {
-                settings::open_model(&a.model, &hub_options(a))?.name
+                settings::served_name(&a.model, &hub_options(a))?
             } else {
                 settings::model_name(&a.model)
             };

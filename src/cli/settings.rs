@@ -103,7 +103,7 @@ pub fn open_model(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Resu
                 dir: tokenizer.to_path_buf(),
             })
         }
-        Source::Served { url, tokenizer } => open_served(a, url, tokenizer),
+        Source::Served { url, tokenizer } => open_served(a, url, tokenizer, true),
         Source::Checkpoint(dir) => {
             // A checkpoint's length is its config's: a --max-len that would do nothing is
             // refused (here, not in `source`: `evalkit merge` reads older runs' commands).
@@ -156,9 +156,18 @@ pub fn open_unloaded(
     })
 }
 
+/// The name a served model's results go under (its id on the server), asked without the
+/// checks a run's connection makes (each shard makes them).
+pub fn served_name(a: &ModelArgs, hub: &evalkit::suites::hub::HubOptions) -> Result<String> {
+    match source(a, hub)? {
+        Source::Served { url, tokenizer } => Ok(open_served(a, url, tokenizer, false)?.name),
+        _ => Ok(model_name(a)),
+    }
+}
+
 /// Connects to a served model; its tokenizer (and max length) come from `tok_dir`
-/// (`--tokenizer`).
-fn open_served(a: &ModelArgs, url: &str, tok_dir: &Path) -> Result<OpenedModel> {
+/// (`--tokenizer`); `checks`: [`Served`]'s checks of the engine at connection.
+fn open_served(a: &ModelArgs, url: &str, tok_dir: &Path, checks: bool) -> Result<OpenedModel> {
     let max_len = match a.max_len {
         Some(n) => n,
         None => evalkit::core::model::read_max_len(tok_dir).with_context(|| {
@@ -172,6 +181,7 @@ fn open_served(a: &ModelArgs, url: &str, tok_dir: &Path) -> Result<OpenedModel> 
     opts.model = a.served_model.clone();
     opts.in_flight = a.in_flight;
     opts.retries = a.retries;
+    opts.checks = checks;
     let tokenizer = Tokenizer::from_dir(tok_dir)?;
     let model = Served::connect(opts, tokenizer.clone())?;
     let name = model.model_id().rsplit('/').next().unwrap_or("served").to_string();

@@ -48,11 +48,14 @@ pub struct ServedOptions {
     pub backoff: Duration,
     /// Timeout of one request.
     pub timeout: Duration,
+    /// Check the engine at connection: fit the max length to its `max_model_len` and
+    /// `--tokenizer` to its tokenizer (off where a connection only asks the model's id).
+    pub checks: bool,
 }
 
 impl ServedOptions {
     /// Defaults for `base_url`: the first served model, 8 in flight, 5 retries from 0.5 s,
-    /// 600 s per request.
+    /// 600 s per request, the engine checked at connection.
     pub fn new(base_url: impl Into<String>, max_len: usize) -> Self {
         ServedOptions {
             base_url: base_url.into().trim_end_matches('/').to_string(),
@@ -62,6 +65,7 @@ impl ServedOptions {
             retries: 5,
             backoff: Duration::from_millis(500),
             timeout: Duration::from_secs(600),
+            checks: true,
         }
     }
 }
@@ -152,10 +156,12 @@ impl Served {
             .find(|m| m["id"].as_str() == Some(s.model.as_str()))
             .and_then(|m| m["max_model_len"].as_u64())
             .filter(|&l| l > 0);
-        if let Some(limit) = engine_len.map(|l| l as usize) {
-            s.fit_to(limit)?;
+        if s.opts.checks {
+            if let Some(limit) = engine_len.map(|l| l as usize) {
+                s.fit_to(limit)?;
+            }
+            s.check_tokenizer()?;
         }
-        s.check_tokenizer()?;
         // vLLM answers GET /version; others name themselves in the Server header at most.
         let root = s.opts.base_url.trim_end_matches("/v1").to_string();
         let version = s
