@@ -105,15 +105,30 @@ fn run(url: &str, tokenizer: &Path, out: &Path, extra: &[&str]) -> std::process:
     command(url, tokenizer, out, extra).output().expect("runs")
 }
 
+/// `evalkit run --shards 2` of ARC-Easy's first 4 rows on the model served at `url`, without
+/// `--output`, in the new folder `here` (the results go under `here/evalkit-results/`).
+fn sharded_without_output(url: &str, tokenizer: &Path, here: &Path) -> std::process::Output {
+    std::fs::create_dir_all(here).expect("folder");
+    Command::new(env!("CARGO_BIN_EXE_evalkit"))
+        .args([
+            "run", "-q", "--model", url, "--shards", "2", "--tasks", "arc_easy", "--limit", "4",
+        ])
+        .arg("--tokenizer")
+        .arg(tokenizer)
+        .arg("--data-dir")
+        .arg(data_dir())
+        .current_dir(here)
+        .output()
+        .expect("runs")
+}
+
 #[test]
 fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
     let Some((python, gguf)) = installed() else {
-        assert!(
-            std::env::var_os("EVALKIT_REQUIRE_SERVED").is_none(),
-            "EVALKIT_REQUIRE_SERVED is set but scripts/install-llama-server has not installed the server"
+        return crate::util::skip_unless_required(
+            "EVALKIT_REQUIRE_SERVED",
+            "scripts/install-llama-server has not installed the server",
         );
-        eprintln!("note: served-model test skipped (run scripts/install-llama-server)");
-        return;
     };
     let tmp = crate::tempdir!("served");
     let tok = model_dir("stories260K-hf");
@@ -325,20 +340,7 @@ fn a_served_model_scores_resumes_and_refuses_a_wrong_tokenizer() {
 
     // Sharded without --output: the results go under the served model's id, as one process's.
     let here = tmp.path().join("sharded-here");
-    std::fs::create_dir_all(&here).expect("folder");
-    let o = Command::new(env!("CARGO_BIN_EXE_evalkit"))
-        .args([
-            "run", "-q", "--model", &url, "--shards", "2", "--tasks", "arc_easy", "--limit", "4",
-        ])
-        .args([
-            "--tokenizer",
-            tok.to_str().unwrap(),
-            "--data-dir",
-            data_dir().to_str().unwrap(),
-        ])
-        .current_dir(&here)
-        .output()
-        .expect("runs");
+    let o = sharded_without_output(&url, &tok, &here);
     assert!(o.status.success(), "{}", text(&o));
     let under: Vec<PathBuf> = std::fs::read_dir(here.join("evalkit-results"))
         .expect("evalkit-results/")
@@ -414,12 +416,10 @@ fn vllm_like(python: &Path, model: &str, dir: &Path, extra: &[&str]) -> Server {
 #[test]
 fn a_vllm_like_engine_scores_and_generates_as_the_checkpoint() {
     let Some(python) = parity_python() else {
-        assert!(
-            std::env::var_os("EVALKIT_REQUIRE_SERVED").is_none(),
-            "EVALKIT_REQUIRE_SERVED is set but the parity environment is missing (scripts/parity --setup)"
+        return crate::util::skip_unless_required(
+            "EVALKIT_REQUIRE_SERVED",
+            "the parity environment is missing (scripts/parity --setup)",
         );
-        eprintln!("note: vLLM-like served test skipped (run scripts/parity --setup)");
-        return;
     };
     let tmp = crate::tempdir!("served-vllm");
     let tok = model_dir("stories260K-hf");
@@ -487,23 +487,7 @@ fn a_vllm_like_engine_scores_and_generates_as_the_checkpoint() {
     // Sharded without --output: the process that starts the shards asks the engine only for
     // the model's id; each shard checks the engine (one warning each, not one more).
     let here = tmp.path().join("sharded-here");
-    std::fs::create_dir_all(&here).expect("folder");
-    let o = Command::new(env!("CARGO_BIN_EXE_evalkit"))
-        .args([
-            "run",
-            "-q",
-            "--model",
-            &server.url(),
-            "--shards",
-            "2",
-            "--tasks",
-            "arc_easy",
-        ])
-        .args(["--limit", "4", "--tokenizer", tok.to_str().expect("utf8")])
-        .args(["--data-dir", data.to_str().expect("utf8")])
-        .current_dir(&here)
-        .output()
-        .expect("runs");
+    let o = sharded_without_output(&server.url(), &tok, &here);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(text(&o).matches("(max_model_len)").count(), 2, "{}", text(&o));
     assert!(here.join("evalkit-results/stories260K-hf/results.json").is_file());

@@ -485,12 +485,10 @@ fn torchrun() -> Option<PathBuf> {
 #[test]
 fn torchrun_no_python_launch_gives_the_samples_of_one_process() {
     let Some(torchrun) = torchrun() else {
-        assert!(
-            std::env::var_os("EVALKIT_REQUIRE_TORCHRUN").is_none(),
-            "EVALKIT_REQUIRE_TORCHRUN is set but torchrun was not found"
+        return crate::util::skip_unless_required(
+            "EVALKIT_REQUIRE_TORCHRUN",
+            "torchrun was not found (set EVALKIT_TORCHRUN, or run scripts/parity --setup)",
         );
-        eprintln!("skipped: no torchrun (set EVALKIT_TORCHRUN, or run scripts/parity --setup)");
-        return;
     };
     let tmp = crate::tempdir!("shards-torchrun");
     let one = reference(tmp.path(), TASKS, 12);

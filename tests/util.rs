@@ -49,6 +49,13 @@ pub fn journaled_in(dir: &std::path::Path) -> usize {
 }
 
 /// The JSON document in the file at `path` (results.json, a config).
+/// For a test whose outside tool is `missing`: a note that it is skipped, or, where `var` is
+/// set (as .ci/run sets it), a failure saying what is missing.
+pub fn skip_unless_required(var: &str, missing: &str) {
+    assert!(std::env::var_os(var).is_none(), "{var} is set but {missing}");
+    eprintln!("note: test skipped: {missing}");
+}
+
 pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
