@@ -218,10 +218,10 @@ impl Served {
             "logprobs": 1, "echo": true,
         });
         // Asked once: an engine that cannot answer it may still generate.
-        let echoed = match self.post_retried(&body, 0) {
+        let lp = match self.post_retried(&body, 0) {
             // Only where the echo was honoured (the text starts with the prompt).
             Ok(v) if v["choices"][0]["text"].as_str().is_some_and(|t| t.starts_with(&prompt)) => {
-                v["choices"][0]["logprobs"]["tokens"].as_array().cloned()
+                Some(v["choices"][0]["logprobs"].clone())
             }
             Ok(_) => None,
             Err(e) => {
@@ -229,17 +229,17 @@ impl Served {
                 None
             }
         };
-        let Some(echoed) = echoed else {
+        let Some(lp) = lp.filter(|lp| lp["tokens"].is_array()) else {
             tracing::debug!(
                 "{}: the engine echoes no prompt tokens: the tokenizer is not checked",
                 self.opts.base_url
             );
             return Ok(());
         };
-        let lead = usize::from(skip == 1 && self.is_bos(echoed.first()));
+        let lead = self.echoed_bos(&lp["tokens"], skip);
         let local = ids.len() - skip;
         // The prompt's tokens, and the one generated unless that was EOS (llama.cpp).
-        let echoed = echoed.len() - lead;
+        let echoed = lp["tokens"].as_array().map_or(0, Vec::len) - lead;
         if echoed != local && echoed != local + 1 {
             return Err(served_error(
                 &self.opts.base_url,
@@ -387,9 +387,12 @@ impl Served {
             .collect())
     }
 
-    /// Whether an echoed token is the BOS (as its text, `<s>`, or vLLM's `token_id:1` form).
-    fn is_bos(&self, token: Option<&Value>) -> bool {
-        self.bos.is_some_and(|bos| token.is_some_and(|t| self.is_token(t, bos)))
+    /// The tokens the engine echoed before a prompt's text: 1 where the prompt's BOS was left
+    /// out of the text (`skip`, from [`Served::text`]) and the engine echoes the one it put
+    /// back (vLLM, as its text `<s>` or `token_id:1`); 0 where it does not (llama.cpp's server).
+    fn echoed_bos(&self, tokens: &Value, skip: usize) -> usize {
+        let first = tokens.get(0);
+        usize::from(skip == 1 && self.bos.is_some_and(|bos| first.is_some_and(|t| self.is_token(t, bos))))
     }
 
     /// Whether an echoed token is an EOS.
@@ -455,7 +458,7 @@ impl Served {
         let top = lp["top_logprobs"].as_array().cloned().unwrap_or_default();
         // vLLM echoes the BOS it put before the text (with no log-prob); llama.cpp's server
         // leaves it out. The positions below are the text's.
-        let lead = usize::from(skip == 1 && self.is_bos(lp["tokens"].get(0)));
+        let lead = self.echoed_bos(&lp["tokens"], skip);
         let logprobs = &logprobs[lead.min(logprobs.len())..];
         let top = &top[lead.min(top.len())..];
         // The engine echoes the prompt's tokens and the one generated token, unless that was
